@@ -1,0 +1,69 @@
+"""statestore: workflow state and credential configs as JSON objects in object storage.
+
+Updates are compare-and-swap merges, so concurrent updates are never lost.
+"""
+
+from __future__ import annotations
+
+from .backends import (
+    CountingBackend,
+    LatencyBackend,
+    LocalBackend,
+    MemoryBackend,
+    ObjectBackend,
+    PreconditionFailed,
+    Versioned,
+    WrapperBackend,
+)
+from .codec import Codec
+from .config import Settings
+from .errors import (
+    BackendError,
+    ConflictError,
+    CorruptStateError,
+    DecryptionError,
+    InvalidInputError,
+    InvalidStateTypeError,
+    PathTraversalError,
+    SecretPolicyError,
+    StateStoreError,
+    StateTooLargeError,
+)
+from .facade import StateStore, build_store, get_default_store, set_default_store, use_store
+from .paths import build_state_store_path, validate_id
+from .retry import RetryPolicy
+from .statetype import StateType
+from .store import Store
+
+__all__ = [
+    "BackendError",
+    "Codec",
+    "ConflictError",
+    "CorruptStateError",
+    "CountingBackend",
+    "DecryptionError",
+    "InvalidInputError",
+    "InvalidStateTypeError",
+    "LatencyBackend",
+    "LocalBackend",
+    "MemoryBackend",
+    "ObjectBackend",
+    "PathTraversalError",
+    "PreconditionFailed",
+    "RetryPolicy",
+    "SecretPolicyError",
+    "Settings",
+    "StateStore",
+    "StateStoreError",
+    "StateTooLargeError",
+    "StateType",
+    "Store",
+    "Versioned",
+    "WrapperBackend",
+    "build_state_store_path",
+    "build_store",
+    "get_default_store",
+    "set_default_store",
+    "use_store",
+    "validate_id",
+]

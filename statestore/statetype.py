@@ -1,0 +1,29 @@
+"""``StateType``: the two kinds of state, as on the API page."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import InvalidStateTypeError
+
+
+class StateType(StrEnum):
+    """Enumeration of state types; the value is the ``<type>`` part of the key."""
+
+    WORKFLOWS = "workflows"
+    CREDENTIALS = "credentials"
+
+    @classmethod
+    def is_member(cls, type: str) -> bool:  # noqa: A002 - the API page names it ``type``
+        """True if ``type`` is the exact (case-sensitive) value of a member."""
+        return isinstance(type, str) and type in cls._value2member_map_
+
+    @classmethod
+    def coerce(cls, value: StateType | str) -> StateType:
+        """Return the member for a ``StateType`` or its string value, else raise."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str) and cls.is_member(value):
+            return cls(value)
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise InvalidStateTypeError(f"unknown state type {value!r}: expected one of {allowed}")

@@ -1,0 +1,416 @@
+"""``Store``: one backend, one app name and the options; all of statestore's logic lives here.
+
+Every change goes through one compare-and-swap loop (``_apply``): read the
+current state and its ETag (or take them from the cache), apply the change,
+write with ``if_match`` / ``if_none_match``, and on ``PreconditionFailed``
+re-read, re-apply and retry with jittered backoff. Concurrent changes to one
+state from one event loop are coalesced into a single write (``_submit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, NamedTuple, TypeVar
+
+from .backends.base import ObjectBackend, PreconditionFailed, Versioned
+from .codec import Codec, check_json, copy_state, decode, encode
+from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
+from .errors import (
+    BackendError,
+    ConflictError,
+    CorruptStateError,
+    InvalidInputError,
+    StateStoreError,
+    StateTooLargeError,
+)
+from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
+from .retry import RetryPolicy
+from .statetype import StateType
+
+logger = logging.getLogger(__name__)
+
+State = dict[str, Any]
+UpdateFn = Callable[[State], State]
+T = TypeVar("T")
+
+
+class _Change(NamedTuple):
+    """One caller's change: ``fn`` maps the working state to the next one.
+
+    ``user`` functions get a deep copy and have their result checked;
+    ``replaces`` changes ignore the stored state, so they also apply on top of
+    a corrupt one.
+    """
+
+    fn: UpdateFn
+    user: bool = False
+    replaces: bool = False
+
+
+class _Current(NamedTuple):
+    """The stored state as last seen: plain JSON bytes, ETag, and whether its encoding is outdated."""
+
+    plain: bytes
+    etag: str
+    reseal: bool = False
+
+
+@dataclass
+class _Pending:
+    change: _Change
+    future: asyncio.Future[State]
+
+
+@dataclass
+class _Batcher:
+    """Changes to one state from one event loop, waiting for the next write."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class _EtagCache:
+    """The last (plain bytes, ETag) seen per key, least recently used dropped first. Thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, _Current] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> _Current | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: str, item: _Current) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+class Store:
+    """A state store: the API page's operations on one backend for one app.
+
+    ``Store`` objects are cheap to share: use one per backend for the life of
+    the process, from any number of tasks, threads and event loops; close it
+    with ``await store.aclose()`` or ``async with store:``.
+    """
+
+    def __init__(
+        self,
+        backend: ObjectBackend,
+        *,
+        app_name: str = DEFAULT_APP_NAME,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+        cache_size: int = 1024,
+        coalesce: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.app_name = validate_app_name(app_name)
+        self.codec = codec or Codec()
+        self.retry = retry or RetryPolicy()
+        self.max_state_bytes = max_state_bytes
+        self.coalesce = coalesce
+        self._cache = _EtagCache(cache_size)
+        self._batchers: dict[tuple[asyncio.AbstractEventLoop, str], _Batcher] = {}
+
+    def __repr__(self) -> str:
+        return f"Store({self.backend.describe()}, app_name={self.app_name!r})"
+
+    def key(self, id: str, type: StateType | str) -> StateKey:  # noqa: A002
+        """Validate ``id`` and ``type`` and return where that state lives."""
+        return state_key(self.app_name, type, id)
+
+    # -- the API page ----------------------------------------------------------
+
+    async def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
+        """The stored state; ``{}`` only if it does not exist. Always asks the backend."""
+        skey = self.key(id, type)
+        current = await self._read(skey)
+        if current is None:
+            return {}
+        state = decode(current.plain, skey)
+        if not current.reseal:
+            self._cache.put(skey.object_key, current)
+        return state
+
+    async def save_state(self, key: str, value: Any, id: str, type: StateType | str) -> None:  # noqa: A002
+        """Set one top-level ``key`` of the state to ``value``, keeping every other key."""
+        skey = self.key(id, type)
+        if not isinstance(key, str):
+            raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
+        check_json(value, f"value of {key!r}")
+        self.codec.check(skey, {key: value})
+
+        def set_key(state: State) -> State:
+            state[key] = value
+            return state
+
+        await self._submit(skey, _Change(set_key))
+
+    async def save_state_object(self, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
+        """Shallow-merge ``value`` into the state and return the complete merged state."""
+        skey = self.key(id, type)
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
+        update = dict(value)
+        check_json(update, "value")
+        self.codec.check(skey, update)
+
+        def merge(state: State) -> State:
+            state.update(update)
+            return state
+
+        return await self._submit(skey, _Change(merge))
+
+    # -- beyond the API page ---------------------------------------------------
+
+    async def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
+        """Replace the state with ``fn(copy of state)``; ``fn`` is rerun on conflict. Returns what was stored."""
+        skey = self.key(id, type)
+        if not callable(fn):
+            raise InvalidInputError("fn must be callable")
+        return await self._submit(skey, _Change(fn, user=True))
+
+    async def replace_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+        """Store ``value`` as the whole state, whatever is stored now (also a corrupt state)."""
+        skey = self.key(id, type)
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
+        new = dict(value)
+        check_json(new, "value")
+        self.codec.check(skey, new)
+        return await self._submit(skey, _Change(lambda _state: dict(new), replaces=True))
+
+    async def delete_state(self, id: str, type: StateType | str) -> None:  # noqa: A002
+        """Remove the state; a missing state is not an error."""
+        skey = self.key(id, type)
+        self._cache.discard(skey.object_key)
+        await self._call(skey, "delete", self.backend.delete(skey.object_key))
+
+    async def iter_states(self, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
+        """Yield the ids of this app's states of ``type`` as the backend lists them (streaming, unsorted)."""
+        stype = StateType.coerce(type)
+        prefix = type_prefix(self.app_name, stype)
+        try:
+            async for key in self.backend.list(prefix):
+                state_id = id_from_key(prefix, key)
+                if state_id is not None:
+                    yield state_id
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
+
+    async def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
+        """The ids of this app's states of ``type``, sorted."""
+        return sorted([state_id async for state_id in self.iter_states(type)])
+
+    async def aclose(self) -> None:
+        """Close the backend's connections; the store opens new ones if used again."""
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _call(self, skey: StateKey, op: str, call: Awaitable[T]) -> T:
+        """Await a backend call; anything but our own errors becomes ``BackendError``."""
+        try:
+            return await call
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})") from exc
+
+    def _open(self, skey: StateKey, obj: Versioned | None) -> _Current | None:
+        if obj is None:
+            return None
+        opened = self.codec.open(skey, obj.data)
+        return _Current(opened.plain, obj.etag, opened.reseal)
+
+    async def _read(self, skey: StateKey) -> _Current | None:
+        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        if obj is None:
+            self._cache.discard(skey.object_key)
+        return self._open(skey, obj)
+
+    # -- coalescing ------------------------------------------------------------
+
+    async def _submit(self, skey: StateKey, change: _Change) -> State:
+        """Apply one change; changes to the same state that wait together share one write."""
+        if not self.coalesce:
+            outcomes, state = await self._apply(skey, [change])
+            if outcomes[0] is not None:
+                raise outcomes[0]
+            return state
+        loop = asyncio.get_running_loop()
+        slot = (loop, skey.object_key)
+        future: asyncio.Future[State] = loop.create_future()
+        batcher = self._batchers.get(slot)
+        if batcher is None:
+            batcher = self._batchers[slot] = _Batcher()
+            batcher.task = loop.create_task(self._drain(slot, skey, batcher))
+        batcher.pending.append(_Pending(change, future))
+        return await future
+
+    async def _drain(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
+        """Write the waiting changes batch by batch, in call order, until none are left."""
+        try:
+            while batcher.pending:
+                batch = [p for p in batcher.pending if not p.future.done()]
+                batcher.pending = []
+                if not batch:
+                    continue
+                try:
+                    outcomes, state = await self._apply(skey, [p.change for p in batch])
+                except BaseException as exc:
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                first = True
+                for p, outcome in zip(batch, outcomes, strict=True):
+                    if p.future.done():
+                        continue
+                    if outcome is not None:
+                        p.future.set_exception(outcome)
+                    else:
+                        p.future.set_result(state if first else copy_state(state))
+                        first = False
+        finally:
+            del self._batchers[slot]
+            for p in batcher.pending:
+                p.future.cancel()
+
+    # -- compare-and-swap ------------------------------------------------------
+
+    def _run(
+        self, skey: StateKey, current: _Current | None, changes: Sequence[_Change], limit_each: bool
+    ) -> tuple[list[Exception | None], State | None]:
+        """Apply ``changes`` in order to the current state; a change that fails is skipped.
+
+        Returns each change's error (or None) and the resulting state (None if
+        nothing applied on top of a corrupt state). With ``limit_each`` the
+        size limit is checked after every change, so only the change that
+        crosses it fails.
+        """
+        outcomes: list[Exception | None] = []
+        state: State | None
+        corrupt: CorruptStateError | None = None
+        try:
+            state = decode(current.plain, skey) if current is not None else {}
+        except CorruptStateError as exc:
+            state, corrupt = None, exc
+        for change in changes:
+            if state is None and not change.replaces:
+                assert corrupt is not None
+                outcomes.append(corrupt)
+                continue
+            before = copy_state(state) if limit_each and state is not None else None
+            try:
+                state = self._run_one(skey, change, state)
+                if limit_each:
+                    self._check_size(skey, encode(state))
+            except Exception as exc:  # this caller's change fails alone; its caller gets the error
+                if limit_each:
+                    state = before
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+        return outcomes, state
+
+    def _run_one(self, skey: StateKey, change: _Change, state: State | None) -> State:
+        if change.user:
+            assert state is not None
+            result = change.fn(copy_state(state))
+            if not isinstance(result, dict):
+                raise InvalidInputError(f"update function for {skey} returned {result.__class__.__name__}, not a dict")
+            check_json(result, "updated state")
+            self.codec.check(skey, result)
+            return result
+        return change.fn(state if state is not None else {})
+
+    def _check_size(self, skey: StateKey, plain: bytes) -> None:
+        if len(plain) > self.max_state_bytes:
+            raise StateTooLargeError(f"{skey} would be {len(plain)} bytes; the limit is {self.max_state_bytes}")
+
+    async def _apply(self, skey: StateKey, changes: Sequence[_Change]) -> tuple[list[Exception | None], State]:
+        """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict."""
+        object_key = skey.object_key
+        budget = self.retry.start()
+        current: _Current | None = self._cache.get(object_key)
+        known = current is not None
+        while True:
+            if not known:
+                current = await self._read(skey)
+            outcomes, state = self._run(skey, current, changes, limit_each=False)
+            if state is None:  # every change needed the corrupt state
+                return outcomes, {}
+            plain = encode(state)
+            if len(plain) > self.max_state_bytes:
+                if len(changes) == 1:
+                    self._check_size(skey, plain)
+                outcomes, state = self._run(skey, current, changes, limit_each=True)
+                if state is None:
+                    return outcomes, {}
+                plain = encode(state)
+            if (current is None and not state) or (
+                current is not None and plain == current.plain and not current.reseal
+            ):
+                return outcomes, state  # nothing would change: write nothing
+            sealed = self.codec.seal(skey, plain)
+            try:
+                etag = await self._call(
+                    skey,
+                    "put",
+                    self.backend.put(
+                        object_key,
+                        sealed,
+                        if_match=current.etag if current is not None else None,
+                        if_none_match=current is None,
+                    ),
+                )
+            except PreconditionFailed as conflict:
+                self._cache.discard(object_key)
+                use_seen = conflict.current_known and budget.tries == 1
+                if not await budget.backoff(sleep=not use_seen):
+                    raise ConflictError(
+                        f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
+                    ) from None
+                logger.debug("conflict on %s, attempt %d", skey, budget.tries)
+                known = use_seen
+                if use_seen:
+                    current = self._open(skey, conflict.current)
+                continue
+            except BaseException:
+                self._cache.discard(object_key)
+                raise
+            self._cache.put(object_key, _Current(plain, etag))
+            return outcomes, state

@@ -1,0 +1,107 @@
+"""The backend protocol, once, against every backend (``backend_kind`` in conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from statestore import ObjectBackend, PreconditionFailed
+
+KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
+
+
+async def test_get_missing_is_none(backend: ObjectBackend) -> None:
+    assert await backend.get(KEY) is None
+
+
+async def test_put_get_roundtrip_and_quoted_md5_etag(backend: ObjectBackend) -> None:
+    etag = await backend.put(KEY, b'{"a":1}')
+    assert etag.startswith('"') and etag.endswith('"')
+    got = await backend.get(KEY)
+    assert got is not None
+    assert got.data == b'{"a":1}'
+    assert got.etag.strip('"') == etag.strip('"')
+
+
+async def test_if_none_match_creates_only_once(backend: ObjectBackend) -> None:
+    await backend.put(KEY, b"1", if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        await backend.put(KEY, b"2", if_none_match=True)
+    got = await backend.get(KEY)
+    assert got is not None and got.data == b"1"
+
+
+async def test_if_match_current_etag_succeeds_stale_fails(backend: ObjectBackend) -> None:
+    first = await backend.put(KEY, b"1")
+    second = await backend.put(KEY, b"2", if_match=first)
+    assert second.strip('"') != first.strip('"')
+    with pytest.raises(PreconditionFailed) as info:
+        await backend.put(KEY, b"3", if_match=first)
+    if info.value.current_known:
+        assert info.value.current is not None and info.value.current.data == b"2"
+    got = await backend.get(KEY)
+    assert got is not None and got.data == b"2"
+
+
+async def test_if_match_accepts_unquoted_etag(backend: ObjectBackend) -> None:
+    etag = await backend.put(KEY, b"1")
+    await backend.put(KEY, b"2", if_match=etag.strip('"'))
+    got = await backend.get(KEY)
+    assert got is not None and got.data == b"2"
+
+
+async def test_if_match_on_missing_key_fails(backend: ObjectBackend) -> None:
+    with pytest.raises(PreconditionFailed):
+        await backend.put(KEY, b"1", if_match='"0123456789abcdef0123456789abcdef"')
+    assert await backend.get(KEY) is None
+
+
+async def test_delete(backend: ObjectBackend) -> None:
+    await backend.delete(KEY)  # missing: fine
+    await backend.put(KEY, b"1")
+    await backend.delete(KEY)
+    assert await backend.get(KEY) is None
+
+
+async def test_conditional_delete(backend: ObjectBackend) -> None:
+    if not backend.supports_conditional_delete:
+        pytest.skip("backend ignores If-Match on delete")
+    first = await backend.put(KEY, b"1")
+    await backend.put(KEY, b"2", if_match=first)
+    with pytest.raises(PreconditionFailed):
+        await backend.delete(KEY, if_match=first)
+    assert await backend.get(KEY) is not None
+    current = await backend.get(KEY)
+    assert current is not None
+    await backend.delete(KEY, if_match=current.etag)
+    assert await backend.get(KEY) is None
+
+
+async def test_list_by_prefix(backend: ObjectBackend) -> None:
+    keys = [
+        "persistent-artifacts/apps/a/workflows/w1/config.json",
+        "persistent-artifacts/apps/a/workflows/w2/config.json",
+        "persistent-artifacts/apps/a/credentials/c1/config.json",
+        "persistent-artifacts/apps/b/workflows/w3/config.json",
+    ]
+    for key in keys:
+        await backend.put(key, b"{}")
+    listed = [k async for k in backend.list("persistent-artifacts/apps/a/workflows/")]
+    assert sorted(listed) == keys[:2]
+    assert [k async for k in backend.list("persistent-artifacts/apps/none/")] == []
+
+
+async def test_list_streams_many(backend: ObjectBackend) -> None:
+    keys = sorted(f"p/x/{i:04d}/config.json" for i in range(600))
+    for key in keys:
+        await backend.put(key, b"{}")
+    assert sorted([k async for k in backend.list("p/x/")]) == keys
+
+
+async def test_binary_and_empty_payloads(backend: ObjectBackend) -> None:
+    await backend.put(KEY, b"")
+    got = await backend.get(KEY)
+    assert got is not None and got.data == b""
+    blob = bytes(range(256)) * 100
+    await backend.put(KEY, blob)
+    got = await backend.get(KEY)
+    assert got is not None and got.data == blob
