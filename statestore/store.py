@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, Versioned
+from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
 from .errors import (
@@ -264,19 +264,44 @@ class Store:
     async def _submit(self, skey: StateKey, change: _Change) -> State:
         """Apply one change; changes to the same state that wait together share one write."""
         if not self.coalesce:
-            outcomes, state = await self._apply(skey, [change])
-            if outcomes[0] is not None:
-                raise outcomes[0]
-            return state
+            return await self._apply_alone(skey, change)
         loop = asyncio.get_running_loop()
         slot = (loop, skey.object_key)
         future: asyncio.Future[State] = loop.create_future()
         batcher = self._batchers.get(slot)
-        if batcher is None:
-            batcher = self._batchers[slot] = _Batcher()
-            batcher.task = loop.create_task(self._drain(slot, skey, batcher))
-        batcher.pending.append(_Pending(change, future))
-        return await future
+        if batcher is not None:
+            batcher.pending.append(_Pending(change, future))
+            return await future
+        batcher = self._batchers[slot] = _Batcher([_Pending(change, future)])
+        try:
+            await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
+        except BaseException:
+            future.cancel()
+            self._hand_off(slot, skey, batcher)
+            raise
+        if len(batcher.pending) > 1:
+            self._hand_off(slot, skey, batcher)
+            return await future
+        # Alone (the common case of a lone writer): write from this task, with no drain task to
+        # hop through. Callers that arrive meanwhile queue up and are handed to a drain task afterwards.
+        batcher.pending = []
+        try:
+            return await self._apply_alone(skey, change)
+        finally:
+            self._hand_off(slot, skey, batcher)
+
+    async def _apply_alone(self, skey: StateKey, change: _Change) -> State:
+        outcomes, state = await self._apply(skey, [change])
+        if outcomes[0] is not None:
+            raise outcomes[0]
+        return state
+
+    def _hand_off(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
+        """Leave the waiting changes to a drain task, or drop the batcher if nobody waits."""
+        if any(not p.future.done() for p in batcher.pending):
+            batcher.task = slot[0].create_task(self._drain(slot, skey, batcher))
+        else:
+            del self._batchers[slot]
 
     async def _drain(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
         """Write the waiting changes batch by batch, in call order, until none are left."""
@@ -361,29 +386,43 @@ class Store:
             raise StateTooLargeError(f"{skey} would be {len(plain)} bytes; the limit is {self.max_state_bytes}")
 
     async def _apply(self, skey: StateKey, changes: Sequence[_Change]) -> tuple[list[Exception | None], State]:
-        """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict."""
+        """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict.
+
+        An outcome that writes nothing (no change, or every change failed) is
+        returned only once the state it was computed from is confirmed by the
+        backend: a cached state may be stale, and a successful conditional
+        write is what confirms it otherwise.
+        """
         object_key = skey.object_key
         budget = self.retry.start()
         current: _Current | None = self._cache.get(object_key)
         known = current is not None
+        confirmed = False
         while True:
             if not known:
                 current = await self._read(skey)
+                confirmed = True
             outcomes, state = self._run(skey, current, changes, limit_each=False)
-            if state is None:  # every change needed the corrupt state
-                return outcomes, {}
-            plain = encode(state)
-            if len(plain) > self.max_state_bytes:
-                if len(changes) == 1:
-                    self._check_size(skey, plain)
-                outcomes, state = self._run(skey, current, changes, limit_each=True)
-                if state is None:
-                    return outcomes, {}
+            plain = b""
+            if state is not None:
                 plain = encode(state)
-            if (current is None and not state) or (
-                current is not None and plain == current.plain and not current.reseal
+                if len(plain) > self.max_state_bytes:  # rerun, so that only the changes crossing the limit fail
+                    outcomes, state = self._run(skey, current, changes, limit_each=True)
+                    plain = encode(state) if state is not None else b""
+            if (
+                state is None  # every change needed the corrupt state
+                or (current is None and not state)
+                or (current is not None and plain == current.plain and not current.reseal)
             ):
-                return outcomes, state  # nothing would change: write nothing
+                if not confirmed:  # nothing to write, but only by the cache: ask the backend
+                    fresh = await self._read(skey)
+                    confirmed = True
+                    if not _same_version(current, fresh):
+                        current = fresh
+                        continue
+                if current is not None and not current.reseal and state is not None:
+                    self._cache.put(object_key, current)
+                return outcomes, state if state is not None else {}  # write nothing
             sealed = self.codec.seal(skey, plain)
             try:
                 etag = await self._call(
@@ -404,7 +443,7 @@ class Store:
                         f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
                     ) from None
                 logger.debug("conflict on %s, attempt %d", skey, budget.tries)
-                known = use_seen
+                known = confirmed = use_seen
                 if use_seen:
                     current = self._open(skey, conflict.current)
                 continue
@@ -413,3 +452,10 @@ class Store:
                 raise
             self._cache.put(object_key, _Current(plain, etag))
             return outcomes, state
+
+
+def _same_version(a: _Current | None, b: _Current | None) -> bool:
+    """Whether two sightings of a state are the same stored version."""
+    if a is None or b is None:
+        return a is b
+    return same_etag(a.etag, b.etag) and a.plain == b.plain

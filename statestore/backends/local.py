@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 TEMP_SUFFIX = ".tmp"
 LOCK_SUFFIX = ".lock"
 _LIST_BATCH = 256
+_READY_DIRS = 4096
 
 
 def _is_hidden(name: str) -> bool:
@@ -52,6 +53,8 @@ class LocalBackend(ObjectBackend):
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.durable = durable
+        # Directories this backend has made (or found) and swept of dead writers' temp files.
+        self._ready: set[Path] = set()
 
     def describe(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
@@ -71,7 +74,7 @@ class LocalBackend(ObjectBackend):
 
     def _get_sync(self, path: Path) -> Versioned | None:
         try:
-            data = path.read_bytes()
+            data = _read_all(str(path))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -85,29 +88,56 @@ class LocalBackend(ObjectBackend):
         return await asyncio.to_thread(self._put_sync, path, bytes(data), if_match, if_none_match)
 
     def _put_sync(self, path: Path, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+        """Check the condition and replace the file, all under the object's lock; one thread hop per put."""
+        target, parent = str(path), path.parent
         try:
-            self._makedirs(path.parent)
-            with self._locked(path):
+            lock_fd = self._open_lock(path)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 self._check(path, if_match, if_none_match)
-                self._remove_stale_temps(path)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+                if parent not in self._ready:
+                    self._remove_stale_temps(path)
+                    self._remember(parent)
+                tmp = f"{parent}/.{path.name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
                 try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.replace(tmp, path)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
+                    try:
+                        _write_all(fd, data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(tmp, target)
                 except BaseException:
-                    tmp.unlink(missing_ok=True)
+                    with suppress(OSError):
+                        os.unlink(tmp)
                     raise
                 if self.durable:
-                    self._fsync_dir(path.parent)
+                    self._fsync_dir(parent)
+            finally:
+                os.close(lock_fd)  # closing the descriptor releases the lock
         except (PreconditionFailed, BackendError):
             raise
         except OSError as exc:
             raise BackendError(f"cannot write {path}: {exc.strerror}") from exc
         return md5_etag(data)
+
+    def _open_lock(self, path: Path) -> int:
+        """Open (creating) the object's lock file; its directory is made on first use."""
+        lock = f"{path.parent}/.{path.name}{LOCK_SUFFIX}"
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        if path.parent not in self._ready:
+            self._makedirs(path.parent)
+        try:
+            return os.open(lock, flags, self.file_mode)
+        except FileNotFoundError:  # the directory was removed since we made it
+            self._makedirs(path.parent)
+            return os.open(lock, flags, self.file_mode)
+
+    def _remember(self, directory: Path) -> None:
+        """Note a directory as made and swept by this backend (a bounded set: forgetting only costs a sweep)."""
+        if len(self._ready) >= _READY_DIRS:
+            self._ready.clear()
+        self._ready.add(directory)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         path = self.path(key)
@@ -198,6 +228,26 @@ class LocalBackend(ObjectBackend):
                 yield from self._walk(Path(entry.path))
             elif entry.is_file(follow_symlinks=False) and not _is_hidden(entry.name):
                 yield Path(entry.path).relative_to(self.root).as_posix()
+
+
+def _read_all(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, max(size + 1, 65536))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _take(iterator: Iterator[str], n: int) -> list[str]:
