@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 State = dict[str, Any]
 UpdateFn = Callable[[State], State]
 T = TypeVar("T")
+_KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
 
 
 class _Change(NamedTuple):
@@ -131,13 +132,23 @@ class Store:
         self.coalesce = coalesce
         self._cache = _EtagCache(cache_size)
         self._batchers: dict[tuple[asyncio.AbstractEventLoop, str], _Batcher] = {}
+        self._keys: dict[tuple[str, str], StateKey] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.backend.describe()}, app_name={self.app_name!r})"
 
     def key(self, id: str, type: StateType | str) -> StateKey:  # noqa: A002
-        """Validate ``id`` and ``type`` and return where that state lives."""
-        return state_key(self.app_name, type, id)
+        """Validate ``id`` and ``type`` and return where that state lives (validated pairs are remembered)."""
+        if id.__class__ is not str or not isinstance(type, str):
+            return state_key(self.app_name, type, id)
+        memo = (id, type)
+        skey = self._keys.get(memo)
+        if skey is None:
+            skey = state_key(self.app_name, type, id)
+            if len(self._keys) >= _KEY_MEMO:
+                self._keys.clear()
+            self._keys[memo] = skey
+        return skey
 
     # -- the API page ----------------------------------------------------------
 

@@ -8,6 +8,7 @@ counted). Timing claims live in scripts/bench.py, never here.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,13 +22,17 @@ from statestore import (
     BackendError,
     CountingBackend,
     InvalidInputError,
+    LocalBackend,
     MemoryBackend,
     ObjectBackend,
+    PreconditionFailed,
     StateTooLargeError,
     StateType,
     Store,
+    Versioned,
     WrapperBackend,
 )
+from statestore.backends.base import md5_etag
 
 W = StateType.WORKFLOWS
 TASKS = 8
@@ -339,3 +344,41 @@ def test_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+# -- local backend: the ETag check without a read --------------------------------------------------------
+
+
+async def test_local_etag_proof_sees_other_writers(tmp_path: Path) -> None:
+    ours, theirs = LocalBackend(tmp_path), LocalBackend(tmp_path)
+    etag = await ours.put("a/b.json", b'{"v":1}')
+    await theirs.put("a/b.json", b'{"v":1}', if_match=etag)  # same bytes, a new file: the same ETag
+    assert await ours.put("a/b.json", b'{"v":2}', if_match=etag) != etag  # proven by reading, not the pin
+    newer = await theirs.put("a/b.json", b'{"v":3}', if_match=md5_etag(b'{"v":2}'))
+    with pytest.raises(PreconditionFailed) as info:
+        await ours.put("a/b.json", b'{"v":4}', if_match=md5_etag(b'{"v":2}'))
+    assert info.value.current == Versioned(b'{"v":3}', newer)
+    (tmp_path / "a" / "b.json").write_bytes(b'{"v":"edited in place"}')  # not through a backend
+    with pytest.raises(PreconditionFailed):
+        await theirs.put("a/b.json", b'{"v":5}', if_match=newer)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    before = open_fds()
+    etags = {}
+    for i in range(300):
+        etags[i] = await backend.put(f"s{i}/config.json", b"{}")
+    assert open_fds() - before <= 130
+    for i in range(300):  # evicted or not, every ETag still checks out
+        await backend.put(f"s{i}/config.json", b"[]", if_match=etags[i])
+    await backend.delete("s299/config.json")
+    await backend.aclose()
+    assert open_fds() <= before

@@ -14,6 +14,9 @@ import asyncio
 import fcntl
 import logging
 import os
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -27,6 +30,64 @@ TEMP_SUFFIX = ".tmp"
 LOCK_SUFFIX = ".lock"
 _LIST_BATCH = 256
 _READY_DIRS = 4096
+_PINS = 128
+
+
+class _Pins:
+    """Our last write per object, its file kept open: proves an ETag with a ``stat`` instead of a read.
+
+    While we hold a descriptor of the file we wrote, no other file can be given
+    its inode number; so if the object's path still names that inode, with the
+    size and mtime we saw, it still holds our bytes (every writer replaces the
+    file, none edits it in place). At most ``size`` pins; the oldest is closed
+    first. Thread-safe.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[int, tuple[int, int, int, int], str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def pin(self, path: str, fd: int, etag: str) -> None:
+        """Remember ``fd`` (now ours to close) as the file at ``path`` holding ``etag``."""
+        with self._lock:
+            try:
+                sig = _signature(os.fstat(fd))
+            except BaseException:
+                os.close(fd)
+                raise
+            old = self._items.pop(path, None)
+            if old is not None:
+                os.close(old[0])
+            self._items[path] = (fd, sig, etag)
+            while len(self._items) > self.size:
+                os.close(self._items.popitem(last=False)[1][0])
+
+    def proves(self, path: str, etag: str) -> bool:
+        """Whether ``path`` is still the file we wrote with ``etag``; False means "read it to know"."""
+        with self._lock:  # held across the stat, so no pin is closed (and its inode freed) meanwhile
+            item = self._items.get(path)
+            if item is None or not same_etag(item[2], etag):
+                return False
+            try:
+                return _signature(os.stat(path)) == item[1]
+            except OSError:
+                return False
+
+    def unpin(self, path: str) -> None:
+        with self._lock:
+            item = self._items.pop(path, None)
+            if item is not None:
+                os.close(item[0])
+
+    def close(self) -> None:
+        with self._lock:
+            while self._items:
+                os.close(self._items.popitem()[1][0])
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _is_hidden(name: str) -> bool:
@@ -55,6 +116,12 @@ class LocalBackend(ObjectBackend):
         self.durable = durable
         # Directories this backend has made (or found) and swept of dead writers' temp files.
         self._ready: set[Path] = set()
+        self._pins = _Pins(_PINS)
+        weakref.finalize(self, self._pins.close)
+
+    async def aclose(self) -> None:
+        """Close the files kept open to prove ETags; the backend stays usable."""
+        self._pins.close()
 
     def describe(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
@@ -89,7 +156,7 @@ class LocalBackend(ObjectBackend):
 
     def _put_sync(self, path: Path, data: bytes, if_match: str | None, if_none_match: bool) -> str:
         """Check the condition and replace the file, all under the object's lock; one thread hop per put."""
-        target, parent = str(path), path.parent
+        target, parent, etag = str(path), path.parent, md5_etag(data)
         try:
             lock_fd = self._open_lock(path)
             try:
@@ -99,18 +166,17 @@ class LocalBackend(ObjectBackend):
                     self._remove_stale_temps(path)
                     self._remember(parent)
                 tmp = f"{parent}/.{path.name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
                 try:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
-                    try:
-                        _write_all(fd, data)
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    _write_all(fd, data)
+                    os.fsync(fd)
                     os.replace(tmp, target)
                 except BaseException:
+                    os.close(fd)
                     with suppress(OSError):
                         os.unlink(tmp)
                     raise
+                self._pins.pin(target, fd, etag)
                 if self.durable:
                     self._fsync_dir(parent)
             finally:
@@ -119,7 +185,7 @@ class LocalBackend(ObjectBackend):
             raise
         except OSError as exc:
             raise BackendError(f"cannot write {path}: {exc.strerror}") from exc
-        return md5_etag(data)
+        return etag
 
     def _open_lock(self, path: Path) -> int:
         """Open (creating) the object's lock file; its directory is made on first use."""
@@ -152,6 +218,7 @@ class LocalBackend(ObjectBackend):
             with self._locked(path):
                 self._check(path, if_match, False)
                 path.unlink(missing_ok=True)
+                self._pins.unpin(str(path))
                 self._remove_stale_temps(path)
         except (PreconditionFailed, BackendError):
             raise
@@ -160,6 +227,8 @@ class LocalBackend(ObjectBackend):
 
     def _check(self, path: Path, if_match: str | None, if_none_match: bool) -> None:
         if if_match is None and not if_none_match:
+            return
+        if if_match is not None and self._pins.proves(str(path), if_match):
             return
         current = self._get_sync(path)
         if (if_none_match and current is not None) or (
