@@ -382,3 +382,21 @@ async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path
     await backend.delete("s299/config.json")
     await backend.aclose()
     assert open_fds() <= before
+
+
+async def test_local_save_is_one_thread_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(LocalBackend(tmp_path))
+    await store.save_state("k", 0, "wf", W)
+    hops = 0
+    real = asyncio.to_thread
+
+    async def counting_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    for i in range(1, 6):
+        await store.save_state("k", i, "wf", W)
+    assert hops == 5
+    await store.aclose()
