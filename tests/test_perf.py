@@ -400,3 +400,25 @@ async def test_local_save_is_one_thread_hop(tmp_path: Path, monkeypatch: pytest.
         await store.save_state("k", i, "wf", W)
     assert hops == 5
     await store.aclose()
+
+
+def test_stale_cache_after_another_process_wrote(tmp_path: Path) -> None:
+    counting = CountingBackend(LocalBackend(tmp_path))
+    store = Store(counting)
+    asyncio.run(store.save_state_object("wf", {"mine": 1, "shared": "old"}, W))
+    other = textwrap.dedent(
+        """
+        import asyncio, sys
+        from statestore import LocalBackend, StateType, Store
+
+        asyncio.run(Store(LocalBackend(sys.argv[1])).save_state("shared", "theirs", "wf", StateType.WORKFLOWS))
+        """
+    )
+    subprocess.run([sys.executable, "-c", other, str(tmp_path)], check=True, timeout=60)
+    counting.reset()
+    asyncio.run(store.save_state("shared", "old", "wf", W))  # equal to our cached state, not to the stored one
+    assert counting.counts == {"get": 1, "put": 1}
+    assert asyncio.run(store.get_state("wf", W)) == {"mine": 1, "shared": "old"}
+    counting.reset()
+    assert asyncio.run(store.save_state_object("wf", {"more": 2}, W)) == {"mine": 1, "shared": "old", "more": 2}
+    assert counting.counts == {"put": 1}
