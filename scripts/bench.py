@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,16 +155,6 @@ class Row:
     cells: list[str]
 
 
-@dataclass
-class Report:
-    sections: list[tuple[str, list[str], list[Row]]] = field(default_factory=list)
-    throughput: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, title: str, header: list[str], rows: list[Row]) -> None:
-        self.sections.append((title, header, rows))
-        print_section(title, header, rows)
-
-
 def print_section(title: str, header: list[str], rows: list[Row]) -> None:
     widths = [max(len(header[c]), *(len(r.cells[c]) for r in rows)) for c in range(len(header))]
     line = "  ".join(h.ljust(w) if c == 0 else h.rjust(w) for c, (h, w) in enumerate(zip(header, widths, strict=True)))
@@ -243,7 +233,7 @@ def interleaved(
     return run
 
 
-async def time_s3(endpoint: str, bucket: str, n: int) -> tuple[list[Row], Counter[str]]:
+async def time_s3(endpoint: str, bucket: str, n: int) -> list[Row]:
     import aioboto3
 
     counting = CountingBackend(backend_for("s3", f"{endpoint} {bucket}"))
@@ -278,7 +268,7 @@ async def time_s3(endpoint: str, bucket: str, n: int) -> tuple[list[Row], Counte
         Row(["naive: new client, get + merge + put", ms(v), f"{v / f:.2f}", f"{naive_per_save:.2f}"]),
         Row(["naive / statestore", "", f"{v / s:.2f}", f"{naive_per_save / ours_requests:.2f}"]),
     ]
-    return rows, naive_requests
+    return rows
 
 
 async def naive_save(
@@ -476,7 +466,6 @@ def chart(path: Path, series: dict[str, list[float]]) -> None:
 
 
 async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dict[str, list[float]]:
-    report = Report()
     steady = 10 if args.quick else 20
     series: dict[str, list[float]] = {}
     bucket = ""
@@ -484,20 +473,26 @@ async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dic
         async with raw_client(endpoint) as client:
             bucket = "bench"
             await client.create_bucket(Bucket=bucket)
-    header = ["backend: operation", "cold", "steady single writer", f"{TASKS} tasks on one id", "PUTs/update"]
+    header = [
+        "backend: operation",
+        "cold (new store)",
+        "steady single writer",
+        f"{TASKS} tasks on one id",
+        "PUTs/update",
+    ]
     rows = await count_requests(lambda: LocalBackend(root / "counts"), "local", steady)
     if endpoint is not None:
         rows += await count_requests(lambda: backend_for("s3", f"{endpoint} {bucket}"), "s3", steady)
-    report.add("Requests per operation (counted; G = GET, P = PUT; the naive way: 2 per save)", header, rows)
+    print_section("Requests per operation (counted; G = GET, P = PUT; the naive way: 2 per save)", header, rows)
 
     n_local = 100 if args.quick else 400
     rows = await time_local(root / "timing", n_local)
-    report.add(f"Local save_state, median of {n_local} interleaved runs", ["", "time", "x floor"], rows)
+    print_section(f"Local save_state, median of {n_local} interleaved runs", ["", "time", "x floor"], rows)
 
     if endpoint is not None:
         n_s3 = 20 if args.quick else 100
-        rows, _ = await time_s3(endpoint, bucket, n_s3)
-        report.add(
+        rows = await time_s3(endpoint, bucket, n_s3)
+        print_section(
             f"S3 (moto) save_state, median of {n_s3} interleaved runs", ["", "time", "x floor", "requests/save"], rows
         )
 
@@ -515,7 +510,7 @@ async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dic
             print(f"({label} processes: {errors} updates gave up and were retried by the worker)")
     for label, rates in series.items():
         rows.append(Row([label, *(f"{r:.0f}" for r in rates)]))
-    report.add(f"Updates/s on one id, {seconds:g} s per point", ["writers", *(str(n) for n in WRITERS)], rows)
+    print_section(f"Updates/s on one id, {seconds:g} s per point", ["writers", *(str(n) for n in WRITERS)], rows)
     return series
 
 
