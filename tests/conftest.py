@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from statestore import LocalBackend, MemoryBackend, ObjectBackend, Store, set_default_store
+from statestore import LocalBackend, MemoryBackend, ObjectBackend, S3Backend, Store, set_default_store
 from statestore.testing import MotoServer
 
-BACKEND_KINDS = ["memory", "local"]
+BACKEND_KINDS = ["memory", "local", "s3"]
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +27,32 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_backend(backend_kind: str, tmp_path: Path) -> Callable[[], ObjectBackend]:
+def make_backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], ObjectBackend]:
     """A factory of backends of one kind that all see the same objects (a shared root or dict)."""
     if backend_kind == "memory":
         shared = MemoryBackend()
         return lambda: shared
     if backend_kind == "local":
         return lambda: LocalBackend(tmp_path / "root")
+    if backend_kind == "s3":
+        server: MotoServer = request.getfixturevalue("moto_server")
+        bucket = server.create_bucket()
+        return lambda: s3_backend(server, bucket)
     raise AssertionError(backend_kind)
+
+
+def s3_backend(server: MotoServer, bucket: str, **options: object) -> S3Backend:
+    """An ``S3Backend`` on the moto ``server``'s ``bucket`` with its dummy credentials; small list pages."""
+    creds = server.fake_credentials()
+    defaults: dict[str, object] = {
+        "endpoint_url": server.endpoint_url,
+        "region": creds["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": creds["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"],
+        "list_page_size": 250,
+    }
+    defaults.update(options)
+    return S3Backend(bucket, **defaults)  # type: ignore[arg-type]
 
 
 @pytest.fixture

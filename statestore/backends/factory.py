@@ -17,4 +17,20 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
         from .memory import MemoryBackend
 
         return MemoryBackend()
+    if settings.backend == "s3":
+        if not settings.bucket:
+            raise InvalidInputError("STATESTORE_BACKEND=s3 needs a bucket: set STATESTORE_BUCKET")
+        from .s3 import S3Backend
+
+        return S3Backend(
+            settings.bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            prefix=settings.s3_prefix,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            conditional_delete=settings.s3_conditional_delete,
+        )
     raise InvalidInputError(f"backend {settings.backend!r} is not available")
