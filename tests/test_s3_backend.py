@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -192,7 +193,7 @@ async def test_writes_carry_a_bounded_history_of_write_ids(moto_server: MotoServ
         client.close()
         await backend.aclose()
     assert len(seen[0]) == 2
-    assert all(later[1:] == earlier[: len(later) - 1] for earlier, later in zip(seen, seen[1:], strict=False))
+    assert all(later[1:] == earlier[: len(later) - 1] for earlier, later in itertools.pairwise(seen))
     assert len(seen[-1]) == 16 and len(set(seen[-1])) == 16
 
 

@@ -161,7 +161,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
 
         return Handler
 
