@@ -75,6 +75,7 @@ class Settings:
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
     s3_conditional_delete: bool = True
+    s3_max_attempts: int = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,4 +112,5 @@ def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "s3_sse": sse,
         "s3_sse_kms_key_id": kms_key,
         "s3_conditional_delete": _bool(env, "STATESTORE_S3_CONDITIONAL_DELETE", True),
+        "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", 4),
     }

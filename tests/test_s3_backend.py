@@ -58,6 +58,7 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
             "STATESTORE_S3_SSE": "aws:kms",
             "STATESTORE_S3_SSE_KMS_KEY_ID": "alias/state",
             "STATESTORE_S3_CONDITIONAL_DELETE": "false",
+            "STATESTORE_S3_MAX_ATTEMPTS": "7",
         }
     )
     backend = backend_from_settings(settings)
@@ -69,6 +70,7 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
     assert (backend.connect_timeout, backend.read_timeout) == (2.5, 7.0)
     assert (backend.sse, backend.sse_kms_key_id) == ("aws:kms", "alias/state")
     assert backend.supports_conditional_delete is False
+    assert backend.retry.attempts == 7
     assert backend.object_key(KEY) == "team-a/" + KEY
 
 
@@ -87,6 +89,7 @@ def test_settings_defaults_for_s3() -> None:
         ({"STATESTORE_S3_CONNECT_TIMEOUT": "soon"}, "STATESTORE_S3_CONNECT_TIMEOUT"),
         ({"STATESTORE_S3_READ_TIMEOUT": "-1"}, "positive"),
         ({"STATESTORE_S3_CONDITIONAL_DELETE": "maybe"}, "true or false"),
+        ({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b", "STATESTORE_S3_MAX_ATTEMPTS": "0"}, "at least 1"),
     ],
 )
 def test_bad_s3_settings_are_clear_errors(env: dict[str, str], match: str) -> None:

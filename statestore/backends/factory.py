@@ -20,7 +20,12 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
     if settings.backend == "s3":
         if not settings.bucket:
             raise InvalidInputError("STATESTORE_BACKEND=s3 needs a bucket: set STATESTORE_BUCKET")
-        from .s3 import S3Backend
+        from dataclasses import replace
+
+        from .s3 import DEFAULT_TRANSIENT_RETRY, S3Backend
+
+        if settings.s3_max_attempts < 1:
+            raise InvalidInputError("STATESTORE_S3_MAX_ATTEMPTS must be at least 1")
 
         return S3Backend(
             settings.bucket,
@@ -32,5 +37,6 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
             conditional_delete=settings.s3_conditional_delete,
+            retry=replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
         )
     raise InvalidInputError(f"backend {settings.backend!r} is not available")
