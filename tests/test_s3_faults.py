@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from statestore.backends.s3 import WRITES_METADATA, S3Backend
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
+SLOW_SECONDS = 1.0
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=10)
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
 
@@ -49,7 +51,7 @@ class Fault:
     """What to do to the next ``times`` requests with ``method`` whose path contains ``path``."""
 
     method: str
-    action: str  # "drop-after" | "503-after" | "409" | "500"
+    action: str  # "drop-after" | "503-after" | "slow-after" | "409" | "500"
     path: str = ""
     times: int = 1
     after_forward: Callable[[], None] | None = None
@@ -131,7 +133,9 @@ class FaultProxy:
                 if fault is not None:
                     if fault.after_forward is not None:
                         fault.after_forward()
-                    if fault.action == "drop-after":
+                    if fault.action in ("drop-after", "slow-after"):
+                        if fault.action == "slow-after":
+                            time.sleep(SLOW_SECONDS)  # past the client's read timeout
                         self.close_connection = True  # the server committed; the client never hears of it
                         return
                     self._error(503)
@@ -189,12 +193,13 @@ def bump(state: dict[str, Any]) -> dict[str, Any]:
 # -- lost responses --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["drop-after", "503-after"])
+@pytest.mark.parametrize("action", ["drop-after", "503-after", "slow-after"])
 async def test_update_whose_response_was_lost_is_applied_once(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str, action: str
 ) -> None:
-    """The put lands, its answer is lost, the resend gets 412: still one success, one increment."""
-    store = Store(via_proxy(moto_server, proxy, bucket))
+    """The put lands, its answer is lost (connection dropped, 503, read timeout), the resend gets 412:
+    still one success and one increment."""
+    store = Store(via_proxy(moto_server, proxy, bucket, read_timeout=SLOW_SECONDS / 2))
     try:
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 1
         proxy.add(Fault("PUT", action))

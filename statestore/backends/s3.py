@@ -375,7 +375,8 @@ class S3Backend(ObjectBackend):
             except Exception as exc:
                 if not _is_transient(exc) or not await budget.backoff():
                     raise
-                logger.debug("transient S3 failure (%s), attempt %d", type(exc).__name__, budget.tries)
+                reason = _error_code(exc)[0] or type(exc).__name__
+                logger.debug("transient S3 failure (%s), attempt %d", reason, budget.tries)
 
     def _error(self, op: str, key: str, exc: BaseException) -> BackendError:
         """A ``BackendError`` naming the operation, key and S3 error code, never a server message or credential."""
