@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -372,6 +373,37 @@ async def test_wrong_bucket_is_a_backend_error(moto_server: MotoServer) -> None:
             await store.list_states(StateType.WORKFLOWS)
     finally:
         await store.aclose()
+
+
+async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, "no-such-bucket-statestore")
+    try:
+        with pytest.raises(BackendError, match="NoSuchBucket"):
+            await backend.put(KEY, b"1", if_match='"0123456789abcdef0123456789abcdef"')
+        with pytest.raises(BackendError, match="NoSuchBucket"):
+            await backend.delete(KEY, if_match='"0123456789abcdef0123456789abcdef"')
+    finally:
+        await backend.aclose()
+
+
+async def test_no_credentials_anywhere_is_a_backend_error(
+    moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    store = Store(S3Backend(moto_server.create_bucket(), endpoint_url=moto_server.endpoint_url, region="us-east-1"))
+    try:
+        with pytest.raises(BackendError, match="NoCredentialsError"):
+            await store.get_state("w1", StateType.WORKFLOWS)
+    finally:
+        await store.aclose()
+    with pytest.raises(BackendError, match="ProfileNotFound"):
+        await Store(S3Backend("b", endpoint_url=moto_server.endpoint_url, profile="nope")).get_state("w", "workflows")
 
 
 async def test_server_stopped_mid_run(moto_server: MotoServer) -> None:

@@ -440,9 +440,7 @@ class S3Backend(ObjectBackend):
         except ClientError as exc:
             code, status = _error_code(exc)
             conditional = if_match is not None or if_none_match
-            if conditional and (
-                code in _CONDITION_CODES or status in (412, 409, 304) or (code == "NoSuchKey" and if_match)
-            ):
+            if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
                 return await self._reconcile(key, data, write_id, f"{code or status}")
             raise self._error("put", key, exc) from exc
         except StateStoreError:
@@ -486,7 +484,7 @@ class S3Backend(ObjectBackend):
             await self._retrying(call)
         except ClientError as exc:
             code, status = _error_code(exc)
-            if if_match is not None and (code in _CONDITION_CODES or code == "NoSuchKey" or status in (404, 409, 412)):
+            if if_match is not None and (code in _CONDITION_CODES or code == "NoSuchKey" or status == 412):
                 got = await self._get(key)
                 raise PreconditionFailed(key, current=None if got is None else got[0], current_known=True) from None
             if code == "NoSuchKey":
