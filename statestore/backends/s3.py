@@ -143,6 +143,29 @@ def _register_atexit() -> None:
             _atexit_registered = True
 
 
+_loader: Any = None
+
+
+def _new_botocore_session() -> Any:
+    """A fresh aiobotocore session sharing one process-wide data loader.
+
+    Sessions are cheap but each one parses botocore's JSON service models
+    again (~150 ms); the loader caches them, so a client for a new event loop
+    opens in a few ms.
+    """
+    global _loader
+    from aiobotocore.session import get_session
+    from botocore.loaders import create_loader
+
+    with _atexit_lock:
+        if _loader is None:
+            _loader = create_loader()
+        loader = _loader
+    session = get_session()
+    session.register_component("data_loader", loader)
+    return session
+
+
 def _quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
 
@@ -300,6 +323,7 @@ class S3Backend(ObjectBackend):
         )
         key_id, secret, token = self.__credentials
         session = aioboto3.Session(
+            botocore_session=_new_botocore_session(),
             profile_name=self.profile,
             region_name=self.region,
             aws_access_key_id=key_id,
