@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import pytest
@@ -278,6 +279,22 @@ async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> N
         assert backend._entries()[0].client is not client
     finally:
         await backend.aclose()
+
+
+async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(backend.put(KEY, b"1"), other))
+        assert [e.loop for e in backend._entries()] == [other]
+        await backend.aclose()
+        assert backend._entries() == []
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(timeout=10)
+        other.close()
 
 
 async def test_threads_with_their_own_loops(moto_server: MotoServer) -> None:

@@ -130,7 +130,7 @@ def _close_at_exit() -> None:
             if entry.closed or loop.is_closed() or loop.is_running():
                 continue
             try:
-                loop.run_until_complete(backend._close_entry(entry))
+                loop.run_until_complete(backend._shutdown(entry))
             except Exception:  # exit must go on; nothing useful to do with it here
                 logger.debug("closing an S3 client at exit failed", exc_info=True)
 
@@ -371,16 +371,20 @@ class S3Backend(ObjectBackend):
         except Exception:
             logger.debug("closing an S3 client failed", exc_info=True)
 
+    async def _shutdown(self, entry: _LoopClient) -> None:
+        """Close ``entry``'s client and its loop-shutdown hook; must run on ``entry.loop``."""
+        await self._close_entry(entry)
+        if entry.closer is not None:
+            await entry.closer.aclose()
+
     async def aclose(self) -> None:
         """Close the clients; the backend opens new ones if used again."""
         current = asyncio.get_running_loop()
         for entry in self._entries():
             if entry.loop is current:
-                await self._close_entry(entry)
-                if entry.closer is not None:
-                    await entry.closer.aclose()
+                await self._shutdown(entry)
             elif entry.loop.is_running() and not entry.loop.is_closed():
-                future = asyncio.run_coroutine_threadsafe(self._close_entry(entry), entry.loop)
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(entry), entry.loop)
                 try:
                     await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.connect_timeout)
                 except Exception:
