@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .backends import (
     CountingBackend,
+    FaultBackend,
+    InjectedFault,
     LatencyBackend,
     LocalBackend,
     MemoryBackend,
@@ -42,6 +44,8 @@ __all__ = [
     "CorruptStateError",
     "CountingBackend",
     "DecryptionError",
+    "FaultBackend",
+    "InjectedFault",
     "InvalidInputError",
     "InvalidStateTypeError",
     "LatencyBackend",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .base import ObjectBackend, PreconditionFailed, Versioned
+from .faults import FaultBackend, InjectedFault
 from .local import LocalBackend
 from .memory import MemoryBackend
 from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
 
 __all__ = [
     "CountingBackend",
+    "FaultBackend",
+    "InjectedFault",
     "LatencyBackend",
     "LocalBackend",
     "MemoryBackend",
