@@ -39,7 +39,10 @@ WORKER = textwrap.dedent(
             from statestore import LocalBackend
             return LocalBackend(spec["root"])
         from statestore.backends.s3 import S3Backend
-        return S3Backend(spec["bucket"], endpoint_url=spec["endpoint_url"])
+        return S3Backend(
+            spec["bucket"], endpoint_url=spec["endpoint_url"], region="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
 
     async def main(spec, worker, updates):
         backend = FaultBackend(make_backend(spec))
