@@ -6,6 +6,7 @@ Updates are compare-and-swap merges, so concurrent updates are never lost.
 from __future__ import annotations
 
 from .backends import (
+    ConditionalDeleteUnsupportedError,
     CountingBackend,
     FaultBackend,
     InjectedFault,
@@ -14,6 +15,7 @@ from .backends import (
     MemoryBackend,
     ObjectBackend,
     PreconditionFailed,
+    S3Backend,
     Versioned,
     WrapperBackend,
 )
@@ -40,6 +42,7 @@ from .store import Store
 __all__ = [
     "BackendError",
     "Codec",
+    "ConditionalDeleteUnsupportedError",
     "ConflictError",
     "CorruptStateError",
     "CountingBackend",
@@ -55,6 +58,7 @@ __all__ = [
     "PathTraversalError",
     "PreconditionFailed",
     "RetryPolicy",
+    "S3Backend",
     "SecretPolicyError",
     "Settings",
     "StateStore",

@@ -6,9 +6,11 @@ from .base import ObjectBackend, PreconditionFailed, Versioned
 from .faults import FaultBackend, InjectedFault
 from .local import LocalBackend
 from .memory import MemoryBackend
+from .s3 import ConditionalDeleteUnsupportedError, S3Backend
 from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
 
 __all__ = [
+    "ConditionalDeleteUnsupportedError",
     "CountingBackend",
     "FaultBackend",
     "InjectedFault",
@@ -17,6 +19,7 @@ __all__ = [
     "MemoryBackend",
     "ObjectBackend",
     "PreconditionFailed",
+    "S3Backend",
     "Versioned",
     "WrapperBackend",
 ]
