@@ -124,7 +124,8 @@ async def test_fault_backend_queued_faults_and_validation() -> None:
     etag = await faulty.put("k", b"1")  # delayed, then forwarded
     with pytest.raises(InjectedFault):
         await faulty.put("k", b"2", if_match=etag)  # applied, answer lost
-    assert (await inner.get("k")) is not None and (await inner.get("k")).data == b"2"  # type: ignore[union-attr]
+    landed = await inner.get("k")
+    assert landed is not None and landed.data == b"2"
     with pytest.raises(PreconditionFailed):
         await faulty.delete("k")
     with pytest.raises(InjectedFault):
