@@ -8,6 +8,8 @@ from __future__ import annotations
 from .backends import (
     ConditionalDeleteUnsupportedError,
     CountingBackend,
+    FaultBackend,
+    InjectedFault,
     LatencyBackend,
     LocalBackend,
     MemoryBackend,
@@ -45,6 +47,8 @@ __all__ = [
     "CorruptStateError",
     "CountingBackend",
     "DecryptionError",
+    "FaultBackend",
+    "InjectedFault",
     "InvalidInputError",
     "InvalidStateTypeError",
     "LatencyBackend",

@@ -142,8 +142,11 @@ class LocalBackend(ObjectBackend):
     def _get_sync(self, path: Path) -> Versioned | None:
         try:
             data = _read_all(str(path))
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            self._check_root()
+            return None  # a file where the key has a directory: no object there
         except OSError as exc:
             raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
         return Versioned(data, md5_etag(data))
@@ -225,6 +228,11 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             raise BackendError(f"cannot delete {path}: {exc.strerror}") from exc
 
+    def _check_root(self) -> None:
+        """Raise ``BackendError`` if the root exists but is not a directory: every read would look empty."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BackendError(f"the root {self.root} is not a directory")
+
     def _check(self, path: Path, if_match: str | None, if_none_match: bool) -> None:
         if if_match is None and not if_none_match:
             return
@@ -288,7 +296,10 @@ class LocalBackend(ObjectBackend):
         """Keys of all visible files under ``start``, in key order."""
         try:
             entries = sorted(os.scandir(start), key=lambda e: e.name)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            self._check_root()
             return
         except OSError as exc:
             raise BackendError(f"cannot list {start}: {exc.strerror}") from exc
