@@ -17,6 +17,7 @@ from .backends import (
 )
 from .codec import Codec
 from .config import Settings
+from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
     BackendError,
     ConflictError,
@@ -42,6 +43,7 @@ __all__ = [
     "CorruptStateError",
     "CountingBackend",
     "DecryptionError",
+    "EncryptingCodec",
     "InvalidInputError",
     "InvalidStateTypeError",
     "LatencyBackend",
@@ -62,7 +64,9 @@ __all__ = [
     "WrapperBackend",
     "build_state_store_path",
     "build_store",
+    "generate_key",
     "get_default_store",
+    "key_id",
     "set_default_store",
     "use_store",
     "validate_id",
