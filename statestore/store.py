@@ -330,6 +330,7 @@ class Store:
 
     async def _drain(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
         """Write the waiting changes batch by batch, in call order, until none are left."""
+        batch: list[_Pending] = []
         try:
             while batcher.pending:
                 batch = [p for p in batcher.pending if not p.future.done()]
@@ -338,12 +339,10 @@ class Store:
                     continue
                 try:
                     outcomes, state = await self._apply(skey, [p.change for p in batch])
-                except BaseException as exc:
+                except Exception as exc:
                     for p in batch:
                         if not p.future.done():
                             p.future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
                     continue
                 first = True
                 for p, outcome in zip(batch, outcomes, strict=True):
@@ -354,9 +353,9 @@ class Store:
                     else:
                         p.future.set_result(state if first else copy_state(state))
                         first = False
-        finally:
+        finally:  # normally nothing is left; on cancellation every waiting caller is cancelled too
             del self._batchers[slot]
-            for p in batcher.pending:
+            for p in batch + batcher.pending:
                 p.future.cancel()
 
     # -- compare-and-swap ------------------------------------------------------
