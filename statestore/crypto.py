@@ -109,7 +109,7 @@ def _b64field(envelope: Mapping[str, Any], name: str) -> bytes | None:
     if not isinstance(value, str):
         return None
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)  # strict: no stray characters, exact padding
     except (binascii.Error, ValueError):
         return None
 
@@ -202,10 +202,13 @@ class EncryptingCodec(Codec):
         aead = self._aeads.get(kid)
         if aead is None:
             if not self._aeads:
-                raise DecryptionError(f"{key} is encrypted (key id {kid}) but no encryption key is configured")
+                raise DecryptionError(
+                    f"{key} is encrypted (key id {kid}) but no encryption key is configured; "
+                    "set STATESTORE_ENCRYPTION_KEY"
+                )
             raise DecryptionError(
                 f"{key} is encrypted under key id {kid}, which is neither the primary key nor an old key "
-                f"(configured: {', '.join(self._aeads)})"
+                f"(configured: {', '.join(self._aeads)}); add that key to STATESTORE_ENCRYPTION_OLD_KEYS"
             )
         try:
             plain = aead.decrypt(nonce, ciphertext, associated_data(key))

@@ -320,11 +320,13 @@ async def test_truncated_and_bit_flipped_objects_raise(make_store: MakeStore) ->
 
 def test_every_single_bit_flip_and_truncation_is_detected() -> None:
     """Exhaustive, on the codec alone: no damaged envelope ever opens (not as garbage, not as plain JSON)."""
-    codec = EncryptingCodec(generate_key(), encrypt_workflows=True)
-    for state_type in (C, W):
+    key = generate_key()
+    sealing = EncryptingCodec(key, encrypt_workflows=True)
+    for state_type, codec in ((C, sealing), (W, sealing), (W, EncryptingCodec(key)), (C, EncryptingCodec())):
         skey = state_key("app", state_type, "c")
-        good = codec.seal(skey, orjson.dumps({"password": PASSWORD}))
-        assert codec.open(skey, good).plain == orjson.dumps({"password": PASSWORD})
+        good = sealing.seal(skey, orjson.dumps({"password": PASSWORD}))
+        if codec.encrypts(state_type) or codec.key_ids:
+            assert codec.open(skey, good).plain == orjson.dumps({"password": PASSWORD})
         for pos in range(len(good)):
             for bit in range(8):
                 bad = good[:pos] + bytes([good[pos] ^ (1 << bit)]) + good[pos + 1 :]
@@ -557,3 +559,61 @@ async def test_local_temp_file_is_0600_from_creation(tmp_path: Path, monkeypatch
     finally:
         os.umask(previous)
     assert seen == [0o600, 0o600]
+
+
+# -- rotation while other processes write ----------------------------------------------
+
+ROTATION_WORKER = """
+import asyncio, sys
+from statestore import StateStore, StateType
+
+async def main(worker: int, ids: int, rounds: int) -> None:
+    for r in range(rounds):
+        for i in range(ids):
+            await StateStore.save_state(f"w{worker}-{r}", r, f"c{i}", StateType.CREDENTIALS)
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+async def test_rotation_while_processes_write_loses_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from statestore import LocalBackend
+
+    old_key, new_key = generate_key(), generate_key()
+    ids, rounds, workers = 6, 8, 3
+    seed = Store(LocalBackend(tmp_path), app_name="app", codec=EncryptingCodec(old_key))
+    for i in range(ids):
+        await seed.save_state_object(f"c{i}", {"password": PASSWORD}, C)
+    env = {
+        **os.environ,
+        "STATESTORE_BACKEND": "local",
+        "STATESTORE_LOCAL_ROOT": str(tmp_path),
+        "STATESTORE_APP_NAME": "app",
+        "STATESTORE_ENCRYPTION_KEY": new_key,  # the workers are already on the new key, as in a real rotation
+        "STATESTORE_ENCRYPTION_OLD_KEYS": old_key,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ROTATION_WORKER, str(w), str(ids), str(rounds)], env=env, stderr=subprocess.PIPE
+        )
+        for w in range(workers)
+    ]
+    rotator = Store(LocalBackend(tmp_path), app_name="app", codec=EncryptingCodec(new_key, [old_key]))
+    rotated = 0
+    while any(p.poll() is None for p in procs):
+        rotated += await rotator.reencrypt_states(C)
+        await asyncio.sleep(0.01)
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()
+    rotated += await rotator.reencrypt_states(C)
+    assert rotated <= ids  # each state moves to the new key once, by the rotator or by a worker's write
+
+    only_new = Store(LocalBackend(tmp_path), app_name="app", codec=EncryptingCodec(new_key))
+    expected = {"password": PASSWORD} | {f"w{w}-{r}": r for w in range(workers) for r in range(rounds)}
+    for i in range(ids):
+        assert await only_new.get_state(f"c{i}", C) == expected
+        assert_no_sentinels(await raw(only_new, f"c{i}"))
