@@ -24,6 +24,7 @@ from statestore import (
     Store,
     build_store,
     key_id,
+    set_default_store,
     use_store,
 )
 from statestore.crypto import codec_from_settings, parse_key
@@ -220,3 +221,22 @@ async def test_full_credentials_round_trip_never_leaks(
             logger.setLevel(level)
         for s in (store, old, other, no_key, peer):
             await s.aclose()
+
+
+async def test_default_store_from_environment_encrypts_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("STATESTORE_", "ATLAN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STATESTORE_LOCAL_ROOT", str(tmp_path))
+    monkeypatch.setenv("STATESTORE_ENCRYPTION_KEY", KEY)
+    previous = set_default_store(None)
+    try:
+        await StateStore.save_state_object("cred", {"password": PASSWORD}, C)
+        assert await StateStore.get_state("cred", C) == {"password": PASSWORD}
+        stored = (tmp_path / "persistent-artifacts/apps/default/credentials/cred/config.json").read_bytes()
+        assert orjson.loads(stored)["key_id"] == key_id(RAW_KEY)
+        assert PASSWORD.encode() not in stored
+    finally:
+        set_default_store(previous)
