@@ -229,13 +229,14 @@ class Store:
         return sorted([state_id async for state_id in self.iter_states(type)])
 
     async def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
-        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were rewritten.
+        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were outdated.
 
         Outdated means what the codec flags with ``reseal``: sealed under an
         old key (after a key rotation), plain JSON where encryption is now on,
         or encrypted where it is now off. Each rewrite is a conditional write
         through the normal compare-and-swap loop, so a concurrent update is
-        never lost. A state that cannot be read (``DecryptionError``: a key
+        never lost (if another writer rewrites a state first, its write counts
+        and this one is skipped). A state that cannot be read (``DecryptionError``: a key
         nobody configured) stops the run with that error; states done before
         it stay done, and running again is safe. For the CLI's ``rotate``.
         """
