@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +56,17 @@ MakeStore = Callable[..., Store]
 
 
 @pytest.fixture
-async def make_store(make_backend: Callable[[], ObjectBackend]) -> AsyncIterator[MakeStore]:
-    """Stores on the same objects (one backend kind), each with its own codec and cache; closed afterwards."""
-    made: list[Store] = []
+def make_store(backend: ObjectBackend) -> MakeStore:
+    """Stores on one backend (of each kind), each with its own codec and ETag cache, like separate processes.
+
+    They share the backend's connection (an S3 client is slow to open); the
+    ``backend`` fixture closes it.
+    """
 
     def factory(codec: Codec | None = None, app_name: str = "app", **options: Any) -> Store:
-        s = Store(make_backend(), app_name=app_name, codec=codec, **options)
-        made.append(s)
-        return s
+        return Store(backend, app_name=app_name, codec=codec, **options)
 
-    yield factory
-    for s in made:
-        await s.aclose()
+    return factory
 
 
 async def raw(store: Store, id: str, type: StateType = C) -> bytes:  # noqa: A002
@@ -146,20 +145,17 @@ async def test_workflows_plain_by_default_encrypted_when_asked(make_store: MakeS
 # -- lone-writer cost, CAS merges ----------------------------------------------------
 
 
-async def test_lone_writer_costs_one_put_and_no_get_with_encryption(make_backend: Callable[[], ObjectBackend]) -> None:
-    counting = CountingBackend(make_backend())
+async def test_lone_writer_costs_one_put_and_no_get_with_encryption(backend: ObjectBackend) -> None:
+    counting = CountingBackend(backend)
     store = Store(counting, app_name="app", codec=EncryptingCodec(generate_key()))
-    try:
-        await store.save_state_object("c", {"host": "h"}, C)  # first write: learns the etag
-        counting.reset()
-        await store.save_state("password", PASSWORD, "c", C)
-        assert dict(counting.counts) == {"put": 1}
-        counting.reset()
-        assert await store.save_state_object("c", {"port": 1}, C) == {"host": "h", "password": PASSWORD, "port": 1}
-        assert dict(counting.counts) == {"put": 1}
-        assert_no_sentinels(await raw(store, "c"))
-    finally:
-        await store.aclose()
+    await store.save_state_object("c", {"host": "h"}, C)  # first write: learns the etag
+    counting.reset()
+    await store.save_state("password", PASSWORD, "c", C)
+    assert dict(counting.counts) == {"put": 1}
+    counting.reset()
+    assert await store.save_state_object("c", {"port": 1}, C) == {"host": "h", "password": PASSWORD, "port": 1}
+    assert dict(counting.counts) == {"put": 1}
+    assert_no_sentinels(await raw(store, "c"))
 
 
 async def test_concurrent_writers_merge_with_encryption(make_store: MakeStore) -> None:
@@ -224,7 +220,7 @@ class RacingBackend(WrapperBackend):
 
 
 async def test_reencrypt_is_a_conditional_write_that_keeps_a_concurrent_update(
-    make_store: MakeStore, make_backend: Callable[[], ObjectBackend]
+    make_store: MakeStore, backend: ObjectBackend
 ) -> None:
     old_key, new_key = generate_key(), generate_key()
     writer = make_store(EncryptingCodec(old_key))
@@ -234,15 +230,12 @@ async def test_reencrypt_is_a_conditional_write_that_keeps_a_concurrent_update(
     async def concurrent_update() -> None:
         await writer.save_state("b", 2, "c", C)  # lands between the rotation's read and its write
 
-    racing = RacingBackend(make_backend(), object_key, concurrent_update)
+    racing = RacingBackend(backend, object_key, concurrent_update)
     rotator = Store(racing, app_name="app", codec=EncryptingCodec(new_key, [old_key]))
-    try:
-        assert await rotator.reencrypt_states(C) == 1
-        assert racing.fired
-        assert await rotator.get_state("c", C) == {"a": 1, "b": 2}
-        assert orjson.loads(await raw(rotator, "c"))["key_id"] == key_id(base64.b64decode(new_key))
-    finally:
-        await rotator.aclose()
+    assert await rotator.reencrypt_states(C) == 1
+    assert racing.fired
+    assert await rotator.get_state("c", C) == {"a": 1, "b": 2}
+    assert orjson.loads(await raw(rotator, "c"))["key_id"] == key_id(base64.b64decode(new_key))
 
 
 async def test_reencrypt_stops_on_a_state_no_key_opens(make_store: MakeStore) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -159,7 +158,7 @@ async def test_build_store_encrypts_and_enforces_the_policy(tmp_path: Path) -> N
 
 
 async def test_full_credentials_round_trip_never_leaks(
-    make_backend: Callable[[], ObjectBackend], caplog: pytest.LogCaptureFixture
+    backend: ObjectBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Everything a user does with credentials, logged at DEBUG on every logger: no secret in any output."""
     caplog.set_level(logging.DEBUG)  # the root logger: every logger propagates here
@@ -176,11 +175,11 @@ async def test_full_credentials_round_trip_never_leaks(
 
     env = {"STATESTORE_ENCRYPTION_KEY": KEY, "STATESTORE_ENCRYPTION_OLD_KEYS": OLD_KEY}
     settings = Settings.from_env(env)
-    store = Store(make_backend(), app_name="app", codec=codec_from_settings(settings))
-    old = Store(make_backend(), app_name="app", codec=EncryptingCodec(OLD_KEY))
-    other = Store(make_backend(), app_name="app", codec=EncryptingCodec(os.urandom(32)))
-    no_key = Store(make_backend(), app_name="app")
-    peer = Store(make_backend(), app_name="app", codec=codec_from_settings(settings))
+    store = Store(backend, app_name="app", codec=codec_from_settings(settings))
+    old = Store(backend, app_name="app", codec=EncryptingCodec(OLD_KEY))
+    other = Store(backend, app_name="app", codec=EncryptingCodec(os.urandom(32)))
+    no_key = Store(backend, app_name="app")
+    peer = Store(backend, app_name="app", codec=codec_from_settings(settings))
     try:
         with use_store(store):
             credential = {"host": "db", "username": "u", "password": PASSWORD, "auth": {"token": TOKEN}}
@@ -219,8 +218,6 @@ async def test_full_credentials_round_trip_never_leaks(
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-        for s in (store, old, other, no_key, peer):
-            await s.aclose()
 
 
 async def test_default_store_from_environment_encrypts_credentials(
