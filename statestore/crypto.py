@@ -134,6 +134,8 @@ class EncryptingCodec(Codec):
     ) -> None:
         if secret_policy not in SECRET_POLICIES:
             raise InvalidInputError(f"secret_policy must be one of {', '.join(SECRET_POLICIES)}, got {secret_policy!r}")
+        if isinstance(old, (str, bytes)):
+            raise InvalidInputError("old keys must be a list of keys, not a single key")
         old_keys = [parse_key(k, f"old encryption key #{i + 1}") for i, k in enumerate(old)]
         if primary is None and old_keys:
             raise InvalidInputError("old encryption keys were given without a primary key")

@@ -116,6 +116,8 @@ def test_codec_rejects_bad_keys_without_echoing_them() -> None:
             EncryptingCodec(bad)
         for text in exception_texts(info.value):
             assert_clean(text)
+    with pytest.raises(InvalidInputError, match="a list of keys"):
+        EncryptingCodec(KEY, OLD_KEY)
     with pytest.raises(InvalidInputError, match="without a primary key"):
         EncryptingCodec(None, [OLD_KEY])
     with pytest.raises(InvalidInputError, match="secret_policy"):
