@@ -6,12 +6,14 @@ Updates are compare-and-swap merges, so concurrent updates are never lost.
 from __future__ import annotations
 
 from .backends import (
+    ConditionalDeleteUnsupportedError,
     CountingBackend,
     LatencyBackend,
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
     PreconditionFailed,
+    S3Backend,
     Versioned,
     WrapperBackend,
 )
@@ -39,6 +41,7 @@ from .store import Store
 __all__ = [
     "BackendError",
     "Codec",
+    "ConditionalDeleteUnsupportedError",
     "ConflictError",
     "CorruptStateError",
     "CountingBackend",
@@ -53,6 +56,7 @@ __all__ = [
     "PathTraversalError",
     "PreconditionFailed",
     "RetryPolicy",
+    "S3Backend",
     "SecretPolicyError",
     "Settings",
     "StateStore",
