@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
+from .crypto import EncryptingCodec
 from .errors import (
     BackendError,
     ConflictError,
@@ -64,6 +65,7 @@ class _Current(NamedTuple):
     plain: bytes
     etag: str
     reseal: bool = False
+    error: CorruptStateError | None = None  # the codec could not open it (e.g. DecryptionError)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Store:
     ) -> None:
         self.backend = backend
         self.app_name = validate_app_name(app_name)
-        self.codec = codec or Codec()
+        self.codec = codec if codec is not None else EncryptingCodec()
         self.retry = retry or RetryPolicy()
         self.max_state_bytes = max_state_bytes
         self.coalesce = coalesce
@@ -162,6 +164,8 @@ class Store:
         current = await self._read(skey)
         if current is None:
             return {}
+        if current.error is not None:
+            raise current.error
         state = await self._decode(skey, current.plain)
         if not current.reseal:
             self._cache.put(skey.object_key, current)
@@ -239,6 +243,50 @@ class Store:
         """The ids of this app's states of ``type``, sorted."""
         return sorted([state_id async for state_id in self.iter_states(type)])
 
+    async def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
+        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were outdated.
+
+        Outdated means what the codec flags with ``reseal``: sealed under an
+        old key (after a key rotation), plain JSON where encryption is now on,
+        or encrypted where it is now off. Each rewrite is a conditional write
+        through the normal compare-and-swap loop, so a concurrent update is
+        never lost (if another writer rewrites a state first, its write counts
+        and this one is skipped). A state that cannot be read (``DecryptionError``: a key
+        nobody configured) stops the run with that error; states done before
+        it stay done, and running again is safe. For the CLI's ``rotate``.
+        """
+        stype = StateType.coerce(type)
+        if concurrency < 1:
+            raise InvalidInputError("concurrency must be at least 1")
+        ids = iter(await self.list_states(stype))
+        count = 0
+
+        async def worker() -> None:
+            nonlocal count
+            for state_id in ids:  # a plain iterator shared by the workers: each id is taken once
+                if await self._reseal(self.key(state_id, stype)):
+                    count += 1
+
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return count
+
+    async def _reseal(self, skey: StateKey) -> bool:
+        """Rewrite one state if the codec says its stored form is outdated; True if it was."""
+        self._cache.discard(skey.object_key)
+        current = await self._read(skey)
+        if current is None or not current.reseal:
+            return False
+        if current.error is not None:
+            raise current.error
+        await self._submit(skey, _Change(lambda state: state))
+        return True
+
     async def aclose(self) -> None:
         """Close the backend's connections; the store opens new ones if used again."""
         await self.backend.aclose()
@@ -265,7 +313,10 @@ class Store:
     def _open(self, skey: StateKey, obj: Versioned | None) -> _Current | None:
         if obj is None:
             return None
-        opened = self.codec.open(skey, obj.data)
+        try:
+            opened = self.codec.open(skey, obj.data)
+        except CorruptStateError as exc:  # only a replacing change may write over it
+            return _Current(b"", obj.etag, True, exc)
         return _Current(opened.plain, obj.etag, opened.reseal)
 
     async def _read(self, skey: StateKey) -> _Current | None:
@@ -374,7 +425,9 @@ class Store:
         outcomes: list[Exception | None] = []
         state: State | None
         corrupt: CorruptStateError | None = None
-        if isinstance(decoded, CorruptStateError):
+        if current is not None and current.error is not None:
+            state, corrupt = None, current.error
+        elif isinstance(decoded, CorruptStateError):
             state, corrupt = None, decoded
         elif decoded is not None:  # ``current.plain`` parsed by the caller, off the event loop
             state = decoded

@@ -14,6 +14,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import stat
 import threading
 import weakref
 from collections import OrderedDict
@@ -263,12 +264,29 @@ class LocalBackend(ObjectBackend):
                     Path(entry.path).unlink(missing_ok=True)
 
     def _makedirs(self, directory: Path) -> None:
-        """Create ``directory`` and its missing parents, each with ``dir_mode`` (``makedirs`` would not)."""
-        if directory.is_dir():
+        """Create ``directory`` and its missing parents, each with ``dir_mode`` (``makedirs`` would not).
+
+        Directories below the root that already exist with wider permissions
+        (made by another tool, or under a lax umask) are narrowed to
+        ``dir_mode``, so credentials never sit in a world-readable directory.
+        The root and its parents are the user's and are left as they are.
+        """
+        inside = self.root in directory.parents
+        try:
+            mode: int | None = directory.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not inside:
             return
         self._makedirs(directory.parent)
-        with suppress(FileExistsError):
-            directory.mkdir(mode=self.dir_mode)
+        if mode is None:
+            with suppress(FileExistsError):
+                directory.mkdir(mode=self.dir_mode)
+        elif stat.S_ISDIR(mode) and mode & 0o777 & ~self.dir_mode:
+            try:
+                os.chmod(directory, mode & 0o777 & self.dir_mode)
+            except PermissionError:  # not our directory: write anyway, the file itself is file_mode
+                logger.warning("cannot narrow the permissions of %s to %o", directory, self.dir_mode)
 
     @staticmethod
     def _fsync_dir(directory: Path) -> None:
