@@ -53,36 +53,8 @@ def test_processes_on_local_backend_lose_no_update(tmp_path: Path) -> None:
     assert sorted(leftovers) == [".config.json.lock", "config.json"]
 
 
-def _threads(store: Store) -> None:
-    errors: list[BaseException] = []
-
-    def run(worker: int) -> None:
-        async def main() -> None:
-            for i in range(CALLS):
-                await store.save_state(f"w{worker}-{i}", i, "shared", StateType.WORKFLOWS)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in range(PROCESSES)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
-    assert asyncio.run(store.get_state("shared", StateType.WORKFLOWS)) == expected_keys(PROCESSES, CALLS)
-
-
-def test_threads_with_their_own_event_loops_share_one_store(tmp_path: Path) -> None:
-    _threads(local_store(tmp_path))
-    _threads(memory_store())
-
-
-def test_threads_with_a_store_each_on_one_directory(tmp_path: Path) -> None:
-    """Separate stores (separate caches) on one directory: only the backend's lock and CAS protect."""
-    stores = [local_store(tmp_path) for _ in range(PROCESSES)]
+def _run_threads(stores: list[Store]) -> None:
+    """Worker ``w`` saves its keys from its own thread and event loop, through ``stores[w]``."""
     errors: list[BaseException] = []
 
     def run(worker: int) -> None:
@@ -102,6 +74,16 @@ def test_threads_with_a_store_each_on_one_directory(tmp_path: Path) -> None:
         t.join(timeout=120)
     assert errors == []
     assert asyncio.run(stores[0].get_state("shared", StateType.WORKFLOWS)) == expected_keys(PROCESSES, CALLS)
+
+
+def test_threads_with_their_own_event_loops_share_one_store(tmp_path: Path) -> None:
+    for store in (local_store(tmp_path), memory_store()):
+        _run_threads([store] * PROCESSES)
+
+
+def test_threads_with_a_store_each_on_one_directory(tmp_path: Path) -> None:
+    """Separate stores (separate caches) on one directory: only the backend's lock and CAS protect."""
+    _run_threads([local_store(tmp_path) for _ in range(PROCESSES)])
 
 
 async def test_tasks_on_one_store(tmp_path: Path) -> None:
