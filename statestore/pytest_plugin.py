@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from .store import Store
-from .testing import MotoServer, MotoUnavailableError, install_default_store, local_store, memory_store
+from .testing import INSTALL_HINT, MotoServer, MotoUnavailableError, install_default_store, local_store, memory_store
 
 _MISSING_MOTO_INI = "statestore_missing_moto"
 #: Variables that would make ``Settings.from_env`` disagree with the installed store.
@@ -86,8 +86,8 @@ def statestore_moto_server(pytestconfig: pytest.Config) -> Iterator[MotoServer]:
     server = MotoServer()
     try:
         server.start()
-    except MotoUnavailableError as exc:
-        message = f"statestore_s3 {exc}"
+    except MotoUnavailableError:
+        message = f"statestore_s3 needs moto[server]: {INSTALL_HINT}"
         if str(pytestconfig.getini(_MISSING_MOTO_INI)).strip().lower() == "error":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
