@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _point_environment(monkeypatch: pytest.MonkeyPatch, store: Store, values: Mapping[str, str]) -> None:
-    """Make the ``STATESTORE_*`` variables describe ``store`` (plus ``values``), for code that calls ``build_store()``."""
+    """Point the ``STATESTORE_*`` variables at ``store`` (plus ``values``) for code that calls ``build_store()``."""
     for name in list(os.environ):
         if name.startswith(_ENV_PREFIXES) or name in _ENV_FALLBACKS:
             monkeypatch.delenv(name)
@@ -86,7 +86,10 @@ def statestore_moto_server(pytestconfig: pytest.Config) -> Iterator[MotoServer]:
     server = MotoServer()
     try:
         server.start()
+        missing = False
     except MotoUnavailableError:
+        missing = True
+    if missing:  # outside the except block, so the report is the message alone
         message = f"statestore_s3 needs moto[server]: {INSTALL_HINT}"
         if str(pytestconfig.getini(_MISSING_MOTO_INI)).strip().lower() == "error":
             pytest.fail(message, pytrace=False)

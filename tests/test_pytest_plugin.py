@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from statestore import MemoryBackend, StateStoreError, Store, get_default_store, set_default_store
+from statestore.testing import close_store, install_default_store, memory_store
+
 pytest_plugins = ["pytester"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -22,7 +25,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # The project's conftest: a sentinel default store that every fixture must restore, and a
 # recorder of asyncio's error log, where aiohttp reports an "Unclosed client session".
-CONFTEST = '''
+CONFTEST = """
 from __future__ import annotations
 
 import gc
@@ -48,10 +51,10 @@ logging.getLogger("asyncio").addHandler(_Recorder(logging.ERROR))
 
 def pytest_unconfigure(config: object) -> None:
     gc.collect()
-'''
+"""
 
 # Runs in file order. Each "fails" test fails on purpose; the test after it checks the restore.
-INNER_TESTS = '''
+INNER_TESTS = """
 from __future__ import annotations
 
 import asyncio
@@ -211,10 +214,10 @@ def test_s3_one_server_fresh_buckets():
 @pytest.mark.asyncio
 async def test_control_leaks_one_client_session():
     aiohttp.ClientSession()
-'''
+"""
 
 # A module that overrides statestore_options.
-INNER_OPTIONS = '''
+INNER_OPTIONS = """
 from __future__ import annotations
 
 import os
@@ -235,10 +238,10 @@ async def test_options_reach_the_store(statestore_local, tmp_path):
     assert os.environ["STATESTORE_APP_NAME"] == "custom-app"
     await StateStore.save_state("k", 1, "wf-1", StateType.WORKFLOWS)
     assert (tmp_path / "statestore/persistent-artifacts/apps/custom-app/workflows/wf-1/config.json").exists()
-'''
+"""
 
 # Loaded with -p before any plugin: moto cannot be imported in this run.
-BLOCK_MOTO = '''
+BLOCK_MOTO = """
 import sys
 
 
@@ -252,9 +255,9 @@ class _BlockMoto:
 sys.meta_path.insert(0, _BlockMoto())
 for name in [n for n in sys.modules if n == "moto" or n.startswith("moto.")]:
     del sys.modules[name]
-'''
+"""
 
-INNER_NO_MOTO = '''
+INNER_NO_MOTO = """
 import sys
 
 import pytest
@@ -270,7 +273,7 @@ async def test_memory_works_without_moto(statestore_memory):
 
 def test_s3_needs_moto(statestore_s3):
     raise AssertionError("must not run without moto")
-'''
+"""
 
 INI = "[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
 
@@ -297,7 +300,7 @@ def test_fixtures_in_pytest_asyncio_mode(pytester: pytest.Pytester, mode: str) -
     out = result.stdout.str()
     # the plugin came through the pytest11 entry point of the installed package
     assert re.search(r"^plugins:.*\bstatestore-", out, re.MULTILINE), out
-    result.assert_outcomes(passed=25, failed=3)
+    result.assert_outcomes(passed=22, failed=3)
     failed = sorted(re.findall(r"^FAILED \S+::(\w+)", out, re.MULTILINE))
     assert failed == ["test_local_fails", "test_memory_fails", "test_s3_fails"], out
     # the control test leaked one aiohttp session; the fixtures none
@@ -307,15 +310,17 @@ def test_fixtures_in_pytest_asyncio_mode(pytester: pytest.Pytester, mode: str) -
 
 
 @pytest.mark.parametrize(
-    ("ini", "outcome"), [("", {"passed": 1, "skipped": 1}), ("statestore_missing_moto = error\n", {"passed": 1, "errors": 1})]
+    ("ini", "outcome"),
+    [("", {"passed": 1, "skipped": 1}), ("statestore_missing_moto = error\n", {"passed": 1, "errors": 1})],
 )
 def test_s3_fixture_without_moto_names_the_extra(pytester: pytest.Pytester, ini: str, outcome: dict[str, int]) -> None:
     pytester.makeini(INI.format(mode="strict") + ini)
     pytester.makepyfile(block_moto=BLOCK_MOTO, test_no_moto=INNER_NO_MOTO)
     result = pytester.runpytest_subprocess("-p", "block_moto", "-p", "no:cacheprovider", "-rsE")
     result.assert_outcomes(**outcome)
-    result.stdout.fnmatch_lines(["*statestore_s3 *moto*pip install 'statestore[test]'*"])
-    assert "ImportError" not in result.stdout.str()
+    out = result.stdout.str()
+    assert "statestore_s3 needs moto[server]: pip install 'statestore[test]'" in out, out
+    assert "ImportError" not in out and "Traceback" not in out, out
 
 
 def test_plugin_module_imports_without_moto(tmp_path: Path) -> None:
@@ -328,3 +333,37 @@ def test_readme_shows_the_example_files() -> None:
     readme = README.read_text()
     for name in ("checkpoint_activity.py", "test_checkpoint_activity.py"):
         assert (EXAMPLES / name).read_text().strip() in readme, f"README's copy of examples/{name} is out of date"
+
+
+class _ClosingBackend(MemoryBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+def test_install_default_store_restores_and_closes_also_on_error() -> None:
+    sentinel = memory_store(app_name="sentinel")
+    backend = _ClosingBackend()
+    store = Store(backend)
+    previous = set_default_store(sentinel)
+    try:
+        with pytest.raises(KeyError), install_default_store(store) as installed:
+            assert installed is store and get_default_store() is store
+            raise KeyError("test failed")
+        assert get_default_store() is sentinel
+        assert backend.closed == 1
+        with install_default_store(store, close=False):
+            pass
+        assert backend.closed == 1 and get_default_store() is sentinel
+    finally:
+        set_default_store(previous)
+
+
+async def test_close_store_inside_a_running_loop_is_a_typed_error() -> None:
+    backend = _ClosingBackend()
+    with pytest.raises(StateStoreError, match=r"await store\.aclose\(\)"):
+        close_store(Store(backend))
+    assert backend.closed == 0
