@@ -122,6 +122,7 @@ class MotoServer:
 
     def __init__(self) -> None:
         self._server: Any = None
+        self._admin: Any = None  # one botocore client for create_bucket, made on first use
         self._lock = threading.Lock()
         self.endpoint_url = ""
 
@@ -155,6 +156,9 @@ class MotoServer:
 
     def stop(self) -> None:
         with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
             if self._server is not None:
                 self._server.stop()
                 self._server = None
@@ -175,11 +179,11 @@ class MotoServer:
     def create_bucket(self, name: str | None = None) -> str:
         """Create a bucket (a fresh random name by default) with plain botocore; returns its name."""
         name = name or f"test-{uuid.uuid4().hex[:12]}"
-        client = self.client()
-        try:
-            client.create_bucket(Bucket=name)
-        finally:
-            client.close()
+        with self._lock:
+            if self._admin is None:
+                self._admin = self.client()
+            admin = self._admin
+        admin.create_bucket(Bucket=name)
         return name
 
     def new_store(self, bucket: str | None = None, **options: Any) -> Store:
