@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, Versioned
+from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
+from .crypto import EncryptingCodec
 from .errors import (
     BackendError,
     ConflictError,
@@ -38,6 +39,11 @@ logger = logging.getLogger(__name__)
 State = dict[str, Any]
 UpdateFn = Callable[[State], State]
 T = TypeVar("T")
+_KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
+
+#: States at least this large are parsed in a worker thread: parsing 1 MiB of JSON takes about
+#: 2 ms, and eight of those back to back would stall the event loop.
+OFFLOAD_BYTES = 64 * 1024
 
 
 class _Change(NamedTuple):
@@ -59,6 +65,7 @@ class _Current(NamedTuple):
     plain: bytes
     etag: str
     reseal: bool = False
+    error: CorruptStateError | None = None  # the codec could not open it (e.g. DecryptionError)
 
 
 @dataclass
@@ -125,19 +132,29 @@ class Store:
     ) -> None:
         self.backend = backend
         self.app_name = validate_app_name(app_name)
-        self.codec = codec or Codec()
+        self.codec = codec if codec is not None else EncryptingCodec()
         self.retry = retry or RetryPolicy()
         self.max_state_bytes = max_state_bytes
         self.coalesce = coalesce
         self._cache = _EtagCache(cache_size)
         self._batchers: dict[tuple[asyncio.AbstractEventLoop, str], _Batcher] = {}
+        self._keys: dict[tuple[str, str], StateKey] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.backend.describe()}, app_name={self.app_name!r})"
 
     def key(self, id: str, type: StateType | str) -> StateKey:  # noqa: A002
-        """Validate ``id`` and ``type`` and return where that state lives."""
-        return state_key(self.app_name, type, id)
+        """Validate ``id`` and ``type`` and return where that state lives (validated pairs are remembered)."""
+        if id.__class__ is not str or not isinstance(type, str):
+            return state_key(self.app_name, type, id)
+        memo = (id, type)
+        skey = self._keys.get(memo)
+        if skey is None:
+            skey = state_key(self.app_name, type, id)
+            if len(self._keys) >= _KEY_MEMO:
+                self._keys.clear()
+            self._keys[memo] = skey
+        return skey
 
     # -- the API page ----------------------------------------------------------
 
@@ -147,7 +164,9 @@ class Store:
         current = await self._read(skey)
         if current is None:
             return {}
-        state = decode(current.plain, skey)
+        if current.error is not None:
+            raise current.error
+        state = await self._decode(skey, current.plain)
         if not current.reseal:
             self._cache.put(skey.object_key, current)
         return state
@@ -224,6 +243,50 @@ class Store:
         """The ids of this app's states of ``type``, sorted."""
         return sorted([state_id async for state_id in self.iter_states(type)])
 
+    async def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
+        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were outdated.
+
+        Outdated means what the codec flags with ``reseal``: sealed under an
+        old key (after a key rotation), plain JSON where encryption is now on,
+        or encrypted where it is now off. Each rewrite is a conditional write
+        through the normal compare-and-swap loop, so a concurrent update is
+        never lost (if another writer rewrites a state first, its write counts
+        and this one is skipped). A state that cannot be read (``DecryptionError``: a key
+        nobody configured) stops the run with that error; states done before
+        it stay done, and running again is safe. For the CLI's ``rotate``.
+        """
+        stype = StateType.coerce(type)
+        if concurrency < 1:
+            raise InvalidInputError("concurrency must be at least 1")
+        ids = iter(await self.list_states(stype))
+        count = 0
+
+        async def worker() -> None:
+            nonlocal count
+            for state_id in ids:  # a plain iterator shared by the workers: each id is taken once
+                if await self._reseal(self.key(state_id, stype)):
+                    count += 1
+
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return count
+
+    async def _reseal(self, skey: StateKey) -> bool:
+        """Rewrite one state if the codec says its stored form is outdated; True if it was."""
+        self._cache.discard(skey.object_key)
+        current = await self._read(skey)
+        if current is None or not current.reseal:
+            return False
+        if current.error is not None:
+            raise current.error
+        await self._submit(skey, _Change(lambda state: state))
+        return True
+
     async def aclose(self) -> None:
         """Close the backend's connections; the store opens new ones if used again."""
         await self.backend.aclose()
@@ -250,7 +313,10 @@ class Store:
     def _open(self, skey: StateKey, obj: Versioned | None) -> _Current | None:
         if obj is None:
             return None
-        opened = self.codec.open(skey, obj.data)
+        try:
+            opened = self.codec.open(skey, obj.data)
+        except CorruptStateError as exc:  # only a replacing change may write over it
+            return _Current(b"", obj.etag, True, exc)
         return _Current(opened.plain, obj.etag, opened.reseal)
 
     async def _read(self, skey: StateKey) -> _Current | None:
@@ -264,19 +330,44 @@ class Store:
     async def _submit(self, skey: StateKey, change: _Change) -> State:
         """Apply one change; changes to the same state that wait together share one write."""
         if not self.coalesce:
-            outcomes, state = await self._apply(skey, [change])
-            if outcomes[0] is not None:
-                raise outcomes[0]
-            return state
+            return await self._apply_alone(skey, change)
         loop = asyncio.get_running_loop()
         slot = (loop, skey.object_key)
         future: asyncio.Future[State] = loop.create_future()
         batcher = self._batchers.get(slot)
-        if batcher is None:
-            batcher = self._batchers[slot] = _Batcher()
-            batcher.task = loop.create_task(self._drain(slot, skey, batcher))
-        batcher.pending.append(_Pending(change, future))
-        return await future
+        if batcher is not None:
+            batcher.pending.append(_Pending(change, future))
+            return await future
+        batcher = self._batchers[slot] = _Batcher([_Pending(change, future)])
+        try:
+            await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
+        except BaseException:
+            future.cancel()
+            self._hand_off(slot, skey, batcher)
+            raise
+        if len(batcher.pending) > 1:
+            self._hand_off(slot, skey, batcher)
+            return await future
+        # Alone (the common case of a lone writer): write from this task, with no drain task to
+        # hop through. Callers that arrive meanwhile queue up and are handed to a drain task afterwards.
+        batcher.pending = []
+        try:
+            return await self._apply_alone(skey, change)
+        finally:
+            self._hand_off(slot, skey, batcher)
+
+    async def _apply_alone(self, skey: StateKey, change: _Change) -> State:
+        outcomes, state = await self._apply(skey, [change])
+        if outcomes[0] is not None:
+            raise outcomes[0]
+        return state
+
+    def _hand_off(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
+        """Leave the waiting changes to a drain task, or drop the batcher if nobody waits."""
+        if any(not p.future.done() for p in batcher.pending):
+            batcher.task = slot[0].create_task(self._drain(slot, skey, batcher))
+        else:
+            del self._batchers[slot]
 
     async def _drain(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
         """Write the waiting changes batch by batch, in call order, until none are left."""
@@ -310,8 +401,19 @@ class Store:
 
     # -- compare-and-swap ------------------------------------------------------
 
+    async def _decode(self, skey: StateKey, plain: bytes) -> State:
+        """``decode``, in a worker thread for large states."""
+        if len(plain) < OFFLOAD_BYTES:
+            return decode(plain, skey)
+        return await asyncio.to_thread(decode, plain, skey)
+
     def _run(
-        self, skey: StateKey, current: _Current | None, changes: Sequence[_Change], limit_each: bool
+        self,
+        skey: StateKey,
+        current: _Current | None,
+        changes: Sequence[_Change],
+        limit_each: bool,
+        decoded: State | CorruptStateError | None = None,
     ) -> tuple[list[Exception | None], State | None]:
         """Apply ``changes`` in order to the current state; a change that fails is skipped.
 
@@ -323,10 +425,17 @@ class Store:
         outcomes: list[Exception | None] = []
         state: State | None
         corrupt: CorruptStateError | None = None
-        try:
-            state = decode(current.plain, skey) if current is not None else {}
-        except CorruptStateError as exc:
-            state, corrupt = None, exc
+        if current is not None and current.error is not None:
+            state, corrupt = None, current.error
+        elif isinstance(decoded, CorruptStateError):
+            state, corrupt = None, decoded
+        elif decoded is not None:  # ``current.plain`` parsed by the caller, off the event loop
+            state = decoded
+        else:
+            try:
+                state = decode(current.plain, skey) if current is not None else {}
+            except CorruptStateError as exc:
+                state, corrupt = None, exc
         for change in changes:
             if state is None and not change.replaces:
                 assert corrupt is not None
@@ -361,29 +470,49 @@ class Store:
             raise StateTooLargeError(f"{skey} would be {len(plain)} bytes; the limit is {self.max_state_bytes}")
 
     async def _apply(self, skey: StateKey, changes: Sequence[_Change]) -> tuple[list[Exception | None], State]:
-        """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict."""
+        """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict.
+
+        An outcome that writes nothing (no change, or every change failed) is
+        returned only once the state it was computed from is confirmed by the
+        backend: a cached state may be stale, and a successful conditional
+        write is what confirms it otherwise.
+        """
         object_key = skey.object_key
         budget = self.retry.start()
         current: _Current | None = self._cache.get(object_key)
         known = current is not None
+        confirmed = False
         while True:
             if not known:
                 current = await self._read(skey)
-            outcomes, state = self._run(skey, current, changes, limit_each=False)
-            if state is None:  # every change needed the corrupt state
-                return outcomes, {}
-            plain = encode(state)
-            if len(plain) > self.max_state_bytes:
-                if len(changes) == 1:
-                    self._check_size(skey, plain)
-                outcomes, state = self._run(skey, current, changes, limit_each=True)
-                if state is None:
-                    return outcomes, {}
+                confirmed = True
+            decoded: State | CorruptStateError | None = None
+            if current is not None and len(current.plain) >= OFFLOAD_BYTES:
+                try:
+                    decoded = await self._decode(skey, current.plain)
+                except CorruptStateError as exc:
+                    decoded = exc
+            outcomes, state = self._run(skey, current, changes, limit_each=False, decoded=decoded)
+            plain = b""
+            if state is not None:
                 plain = encode(state)
-            if (current is None and not state) or (
-                current is not None and plain == current.plain and not current.reseal
+                if len(plain) > self.max_state_bytes:  # rerun, so that only the changes crossing the limit fail
+                    outcomes, state = self._run(skey, current, changes, limit_each=True)
+                    plain = encode(state) if state is not None else b""
+            if (
+                state is None  # every change needed the corrupt state
+                or (current is None and not state)
+                or (current is not None and plain == current.plain and not current.reseal)
             ):
-                return outcomes, state  # nothing would change: write nothing
+                if not confirmed:  # nothing to write, but only by the cache: ask the backend
+                    fresh = await self._read(skey)
+                    confirmed = True
+                    if not _same_version(current, fresh):
+                        current = fresh
+                        continue
+                if current is not None and not current.reseal and state is not None:
+                    self._cache.put(object_key, current)
+                return outcomes, state if state is not None else {}  # write nothing
             sealed = self.codec.seal(skey, plain)
             try:
                 etag = await self._call(
@@ -404,7 +533,7 @@ class Store:
                         f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
                     ) from None
                 logger.debug("conflict on %s, attempt %d", skey, budget.tries)
-                known = use_seen
+                known = confirmed = use_seen
                 if use_seen:
                     current = self._open(skey, conflict.current)
                 continue
@@ -413,3 +542,10 @@ class Store:
                 raise
             self._cache.put(object_key, _Current(plain, etag))
             return outcomes, state
+
+
+def _same_version(a: _Current | None, b: _Current | None) -> bool:
+    """Whether two sightings of a state are the same stored version."""
+    if a is None or b is None:
+        return a is b
+    return same_etag(a.etag, b.etag) and a.plain == b.plain

@@ -1,0 +1,558 @@
+"""What an update costs: requests per operation, time against the floor and the naive way, and throughput.
+
+    .venv/bin/pip install -e '.[test,bench]'
+    .venv/bin/python scripts/bench.py [--chart docs/bench-writers.png] [--quick] [--no-s3]
+
+Starts its own moto S3 server (``statestore.testing.MotoServer``, in a child
+process on 127.0.0.1 so that it does not share this process's interpreter
+lock), then measures in one run:
+
+- requests per operation, counted by ``CountingBackend`` around the real
+  backend: ``get_state`` / ``save_state`` / ``save_state_object``, cold (a new
+  store on an existing state), steady single writer, 8 concurrent tasks on one id;
+- time per ``save_state`` against the floor (one raw aioboto3 ``put_object``
+  on a reused client) and against the naive way (get, merge, unconditional put
+  with a new client per call, as the replaced service did);
+- local ``save_state`` against a raw write + fsync + ``os.replace`` loop;
+- updates/s with 1, 2, 4 and 8 concurrent writers on one id, as tasks in one
+  process and as processes, written as a PNG chart.
+
+Baseline and subject are measured alternately (A/B/A/B...) and summarised by
+medians, so drift on a shared, noisy machine hits both alike. moto is far
+slower than AWS S3 and is the bottleneck of every S3 figure: compare the rows
+with each other, not with AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from statestore import CountingBackend, LocalBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore.testing import MotoServer
+
+W = StateType.WORKFLOWS
+TASKS = 8
+WRITERS = (1, 2, 4, 8)
+WINDOWS = 5  # throughput is the median rate over this many windows of each run
+REGION = "us-east-1"
+#: Contending processes retry far longer than the default, so a busy benchmark never gives up.
+PATIENT = RetryPolicy(attempts=200, base_delay=0.005, max_delay=0.25, deadline=120.0)
+
+SERVER = textwrap.dedent(
+    """
+    import sys
+    from statestore.testing import MotoServer
+
+    with MotoServer() as server:
+        print(server.endpoint_url, flush=True)
+        sys.stdin.read()  # serve until the benchmark closes our stdin
+    """
+)
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from bench import backend_for, hammer
+
+    async def main(kind: str, where: str, worker: int) -> None:
+        backend = backend_for(kind, where)
+        print("ready", flush=True)
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                break
+            state_id, start_at, seconds = json.loads(line)
+            done, errors = await hammer(backend, state_id, [worker], start_at, seconds)
+            print(json.dumps([done, errors]), flush=True)
+        await backend.aclose()
+
+    asyncio.run(main(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    """
+)
+
+
+# -- backends ----------------------------------------------------------------------------------------
+
+
+def backend_for(kind: str, where: str) -> ObjectBackend:
+    """A backend of ``kind``: ``local`` rooted at ``where``, or ``s3`` on ``where`` = ``endpoint bucket``."""
+    if kind == "local":
+        return LocalBackend(where)
+    from statestore import S3Backend  # type: ignore[attr-defined,unused-ignore]
+
+    endpoint, bucket = where.split()
+    backend: ObjectBackend = S3Backend(bucket, endpoint_url=endpoint, region=REGION)
+    return backend
+
+
+def s3_available() -> bool:
+    try:
+        from statestore import S3Backend  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server in a child process; yields its endpoint URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip()
+        if not endpoint.startswith("http://127.0.0.1:"):
+            raise RuntimeError("the moto server did not start (is the 'test' extra installed?)")
+        yield endpoint
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def raw_client(endpoint: str) -> Any:
+    """An aioboto3 S3 client context manager configured as plainly as the floor should be."""
+    import aioboto3
+    from aiobotocore.config import AioConfig
+
+    return aioboto3.Session().client(
+        "s3", endpoint_url=endpoint, region_name=REGION, config=AioConfig(s3={"addressing_style": "path"})
+    )
+
+
+# -- requests per operation ----------------------------------------------------------------------------
+
+
+OPS: dict[str, Callable[[Store, str, int], Awaitable[Any]]] = {
+    "get_state": lambda store, sid, i: store.get_state(sid, W),
+    "save_state": lambda store, sid, i: store.save_state("k", i, sid, W),
+    "save_state_object": lambda store, sid, i: store.save_state_object(sid, {"k": i, "o": i}, W),
+}
+
+
+@dataclass
+class Row:
+    cells: list[str]
+
+
+def print_section(title: str, header: list[str], rows: list[Row]) -> None:
+    widths = [max(len(header[c]), *(len(r.cells[c]) for r in rows)) for c in range(len(header))]
+    line = "  ".join(h.ljust(w) if c == 0 else h.rjust(w) for c, (h, w) in enumerate(zip(header, widths, strict=True)))
+    print(f"\n{title}\n{line}\n{'-' * len(line)}")
+    for row in rows:
+        print(
+            "  ".join(
+                v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row.cells, widths, strict=True))
+            )
+        )
+    sys.stdout.flush()
+
+
+async def count_requests(make: Callable[[], ObjectBackend], label: str, steady: int) -> list[Row]:
+    """Requests per operation for each op: cold, steady single writer, 8 concurrent tasks on one id."""
+    rows = []
+    for name, op in OPS.items():
+        sid = f"count-{label}-{name}"
+        seeder = Store(make())
+        await seeder.save_state_object(sid, {"k": -1, "seed": True}, W)
+        await seeder.aclose()
+        cells = [f"{label}: {name}"]
+
+        counting = CountingBackend(make())
+        store = Store(counting)
+        await op(store, sid, 0)  # cold: nothing cached
+        cells.append(per_op(counting.counts, 1))
+
+        await op(store, sid, 1)  # warm up (get_state does not use the cache)
+        counting.reset()
+        for i in range(steady):
+            await op(store, sid, 2 + i)
+        cells.append(per_op(counting.counts, steady))
+
+        counting.reset()
+        rounds = max(2, steady // TASKS)
+
+        async def task(
+            t: int, op: Callable[[Store, str, int], Awaitable[Any]], store: Store, sid: str, rounds: int
+        ) -> None:
+            for r in range(rounds):
+                await op(store, sid, 1000 * (t + 1) + r)
+
+        await asyncio.gather(*(task(t, op, store, sid, rounds) for t in range(TASKS)))
+        cells.append(per_op(counting.counts, TASKS * rounds))
+        cells.append(f"{counting.counts['put'] / (TASKS * rounds):.3f}")
+        await store.aclose()
+        rows.append(Row(cells))
+    return rows
+
+
+def per_op(counts: Counter[str], ops: int) -> str:
+    gets, puts = counts["get"] / ops, counts["put"] / ops
+    return f"{gets + puts:.2f} ({gets:.2f}G+{puts:.2f}P)"
+
+
+# -- time per save_state ---------------------------------------------------------------------------------
+
+
+def interleaved(
+    n: int, subjects: dict[str, Callable[[int], Awaitable[None]]]
+) -> Callable[[], Awaitable[dict[str, float]]]:
+    """Run each subject once per round, rotating which goes first; returns the median seconds of each."""
+
+    async def run() -> dict[str, float]:
+        times: dict[str, list[float]] = {name: [] for name in subjects}
+        names = list(subjects)
+        for i in range(n):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                started = time.perf_counter()
+                await subjects[name](i)
+                times[name].append(time.perf_counter() - started)
+        return {name: statistics.median(values) for name, values in times.items()}
+
+    return run
+
+
+async def time_s3(endpoint: str, bucket: str, n: int) -> list[Row]:
+    import aioboto3
+
+    counting = CountingBackend(backend_for("s3", f"{endpoint} {bucket}"))
+    store = Store(counting)
+    await store.save_state_object("timed", {"k": 0, "name": "steady"}, W)
+    key = store.key("timed", W).object_key
+    size = len(json.dumps({"k": 0, "name": "steady"}))
+    naive_requests: Counter[str] = Counter()
+    session = aioboto3.Session()
+
+    async with raw_client(endpoint) as client:
+        await client.put_object(Bucket=bucket, Key="floor.json", Body=b"x" * size)
+
+        async def floor(i: int) -> None:
+            await client.put_object(Bucket=bucket, Key="floor.json", Body=b'{"k":%d,"name":"floor"}' % i)
+
+        async def ours(i: int) -> None:
+            await store.save_state("k", i + 1, "timed", W)
+
+        async def naive(i: int) -> None:
+            await naive_save(session, endpoint, bucket, "naive/" + key, "k", i + 1, naive_requests)
+
+        counting.reset()
+        medians = await interleaved(n, {"floor": floor, "statestore": ours, "naive": naive})()
+    ours_requests = (counting.counts["get"] + counting.counts["put"]) / n
+    naive_per_save = (naive_requests["get"] + naive_requests["put"]) / n
+    await store.aclose()
+    f, s, v = medians["floor"], medians["statestore"], medians["naive"]
+    rows = [
+        Row(["raw aioboto3 put_object (floor, reused client)", ms(f), "1.00", "1.00"]),
+        Row(["statestore save_state (steady single writer)", ms(s), f"{s / f:.2f}", f"{ours_requests:.2f}"]),
+        Row(["naive: new client, get + merge + put", ms(v), f"{v / f:.2f}", f"{naive_per_save:.2f}"]),
+        Row(["naive / statestore", "", f"{v / s:.2f}", f"{naive_per_save / ours_requests:.2f}"]),
+    ]
+    return rows
+
+
+async def naive_save(
+    session: Any, endpoint: str, bucket: str, key: str, name: str, value: Any, counter: Counter[str]
+) -> None:
+    """The replaced service's save: a new client, read the state, merge, write it back unconditionally."""
+    async with session.client("s3", endpoint_url=endpoint, region_name=REGION) as client:
+        counter["get"] += 1
+        try:
+            response = await client.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as body:
+                state = json.loads(await body.read())
+        except client.exceptions.NoSuchKey:
+            state = {}
+        state[name] = value
+        counter["put"] += 1
+        await client.put_object(Bucket=bucket, Key=key, Body=json.dumps(state).encode())
+
+
+async def time_local(root: Path, n: int) -> list[Row]:
+    raw_dir = root / "raw"
+    raw_dir.mkdir(parents=True)
+    durable = Store(LocalBackend(root / "durable"))
+    relaxed = Store(LocalBackend(root / "relaxed", durable=False))
+    for store in (durable, relaxed):
+        await store.save_state_object("timed", {"k": 0, "name": "steady"}, W)
+
+    def raw_write(i: int) -> None:
+        tmp, final = raw_dir / ".state.tmp", raw_dir / "state.json"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b'{"k":%d,"name":"steady"}' % i)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+
+    async def raw(i: int) -> None:
+        raw_write(i)
+
+    async def raw_thread(i: int) -> None:
+        await asyncio.to_thread(raw_write, i)
+
+    async def ours(i: int) -> None:
+        await durable.save_state("k", i + 1, "timed", W)
+
+    async def ours_relaxed(i: int) -> None:
+        await relaxed.save_state("k", i + 1, "timed", W)
+
+    medians = await interleaved(n, {"raw": raw, "raw_thread": raw_thread, "durable": ours, "relaxed": ours_relaxed})()
+    base = medians["raw"]
+    return [
+        Row(["raw write + fsync + os.replace (floor)", us(base), "1.00"]),
+        Row(
+            [
+                "the same, in a worker thread (one to_thread hop)",
+                us(medians["raw_thread"]),
+                f"{medians['raw_thread'] / base:.2f}",
+            ]
+        ),
+        Row(
+            [
+                "statestore save_state (durable=True, the default)",
+                us(medians["durable"]),
+                f"{medians['durable'] / base:.2f}",
+            ]
+        ),
+        Row(
+            [
+                "statestore save_state (durable=False: no dir fsync)",
+                us(medians["relaxed"]),
+                f"{medians['relaxed'] / base:.2f}",
+            ]
+        ),
+    ]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} us"
+
+
+# -- throughput ---------------------------------------------------------------------------------------------
+
+
+async def hammer(
+    backend: ObjectBackend, state_id: str, workers: list[int], start_at: float, seconds: float
+) -> tuple[list[float], int]:
+    """Each of ``workers`` (a task) updates its own key of one state until the time is up.
+
+    Returns when each update completed (seconds after ``start_at``) and how many gave up.
+    """
+    store = Store(backend, retry=PATIENT)
+    done: list[float] = []
+    errors = 0
+
+    async def one(worker: int) -> None:
+        nonlocal errors
+        await store.save_state(f"w{worker}", -1, state_id, W)  # warm the cache before the clock starts
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        i = 0
+        while time.time() < start_at + seconds:
+            try:
+                await store.save_state(f"w{worker}", i, state_id, W)
+            except Exception:
+                errors += 1
+                continue
+            done.append(time.time() - start_at)
+            i += 1
+
+    await asyncio.gather(*(one(w) for w in workers))
+    return done, errors
+
+
+def rate(done: list[float], seconds: float) -> float:
+    """Updates/s: the median over ``WINDOWS`` equal windows, so one stall of the shared machine counts once."""
+    width = seconds / WINDOWS
+    counts = [0] * WINDOWS
+    for t in done:
+        if 0 <= t < seconds:
+            counts[min(WINDOWS - 1, int(t / width))] += 1
+    return statistics.median(counts) / width
+
+
+async def throughput_tasks(kind: str, where: str, seconds: float) -> list[float]:
+    rates = []
+    for n in WRITERS:
+        backend = backend_for(kind, where)
+        done, _ = await hammer(backend, f"tasks-{n}", list(range(n)), time.time() + 0.2, seconds)
+        await backend.aclose()
+        rates.append(rate(done, seconds))
+    return rates
+
+
+def throughput_processes(kind: str, where: str, seconds: float) -> tuple[list[float], int]:
+    here = str(Path(__file__).resolve().parent)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, here, kind, where, str(w)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(max(WRITERS))
+    ]
+    rates, errors = [], 0
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a benchmark worker failed to start")
+        for n in WRITERS:
+            start_at = time.time() + 1.0  # time for every worker to warm its cache first
+            for p in procs[:n]:
+                assert p.stdin is not None
+                p.stdin.write(json.dumps([f"procs-{n}", start_at, seconds]) + "\n")
+                p.stdin.flush()
+            done: list[float] = []
+            for p in procs[:n]:
+                assert p.stdout is not None
+                d, e = json.loads(p.stdout.readline())
+                done, errors = done + d, errors + e
+            rates.append(rate(done, seconds))
+    finally:
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.close()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    return rates, errors
+
+
+def chart(path: Path, series: dict[str, list[float]]) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"\nmatplotlib is missing (pip install -e '.[bench]'); no chart written to {path}")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=80)
+    for label, rates in series.items():
+        ax.plot(WRITERS, rates, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(WRITERS, [str(n) for n in WRITERS])
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent writers on one id")
+    ax.set_ylabel("updates/s (save_state)")
+    ax.set_title("statestore: updates/s against writers on one state")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"\nchart written to {path}")
+
+
+# -- main ------------------------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dict[str, list[float]]:
+    steady = 10 if args.quick else 20
+    series: dict[str, list[float]] = {}
+    bucket = ""
+    if endpoint is not None:
+        async with raw_client(endpoint) as client:
+            bucket = "bench"
+            await client.create_bucket(Bucket=bucket)
+    header = [
+        "backend: operation",
+        "cold (new store)",
+        "steady single writer",
+        f"{TASKS} tasks on one id",
+        "PUTs/update",
+    ]
+    rows = await count_requests(lambda: LocalBackend(root / "counts"), "local", steady)
+    if endpoint is not None:
+        rows += await count_requests(lambda: backend_for("s3", f"{endpoint} {bucket}"), "s3", steady)
+    print_section("Requests per operation (counted; G = GET, P = PUT; the naive way: 2 per save)", header, rows)
+
+    n_local = 100 if args.quick else 400
+    rows = await time_local(root / "timing", n_local)
+    print_section(f"Local save_state, median of {n_local} interleaved runs", ["", "time", "x floor"], rows)
+
+    if endpoint is not None:
+        n_s3 = 20 if args.quick else 100
+        rows = await time_s3(endpoint, bucket, n_s3)
+        print_section(
+            f"S3 (moto) save_state, median of {n_s3} interleaved runs", ["", "time", "x floor", "requests/save"], rows
+        )
+
+    seconds = 0.5 if args.quick else 2.5
+    where = {"local": str(root / "throughput")}
+    if endpoint is not None:
+        where["s3"] = f"{endpoint} {bucket}"
+    rows = []
+    for kind, place in where.items():
+        label = "S3 (moto)" if kind == "s3" else kind
+        series[f"{label}, tasks in one process"] = await throughput_tasks(kind, place, seconds)
+        rates, errors = await asyncio.to_thread(throughput_processes, kind, place, seconds)
+        series[f"{label}, processes"] = rates
+        if errors:
+            print(f"({label} processes: {errors} updates gave up and were retried by the worker)")
+    for label, rates in series.items():
+        rows.append(Row([label, *(f"{r:.0f}" for r in rates)]))
+    print_section(
+        f"Updates/s on one id (median of {WINDOWS} windows of a {seconds:g} s run per point)",
+        ["writers", *(str(n) for n in WRITERS)],
+        rows,
+    )
+    return series
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--chart", type=Path, default=Path("docs/bench-writers.png"), help="where to write the PNG")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke test, noisy figures)")
+    parser.add_argument("--no-s3", action="store_true", help="skip everything that needs the moto server")
+    args = parser.parse_args()
+    for name, value in MotoServer.fake_credentials().items():
+        os.environ.setdefault(name, value)
+    started = time.monotonic()
+    use_s3 = not args.no_s3 and s3_available()
+    if not use_s3 and not args.no_s3:
+        print("S3Backend is not available in this checkout: S3 figures skipped")
+    with tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp:
+        if use_s3:
+            with moto_server() as endpoint:
+                series = asyncio.run(run(args, endpoint, Path(tmp)))
+        else:
+            series = asyncio.run(run(args, None, Path(tmp)))
+    chart(args.chart, series)
+    print(f"\nbenchmark took {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

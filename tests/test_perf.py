@@ -1,0 +1,424 @@
+"""Request counts and coalescing: what an update costs, and what each concurrent caller gets back.
+
+Counts come from ``CountingBackend`` around a real backend of every kind (the
+S3 backend's own conflict re-read happens below the wrapper and is not
+counted). Timing claims live in scripts/bench.py, never here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statestore import (
+    BackendError,
+    CountingBackend,
+    InvalidInputError,
+    LocalBackend,
+    MemoryBackend,
+    ObjectBackend,
+    PreconditionFailed,
+    StateTooLargeError,
+    StateType,
+    Store,
+    Versioned,
+    WrapperBackend,
+)
+from statestore.backends.base import md5_etag
+
+W = StateType.WORKFLOWS
+TASKS = 8
+
+
+def counting_store(make_backend: Callable[[], ObjectBackend], **options: Any) -> tuple[Store, CountingBackend]:
+    counting = CountingBackend(make_backend())
+    return Store(counting, **options), counting
+
+
+def appender(item: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def fn(state: dict[str, Any]) -> dict[str, Any]:
+        state["log"] = [*state.get("log", []), item]
+        return state
+
+    return fn
+
+
+# -- requests per operation ------------------------------------------------------------------------
+
+
+async def test_cold_operations(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend)
+    assert await store.get_state("wf", W) == {}
+    assert counting.counts == {"get": 1}
+    counting.reset()
+    await store.save_state("k", 1, "new", W)  # nothing cached: read (missing), then create
+    assert counting.counts == {"get": 1, "put": 1}
+    other, other_counts = counting_store(make_backend)
+    assert await other.save_state_object("new", {"j": 2}, W) == {"k": 1, "j": 2}
+    assert other_counts.counts == {"get": 1, "put": 1}
+
+
+async def test_steady_single_writer_costs_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend)
+    await store.save_state("k", 0, "wf", W)
+    counting.reset()
+    for i in range(1, 6):
+        await store.save_state("k", i, "wf", W)
+        state = await store.save_state_object("wf", {"o": i}, W)
+        assert (state["k"], state["o"]) == (i, i)
+        await store.update_state("wf", W, appender(i))
+    assert counting.counts == {"put": 15}
+    assert await store.get_state("wf", W) == {"k": 5, "o": 5, "log": [1, 2, 3, 4, 5]}
+    assert counting.counts == {"put": 15, "get": 1}  # reads always ask the backend
+
+
+async def test_concurrent_tasks_share_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend)
+    await store.save_state("seed", 0, "wf", W)
+    counting.reset()
+    await asyncio.gather(*(store.save_state(f"k{i}", i, "wf", W) for i in range(TASKS)))
+    assert counting.counts == {"put": 1}
+    counting.reset()
+    results = await asyncio.gather(*(store.save_state_object("wf", {f"o{i}": i}, W) for i in range(TASKS)))
+    assert counting.counts == {"put": 1}
+    for i, state in enumerate(results):
+        assert state[f"o{i}"] == i
+
+
+async def test_concurrent_loops_stay_batched(make_backend: Callable[[], ObjectBackend]) -> None:
+    """Tasks that each update in a loop keep being written together, not one by one."""
+    store, counting = counting_store(make_backend)
+    await store.save_state("seed", 0, "wf", W)
+    counting.reset()
+    rounds = 5
+
+    async def worker(w: int) -> None:
+        for i in range(rounds):
+            await store.save_state(f"w{w}", i, "wf", W)
+
+    await asyncio.gather(*(worker(w) for w in range(TASKS)))
+    assert counting.counts["get"] == 0
+    assert counting.counts["put"] <= 0.3 * TASKS * rounds
+    assert await store.get_state("wf", W) == {"seed": 0, **{f"w{w}": rounds - 1 for w in range(TASKS)}}
+
+
+# -- writing nothing, and never trusting a stale cache for it ---------------------------------------
+
+
+async def test_no_op_updates_write_nothing(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend)
+    await store.save_state_object("wf", {"k": 1, "j": [1, 2]}, W)
+    counting.reset()
+    await store.save_state("k", 1, "wf", W)
+    assert await store.save_state_object("wf", {"j": [1, 2]}, W) == {"k": 1, "j": [1, 2]}
+    assert await store.update_state("wf", W, lambda s: s) == {"k": 1, "j": [1, 2]}
+    await store.save_state_object("empty", {}, W)
+    assert counting.counts["put"] == 0
+    # A cached state may be stale: before reporting "nothing to do" the store checks with one read.
+    assert counting.counts["get"] == 4
+
+
+async def test_stale_cache_never_skips_a_write(make_backend: Callable[[], ObjectBackend]) -> None:
+    one, _ = counting_store(make_backend)
+    two, _ = counting_store(make_backend)
+    await one.save_state("k", 1, "wf", W)
+    await two.save_state("k", 2, "wf", W)
+    await one.save_state("k", 1, "wf", W)  # equal to what one last saw, not to what is stored
+    assert await two.get_state("wf", W) == {"k": 1}
+
+
+async def test_stale_cache_never_fails_a_change(make_backend: Callable[[], ObjectBackend]) -> None:
+    one, _ = counting_store(make_backend)
+    two, _ = counting_store(make_backend)
+    await one.save_state("n", 0, "wf", W)
+    await two.save_state("x", 41, "wf", W)
+
+    def needs_x(state: dict[str, Any]) -> dict[str, Any]:
+        state["x"] += 1  # a KeyError on one's cached (stale) state
+        return state
+
+    assert await one.update_state("wf", W, needs_x) == {"n": 0, "x": 42}
+
+
+async def test_stale_cache_costs_one_failed_put(make_backend: Callable[[], ObjectBackend]) -> None:
+    one, counting = counting_store(make_backend)
+    two, _ = counting_store(make_backend)
+    await one.save_state("a", 1, "wf", W)
+    await two.save_state("b", 2, "wf", W)
+    counting.reset()
+    assert await one.save_state_object("wf", {"c": 3}, W) == {"a": 1, "b": 2, "c": 3}
+    assert counting.counts["put"] == 2
+    assert counting.counts["get"] <= 1  # local and memory hand back what they saw; S3 reads it below us
+    counting.reset()
+    await one.save_state("d", 4, "wf", W)  # the cache is fresh again
+    assert counting.counts == {"put": 1}
+
+
+async def test_cache_is_bounded(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend, cache_size=2)
+    for state_id in ("a", "b", "c"):
+        await store.save_state("k", 0, state_id, W)
+    counting.reset()
+    await store.save_state("k", 1, "c", W)
+    await store.save_state("k", 1, "b", W)
+    assert counting.counts == {"put": 2}
+    counting.reset()
+    await store.save_state("k", 1, "a", W)  # the least recently used, dropped
+    assert counting.counts == {"get": 1, "put": 1}
+    uncached, uncounted = counting_store(make_backend, cache_size=0)
+    await uncached.save_state("k", 2, "a", W)
+    await uncached.save_state("k", 3, "a", W)
+    assert uncounted.counts == {"get": 2, "put": 2}
+
+
+# -- coalescing semantics ----------------------------------------------------------------------------
+
+
+async def test_coalesced_changes_apply_in_call_order(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend)
+    await store.save_state("log", [], "wf", W)
+    counting.reset()
+    results = await asyncio.gather(*(store.update_state("wf", W, appender(i)) for i in range(TASKS)))
+    assert counting.counts == {"put": 1}
+    assert await store.get_state("wf", W) == {"log": list(range(TASKS))}
+    for i, state in enumerate(results):  # each caller sees its own change, and those before it
+        assert state["log"][: i + 1] == list(range(i + 1))
+    results[0]["log"].append("mine")  # and owns what it got
+    assert results[1]["log"] == list(range(TASKS))
+
+
+async def test_failing_change_fails_only_its_caller(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend, max_state_bytes=1000)
+    await store.save_state("log", [], "wf", W)
+    counting.reset()
+
+    def broken(state: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("no")
+
+    calls = [store.update_state("wf", W, appender(i)) for i in range(3)]
+    calls.append(store.update_state("wf", W, broken))
+    calls.append(store.save_state("big", "x" * 2000, "wf", W))
+    calls.append(store.update_state("wf", W, lambda s: {"not": {1, 2}}))  # not JSON
+    calls.extend(store.update_state("wf", W, appender(i)) for i in range(3, 6))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[3], ValueError)
+    assert isinstance(results[4], StateTooLargeError)
+    assert isinstance(results[5], InvalidInputError)
+    assert all(isinstance(r, dict) for r in results[:3] + results[6:])
+    assert counting.counts == {"put": 1}
+    assert await store.get_state("wf", W) == {"log": [0, 1, 2, 3, 4, 5]}
+
+
+async def test_one_oversized_change_alone_fails_and_writes_nothing(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend, max_state_bytes=100)
+    await store.save_state("k", 1, "wf", W)
+    counting.reset()
+    with pytest.raises(StateTooLargeError):
+        await store.save_state("big", "x" * 200, "wf", W)
+    with pytest.raises(StateTooLargeError):
+        await store.save_state("big", "x" * 200, "other", W)
+    assert counting.counts["put"] == 0
+    assert await store.get_state("wf", W) == {"k": 1}
+    assert await store.get_state("other", W) == {}
+
+
+class Gate(WrapperBackend):
+    """Holds every put until ``release`` is set; ``fail`` makes released puts raise."""
+
+    def __init__(self, inner: ObjectBackend) -> None:
+        super().__init__(inner)
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.fail = False
+        self.puts = 0
+
+    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        self.puts += 1
+        self.entered.set()
+        await self.release.wait()
+        if self.fail:
+            raise OSError("disk on fire")
+        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+
+
+async def gated_store() -> tuple[Store, Gate]:
+    gate = Gate(MemoryBackend())
+    store = Store(gate)
+    gate.release.set()
+    await store.save_state("seed", 0, "wf", W)
+    gate.release.clear()
+    gate.entered.clear()
+    gate.puts = 0
+    return store, gate
+
+
+async def test_cancelled_waiting_caller_is_not_written() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()  # first is being written; the next ones wait for it
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    third = asyncio.create_task(store.save_state("c", 3, "wf", W))
+    await asyncio.sleep(0.01)
+    second.cancel()
+    gate.release.set()
+    await first
+    await third
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await store.get_state("wf", W) == {"seed": 0, "a": 1, "c": 3}
+    assert gate.puts == 2
+
+
+async def test_cancelled_writer_hands_the_waiting_callers_on() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    await asyncio.sleep(0.01)
+    first.cancel()  # its put was never sent (the gate holds it): its change is not written
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    gate.release.set()
+    await second
+    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
+
+
+async def test_caller_cancelled_before_its_write_starts() -> None:
+    store, gate = await gated_store()
+    gate.release.set()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    await asyncio.sleep(0)  # both have queued; the first waits one loop turn for company
+    first.cancel()
+    await second
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
+
+
+async def test_failed_write_reaches_every_caller_in_it() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()
+    gate.fail = True
+    waiting = [asyncio.create_task(store.save_state(f"w{i}", i, "wf", W)) for i in range(3)]
+    await asyncio.sleep(0.01)
+    gate.release.set()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert all(isinstance(r, BackendError) for r in results)
+    assert gate.puts == 2  # the first write, then one for all three waiting callers
+    gate.fail = False
+    assert await store.get_state("wf", W) == {"seed": 0}
+    await store.save_state("after", True, "wf", W)  # the store is usable afterwards
+    assert await store.get_state("wf", W) == {"seed": 0, "after": True}
+
+
+# -- imports ------------------------------------------------------------------------------------------
+
+
+def test_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import statestore
+        from statestore import StateStore, StateType
+
+        async def main() -> None:
+            await StateStore.save_state("k", 1, "wf", StateType.WORKFLOWS)
+            assert await StateStore.get_state("wf", StateType.WORKFLOWS) == {"k": 1}
+
+        asyncio.run(main())
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("aioboto3", "aiobotocore", "botocore", "boto3"))
+        print(",".join(loaded))
+        """
+    )
+    env = {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+# -- local backend: the ETag check without a read --------------------------------------------------------
+
+
+async def test_local_etag_proof_sees_other_writers(tmp_path: Path) -> None:
+    ours, theirs = LocalBackend(tmp_path), LocalBackend(tmp_path)
+    etag = await ours.put("a/b.json", b'{"v":1}')
+    await theirs.put("a/b.json", b'{"v":1}', if_match=etag)  # same bytes, a new file: the same ETag
+    assert await ours.put("a/b.json", b'{"v":2}', if_match=etag) != etag  # proven by reading, not the pin
+    newer = await theirs.put("a/b.json", b'{"v":3}', if_match=md5_etag(b'{"v":2}'))
+    with pytest.raises(PreconditionFailed) as info:
+        await ours.put("a/b.json", b'{"v":4}', if_match=md5_etag(b'{"v":2}'))
+    assert info.value.current == Versioned(b'{"v":3}', newer)
+    (tmp_path / "a" / "b.json").write_bytes(b'{"v":"edited in place"}')  # not through a backend
+    with pytest.raises(PreconditionFailed):
+        await theirs.put("a/b.json", b'{"v":5}', if_match=newer)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    before = open_fds()
+    etags = {}
+    for i in range(300):
+        etags[i] = await backend.put(f"s{i}/config.json", b"{}")
+    assert open_fds() - before <= 130
+    for i in range(300):  # evicted or not, every ETag still checks out
+        await backend.put(f"s{i}/config.json", b"[]", if_match=etags[i])
+    await backend.delete("s299/config.json")
+    await backend.aclose()
+    assert open_fds() <= before
+
+
+async def test_local_save_is_one_thread_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(LocalBackend(tmp_path))
+    await store.save_state("k", 0, "wf", W)
+    hops = 0
+    real = asyncio.to_thread
+
+    async def counting_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    for i in range(1, 6):
+        await store.save_state("k", i, "wf", W)
+    assert hops == 5
+    await store.aclose()
+
+
+def test_stale_cache_after_another_process_wrote(tmp_path: Path) -> None:
+    counting = CountingBackend(LocalBackend(tmp_path))
+    store = Store(counting)
+    asyncio.run(store.save_state_object("wf", {"mine": 1, "shared": "old"}, W))
+    other = textwrap.dedent(
+        """
+        import asyncio, sys
+        from statestore import LocalBackend, StateType, Store
+
+        asyncio.run(Store(LocalBackend(sys.argv[1])).save_state("shared", "theirs", "wf", StateType.WORKFLOWS))
+        """
+    )
+    subprocess.run([sys.executable, "-c", other, str(tmp_path)], check=True, timeout=60)
+    counting.reset()
+    asyncio.run(store.save_state("shared", "old", "wf", W))  # equal to our cached state, not to the stored one
+    assert counting.counts == {"get": 1, "put": 1}
+    assert asyncio.run(store.get_state("wf", W)) == {"mine": 1, "shared": "old"}
+    counting.reset()
+    assert asyncio.run(store.save_state_object("wf", {"more": 2}, W)) == {"mine": 1, "shared": "old", "more": 2}
+    assert counting.counts == {"put": 1}
