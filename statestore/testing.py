@@ -1,49 +1,128 @@
 """Helpers for testing code that uses statestore: stores on fresh backends and a local moto S3 server.
 
-moto is imported only when ``MotoServer`` is started, so this module imports
-without the ``test`` extra.
+The pytest fixtures built on these live in ``statestore.pytest_plugin`` (see
+docs/testing.md). moto is imported only when ``MotoServer`` is started, and
+the S3 backend only when an S3 store is built, so this module imports without
+the ``test`` extra.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .backends.local import LocalBackend
 from .backends.memory import MemoryBackend
+from .errors import StateStoreError
+from .facade import set_default_store
 from .store import Store
+
+__all__ = [
+    "INSTALL_HINT",
+    "MotoServer",
+    "MotoUnavailableError",
+    "close_store",
+    "install_default_store",
+    "local_store",
+    "memory_store",
+    "s3_store",
+]
+
+#: What to install for ``MotoServer`` and the ``statestore_s3`` fixture.
+INSTALL_HINT = "pip install 'statestore[test]' (or 'moto[server]')"
+#: The region the moto helpers use; moto accepts any, botocore needs one.
+MOTO_REGION = "us-east-1"
 
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": MOTO_REGION,
 }
 
 
+class MotoUnavailableError(StateStoreError, RuntimeError):
+    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""
+
+
 def memory_store(**options: Any) -> Store:
-    """A ``Store`` on a fresh ``MemoryBackend``."""
+    """A ``Store`` on a fresh ``MemoryBackend``; ``options`` go to ``Store``."""
     return Store(MemoryBackend(), **options)
 
 
 def local_store(root: str | os.PathLike[str], **options: Any) -> Store:
-    """A ``Store`` on a ``LocalBackend`` rooted at ``root``."""
+    """A ``Store`` on a ``LocalBackend`` rooted at ``root``; ``options`` go to ``Store``."""
     return Store(LocalBackend(Path(root)), **options)
+
+
+def s3_store(endpoint_url: str, bucket: str, **options: Any) -> Store:
+    """A ``Store`` on an ``S3Backend`` for ``bucket`` at a test server (moto) with dummy credentials.
+
+    The credentials and region are passed explicitly, so neither the
+    environment nor ``~/.aws`` can point the store at a real account.
+    """
+    from .backends.s3 import S3Backend
+
+    backend = S3Backend(
+        bucket,
+        endpoint_url=endpoint_url,
+        region=MOTO_REGION,
+        aws_access_key_id=_FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=_FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    return Store(backend, **options)
+
+
+def close_store(store: Store) -> None:
+    """Close ``store`` from synchronous code, such as a fixture's teardown, on a private event loop.
+
+    An S3 client that was opened on another event loop is closed when that
+    loop shuts down (``asyncio.run`` and pytest-asyncio's runners do so).
+    Inside a running event loop use ``await store.aclose()`` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(store.aclose())
+        return
+    raise StateStoreError("close_store() cannot run inside an event loop; use 'await store.aclose()'")
+
+
+@contextmanager
+def install_default_store(store: Store, *, close: bool = True) -> Iterator[Store]:
+    """Make ``store`` the default for the ``StateStore`` facade in a ``with`` block.
+
+    Afterwards, also when the block raised, the previous default is restored
+    and (unless ``close=False``) the store is closed with ``close_store``.
+    """
+    previous = set_default_store(store)
+    try:
+        yield store
+    finally:
+        set_default_store(previous)
+        if close:
+            close_store(store)
 
 
 class MotoServer:
     """A moto S3 server on 127.0.0.1 and a free port, in a thread of this process.
 
     ``with MotoServer() as server:`` starts and stops it; ``server.endpoint_url``
-    is what ``S3Backend`` (or any S3 client) needs. Requires ``moto[server]``.
+    is what ``S3Backend`` (or any S3 client) needs, ``server.new_store()`` a
+    store on a fresh bucket. Requires ``moto[server]``; without it ``start``
+    raises ``MotoUnavailableError``.
     """
 
     def __init__(self) -> None:
         self._server: Any = None
+        self._admin: Any = None  # one botocore client for create_bucket, made on first use
         self._lock = threading.Lock()
         self.endpoint_url = ""
 
@@ -52,16 +131,21 @@ class MotoServer:
         """Environment variables with dummy AWS credentials moto accepts."""
         return dict(_FAKE_CREDENTIALS)
 
+    @staticmethod
+    def check_available() -> None:
+        """Raise ``MotoUnavailableError`` (naming the extra to install) unless moto's server imports."""
+        try:
+            from moto.server import ThreadedMotoServer  # noqa: F401
+        except ImportError as exc:
+            raise MotoUnavailableError(f"a moto S3 server needs moto[server]: {INSTALL_HINT}") from exc
+
     def start(self) -> MotoServer:
         with self._lock:
             if self._server is not None:
                 return self
-            try:
-                from moto.server import ThreadedMotoServer
-            except ImportError as exc:
-                raise RuntimeError(
-                    "MotoServer needs moto's server: pip install 'statestore[test]' (or 'moto[server]')"
-                ) from exc
+            self.check_available()
+            from moto.server import ThreadedMotoServer
+
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
@@ -72,28 +156,39 @@ class MotoServer:
 
     def stop(self) -> None:
         with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
             if self._server is not None:
                 self._server.stop()
                 self._server = None
 
-    def create_bucket(self, name: str | None = None) -> str:
-        """Create a bucket (a fresh random name by default) with plain botocore; returns its name."""
+    def client(self) -> Any:
+        """A plain (synchronous) botocore S3 client for this server; close it when done."""
         import botocore.session
 
-        name = name or f"test-{uuid.uuid4().hex[:12]}"
         session = botocore.session.get_session()
-        client: Any = session.create_client(
+        return session.create_client(
             "s3",
             endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            region_name=MOTO_REGION,
+            aws_access_key_id=_FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=_FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
-        try:
-            client.create_bucket(Bucket=name)
-        finally:
-            client.close()
+
+    def create_bucket(self, name: str | None = None) -> str:
+        """Create a bucket (a fresh random name by default) with plain botocore; returns its name."""
+        name = name or f"test-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            if self._admin is None:
+                self._admin = self.client()
+            admin = self._admin
+        admin.create_bucket(Bucket=name)
         return name
+
+    def new_store(self, bucket: str | None = None, **options: Any) -> Store:
+        """A ``Store`` on ``bucket`` of this server (a fresh bucket by default); see ``s3_store``."""
+        return s3_store(self.endpoint_url, self.create_bucket(bucket), **options)
 
     def __enter__(self) -> MotoServer:
         return self.start()
