@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,38 +13,10 @@ from statestore.testing import MotoServer
 BACKEND_KINDS = ["memory", "local", "s3"]
 
 
-class _SessionMotoServer(MotoServer):
-    """``MotoServer`` whose ``create_bucket`` reuses one botocore client (a new one costs ~0.2 s)."""
-
-    _client: Any = None
-
-    def create_bucket(self, name: str | None = None) -> str:
-        if self._client is None:
-            import botocore.session
-
-            self._client = botocore.session.get_session().create_client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name="us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-        name = name or f"test-{uuid.uuid4().hex[:12]}"
-        self._client.create_bucket(Bucket=name)
-        return name
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        super().stop()
-
-
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """One moto S3 server on 127.0.0.1 for the whole test session."""
-    with _SessionMotoServer() as server:
-        yield server
+def moto_server(statestore_moto_server: MotoServer) -> MotoServer:
+    """One moto S3 server on 127.0.0.1 for the whole test session: the plugin's own."""
+    return statestore_moto_server
 
 
 @pytest.fixture(params=BACKEND_KINDS)
