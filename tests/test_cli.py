@@ -25,9 +25,13 @@ from statestore import (
     DecryptionError,
     InvalidInputError,
     InvalidStateTypeError,
+    MemoryBackend,
     PathTraversalError,
+    PreconditionFailed,
+    RetryPolicy,
     Settings,
     StateTooLargeError,
+    Store,
 )
 from statestore.cli import (
     REDACTED,
@@ -37,6 +41,7 @@ from statestore.cli import (
     is_secret_key,
     parse_value,
     redact,
+    run,
     safe_url,
 )
 from statestore.testing import local_store
@@ -381,3 +386,24 @@ def test_backend_error_names_the_cause_only_when_store_wrapped_it() -> None:
     except BackendError as exc:
         message, _ = _describe_error(exc)
     assert message.endswith(": Connect call failed ('127.0.0.1', 9)")
+
+
+class _AlwaysLoses(MemoryBackend):
+    """Every conditional write finds that someone else got there first."""
+
+    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        raise PreconditionFailed(key)
+
+
+def test_run_maps_a_real_conflict_to_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(_AlwaysLoses(), retry=RetryPolicy(attempts=3, base_delay=0.0))
+    monkeypatch.setattr("statestore.cli.build_store", lambda settings: store)
+    assert run(["--backend", "memory", "set", "wf", "k", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err
+        == "statestore: conflict: workflows state 'wf': gave up after 3 attempts; other writers kept changing it\n"
+    )
