@@ -549,11 +549,8 @@ def _describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ConflictError):
         return f"conflict: {exc}", EXIT_FAILED
     if isinstance(exc, BackendError):
-        cause = exc.__cause__
-        # Store names a foreign cause only by its class; its message is the useful part.
-        wrapped = cause is not None and f"({type(cause).__name__})" in str(exc)
-        detail = f": {cause}" if wrapped and str(cause) else ""
-        return f"backend failed: {exc}{detail[:300]}", EXIT_FAILED
+        # The cause's own message is left to --debug: SDK messages can hold URLs with credentials in them.
+        return f"backend failed: {exc} (--debug shows the cause)", EXIT_FAILED
     if isinstance(exc, StateStoreError):
         return f"error: {exc}", EXIT_FAILED
     return f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", EXIT_FAILED
@@ -604,3 +601,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main() -> NoReturn:
     """The ``statestore`` console script."""
     sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from statestore import (
     BackendError,
+    Codec,
     ConflictError,
     CorruptStateError,
     DecryptionError,
@@ -36,6 +37,7 @@ from statestore import (
 from statestore.cli import (
     REDACTED,
     _describe_error,
+    _setting,
     cli,
     effective_config,
     is_secret_key,
@@ -347,16 +349,31 @@ def test_safe_url() -> None:
     assert safe_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
 
 
+class _NamedCodec(Codec):
+    def __repr__(self) -> str:
+        return "NamedCodec(key_id='ab12')"
+
+
 def test_effective_config_redacts_secret_named_and_binary_settings(tmp_path: Path) -> None:
-    store = local_store(tmp_path)
-    shown = effective_config(Settings(local_root=str(tmp_path)), store, {"AWS_SECRET_ACCESS_KEY": "s3cr3t"})
+    store = local_store(tmp_path, codec=Codec())
+    settings = Settings(local_root=str(tmp_path))
+    shown = effective_config(settings, store, {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_REGION": "eu-west-1"})
     assert shown["settings"]["local_root"] == str(tmp_path)
     assert shown["aws"]["AWS_SECRET_ACCESS_KEY"] == "<set>" and shown["aws"]["AWS_ACCESS_KEY_ID"] is None
+    assert shown["aws"]["AWS_REGION"] == "eu-west-1"
     assert shown["store"] == {
         "backend": f"LocalBackend(root={str(tmp_path)!r})",
         "codec": "Codec",
         "app_name": "default",
     }
+    assert effective_config(settings, local_store(tmp_path, codec=_NamedCodec()), {})["store"]["codec"] == (
+        "NamedCodec(key_id='ab12')"
+    )
+    assert _setting("encryption_key", b"\x01" * 32) == "<set>"
+    assert _setting("encryption_key", None) is None
+    assert _setting("encryption_old_keys", ("a", "b")) == "<2 set>"
+    assert _setting("anything", b"raw bytes") == "<set>"
+    assert _setting("secret_policy", "refuse") == "refuse"
 
 
 @pytest.mark.parametrize(
@@ -375,17 +392,6 @@ def test_effective_config_redacts_secret_named_and_binary_settings(tmp_path: Pat
 def test_error_mapping(error: Exception, code: int, prefix: str) -> None:
     message, exit_code = _describe_error(error)
     assert exit_code == code and message.startswith(prefix)
-
-
-def test_backend_error_names_the_cause_only_when_store_wrapped_it() -> None:
-    try:
-        try:
-            raise ConnectionRefusedError("Connect call failed ('127.0.0.1', 9)")
-        except ConnectionRefusedError as cause:
-            raise BackendError("get of workflows state 'x' failed (ConnectionRefusedError)") from cause
-    except BackendError as exc:
-        message, _ = _describe_error(exc)
-    assert message.endswith(": Connect call failed ('127.0.0.1', 9)")
 
 
 class _AlwaysLoses(MemoryBackend):
