@@ -93,7 +93,10 @@ class Options:
 
     def resolve_type(self, per_command: str | None) -> StateType:
         """The command's ``--type``, else the global one, else ``workflows``; a bad name is exit 2."""
-        return StateType.coerce(per_command or self.state_type or StateType.WORKFLOWS.value)
+        for given in (per_command, self.state_type):
+            if given is not None:
+                return StateType.coerce(given)
+        return StateType.WORKFLOWS
 
 
 def _run(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -> T:
@@ -119,7 +122,7 @@ def _echo_state(opts: Options, state: State, stype: StateType, show_secrets: boo
     _echo_json(opts, state if show_secrets or stype is not StateType.CREDENTIALS else redact(state))
 
 
-def _parse_object(text: str, what: str) -> dict[str, Any]:
+def _parse_object(text: str | bytes, what: str) -> dict[str, Any]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -144,7 +147,7 @@ def _read_object(arg: str | None) -> dict[str, Any]:
     if arg is None or arg == "-":
         if arg is None and sys.stdin.isatty():
             raise InvalidInputError("give the JSON object as an argument, or '-' and pipe it on stdin")
-        return _parse_object(sys.stdin.read(), "stdin")
+        return _parse_object(sys.stdin.buffer.read(), "stdin")  # bytes: orjson itself rejects invalid UTF-8
     return _parse_object(arg, "the JSON argument")
 
 

@@ -185,6 +185,7 @@ def test_list_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
         (["delete", ".."], ["invalid input", "would leave its directory"]),
         (["get", "wf", "--type", "secrets"], ["unknown state type 'secrets'"]),
         (["--type", "secrets", "list"], ["unknown state type 'secrets'"]),
+        (["--type", "credentials", "get", "wf", "--type", ""], ["unknown state type ''"]),
         (["set", "wf", "k", "{not json"], ["VALUE is not valid JSON"]),
         (["set", "wf", "k", "two words"], ["VALUE is not valid JSON"]),
         (["merge", "wf", "[1, 2]"], ["must be a JSON object, got a JSON array"]),
