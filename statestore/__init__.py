@@ -6,12 +6,14 @@ Updates are compare-and-swap merges, so concurrent updates are never lost.
 from __future__ import annotations
 
 from .backends import (
+    ConditionalDeleteUnsupportedError,
     CountingBackend,
     LatencyBackend,
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
     PreconditionFailed,
+    S3Backend,
     Versioned,
     WrapperBackend,
 )
@@ -38,6 +40,7 @@ from .store import Store
 __all__ = [
     "BackendError",
     "Codec",
+    "ConditionalDeleteUnsupportedError",
     "ConflictError",
     "CorruptStateError",
     "CountingBackend",
@@ -51,6 +54,7 @@ __all__ = [
     "PathTraversalError",
     "PreconditionFailed",
     "RetryPolicy",
+    "S3Backend",
     "SecretPolicyError",
     "Settings",
     "StateStore",

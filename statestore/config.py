@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InvalidInputError
 
@@ -32,6 +33,30 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInputError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise InvalidInputError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInputError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of a store; ``Settings.from_env()`` reads the ``STATESTORE_*`` variables."""
@@ -43,6 +68,14 @@ class Settings:
     cache_size: int = 1024
     bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 30.0
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    s3_conditional_delete: bool = True
+    s3_max_attempts: int = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +92,25 @@ class Settings:
             cache_size=_int(env, "STATESTORE_CACHE_SIZE", 1024),
             bucket=env.get("STATESTORE_BUCKET") or None,
             s3_endpoint_url=env.get("STATESTORE_S3_ENDPOINT_URL") or None,
+            **_s3_settings(env),
         )
+
+
+def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``STATESTORE_S3_*`` settings beyond the endpoint (region and credentials otherwise follow the AWS chain)."""
+    sse = env.get("STATESTORE_S3_SSE") or None
+    if sse is not None and sse not in ("AES256", "aws:kms"):
+        raise InvalidInputError(f"STATESTORE_S3_SSE must be AES256 or aws:kms, got {sse!r}")
+    kms_key = env.get("STATESTORE_S3_SSE_KMS_KEY_ID") or None
+    if kms_key is not None and sse != "aws:kms":
+        raise InvalidInputError("STATESTORE_S3_SSE_KMS_KEY_ID needs STATESTORE_S3_SSE=aws:kms")
+    return {
+        "s3_region": env.get("STATESTORE_S3_REGION") or None,
+        "s3_prefix": env.get("STATESTORE_S3_PREFIX") or "",
+        "s3_connect_timeout": _float(env, "STATESTORE_S3_CONNECT_TIMEOUT", 5.0),
+        "s3_read_timeout": _float(env, "STATESTORE_S3_READ_TIMEOUT", 30.0),
+        "s3_sse": sse,
+        "s3_sse_kms_key_id": kms_key,
+        "s3_conditional_delete": _bool(env, "STATESTORE_S3_CONDITIONAL_DELETE", True),
+        "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", 4),
+    }

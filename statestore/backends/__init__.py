@@ -5,15 +5,18 @@ from __future__ import annotations
 from .base import ObjectBackend, PreconditionFailed, Versioned
 from .local import LocalBackend
 from .memory import MemoryBackend
+from .s3 import ConditionalDeleteUnsupportedError, S3Backend
 from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
 
 __all__ = [
+    "ConditionalDeleteUnsupportedError",
     "CountingBackend",
     "LatencyBackend",
     "LocalBackend",
     "MemoryBackend",
     "ObjectBackend",
     "PreconditionFailed",
+    "S3Backend",
     "Versioned",
     "WrapperBackend",
 ]

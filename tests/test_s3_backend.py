@@ -1,0 +1,367 @@
+"""S3Backend beyond the conformance suite: settings, SSE, key prefix, MinIO mode, event loops, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+from conftest import s3_backend
+
+from statestore import (
+    ConditionalDeleteUnsupportedError,
+    InvalidInputError,
+    S3Backend,
+    Settings,
+    StateType,
+    Store,
+    build_store,
+)
+from statestore.backends.factory import backend_from_settings
+from statestore.backends.s3 import WRITES_METADATA
+from statestore.testing import MotoServer
+
+KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
+
+
+def raw_client(server: MotoServer) -> Any:
+    """A plain (sync) botocore client on the moto server, to look at objects behind the backend's back."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def test_settings_from_env_reads_every_s3_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "STATESTORE_BACKEND": "s3",
+            "STATESTORE_BUCKET": "my-bucket",
+            "STATESTORE_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "STATESTORE_S3_REGION": "eu-west-1",
+            "STATESTORE_S3_PREFIX": "team-a",
+            "STATESTORE_S3_CONNECT_TIMEOUT": "2.5",
+            "STATESTORE_S3_READ_TIMEOUT": "7",
+            "STATESTORE_S3_SSE": "aws:kms",
+            "STATESTORE_S3_SSE_KMS_KEY_ID": "alias/state",
+            "STATESTORE_S3_CONDITIONAL_DELETE": "false",
+            "STATESTORE_S3_MAX_ATTEMPTS": "7",
+        }
+    )
+    backend = backend_from_settings(settings)
+    assert isinstance(backend, S3Backend)
+    assert backend.bucket == "my-bucket"
+    assert backend.endpoint_url == "http://127.0.0.1:9000"
+    assert backend.region == "eu-west-1"
+    assert backend.prefix == "team-a/"
+    assert (backend.connect_timeout, backend.read_timeout) == (2.5, 7.0)
+    assert (backend.sse, backend.sse_kms_key_id) == ("aws:kms", "alias/state")
+    assert backend.supports_conditional_delete is False
+    assert backend.retry.attempts == 7
+    assert backend.object_key(KEY) == "team-a/" + KEY
+
+
+def test_settings_defaults_for_s3() -> None:
+    backend = backend_from_settings(Settings.from_env({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b"}))
+    assert isinstance(backend, S3Backend)
+    assert backend.prefix == "" and backend.sse is None and backend.supports_conditional_delete is True
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"STATESTORE_BACKEND": "s3"}, "STATESTORE_BUCKET"),
+        ({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b", "STATESTORE_S3_SSE": "des"}, "STATESTORE_S3_SSE"),
+        ({"STATESTORE_BUCKET": "b", "STATESTORE_S3_SSE_KMS_KEY_ID": "k"}, "aws:kms"),
+        ({"STATESTORE_S3_CONNECT_TIMEOUT": "soon"}, "STATESTORE_S3_CONNECT_TIMEOUT"),
+        ({"STATESTORE_S3_READ_TIMEOUT": "-1"}, "positive"),
+        ({"STATESTORE_S3_CONDITIONAL_DELETE": "maybe"}, "true or false"),
+        ({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b", "STATESTORE_S3_MAX_ATTEMPTS": "0"}, "at least 1"),
+    ],
+)
+def test_bad_s3_settings_are_clear_errors(env: dict[str, str], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        build_store(Settings.from_env(env))
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"bucket": ""}, "bucket"),
+        ({"sse": "AES128"}, "sse"),
+        ({"sse_kms_key_id": "k"}, "aws:kms"),
+        ({"connect_timeout": 0}, "positive"),
+        ({"list_page_size": 0}, "list_page_size"),
+        ({"aws_access_key_id": "AKIDONLY"}, "both"),
+    ],
+)
+def test_bad_constructor_arguments(options: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"bucket": "b", **options}
+    with pytest.raises(InvalidInputError, match=match):
+        S3Backend(**args)
+
+
+def test_describe_and_repr_never_show_credentials() -> None:
+    backend = S3Backend(
+        "b",
+        endpoint_url="http://user:pw-secret@127.0.0.1:9000",
+        aws_access_key_id="AKIA-SECRET-ID",
+        aws_secret_access_key="very-secret-key",
+    )
+    for text in (repr(backend), backend.describe(), repr(Store(backend))):
+        assert "secret" not in text.lower() and "AKIA" not in text
+    assert "127.0.0.1:9000" in backend.describe()
+
+
+def test_endpoint_from_aws_endpoint_url_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9999")
+    assert S3Backend("b").effective_endpoint_url == "http://127.0.0.1:9999"
+    assert S3Backend("b", endpoint_url="http://127.0.0.1:1").effective_endpoint_url == "http://127.0.0.1:1"
+
+
+async def test_aws_endpoint_url_s3_is_used_for_requests(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No endpoint argument: botocore's own AWS_ENDPOINT_URL_S3 reaches the server, path-style."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint_url)
+    bucket = moto_server.create_bucket()
+    backend = S3Backend(bucket, region="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        await backend.put(KEY, b"1")
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"1"
+    finally:
+        await backend.aclose()
+
+
+def test_importing_statestore_does_not_import_boto() -> None:
+    code = (
+        "import sys, statestore; from statestore import S3Backend; statestore.Store(statestore.LocalBackend('x'));"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aioboto3','aiobotocore','botocore','aiohttp')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# -- puts: SSE, metadata, prefix -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sse", "kms_key"),
+    [("AES256", None), ("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/statestore-test")],
+)
+async def test_sse_settings_reach_the_object(moto_server: MotoServer, sse: str, kms_key: str | None) -> None:
+    bucket = moto_server.create_bucket()
+    backend = s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)
+    try:
+        first = await backend.put(KEY, b"1", if_none_match=True)
+        await backend.put(KEY, b"2", if_match=first)
+    finally:
+        await backend.aclose()
+    client = raw_client(moto_server)
+    try:
+        head = client.head_object(Bucket=bucket, Key=KEY)
+    finally:
+        client.close()
+    assert head["ServerSideEncryption"] == sse
+    if kms_key is not None:
+        assert head["SSEKMSKeyId"] == kms_key
+
+
+async def test_writes_carry_a_bounded_history_of_write_ids(moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    backend = s3_backend(moto_server, bucket)
+    client = raw_client(moto_server)
+    try:
+        etag = await backend.put(KEY, b"0", if_none_match=True)
+        seen: list[list[str]] = []
+        for i in range(20):
+            etag = await backend.put(KEY, str(i).encode(), if_match=etag)
+            head = client.head_object(Bucket=bucket, Key=KEY)
+            seen.append(head["Metadata"][WRITES_METADATA].split(","))
+    finally:
+        client.close()
+        await backend.aclose()
+    assert len(seen[0]) == 2
+    assert all(later[1:] == earlier[: len(later) - 1] for earlier, later in itertools.pairwise(seen))
+    assert len(seen[-1]) == 16 and len(set(seen[-1])) == 16
+
+
+async def test_prefix_keeps_keys_under_it(moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    backend = s3_backend(moto_server, bucket, prefix="/tenant-1/")
+    plain = s3_backend(moto_server, bucket)
+    try:
+        await backend.put(KEY, b"1")
+        assert [k async for k in backend.list("persistent-artifacts/")] == [KEY]
+        assert [k async for k in plain.list("")] == ["tenant-1/" + KEY]
+        assert await plain.get(KEY) is None
+    finally:
+        await backend.aclose()
+        await plain.aclose()
+
+
+async def test_wrong_etag_formats_still_compare(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    try:
+        etag = await backend.put(KEY, b"1")
+        assert etag.startswith('"')
+        got = await backend.get(KEY)
+        assert got is not None and got.etag == etag
+    finally:
+        await backend.aclose()
+
+
+# -- MinIO mode: no conditional delete -----------------------------------------
+
+
+async def test_without_conditional_delete_if_match_is_refused_not_ignored(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket(), conditional_delete=False)
+    try:
+        assert backend.supports_conditional_delete is False
+        etag = await backend.put(KEY, b"1")
+        with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
+            await backend.delete(KEY, if_match=etag)
+        assert await backend.get(KEY) is not None
+        await backend.delete(KEY)
+        assert await backend.get(KEY) is None
+        store = Store(backend)  # delete_state never needs the condition
+        await store.save_state("a", 1, "w", StateType.WORKFLOWS)
+        await store.delete_state("w", StateType.WORKFLOWS)
+        assert await store.get_state("w", StateType.WORKFLOWS) == {}
+    finally:
+        await backend.aclose()
+
+
+# -- clients and event loops -----------------------------------------------------
+
+
+def test_one_backend_across_several_asyncio_run(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    store = Store(backend)
+
+    async def bump() -> int:
+        state = await store.update_state("w", StateType.WORKFLOWS, lambda s: {"n": s.get("n", 0) + 1})
+        return int(state["n"])
+
+    assert [asyncio.run(bump()) for _ in range(3)] == [1, 2, 3]
+    # each loop's client was closed when its loop shut down
+    assert backend._entries() == []
+    asyncio.run(store.aclose())
+
+
+async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    try:
+        await asyncio.gather(*(backend.put(f"k/{i}", b"x") for i in range(8)))
+        entries = backend._entries()
+        assert len(entries) == 1
+        client = entries[0].client
+        await backend.get("k/1")
+        assert backend._entries()[0].client is client
+        await backend.aclose()
+        assert backend._entries() == []
+        assert await backend.get("k/2") is not None  # usable again: a new client
+        assert backend._entries()[0].client is not client
+    finally:
+        await backend.aclose()
+
+
+async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(backend.put(KEY, b"1"), other))
+        assert [e.loop for e in backend._entries()] == [other]
+        await backend.aclose()
+        assert backend._entries() == []
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(timeout=10)
+        other.close()
+
+
+async def test_threads_with_their_own_loops(moto_server: MotoServer) -> None:
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    store = Store(backend)
+
+    def in_thread(i: int) -> None:
+        asyncio.run(store.save_state(f"k{i}", i, "w", StateType.WORKFLOWS))
+
+    await asyncio.gather(*(asyncio.to_thread(in_thread, i) for i in range(4)))
+    assert await store.get_state("w", StateType.WORKFLOWS) == {f"k{i}": i for i in range(4)}
+    await store.aclose()
+
+
+DEFAULT_STORE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    from statestore import StateStore, StateType
+
+    async def step(i):
+        await StateStore.save_state(key=f"k{i}", value=i, id="wf", type=StateType.WORKFLOWS)
+        return await StateStore.get_state(id="wf", type=StateType.WORKFLOWS)
+
+    asyncio.run(step(1))
+    print(sorted(asyncio.run(step(2))))
+    """
+)
+
+
+def test_default_store_exits_without_unclosed_warnings(moto_server: MotoServer) -> None:
+    env = {
+        **os.environ,
+        **moto_server.fake_credentials(),
+        "STATESTORE_BACKEND": "s3",
+        "STATESTORE_BUCKET": moto_server.create_bucket(),
+        "STATESTORE_S3_ENDPOINT_URL": moto_server.endpoint_url,
+        "PYTHONWARNINGS": "always",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", DEFAULT_STORE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['k1', 'k2']"
+    assert "Unclosed" not in out.stderr and "unclosed" not in out.stderr, out.stderr
+
+
+def test_run_until_complete_users_are_closed_at_exit(moto_server: MotoServer) -> None:
+    """A loop that is never closed: the atexit hook closes the client on it."""
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from statestore import StateStore, StateType
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(StateStore.save_state(key="a", value=1, id="wf", type=StateType.WORKFLOWS))
+        print(loop.run_until_complete(StateStore.get_state(id="wf", type=StateType.WORKFLOWS)))
+        """
+    )
+    env = {
+        **os.environ,
+        **moto_server.fake_credentials(),
+        "STATESTORE_BACKEND": "s3",
+        "STATESTORE_BUCKET": moto_server.create_bucket(),
+        "STATESTORE_S3_ENDPOINT_URL": moto_server.endpoint_url,
+        "PYTHONWARNINGS": "always",
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'a': 1}"
+    # the script's own loop is left unclosed on purpose (Python warns about that); our session and connector are not
+    assert "Unclosed client session" not in out.stderr and "Unclosed connector" not in out.stderr, out.stderr

@@ -1,0 +1,183 @@
+"""S3 against real processes: contention on one state, and a server that checks credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import s3_backend
+
+from statestore import BackendError, StateType, Store
+from statestore.testing import MotoServer
+
+WORKERS = 6
+SAVES = 40
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from statestore import PreconditionFailed, RetryPolicy, S3Backend, StateType, Store, WrapperBackend
+
+    class ConflictCounter(WrapperBackend):
+        conflicts = 0
+
+        async def put(self, key, data, *, if_match=None, if_none_match=False):
+            try:
+                return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+            except PreconditionFailed:
+                self.conflicts += 1
+                raise
+
+    async def main(worker, saves, endpoint, bucket):
+        backend = ConflictCounter(S3Backend(bucket, endpoint_url=endpoint, region="us-east-1"))
+        store = Store(backend, retry=RetryPolicy(attempts=60, base_delay=0.01, max_delay=0.5, deadline=120))
+        await store.list_states(StateType.WORKFLOWS)  # client open before the start line
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for i in range(saves):
+            await store.save_state(f"w{worker}-{i}", i, "shared", StateType.WORKFLOWS)
+        await store.aclose()
+        print(json.dumps({"conflicts": backend.conflicts}), flush=True)
+
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    """
+)
+
+
+def _env(server: MotoServer) -> dict[str, str]:
+    return {**os.environ, **server.fake_credentials()}
+
+
+def test_processes_contending_on_one_state_lose_nothing(moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(w), str(SAVES), moto_server.endpoint_url, bucket],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(moto_server),
+        )
+        for w in range(WORKERS)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    conflicts = sum(json.loads(out.strip().splitlines()[-1])["conflicts"] for out, _ in results)
+    print(f"\n{WORKERS} processes x {SAVES} save_state on one S3 state: {conflicts} conflicts retried")
+    store = Store(s3_backend(moto_server, bucket))
+
+    async def read() -> dict[str, Any]:
+        async with store:
+            return await store.get_state("shared", StateType.WORKFLOWS)
+
+    state = asyncio.run(read())
+    assert state == {f"w{w}-{i}": i for w in range(WORKERS) for i in range(SAVES)}
+
+
+AUTH_SERVER = textwrap.dedent(
+    """
+    import json, logging, sys
+    import botocore.session
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    session = botocore.session.get_session()
+    kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    iam = session.create_client("iam", **kw)
+    iam.create_user(UserName="app")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="app", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    session.create_client("s3", **kw).create_bucket(Bucket="secured")
+    # from now on every request must be signed by a known IAM key
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    ActionAuthenticatorMixin.request_count = 0
+    print(json.dumps({"endpoint": url, "id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True)
+    sys.stdin.readline()
+    server.stop()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[dict[str, str]]:
+    """A moto server in its own process with IAM authentication switched on (moto's INITIAL_NO_AUTH_ACTION_COUNT)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AUTH_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **MotoServer.fake_credentials()},
+    )
+    try:
+        assert proc.stdout is not None
+        info: dict[str, str] = json.loads(proc.stdout.readline())
+        yield info
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _auth_store(info: dict[str, str], key_id: str, secret: str) -> Store:
+    from statestore import S3Backend
+
+    options: dict[str, Any] = {"endpoint_url": info["endpoint"], "region": "us-east-1"}
+    return Store(S3Backend("secured", aws_access_key_id=key_id, aws_secret_access_key=secret, **options))
+
+
+@pytest.mark.parametrize(
+    ("which", "code"),
+    [("secret", "SignatureDoesNotMatch"), ("id", "InvalidAccessKeyId")],
+)
+async def test_wrong_credentials_are_a_backend_error_and_change_nothing(
+    auth_server: dict[str, str], which: str, code: str
+) -> None:
+    right = _auth_store(auth_server, auth_server["id"], auth_server["secret"])
+    wrong_id = "AKIAWRONGWRONGWRONG1" if which == "id" else auth_server["id"]
+    wrong_secret = "wrong-secret-" + "x" * 27
+    wrong = _auth_store(auth_server, wrong_id, wrong_secret)
+    try:
+        await right.replace_state(f"w-{which}", StateType.WORKFLOWS, {"a": 1})
+        with pytest.raises(BackendError, match=rf"{code} \(HTTP 403\)") as info:
+            await wrong.get_state(f"w-{which}", StateType.WORKFLOWS)
+        with pytest.raises(BackendError, match=code):
+            await wrong.save_state("b", 2, f"w-{which}", StateType.WORKFLOWS)
+        with pytest.raises(BackendError, match=code):
+            await wrong.list_states(StateType.WORKFLOWS)
+        for text in (str(info.value), repr(info.value)):
+            assert wrong_secret not in text and auth_server["secret"] not in text and wrong_id not in text
+        assert await right.get_state(f"w-{which}", StateType.WORKFLOWS) == {"a": 1}
+    finally:
+        await right.aclose()
+        await wrong.aclose()
