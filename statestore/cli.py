@@ -480,7 +480,7 @@ def config(opts: Options) -> None:
         return
     for section, values in shown.items():
         for name, value in values.items():
-            text = "-" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
+            text = "-" if value is None else value if isinstance(value, str) and value else orjson.dumps(value).decode()
             click.echo(f"{section}.{name}: {text}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ from statestore.cli import (
     run,
     safe_url,
 )
-from statestore.testing import local_store
+from statestore.testing import MotoServer, local_store
 
 EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
 KEY = "persistent-artifacts/apps/default/{type}/{id}/config.json"
@@ -414,3 +415,50 @@ def test_run_maps_a_real_conflict_to_exit_1(
         captured.err
         == "statestore: conflict: workflows state 'wf': gave up after 3 attempts; other writers kept changing it\n"
     )
+
+
+# -- the real console script on S3 (a moto server) --------------------------------
+
+
+def s3_env(server: MotoServer) -> dict[str, str]:
+    """Dummy credentials moto accepts, and no transient retries so that failures are quick."""
+    return clean_env(**server.fake_credentials(), STATESTORE_S3_MAX_ATTEMPTS="1")
+
+
+def test_round_trip_on_s3(tmp_path: Path, moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    round_trip(args, tmp_path, env=s3_env(moto_server))
+    assert not (tmp_path / "local").exists()  # nothing went to the local default
+    shown = orjson.loads(ok(statestore(*args, "--json", "config", cwd=tmp_path, env=s3_env(moto_server))))
+    assert shown["store"]["backend"].startswith(f"S3Backend(bucket={bucket!r}")
+    assert shown["aws"]["AWS_SECRET_ACCESS_KEY"] == "<set>"
+
+
+def test_s3_corrupt_object_exits_3_and_unreachable_endpoint_exits_1(tmp_path: Path, moto_server: MotoServer) -> None:
+    import botocore.session
+
+    bucket = moto_server.create_bucket()
+    env = s3_env(moto_server)
+    client: Any = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        client.put_object(Bucket=bucket, Key=KEY.format(type="workflows", id="wf"), Body=b"\x00not json")
+    finally:
+        client.close()
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    failed(statestore(*args, "get", "wf", cwd=tmp_path, env=env), 3, "corrupt state", "'wf'")
+    assert orjson.loads(ok(statestore(*args, "replace", "wf", '{"ok": 1}', cwd=tmp_path, env=env))) == {"ok": 1}
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    closed_args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", f"http://user:pw@127.0.0.1:{closed}"]
+    line = failed(statestore(*closed_args, "get", "wf", cwd=tmp_path, env=env), 1, "backend failed")
+    assert ":pw@" not in line
+    failed(statestore("--backend", "s3", "get", "wf", cwd=tmp_path, env=env), 2, "bucket")
