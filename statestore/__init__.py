@@ -8,6 +8,8 @@ from __future__ import annotations
 from .backends import (
     ConditionalDeleteUnsupportedError,
     CountingBackend,
+    FaultBackend,
+    InjectedFault,
     LatencyBackend,
     LocalBackend,
     MemoryBackend,
@@ -19,6 +21,7 @@ from .backends import (
 )
 from .codec import Codec
 from .config import Settings
+from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
     BackendError,
     ConflictError,
@@ -45,6 +48,9 @@ __all__ = [
     "CorruptStateError",
     "CountingBackend",
     "DecryptionError",
+    "EncryptingCodec",
+    "FaultBackend",
+    "InjectedFault",
     "InvalidInputError",
     "InvalidStateTypeError",
     "LatencyBackend",
@@ -66,7 +72,9 @@ __all__ = [
     "WrapperBackend",
     "build_state_store_path",
     "build_store",
+    "generate_key",
     "get_default_store",
+    "key_id",
     "set_default_store",
     "use_store",
     "validate_id",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInputError
@@ -21,6 +21,21 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
         if value:
             return value
     return None
+
+
+def _encryption_keys(env: Mapping[str, str]) -> tuple[bytes | None, tuple[bytes, ...]]:
+    """The primary and old keys; an error names the variable, never the value."""
+    from .crypto import parse_key
+
+    raw = (env.get("STATESTORE_ENCRYPTION_KEY") or "").strip()
+    primary = parse_key(raw, "STATESTORE_ENCRYPTION_KEY") if raw else None
+    old = tuple(
+        parse_key(part, f"STATESTORE_ENCRYPTION_OLD_KEYS entry #{i + 1}")
+        for i, part in enumerate(p for p in (env.get("STATESTORE_ENCRYPTION_OLD_KEYS") or "").split(",") if p.strip())
+    )
+    if old and primary is None:
+        raise InvalidInputError("STATESTORE_ENCRYPTION_OLD_KEYS is set but STATESTORE_ENCRYPTION_KEY is not")
+    return primary, old
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -68,6 +83,11 @@ class Settings:
     cache_size: int = 1024
     bucket: str | None = None
     s3_endpoint_url: str | None = None
+    # Encryption (see docs/credentials.md). Keys: 32 raw bytes or base64 text; never in repr.
+    encryption_key: bytes | str | None = field(default=None, repr=False)
+    encryption_old_keys: tuple[bytes | str, ...] = field(default=(), repr=False)
+    encrypt_workflows: bool = False
+    secret_policy: str = "refuse"
     s3_region: str | None = None
     s3_prefix: str = ""
     s3_connect_timeout: float = 5.0
@@ -81,6 +101,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``), with the ``ATLAN_*`` fallbacks."""
         env = os.environ if environ is None else environ
+        encryption_key, encryption_old_keys = _encryption_keys(env)
+        secret_policy = (env.get("STATESTORE_SECRET_POLICY") or "refuse").strip().lower()
+        if secret_policy not in ("refuse", "allow"):
+            raise InvalidInputError(f"STATESTORE_SECRET_POLICY={secret_policy!r} is not one of refuse, allow")
         backend = (env.get("STATESTORE_BACKEND") or "local").strip().lower()
         if backend not in BACKENDS:
             raise InvalidInputError(f"STATESTORE_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
@@ -92,6 +116,10 @@ class Settings:
             cache_size=_int(env, "STATESTORE_CACHE_SIZE", 1024),
             bucket=env.get("STATESTORE_BUCKET") or None,
             s3_endpoint_url=env.get("STATESTORE_S3_ENDPOINT_URL") or None,
+            encryption_key=encryption_key,
+            encryption_old_keys=encryption_old_keys,
+            encrypt_workflows=_bool(env, "STATESTORE_ENCRYPT_WORKFLOWS", False),
+            secret_policy=secret_policy,
             **_s3_settings(env),
         )
 

@@ -24,10 +24,12 @@ def build_store(settings: Settings | None = None) -> Store:
     """A new ``Store`` as ``settings`` (default: the environment) describe it."""
     settings = Settings.from_env() if settings is None else settings
     from .backends.factory import backend_from_settings
+    from .crypto import codec_from_settings
 
     return Store(
         backend_from_settings(settings),
         app_name=settings.app_name,
+        codec=codec_from_settings(settings),
         max_state_bytes=settings.max_state_bytes,
         cache_size=settings.cache_size,
     )

@@ -16,7 +16,9 @@ class RetryPolicy:
     ("full jitter"), so competing writers spread out instead of colliding again.
     """
 
-    attempts: int = 10
+    # The deadline is the real bound: 10 tries (about 1 s of backoff) let one busy writer starve the
+    # others of a state into ConflictError (seen with 6 threads x 50 updates on one local state).
+    attempts: int = 100
     base_delay: float = 0.01
     max_delay: float = 1.0
     deadline: float = 30.0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import s3_backend
 
+import statestore.backends.s3 as s3_module
 from statestore import (
     ConditionalDeleteUnsupportedError,
     InvalidInputError,
@@ -24,7 +25,7 @@ from statestore import (
     build_store,
 )
 from statestore.backends.factory import backend_from_settings
-from statestore.backends.s3 import WRITES_METADATA
+from statestore.backends.s3 import HISTORY, WRITES_METADATA
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
@@ -182,7 +183,12 @@ async def test_sse_settings_reach_the_object(moto_server: MotoServer, sse: str, 
         assert head["SSEKMSKeyId"] == kms_key
 
 
-async def test_writes_carry_a_bounded_history_of_write_ids(moto_server: MotoServer) -> None:
+async def test_writes_carry_a_bounded_history_of_write_ids(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the full history of 16-hex-digit ids fits S3's 2 KB user-metadata limit; a short one keeps the test quick
+    assert len(WRITES_METADATA) + HISTORY * 17 - 1 <= 2048
+    monkeypatch.setattr(s3_module, "HISTORY", 16)
     bucket = moto_server.create_bucket()
     backend = s3_backend(moto_server, bucket)
     client = raw_client(moto_server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import ObjectBackend, PreconditionFailed, Versioned
+from .faults import FaultBackend, InjectedFault
 from .local import LocalBackend
 from .memory import MemoryBackend
 from .s3 import ConditionalDeleteUnsupportedError, S3Backend
@@ -11,6 +12,8 @@ from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
 __all__ = [
     "ConditionalDeleteUnsupportedError",
     "CountingBackend",
+    "FaultBackend",
+    "InjectedFault",
     "LatencyBackend",
     "LocalBackend",
     "MemoryBackend",

@@ -14,6 +14,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -72,8 +73,11 @@ class LocalBackend(ObjectBackend):
     def _get_sync(self, path: Path) -> Versioned | None:
         try:
             data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            self._check_root()
+            return None  # a file where the key has a directory: no object there
         except OSError as exc:
             raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
         return Versioned(data, md5_etag(data))
@@ -128,6 +132,11 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             raise BackendError(f"cannot delete {path}: {exc.strerror}") from exc
 
+    def _check_root(self) -> None:
+        """Raise ``BackendError`` if the root exists but is not a directory: every read would look empty."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BackendError(f"the root {self.root} is not a directory")
+
     def _check(self, path: Path, if_match: str | None, if_none_match: bool) -> None:
         if if_match is None and not if_none_match:
             return
@@ -156,12 +165,29 @@ class LocalBackend(ObjectBackend):
                     Path(entry.path).unlink(missing_ok=True)
 
     def _makedirs(self, directory: Path) -> None:
-        """Create ``directory`` and its missing parents, each with ``dir_mode`` (``makedirs`` would not)."""
-        if directory.is_dir():
+        """Create ``directory`` and its missing parents, each with ``dir_mode`` (``makedirs`` would not).
+
+        Directories below the root that already exist with wider permissions
+        (made by another tool, or under a lax umask) are narrowed to
+        ``dir_mode``, so credentials never sit in a world-readable directory.
+        The root and its parents are the user's and are left as they are.
+        """
+        inside = self.root in directory.parents
+        try:
+            mode: int | None = directory.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not inside:
             return
         self._makedirs(directory.parent)
-        with suppress(FileExistsError):
-            directory.mkdir(mode=self.dir_mode)
+        if mode is None:
+            with suppress(FileExistsError):
+                directory.mkdir(mode=self.dir_mode)
+        elif stat.S_ISDIR(mode) and mode & 0o777 & ~self.dir_mode:
+            try:
+                os.chmod(directory, mode & 0o777 & self.dir_mode)
+            except PermissionError:  # not our directory: write anyway, the file itself is file_mode
+                logger.warning("cannot narrow the permissions of %s to %o", directory, self.dir_mode)
 
     @staticmethod
     def _fsync_dir(directory: Path) -> None:
@@ -189,7 +215,10 @@ class LocalBackend(ObjectBackend):
         """Keys of all visible files under ``start``, in key order."""
         try:
             entries = sorted(os.scandir(start), key=lambda e: e.name)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            self._check_root()
             return
         except OSError as exc:
             raise BackendError(f"cannot list {start}: {exc.strerror}") from exc

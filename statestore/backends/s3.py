@@ -51,7 +51,7 @@ T = TypeVar("T")
 #: User-metadata key (header ``x-amz-meta-statestore-writes``) holding the recent write ids.
 WRITES_METADATA = "statestore-writes"
 #: How many write ids an object remembers; see docs/s3-and-minio.md for what this bounds.
-HISTORY = 16
+HISTORY = 100  # 17 + 100 * 17 - 1 bytes: inside S3's 2 KB user-metadata limit
 SSE_MODES = ("AES256", "aws:kms")
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -470,13 +470,33 @@ class S3Backend(ObjectBackend):
             conditional = if_match is not None or if_none_match
             if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
                 return await self._reconcile(key, data, write_id, f"{code or status}")
+            if conditional and _is_transient(exc):
+                return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
         except StateStoreError:
             raise
         except Exception as exc:
+            if (if_match is not None or if_none_match) and _is_transient(exc):
+                return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
         self._histories.put(etag, history)
         return etag
+
+    async def _settle(self, key: str, data: bytes, write_id: str, exc: Exception) -> str:
+        """A conditional put gave up on a transient failure, but an earlier try may have landed: look first.
+
+        Found in the history: success (reported as a failure, the caller would
+        apply its change again). Not found: the ``BackendError`` stands, and the
+        change is not applied. The read failing too leaves the outcome unknown.
+        """
+        try:
+            got = await self._get(key)
+        except StateStoreError:
+            raise self._error("put", key, exc) from exc
+        if got is not None and write_id in got[1]:
+            logger.info("S3 put of %r gave up (%s), but an earlier try had landed: success", key, type(exc).__name__)
+            return got[0].etag if got[1][0] == write_id and got[0].data == data else md5_etag(data)
+        raise self._error("put", key, exc) from exc
 
     async def _reconcile(self, key: str, data: bytes, write_id: str, answer: str) -> str:
         """After a failed condition: did our own (resent) write land? Else raise ``PreconditionFailed``."""

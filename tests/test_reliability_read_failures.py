@@ -1,0 +1,147 @@
+"""A read that fails is an error, never an empty state, and the save after it writes nothing.
+
+The service this replaces turned every read error into ``{}`` and then
+overwrote the real state on the next save. Here: a local root that is a file,
+a state file that cannot be read, and (through ``FaultBackend``) a store whose
+reads fail on any backend. The S3 cases (server down, bucket missing, access
+denied) are in ``test_reliability_s3.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from statestore import (
+    BackendError,
+    FaultBackend,
+    InjectedFault,
+    LocalBackend,
+    MemoryBackend,
+    PreconditionFailed,
+    StateType,
+    Store,
+)
+
+WF = StateType.WORKFLOWS
+
+
+def files_under(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {".": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+async def assert_read_fails_and_save_writes_nothing(store: Store, look: Path) -> None:
+    before = files_under(look)
+    with pytest.raises(BackendError):
+        await store.get_state("wf", WF)
+    for save in (
+        store.save_state("k", 1, "wf", WF),
+        store.save_state_object("wf", {"k": 1}, WF),
+        store.update_state("wf", WF, lambda s: {**s, "k": 1}),
+    ):
+        with pytest.raises(BackendError):
+            await save
+    assert files_under(look) == before
+
+
+async def test_local_root_that_is_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.write_bytes(b"not a directory")
+    store = Store(LocalBackend(root), app_name="app")
+    await assert_read_fails_and_save_writes_nothing(store, tmp_path)
+    with pytest.raises(BackendError, match="not a directory"):
+        await store.list_states(WF)
+
+
+async def test_local_root_that_is_missing_is_empty_not_an_error(tmp_path: Path) -> None:
+    """The opposite case: no root yet is a real "nothing stored", and the first save creates it."""
+    store = Store(LocalBackend(tmp_path / "new-root"), app_name="app")
+    assert await store.get_state("wf", WF) == {}
+    assert await store.list_states(WF) == []
+    await store.save_state("k", 1, "wf", WF)
+    assert await store.get_state("wf", WF) == {"k": 1}
+
+
+async def test_local_state_file_that_cannot_be_read(tmp_path: Path) -> None:
+    """``config.json`` is a directory (the test runs as root, so file modes would not stop a read)."""
+    root = tmp_path / "root"
+    store = Store(LocalBackend(root), app_name="app")
+    await store.save_state("k", 0, "wf", WF)
+    path = root / "persistent-artifacts/apps/app/workflows/wf/config.json"
+    path.unlink()
+    (path / "inner").mkdir(parents=True)
+    (path / "inner" / "x").write_bytes(b"{}")
+    fresh = Store(LocalBackend(root), app_name="app")
+    await assert_read_fails_and_save_writes_nothing(fresh, tmp_path)
+    await assert_read_fails_and_save_writes_nothing(store, tmp_path)  # also with a warm cache
+
+
+@pytest.mark.parametrize("kind", ["error", "lost"])
+async def test_failing_reads_on_any_backend(kind: str, tmp_path: Path) -> None:
+    """Every read fails (before or after reaching the backend): get raises, a fresh store's save writes nothing."""
+    for inner in (MemoryBackend(), LocalBackend(tmp_path / kind)):
+        seed = Store(inner, app_name="app")
+        await seed.save_state("k", "original", "wf", WF)
+        key = seed.key("wf", WF).object_key
+        original = await inner.get(key)
+        faulty = FaultBackend(inner, rate=1.0, kinds=(kind,), ops=("get",))
+        store = Store(faulty, app_name="app")
+        with pytest.raises(BackendError) as info:
+            await store.get_state("wf", WF)
+        assert isinstance(info.value.__cause__, InjectedFault)
+        for save in (
+            store.save_state("k", "lost?", "wf", WF),
+            store.save_state_object("wf", {"k": "lost?"}, WF),
+            store.update_state("wf", WF, lambda s: {**s, "k": "lost?"}),
+        ):
+            with pytest.raises(BackendError):
+                await save
+        assert await inner.get(key) == original
+        assert faulty.counts["put"] == 0, "a save went ahead without knowing the stored state"
+
+
+async def test_failing_writes_leave_the_state_and_raise(tmp_path: Path) -> None:
+    """A put that fails before reaching the backend raises BackendError and changes nothing."""
+    inner = LocalBackend(tmp_path / "root")
+    seed = Store(inner, app_name="app")
+    await seed.save_state("k", "original", "wf", WF)
+    faulty = FaultBackend(inner, rate=1.0, kinds=("error",), ops=("put",))
+    store = Store(faulty, app_name="app")
+    results = await asyncio.gather(*(store.save_state(f"k{i}", i, "wf", WF) for i in range(4)), return_exceptions=True)
+    assert all(isinstance(r, BackendError) for r in results)
+    assert await seed.get_state("wf", WF) == {"k": "original"}
+
+
+async def test_fault_backend_queued_faults_and_validation() -> None:
+    """``inject_next`` fails exactly the next calls, in order; ``lost`` applies the call; bad settings are refused."""
+    inner = MemoryBackend()
+    faulty = FaultBackend(inner, delay=0.01)
+    faulty.inject_next("delay", "lost", "conflict", "error")
+    etag = await faulty.put("k", b"1")  # delayed, then forwarded
+    with pytest.raises(InjectedFault):
+        await faulty.put("k", b"2", if_match=etag)  # applied, answer lost
+    landed = await inner.get("k")
+    assert landed is not None and landed.data == b"2"
+    with pytest.raises(PreconditionFailed):
+        await faulty.delete("k")
+    with pytest.raises(InjectedFault):
+        await faulty.get("k")
+    assert await faulty.get("k") is not None
+    assert faulty.faults == 4 and faulty.counts["conflict"] == 1
+    assert dict(faulty.counts) == {
+        "put": 2,
+        "delete": 1,
+        "get": 2,
+        "conflict": 1,
+        "fault:delay": 1,
+        "fault:lost": 1,
+        "fault:conflict": 1,
+        "fault:error": 1,
+    }
+    for bad in ({"rate": 1.5}, {"kinds": ("melt",)}, {"ops": ("stat",)}, {"delay": -1.0}):
+        with pytest.raises(ValueError):
+            FaultBackend(inner, **bad)  # type: ignore[arg-type]
