@@ -26,6 +26,7 @@ import orjson
 from .config import BACKENDS, Settings
 from .errors import BackendError, ConflictError, CorruptStateError, DecryptionError, InvalidInputError, StateStoreError
 from .facade import StateStore, build_store, use_store
+from .hygiene import is_reference_key, is_secret_key
 from .paths import build_state_store_path
 from .statetype import StateType
 from .store import State, Store
@@ -44,29 +45,12 @@ T = TypeVar("T")
 
 # -- secrets -------------------------------------------------------------------
 
-_SECRET_TERMS = ("password", "passwd", "secret", "token", "privatekey", "apikey", "accesskey", "credential")
-_REFERENCE_WORDS = frozenset({"ref", "reference", "name", "id", "type", "path", "file", "url", "uri", "arn", "env"})
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
-
-
-def _words(key: str) -> list[str]:
-    return [w for w in _SEPARATORS.split(_CAMEL.sub(r"\1 \2", key).lower()) if w]
-
-
-def is_reference_key(key: str) -> bool:
-    """True for keys that point at a secret rather than hold one (``password_ref``, ``secretName``)."""
-    words = _words(key)
-    return bool(words) and words[-1] in _REFERENCE_WORDS
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys that name a secret (``password``, ``dbPassword``, ``X-Api-Key``, ``refresh_token``)."""
-    return not is_reference_key(key) and any(term in "".join(_words(key)) for term in _SECRET_TERMS)
-
 
 def redact(value: Any, under_secret: bool = False) -> Any:
-    """A copy of a JSON value with every non-empty leaf under a secret-looking key replaced by ``<redacted>``."""
+    """A copy of a JSON value with every non-empty leaf under a secret-looking key replaced by ``<redacted>``.
+
+    Secret-looking and reference keys are those of ``statestore.hygiene``, the same rule the secret policy uses.
+    """
     if isinstance(value, dict):
         return {k: v if is_reference_key(k) else redact(v, under_secret or is_secret_key(k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -533,6 +517,42 @@ def demo(opts: Options, workflow_id: str, items: int) -> None:
         return
     click.echo(f"state file: {state_file}")
     _echo_json(opts, state)
+
+
+# -- reencrypt -----------------------------------------------------------------
+
+
+@cli.command()
+@_type_option
+@click.option(
+    "--concurrency", default=8, show_default=True, type=click.IntRange(min=1), help="States rewritten at once."
+)
+@_pass_options
+def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
+    """Rewrite every state whose stored form is outdated, and print how many per type.
+
+    Outdated: encrypted under an old key (after a key rotation), plain JSON
+    where encryption is now on, or encrypted where it is now off. Each
+    rewrite is a compare-and-swap write, so it is safe while applications
+    run, and safe to run again (then it rewrites 0). Without --type both
+    types are done. A state no configured key opens stops it with exit 3.
+
+    \b
+    Example: a rotation, the new key in, the old one kept for reading
+      STATESTORE_ENCRYPTION_KEY=$NEW STATESTORE_ENCRYPTION_OLD_KEYS=$OLD statestore reencrypt
+    """
+    chosen = state_type or opts.state_type
+    types = [opts.resolve_type(chosen)] if chosen else [StateType.CREDENTIALS, StateType.WORKFLOWS]
+
+    async def rewrite(store: Store) -> dict[str, int]:
+        return {t.value: await store.reencrypt_states(t, concurrency=concurrency) for t in types}
+
+    counts = _run(opts.settings(), rewrite)
+    if opts.json:
+        _echo_json(opts, {"rewritten": counts})
+        return
+    for name, count in counts.items():
+        click.echo(f"{name}: {count} rewritten")
 
 
 # -- errors and the entry point ------------------------------------------------
