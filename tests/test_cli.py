@@ -195,6 +195,7 @@ def test_list_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
         (["merge", "wf", "[1, 2]"], ["must be a JSON object, got a JSON array"]),
         (["merge", "wf", '{"x": NaN}'], ["not valid JSON"]),
         (["replace", "wf", "-"], ["stdin is not valid JSON"]),
+        (["--type", "credentials", "set", "wf", "password", "hunter2"], ["would store a raw secret"]),
         (["get"], ["Missing argument 'ID'", "statestore get --help"]),
         (["frobnicate"], ["No such command"]),
         (["--backend", "ftp", "get", "wf"], ["'ftp' is not one of"]),
