@@ -1,0 +1,504 @@
+"""The ``statestore`` command: the real console script in subprocesses, plus its pure helpers in-process.
+
+Each subprocess costs about 0.3 s, so the subprocess tests chain several
+commands against one root and check stdout, stderr and the exit code of each.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from statestore import (
+    BackendError,
+    Codec,
+    ConflictError,
+    CorruptStateError,
+    DecryptionError,
+    InvalidInputError,
+    InvalidStateTypeError,
+    MemoryBackend,
+    PathTraversalError,
+    PreconditionFailed,
+    RetryPolicy,
+    Settings,
+    StateTooLargeError,
+    Store,
+    generate_key,
+    key_id,
+)
+from statestore.cli import (
+    REDACTED,
+    _describe_error,
+    _setting,
+    cli,
+    effective_config,
+    is_secret_key,
+    parse_value,
+    redact,
+    run,
+    safe_url,
+)
+from statestore.testing import MotoServer, local_store
+
+EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
+KEY = "persistent-artifacts/apps/default/{type}/{id}/config.json"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without any statestore or AWS setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STATESTORE_", "ATLAN_", "AWS_"))}
+    env.update(extra)
+    return env
+
+
+def statestore(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script; never inherits the caller's stdin."""
+    assert EXE is not None, "the statestore console script is not installed next to the interpreter"
+    return subprocess.run(
+        [EXE, *args],
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def failed(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """Assert exit ``code`` and one clean line on stderr holding every fragment; return that line."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("statestore: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def round_trip(backend_args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    """merge -> set -> get -> list -> delete -> get on one backend; shared by the local and S3 tests."""
+    args = list(backend_args)
+    merged = ok(statestore(*args, "merge", "wf-1", '{"status": "started", "tables": ["a"]}', cwd=cwd, env=env))
+    assert orjson.loads(merged) == {"status": "started", "tables": ["a"]}
+    assert orjson.loads(ok(statestore(*args, "set", "wf-1", "progress", "50", cwd=cwd, env=env))) == {
+        "status": "started",
+        "tables": ["a"],
+        "progress": 50,
+    }
+    got = ok(statestore(*args, "--json", "get", "wf-1", cwd=cwd, env=env))
+    assert got == '{"status":"started","tables":["a"],"progress":50}\n'
+    assert ok(statestore(*args, "list", cwd=cwd, env=env)) == "wf-1\n"
+    assert ok(statestore(*args, "delete", "wf-1", cwd=cwd, env=env)) == "deleted workflows state 'wf-1'\n"
+    assert ok(statestore(*args, "get", "wf-1", cwd=cwd, env=env)) == "{}\n"
+
+
+# -- the real console script, local backend --------------------------------------
+
+
+def test_round_trip_on_local_backend(tmp_path: Path) -> None:
+    round_trip(["--root", str(tmp_path / "root")], tmp_path)
+    assert not (tmp_path / "root" / KEY.format(type="workflows", id="wf-1")).exists()
+
+
+def test_set_values_stdin_merge_replace_and_options_over_environment(tmp_path: Path) -> None:
+    env = clean_env(STATESTORE_LOCAL_ROOT=str(tmp_path / "env-root"), STATESTORE_APP_NAME="envapp")
+    root = tmp_path / "flag-root"
+    r = ["--root", str(root)]
+    # a bare word is a string; JSON values keep their type
+    assert orjson.loads(ok(statestore(*r, "set", "wf", "status", "running", cwd=tmp_path, env=env))) == {
+        "status": "running"
+    }
+    ok(statestore(*r, "set", "wf", "flags", '{"a": [1, null, true]}', cwd=tmp_path, env=env))
+    out = ok(statestore(*r, "--json", "merge", "wf", "-", cwd=tmp_path, env=env, stdin='{"status": "done"}'))
+    assert out == '{"status":"done","flags":{"a":[1,null,true]}}\n'
+    # --root wins over STATESTORE_LOCAL_ROOT; the app name still comes from the environment
+    stored = root / "persistent-artifacts/apps/envapp/workflows/wf/config.json"
+    assert orjson.loads(stored.read_bytes()) == {"status": "done", "flags": {"a": [1, None, True]}}
+    assert not (tmp_path / "env-root").exists()
+    assert orjson.loads(ok(statestore(*r, "replace", "wf", '{"only": 1}', cwd=tmp_path, env=env))) == {"only": 1}
+    assert orjson.loads(stored.read_bytes()) == {"only": 1}
+    assert ok(statestore(*r, "--app", "other", "path", "wf", cwd=tmp_path, env=env)) == (
+        f"{root}/persistent-artifacts/apps/other/workflows/wf/config.json\n"
+    )
+
+
+def test_list_streams_ids_of_one_type(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for type_, ids in (("workflows", ["w-2", "w-1", "w 3"]), ("credentials", ["c-1"])):
+        for state_id in ids:
+            path = root / KEY.format(type=type_, id=state_id)
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"{}")
+    r = ["--root", str(root)]
+    assert sorted(ok(statestore(*r, "list", cwd=tmp_path)).splitlines()) == ["w 3", "w-1", "w-2"]
+    # per-command --type overrides the global one
+    assert ok(statestore(*r, "--type", "workflows", "list", "--type", "credentials", cwd=tmp_path)) == "c-1\n"
+    assert sorted(orjson.loads(ok(statestore(*r, "--json", "list", cwd=tmp_path)))) == ["w 3", "w-1", "w-2"]
+    assert ok(statestore("--root", str(tmp_path / "empty"), "--json", "list", cwd=tmp_path)) == "[]\n"
+
+
+def test_list_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    long = "x" * 200  # 400 ids of 200 bytes: more than a pipe buffer holds
+    for i in range(400):
+        path = root / KEY.format(type="workflows", id=f"{long}{i}")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"{}")
+    assert EXE is not None
+    proc = subprocess.Popen(
+        [EXE, "--root", str(root), "list"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(long.encode())
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["get", "../../../etc/passwd"], ["invalid input", "path separator"]),
+        (["delete", ".."], ["invalid input", "would leave its directory"]),
+        (["get", "wf", "--type", "secrets"], ["unknown state type 'secrets'"]),
+        (["--type", "secrets", "list"], ["unknown state type 'secrets'"]),
+        (["--type", "credentials", "get", "wf", "--type", ""], ["unknown state type ''"]),
+        (["set", "wf", "k", "{not json"], ["VALUE is not valid JSON"]),
+        (["set", "wf", "k", "two words"], ["VALUE is not valid JSON"]),
+        (["merge", "wf", "[1, 2]"], ["must be a JSON object, got a JSON array"]),
+        (["merge", "wf", '{"x": NaN}'], ["not valid JSON"]),
+        (["replace", "wf", "-"], ["stdin is not valid JSON"]),
+        (["--type", "credentials", "set", "wf", "password", "hunter2"], ["would store a raw secret"]),
+        (["get"], ["Missing argument 'ID'", "statestore get --help"]),
+        (["frobnicate"], ["No such command"]),
+        (["--backend", "ftp", "get", "wf"], ["'ftp' is not one of"]),
+    ],
+)
+def test_invalid_input_exits_2_and_writes_nothing(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    root = tmp_path / "root"
+    path = root / KEY.format(type="workflows", id="wf")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"keep":true}')
+    failed(statestore("--root", str(root), *args, cwd=tmp_path), 2, *fragments)
+    assert path.read_bytes() == b'{"keep":true}'
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
+
+
+def test_bad_environment_exits_2(tmp_path: Path) -> None:
+    env = clean_env(STATESTORE_MAX_STATE_BYTES="lots")
+    failed(statestore("get", "wf", cwd=tmp_path, env=env), 2, "STATESTORE_MAX_STATE_BYTES must be an integer")
+
+
+def test_corrupt_state_exits_3_until_replaced_or_deleted(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    r = ["--root", str(root)]
+    path = root / KEY.format(type="workflows", id="wf")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"truncated": ')
+    failed(statestore(*r, "get", "wf", cwd=tmp_path), 3, "corrupt state", "'wf'", "statestore replace")
+    failed(statestore(*r, "set", "wf", "k", "1", cwd=tmp_path), 3, "corrupt state")
+    assert path.read_bytes() == b'{"truncated": '  # a failed merge leaves the bytes for inspection
+    assert orjson.loads(ok(statestore(*r, "replace", "wf", '{"k": 1}', cwd=tmp_path))) == {"k": 1}
+    path.write_bytes(b"[]")
+    as_json = statestore(*r, "--json", "get", "wf", cwd=tmp_path)
+    assert as_json.returncode == 3 and as_json.stdout == ""
+    assert orjson.loads(as_json.stderr)["error"] == "CorruptStateError"
+    ok(statestore(*r, "delete", "wf", cwd=tmp_path))
+    assert ok(statestore(*r, "get", "wf", cwd=tmp_path)) == "{}\n"
+
+
+def test_backend_failure_exits_1_with_traceback_only_under_debug(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"")
+    r = ["--root", str(not_a_dir)]
+    line = failed(statestore(*r, "set", "wf", "k", "1", cwd=tmp_path), 1, "backend failed")
+    assert "not a directory" in line.lower()
+    debug = statestore(*r, "--debug", "merge", "wf", '{"k": 1}', cwd=tmp_path)
+    assert debug.returncode == 1 and debug.stdout == ""
+    assert "Traceback" in debug.stderr and "BackendError" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("statestore: backend failed")
+    as_json = statestore(*r, "--json", "set", "wf", "k", "1", cwd=tmp_path)
+    assert as_json.returncode == 1
+    error = orjson.loads(as_json.stderr)
+    assert (
+        error["error"] == "BackendError" and error["exit_code"] == 1 and "not a directory" in error["message"].lower()
+    )
+
+
+def test_credentials_are_redacted_unless_show_secrets(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    path = root / KEY.format(type="credentials", id="db")
+    path.parent.mkdir(parents=True)
+    stored = {"host": "db", "password": "hunter2", "password_ref": "vault:db", "auth": {"apiKey": "k-123"}}
+    path.write_bytes(orjson.dumps(stored))
+    r = ["--root", str(root)]
+    shown = orjson.loads(ok(statestore(*r, "get", "db", "--type", "credentials", cwd=tmp_path)))
+    assert shown == {"host": "db", "password": REDACTED, "password_ref": "vault:db", "auth": {"apiKey": REDACTED}}
+    out = ok(statestore(*r, "--type", "credentials", "get", "db", "--show-secrets", cwd=tmp_path))
+    assert orjson.loads(out) == stored
+    # workflows are never redacted
+    path2 = root / KEY.format(type="workflows", id="db")
+    path2.parent.mkdir(parents=True)
+    path2.write_bytes(orjson.dumps(stored))
+    assert orjson.loads(ok(statestore(*r, "get", "db", cwd=tmp_path))) == stored
+
+
+def test_config_shows_backend_and_never_secrets(tmp_path: Path) -> None:
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    env = clean_env(
+        AWS_ACCESS_KEY_ID="AKIAEXAMPLEID",
+        AWS_SECRET_ACCESS_KEY=secret,
+        AWS_SESSION_TOKEN=secret + "-token",
+        AWS_PROFILE="ops",
+        STATESTORE_S3_ENDPOINT_URL="http://user:pa55word@127.0.0.1:9000",
+    )
+    out = ok(statestore("--root", str(tmp_path / "r"), "--app", "myapp", "config", cwd=tmp_path, env=env))
+    assert secret not in out and "AKIAEXAMPLEID" not in out and "pa55word" not in out
+    lines = out.splitlines()
+    assert f"store.backend: LocalBackend(root={str(tmp_path / 'r')!r})" in lines
+    assert "settings.app_name: myapp" in lines and "aws.AWS_PROFILE: ops" in lines
+    assert "aws.AWS_SECRET_ACCESS_KEY: <set>" in lines and "aws.AWS_SESSION_TOKEN: <set>" in lines
+    assert f"settings.s3_endpoint_url: http://{REDACTED}@127.0.0.1:9000" in lines
+    shown = orjson.loads(ok(statestore("--json", "--backend", "memory", "config", cwd=tmp_path, env=env)))
+    assert shown["store"]["backend"] == "MemoryBackend" and shown["settings"]["backend"] == "memory"
+    assert shown["aws"]["AWS_ACCESS_KEY_ID"] == "<set>"
+
+
+def test_demo_with_root_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    r = ["--root", str(tmp_path / "root")]
+    path = tmp_path / "root" / KEY.format(type="workflows", id="job")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"last_processed_index": 99}')
+    result = statestore(*r, "--json", "demo", "--id", "job", "--items", "250", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "checkpointing" in result.stderr and "100%" in result.stderr  # rich's bar, on stderr
+    assert orjson.loads(result.stdout) == {
+        "state_file": str(path),
+        "state": {"last_processed_index": 199, "status": "completed"},
+    }
+
+
+# -- in-process: help, parsing, redaction, error mapping -------------------------
+
+
+@pytest.mark.parametrize(
+    "command", ["get", "set", "merge", "replace", "delete", "list", "path", "config", "demo", "reencrypt", None]
+)
+def test_every_command_has_help_with_an_example(command: str | None) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"] if command else ["--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "statestore " in result.output.split("Example:")[1]
+
+
+def test_parse_value() -> None:
+    assert parse_value("50") == 50
+    assert parse_value("running") == "running"
+    assert parse_value('"two words"') == "two words"
+    assert parse_value("1.2.3") == "1.2.3"
+    assert parse_value("null") is None
+    assert parse_value('{"a": [1]}') == {"a": [1]}
+    for bad in ("", "two words", "{a", "[1,", '"open'):
+        with pytest.raises(InvalidInputError, match="VALUE is not valid JSON"):
+            parse_value(bad)
+
+
+def test_redact() -> None:
+    assert [is_secret_key(k) for k in ("password", "dbPassword", "X-Api-Key", "refresh_token", "private_key")] == [
+        True
+    ] * 5
+    assert [is_secret_key(k) for k in ("password_ref", "secretName", "token_url", "username", "host")] == [False] * 5
+    state: dict[str, Any] = {
+        "user": "u",
+        "client_secret": "s",
+        "tokens": ["a", "", None],
+        "password": {"value": "v", "ref": "vault:x", "rotated": True},
+        "port": 5432,
+        "pin_secret": 1234,
+    }
+    assert redact(state) == {
+        "user": "u",
+        "client_secret": REDACTED,
+        "tokens": [REDACTED, "", None],
+        "password": {"value": REDACTED, "ref": "vault:x", "rotated": True},
+        "port": 5432,
+        "pin_secret": REDACTED,
+    }
+    assert state["client_secret"] == "s"  # a copy, not in place
+
+
+def test_safe_url() -> None:
+    assert safe_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert safe_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+
+
+class _NamedCodec(Codec):
+    def __repr__(self) -> str:
+        return "NamedCodec(key_id='ab12')"
+
+
+def test_effective_config_redacts_secret_named_and_binary_settings(tmp_path: Path) -> None:
+    store = local_store(tmp_path, codec=Codec())
+    settings = Settings(local_root=str(tmp_path))
+    shown = effective_config(settings, store, {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_REGION": "eu-west-1"})
+    assert shown["settings"]["local_root"] == str(tmp_path)
+    assert shown["aws"]["AWS_SECRET_ACCESS_KEY"] == "<set>" and shown["aws"]["AWS_ACCESS_KEY_ID"] is None
+    assert shown["aws"]["AWS_REGION"] == "eu-west-1"
+    assert shown["store"] == {
+        "backend": f"LocalBackend(root={str(tmp_path)!r})",
+        "codec": "Codec",
+        "app_name": "default",
+    }
+    assert effective_config(settings, local_store(tmp_path, codec=_NamedCodec()), {})["store"]["codec"] == (
+        "NamedCodec(key_id='ab12')"
+    )
+    assert _setting("encryption_key", b"\x01" * 32) == "<set>"
+    assert _setting("encryption_key", None) is None
+    assert _setting("encryption_old_keys", ("a", "b")) == "<2 set>"
+    assert _setting("anything", b"raw bytes") == "<set>"
+    assert _setting("secret_policy", "refuse") == "refuse"
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "prefix"),
+    [
+        (PathTraversalError("id '..' would leave"), 2, "invalid input:"),
+        (InvalidStateTypeError("unknown state type"), 2, "invalid input:"),
+        (StateTooLargeError("too large"), 2, "invalid input:"),
+        (CorruptStateError("not JSON"), 3, "corrupt state:"),
+        (DecryptionError("wrong key"), 3, "cannot decrypt:"),
+        (ConflictError("gave up"), 1, "conflict:"),
+        (BackendError("down"), 1, "backend failed:"),
+        (RuntimeError("bug"), 1, "internal error: RuntimeError: bug"),
+    ],
+)
+def test_error_mapping(error: Exception, code: int, prefix: str) -> None:
+    message, exit_code = _describe_error(error)
+    assert exit_code == code and message.startswith(prefix)
+
+
+class _AlwaysLoses(MemoryBackend):
+    """Every conditional write finds that someone else got there first."""
+
+    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        raise PreconditionFailed(key)
+
+
+def test_run_maps_a_real_conflict_to_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(_AlwaysLoses(), retry=RetryPolicy(attempts=3, base_delay=0.0))
+    monkeypatch.setattr("statestore.cli.build_store", lambda settings: store)
+    assert run(["--backend", "memory", "set", "wf", "k", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err
+        == "statestore: conflict: workflows state 'wf': gave up after 3 attempts; other writers kept changing it\n"
+    )
+
+
+# -- the real console script on S3 (a moto server) --------------------------------
+
+
+def s3_env(server: MotoServer) -> dict[str, str]:
+    """Dummy credentials moto accepts, and no transient retries so that failures are quick."""
+    return clean_env(**server.fake_credentials(), STATESTORE_S3_MAX_ATTEMPTS="1")
+
+
+def test_round_trip_on_s3(tmp_path: Path, moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    round_trip(args, tmp_path, env=s3_env(moto_server))
+    assert not (tmp_path / "local").exists()  # nothing went to the local default
+    shown = orjson.loads(ok(statestore(*args, "--json", "config", cwd=tmp_path, env=s3_env(moto_server))))
+    assert shown["store"]["backend"].startswith(f"S3Backend(bucket={bucket!r}")
+    assert shown["aws"]["AWS_SECRET_ACCESS_KEY"] == "<set>"
+
+
+def test_s3_corrupt_object_exits_3_and_unreachable_endpoint_exits_1(tmp_path: Path, moto_server: MotoServer) -> None:
+    import botocore.session
+
+    bucket = moto_server.create_bucket()
+    env = s3_env(moto_server)
+    client: Any = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=moto_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        client.put_object(Bucket=bucket, Key=KEY.format(type="workflows", id="wf"), Body=b"\x00not json")
+    finally:
+        client.close()
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    failed(statestore(*args, "get", "wf", cwd=tmp_path, env=env), 3, "corrupt state", "'wf'")
+    assert orjson.loads(ok(statestore(*args, "replace", "wf", '{"ok": 1}', cwd=tmp_path, env=env))) == {"ok": 1}
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    closed_args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", f"http://user:pw@127.0.0.1:{closed}"]
+    line = failed(statestore(*closed_args, "get", "wf", cwd=tmp_path, env=env), 1, "backend failed")
+    assert ":pw@" not in line
+    failed(statestore("--backend", "s3", "get", "wf", cwd=tmp_path, env=env), 2, "bucket")
+
+
+# -- encryption: config and reencrypt --------------------------------------------
+
+
+def test_reencrypt_after_key_rotation_and_config_shows_only_key_ids(tmp_path: Path) -> None:
+    old, new = generate_key(), generate_key()
+    r = ["--root", str(tmp_path / "root"), "--type", "credentials"]
+    path = tmp_path / "root" / KEY.format(type="credentials", id="db")
+    stored = {"host": "db", "password": "hunter2"}
+    written = ok(
+        statestore(
+            *r, "merge", "db", orjson.dumps(stored).decode(), cwd=tmp_path, env=clean_env(STATESTORE_ENCRYPTION_KEY=old)
+        )
+    )
+    assert orjson.loads(written) == {"host": "db", "password": REDACTED}
+    assert b"hunter2" not in path.read_bytes()
+
+    rotated = clean_env(STATESTORE_ENCRYPTION_KEY=new, STATESTORE_ENCRYPTION_OLD_KEYS=old)
+    config = ok(statestore(*r, "config", cwd=tmp_path, env=rotated))
+    assert old not in config and new not in config
+    assert "settings.encryption_key: <set>" in config and "settings.encryption_old_keys: <1 set>" in config
+    old_id, new_id = key_id(base64.b64decode(old)), key_id(base64.b64decode(new))
+    assert new_id in config and old_id in config  # the codec line names key ids, never keys
+
+    assert ok(statestore("--root", str(tmp_path / "root"), "reencrypt", cwd=tmp_path, env=rotated)) == (
+        "credentials: 1 rewritten\nworkflows: 0 rewritten\n"
+    )
+    assert ok(statestore(*r, "--json", "reencrypt", cwd=tmp_path, env=rotated)) == '{"rewritten":{"credentials":0}}\n'
+    only_new = clean_env(STATESTORE_ENCRYPTION_KEY=new)
+    assert orjson.loads(ok(statestore(*r, "get", "db", "--show-secrets", cwd=tmp_path, env=only_new))) == stored
+    failed(statestore(*r, "get", "db", cwd=tmp_path, env=clean_env(STATESTORE_ENCRYPTION_KEY=old)), 3, "cannot decrypt")
+    failed(statestore(*r, "get", "db", cwd=tmp_path), 3, "cannot decrypt")
