@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,6 +28,7 @@ from .errors import (
     StateStoreError,
     StateTooLargeError,
 )
+from .lru import LRU
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
@@ -82,35 +81,6 @@ class _Batcher:
     task: asyncio.Task[None] | None = None
 
 
-class _EtagCache:
-    """The last (plain bytes, ETag) seen per key, least recently used dropped first. Thread-safe."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, _Current] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> _Current | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: str, item: _Current) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = item
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-
 class Store:
     """A state store: the API page's operations on one backend for one app.
 
@@ -136,7 +106,7 @@ class Store:
         self.retry = retry or RetryPolicy()
         self.max_state_bytes = max_state_bytes
         self.coalesce = coalesce
-        self._cache = _EtagCache(cache_size)
+        self._cache: LRU[str, _Current] = LRU(cache_size)  # last (plain, etag) seen per object key
         self._batchers: dict[tuple[asyncio.AbstractEventLoop, str], _Batcher] = {}
         self._keys: dict[tuple[str, str], StateKey] = {}
 
@@ -253,7 +223,7 @@ class Store:
         never lost (if another writer rewrites a state first, its write counts
         and this one is skipped). A state that cannot be read (``DecryptionError``: a key
         nobody configured) stops the run with that error; states done before
-        it stay done, and running again is safe. For the CLI's ``rotate``.
+        it stay done, and running again is safe. ``statestore reencrypt`` calls it.
         """
         stype = StateType.coerce(type)
         if concurrency < 1:
@@ -284,6 +254,7 @@ class Store:
             return False
         if current.error is not None:
             raise current.error
+        self._cache.put(skey.object_key, current)  # the write below needs no second read
         await self._submit(skey, _Change(lambda state: state))
         return True
 

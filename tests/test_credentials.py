@@ -185,7 +185,10 @@ async def test_rotation_old_keys_decrypt_and_reencrypt_moves_everything_to_prima
     assert await rotated.get_state("c0", C) == {"password": f"{PASSWORD}0"}  # old-key read
     assert orjson.loads(await raw(rotated, "c0"))["key_id"] == old_id  # a read writes nothing
 
+    counting = CountingBackend(rotated.backend)
+    rotated = Store(counting, app_name=rotated.app_name, codec=rotated.codec)
     assert await rotated.reencrypt_states(C, concurrency=2) == 5
+    assert (counting.counts["get"], counting.counts["put"]) == (5, 5)  # one read and one write per state
     for i in range(5):
         assert orjson.loads(await raw(rotated, f"c{i}"))["key_id"] == new_id
     assert await rotated.reencrypt_states(C) == 0  # nothing left to do

@@ -30,7 +30,6 @@ import os
 import secrets
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..lru import LRU
 from ..retry import RetryPolicy
 from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag
 
@@ -92,29 +92,6 @@ class _LoopClient:
     stack: AsyncExitStack
     closer: AsyncGenerator[None, None] | None = None
     closed: bool = False
-
-
-class _HistoryCache:
-    """ETag -> the write ids stored with that version (newest first); least recently used dropped."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, etag: str) -> tuple[str, ...]:
-        with self._lock:
-            item = self._items.get(etag.strip('"'))
-            if item is not None:
-                self._items.move_to_end(etag.strip('"'))
-            return item or ()
-
-    def put(self, etag: str, history: tuple[str, ...]) -> None:
-        with self._lock:
-            self._items[etag.strip('"')] = history
-            self._items.move_to_end(etag.strip('"'))
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
 
 _live_backends: weakref.WeakSet[S3Backend] = weakref.WeakSet()
@@ -267,7 +244,8 @@ class S3Backend(ObjectBackend):
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
         self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
-        self._histories = _HistoryCache()
+        # ETag (unquoted) -> the write ids stored with that version, newest first
+        self._histories: LRU[str, tuple[str, ...]] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._lock = threading.Lock()
@@ -431,7 +409,7 @@ class S3Backend(ObjectBackend):
             raise
         except Exception as exc:
             raise self._error("get", key, exc) from exc
-        self._histories.put(got[0].etag, got[1])
+        self._histories.put(got[0].etag.strip('"'), got[1])
         return got
 
     async def get(self, key: str) -> Versioned | None:
@@ -443,7 +421,8 @@ class S3Backend(ObjectBackend):
 
         data = bytes(data)
         write_id = secrets.token_hex(8)
-        history = (write_id, *self._histories.get(if_match)[: HISTORY - 1]) if if_match else (write_id,)
+        previous = (self._histories.get(if_match.strip('"')) or ()) if if_match else ()
+        history = (write_id, *previous[: HISTORY - 1])
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.object_key(key),
@@ -479,7 +458,7 @@ class S3Backend(ObjectBackend):
             if (if_match is not None or if_none_match) and _is_transient(exc):
                 return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
-        self._histories.put(etag, history)
+        self._histories.put(etag.strip('"'), history)
         return etag
 
     async def _settle(self, key: str, data: bytes, write_id: str, exc: Exception) -> str:
