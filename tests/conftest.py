@@ -1,16 +1,145 @@
-"""Shared fixtures: a backend of every kind for the conformance suite, and one moto server per session."""
+"""Shared fixtures: a backend of every kind for the conformance suite, one moto server per session, and the S3 target.
+
+The S3 target is the moto server unless ``STATESTORE_TEST_S3_ENDPOINT`` names another S3 server (Ceph RGW,
+MinIO, AWS...). Tests marked ``s3_server`` run on the target; ``pytest -m s3_server`` with the variables set
+runs them against that server (``scripts/ceph-rgw.sh test`` does so for a throw-away Ceph RGW):
+
+- ``STATESTORE_TEST_S3_ENDPOINT``: the endpoint URL;
+- ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` / ``STATESTORE_TEST_S3_SECRET_ACCESS_KEY``: credentials (else the AWS chain);
+- ``STATESTORE_TEST_S3_REGION``: default ``us-east-1``;
+- ``STATESTORE_TEST_S3_BUCKET``: an existing bucket to use (each test gets a fresh prefix in it); without it
+  each test creates a bucket of its own;
+- ``STATESTORE_TEST_S3_NAME``: a label for reports (``ceph-rgw``, ``minio``...).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from statestore import LocalBackend, MemoryBackend, ObjectBackend, S3Backend, Store, set_default_store
 from statestore.testing import MotoServer
 
-BACKEND_KINDS = ["memory", "local", "s3"]
+BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_server)]
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where one test keeps its objects: a bucket, and a key prefix inside it (may be empty)."""
+
+    bucket: str
+    prefix: str = ""
+
+
+@dataclass
+class S3Target:
+    """The S3 server the ``s3_server`` tests talk to: the session's moto server or an external endpoint."""
+
+    name: str
+    endpoint_url: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    region: str
+    bucket: str | None = None  # a fixed bucket to share, with a prefix per test
+    moto: MotoServer | None = None
+
+    @property
+    def external(self) -> bool:
+        return self.moto is None
+
+    def client(self) -> Any:
+        """A plain botocore S3 client for set-up and inspection (path-style, as the backend uses)."""
+        import botocore.session
+        from botocore.config import Config
+
+        return botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def new_location(self) -> S3Location:
+        """A fresh, empty place for one test's objects."""
+        if self.bucket is not None:
+            return S3Location(self.bucket, f"statestore-test-{uuid.uuid4().hex[:12]}")
+        name = f"statestore-test-{uuid.uuid4().hex[:12]}"
+        client = self.client()
+        try:
+            client.create_bucket(Bucket=name)
+        finally:
+            client.close()
+        return S3Location(name)
+
+    def backend(self, location: S3Location, **options: Any) -> S3Backend:
+        """An ``S3Backend`` on ``location`` with this target's endpoint and credentials; small list pages."""
+        defaults: dict[str, Any] = {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "prefix": location.prefix,
+            "list_page_size": 250,
+        }
+        defaults.update(options)
+        return S3Backend(location.bucket, **defaults)
+
+    def env(self, location: S3Location) -> dict[str, str]:
+        """``STATESTORE_*`` and ``AWS_*`` variables that point a subprocess (or the CLI) at ``location``."""
+        env = {
+            "STATESTORE_BACKEND": "s3",
+            "STATESTORE_BUCKET": location.bucket,
+            "STATESTORE_S3_ENDPOINT_URL": self.endpoint_url,
+            "STATESTORE_S3_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+        if location.prefix:
+            env["STATESTORE_S3_PREFIX"] = location.prefix
+        if self.access_key_id and self.secret_access_key:
+            env["AWS_ACCESS_KEY_ID"] = self.access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
+        return env
+
+
+def _external_target() -> S3Target | None:
+    endpoint = os.environ.get("STATESTORE_TEST_S3_ENDPOINT")
+    if not endpoint:
+        return None
+    return S3Target(
+        name=os.environ.get("STATESTORE_TEST_S3_NAME") or "external",
+        endpoint_url=endpoint,
+        access_key_id=os.environ.get("STATESTORE_TEST_S3_ACCESS_KEY_ID") or None,
+        secret_access_key=os.environ.get("STATESTORE_TEST_S3_SECRET_ACCESS_KEY") or None,
+        region=os.environ.get("STATESTORE_TEST_S3_REGION") or "us-east-1",
+        bucket=os.environ.get("STATESTORE_TEST_S3_BUCKET") or None,
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_target(request: pytest.FixtureRequest) -> Iterator[S3Target]:
+    """The S3 server of the ``s3_server`` tests: ``STATESTORE_TEST_S3_ENDPOINT`` if set, else moto."""
+    external = _external_target()
+    if external is not None:
+        yield external
+        return
+    server: MotoServer = request.getfixturevalue("moto_server")
+    creds = server.fake_credentials()
+    yield S3Target(
+        name="moto",
+        endpoint_url=server.endpoint_url,
+        access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        region=creds["AWS_DEFAULT_REGION"],
+        moto=server,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +163,9 @@ def make_backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureReque
     if backend_kind == "local":
         return lambda: LocalBackend(tmp_path / "root")
     if backend_kind == "s3":
-        server: MotoServer = request.getfixturevalue("moto_server")
-        bucket = server.create_bucket()
-        return lambda: s3_backend(server, bucket)
+        target: S3Target = request.getfixturevalue("s3_target")
+        location = target.new_location()
+        return lambda: target.backend(location)
     raise AssertionError(backend_kind)
 
 
