@@ -41,3 +41,7 @@ class DecryptionError(CorruptStateError):
 
 class BackendError(StateStoreError):
     """The object store failed; the original exception is chained as ``__cause__``."""
+
+
+class LockTimeoutError(BackendError):
+    """A state's lock stayed held by another process or thread longer than the backend's ``lock_timeout``."""

@@ -5,51 +5,84 @@ then ``os.replace``-d over the object, so a reader sees the old or the new
 bytes, never a partial file. An exclusive ``flock`` on a per-object lock file
 makes "check the ETag, then replace" one step across threads and processes;
 the kernel drops the lock when its holder dies. Disk work runs in a thread so
-the event loop keeps ticking.
+the event loop keeps ticking; a lock held elsewhere is waited for on the event
+loop (bounded by ``lock_timeout``, cancellable), never in a thread.
+
+Below the root nothing follows a symbolic link: every path is walked one
+directory descriptor at a time (``O_NOFOLLOW``), and a link where a directory,
+state file or lock file should be is a ``BackendError``. The root itself may
+be a link; it is resolved once, when the backend is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
+import random
 import stat
 import threading
+import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple, TypeVar
 
-from ..errors import BackendError
+from ..errors import BackendError, InvalidInputError, LockTimeoutError
+from ..retry import RetryPolicy
 from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TEMP_SUFFIX = ".tmp"
 LOCK_SUFFIX = ".lock"
 _LIST_BATCH = 256
 _READY_DIRS = 4096
-_PINS = 128
+_PIN_FILES = 128
+_PIN_BYTES = 32 * 2**20
+_LOCK_POLL_MAX = 0.05  # seconds between tries of a held lock, at most
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang an open
+
+
+Signature = tuple[int, int, int, int]
+
+
+class _Pin(NamedTuple):
+    fd: int
+    sig: Signature
+    etag: str
+    owner: object
 
 
 class _Pins:
-    """Our last write per object, its file kept open: proves an ETag with a ``stat`` instead of a read.
+    """Files written in this process, kept open: proves an ETag with a ``stat`` instead of a read.
 
-    While we hold a descriptor of the file we wrote, no other file can be given
-    its inode number; so if the object's path still names that inode, with the
-    size and mtime we saw, it still holds our bytes (every writer replaces the
-    file, none edits it in place). At most ``size`` pins; the oldest is closed
-    first. Thread-safe.
+    While we hold a descriptor of a file, no other file can be given its inode
+    number; so if the object's path still names that inode, with the size and
+    mtime seen at the write, it still holds those bytes (every writer replaces
+    the file, none edits it in place). One registry per process, keyed by real
+    path, so a delete through any backend closes the pin (and frees the space)
+    at once. A pinned file that another process replaced or deleted keeps its
+    space until the next operation on that object sees the change and closes
+    the pin; at most ``files`` pins of ``nbytes`` bytes in all are kept, oldest
+    closed first. Thread-safe.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[int, tuple[int, int, int, int], str]] = OrderedDict()
+    def __init__(self, files: int, nbytes: int) -> None:
+        self.files, self.nbytes = files, nbytes
+        self._items: OrderedDict[str, _Pin] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def pin(self, path: str, fd: int, etag: str) -> None:
+    def pin(self, path: str, fd: int, etag: str, owner: object) -> None:
         """Remember ``fd`` (now ours to close) as the file at ``path`` holding ``etag``."""
         with self._lock:
             try:
@@ -57,37 +90,51 @@ class _Pins:
             except BaseException:
                 os.close(fd)
                 raise
-            old = self._items.pop(path, None)
-            if old is not None:
-                os.close(old[0])
-            self._items[path] = (fd, sig, etag)
-            while len(self._items) > self.size:
-                os.close(self._items.popitem(last=False)[1][0])
+            self._close(path)
+            if sig[2] > self.nbytes:
+                os.close(fd)
+                return
+            self._items[path] = _Pin(fd, sig, etag, owner)
+            self._bytes += sig[2]
+            while len(self._items) > self.files or self._bytes > self.nbytes:
+                self._close(next(iter(self._items)))
 
-    def proves(self, path: str, etag: str) -> bool:
-        """Whether ``path`` is still the file we wrote with ``etag``; False means "read it to know"."""
-        with self._lock:  # held across the stat, so no pin is closed (and its inode freed) meanwhile
+    def check(self, path: str, sig: Signature | None) -> str | None:
+        """The pinned ETag if ``path`` (now ``sig``, None if missing) is still the pinned file; else drop the pin.
+
+        Only a caller holding the object's lock may trust the answer: then no
+        pin of ``path`` can be closed and made again between its stat and this check.
+        """
+        with self._lock:
             item = self._items.get(path)
-            if item is None or not same_etag(item[2], etag):
-                return False
-            try:
-                return _signature(os.stat(path)) == item[1]
-            except OSError:
-                return False
+            if item is None:
+                return None
+            if item.sig != sig:
+                self._close(path)
+                return None
+            return item.etag
 
-    def unpin(self, path: str) -> None:
+    def drop(self, path: str) -> None:
         with self._lock:
-            item = self._items.pop(path, None)
-            if item is not None:
-                os.close(item[0])
+            self._close(path)
 
-    def close(self) -> None:
+    def close_owned(self, owner: object) -> None:
+        """Close the pins made through one backend."""
         with self._lock:
-            while self._items:
-                os.close(self._items.popitem()[1][0])
+            for path in [path for path, item in self._items.items() if item.owner is owner]:
+                self._close(path)
+
+    def _close(self, path: str) -> None:
+        item = self._items.pop(path, None)
+        if item is not None:
+            self._bytes -= item.sig[2]
+            os.close(item.fd)
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+_PINS = _Pins(_PIN_FILES, _PIN_BYTES)
+
+
+def _signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -96,11 +143,189 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+class _Busy(Exception):
+    """The object's lock is held elsewhere: wait on the event loop, then try again."""
+
+
+class _Dir:
+    """An open directory below the root, reached without following any symlink.
+
+    Every file operation is relative to ``fd``; ``rel`` is the directory's path
+    below the root (``""`` for the root, else ending in ``/``) for messages.
+    """
+
+    def __init__(self, fd: int, rel: str) -> None:
+        self.fd, self.rel = fd, rel
+
+    def __enter__(self) -> _Dir:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        os.close(self.fd)
+
+    @classmethod
+    def walk(cls, root: str, parts: Sequence[str], make: int | None = None) -> _Dir | None:
+        """Open ``root/parts``; None if something on the way is missing or a file (unless ``make``).
+
+        With ``make`` (a mode), missing directories are created with that mode
+        and existing ones below the root narrowed to it; the root and its
+        parents are the user's, created if missing but never changed.
+        """
+        try:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if make is None:
+                return None
+            _make_root(root, make)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise BackendError(f"the root {root} is not a directory") from None
+        current: _Dir | None = cls(fd, "")
+        for name in parts:
+            if current is None:
+                return None
+            with current:
+                current = current.child(name, make)
+        return current
+
+    def child(self, name: str, make: int | None = None) -> _Dir | None:
+        """The subdirectory ``name``: None if missing or a file (unless ``make``), ``BackendError`` if a link."""
+        try:
+            fd = self._opendir(name)
+        except FileNotFoundError:
+            if make is None:
+                return None
+            with suppress(FileExistsError):
+                os.mkdir(name, make, dir_fd=self.fd)
+            fd = self._opendir(name)
+        except NotADirectoryError:
+            if make is None:
+                return None  # a file where the key has a directory: no object there
+            raise
+        child = _Dir(fd, f"{self.rel}{name}/")
+        if make is not None:
+            child._narrow(make)
+        return child
+
+    def _opendir(self, name: str) -> int:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:  # O_NOFOLLOW on a link: ENOTDIR with O_DIRECTORY on Linux, ELOOP elsewhere
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                self.lstat(name)  # raises if it is a link
+            raise
+
+    def _narrow(self, mode: int) -> None:
+        """Take away permission bits that ``mode`` lacks (credentials never sit in a world-readable directory)."""
+        current = stat.S_IMODE(os.fstat(self.fd).st_mode)
+        if current & 0o777 & ~mode:
+            try:
+                os.fchmod(self.fd, current & mode)
+            except PermissionError:  # not our directory: write anyway, the file itself is file_mode
+                logger.warning("cannot narrow the permissions of %s to %o", self.rel, mode)
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        """``name``'s own status, None if missing; ``BackendError`` if it is a symbolic link."""
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            raise BackendError(f"{self.rel}{name} is a symbolic link; links below the root are never followed")
+        return st
+
+    def open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        try:
+            return os.open(name, flags | _FILE_FLAGS, mode, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.lstat(name)
+            raise
+
+    def read(self, name: str) -> tuple[bytes, os.stat_result] | None:
+        """The bytes of regular file ``name`` and its status, or None if missing."""
+        try:
+            fd = self.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BackendError(f"{self.rel}{name} is not a regular file")
+            chunks: list[bytes] = []
+            while chunk := os.read(fd, max(st.st_size + 1, 65536)):
+                chunks.append(chunk)
+            return b"".join(chunks), st
+        finally:
+            os.close(fd)
+
+    def lock(self, name: str, mode: int) -> int:
+        """Take the lock of object ``name`` without waiting (``_Busy`` if held); closing the fd releases it."""
+        fd = self.open(f".{name}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _Busy from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def remove_stale_temps(self, name: str) -> None:
+        """Temp files of object ``name`` left by a writer that died; we hold the lock, so none is live."""
+        prefix = f".{name}."
+        with os.scandir(self.fd) as entries:
+            stale = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)]
+        for temp in stale:
+            logger.debug("removing stale temp file %s%s", self.rel, temp)
+            with suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=self.fd)
+
+    def keys(self) -> Iterator[str]:
+        """Keys of all visible regular files below, in name order per directory; symlinks are skipped."""
+        with os.scandir(self.fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.is_symlink():
+                logger.warning("skipping %s%s: a symbolic link below the root is never followed", self.rel, entry.name)
+            elif entry.is_dir(follow_symlinks=False):
+                child = self.child(entry.name)
+                if child is not None:
+                    with child:
+                        yield from child.keys()
+            elif entry.is_file(follow_symlinks=False) and not _is_hidden(entry.name):
+                yield self.rel + entry.name
+
+
+def _make_root(root: str, mode: int) -> None:
+    """Create the missing root and its missing parents, each with ``mode`` (``os.makedirs`` would not)."""
+    missing = []
+    path = root
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        with suppress(FileExistsError):
+            os.mkdir(path, mode)
+
+
+def _split(key: str) -> tuple[list[str], str]:
+    """A key's directory parts and file name; refuses keys that are not plain relative paths or name temp/lock files."""
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts) or _is_hidden(parts[-1]):
+        raise ValueError(f"not a valid object key: {key!r}")
+    return parts[:-1], parts[-1]
+
+
 class LocalBackend(ObjectBackend):
     """Objects as files under ``root``; new files are ``file_mode``, new directories ``dir_mode``.
 
     ``durable`` also fsyncs the directory after a rename so that the rename
     itself survives a power cut, at the cost of a second fsync per write.
+    ``lock_timeout`` bounds the wait for an object's lock held by another
+    process or thread (default: the store's retry deadline); then the write
+    or delete raises ``LockTimeoutError``.
     """
 
     def __init__(
@@ -110,198 +335,172 @@ class LocalBackend(ObjectBackend):
         file_mode: int = 0o600,
         dir_mode: int = 0o700,
         durable: bool = True,
+        lock_timeout: float = RetryPolicy.deadline,
     ) -> None:
+        if not lock_timeout >= 0:
+            raise InvalidInputError(f"lock_timeout must be a number of seconds >= 0, not {lock_timeout!r}")
         self.root = Path(root)
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.durable = durable
-        # Directories this backend has made (or found) and swept of dead writers' temp files.
-        self._ready: set[Path] = set()
-        self._pins = _Pins(_PINS)
-        weakref.finalize(self, self._pins.close)
+        self.lock_timeout = lock_timeout
+        self._real_root = os.path.realpath(root)  # resolved once: a link below it is never followed
+        # Directories (relative to the root) this backend has swept of dead writers' temp files.
+        self._ready: set[str] = set()
+        self._owner = object()  # marks the pins made through this backend
+        weakref.finalize(self, _PINS.close_owned, self._owner)
 
     async def aclose(self) -> None:
         """Close the files kept open to prove ETags; the backend stays usable."""
-        self._pins.close()
+        _PINS.close_owned(self._owner)
 
     def describe(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
 
     def path(self, key: str) -> Path:
         """The file of ``key``; refuses keys that are not plain relative paths or name a temp/lock file."""
-        parts = key.split("/")
-        if any(p in ("", ".", "..") for p in parts) or _is_hidden(parts[-1]):
-            raise ValueError(f"not a valid object key: {key!r}")
-        return self.root.joinpath(*parts)
+        parts, name = _split(key)
+        return self.root.joinpath(*parts, name)
+
+    def _pin_key(self, key: str) -> str:
+        return f"{self._real_root}/{key}"
 
     # -- reads -----------------------------------------------------------------
 
     async def get(self, key: str) -> Versioned | None:
-        path = self.path(key)
-        return await asyncio.to_thread(self._get_sync, path)
+        parts, name = _split(key)
+        return await asyncio.to_thread(self._get_sync, key, parts, name)
 
-    def _get_sync(self, path: Path) -> Versioned | None:
+    def _get_sync(self, key: str, parts: list[str], name: str) -> Versioned | None:
         try:
-            data = _read_all(str(path))
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            self._check_root()
-            return None  # a file where the key has a directory: no object there
+            directory = _Dir.walk(self._real_root, parts)
+            if directory is None:
+                found = None
+            else:
+                with directory:
+                    found = directory.read(name)
         except OSError as exc:
-            raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
-        return Versioned(data, md5_etag(data))
+            raise BackendError(f"cannot read {key}: {exc.strerror}") from exc
+        _PINS.check(self._pin_key(key), _signature(found[1]) if found else None)  # closes a pin gone stale
+        return Versioned(found[0], md5_etag(found[0])) if found else None
 
     # -- conditional writes ----------------------------------------------------
 
     async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        path = self.path(key)
-        return await asyncio.to_thread(self._put_sync, path, bytes(data), if_match, if_none_match)
+        parts, name = _split(key)
+        data = bytes(data)
+        return await self._when_locked(key, lambda: self._put_sync(key, parts, name, data, if_match, if_none_match))
 
-    def _put_sync(self, path: Path, data: bytes, if_match: str | None, if_none_match: bool) -> str:
-        """Check the condition and replace the file, all under the object's lock; one thread hop per put."""
-        target, parent, etag = str(path), path.parent, md5_etag(data)
-        try:
-            lock_fd = self._open_lock(path)
+    async def _when_locked(self, key: str, work: Callable[[], T]) -> T:
+        """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                self._check(path, if_match, if_none_match)
-                if parent not in self._ready:
-                    self._remove_stale_temps(path)
-                    self._remember(parent)
-                tmp = f"{parent}/.{path.name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
+                return await asyncio.to_thread(work)
+            except _Busy:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeoutError(
+                    f"gave up on {key} after waiting {self.lock_timeout:g} s for its lock, "
+                    "held by another process or thread"
+                )
+            logger.debug("lock of %s is held elsewhere; trying again", key)
+            await asyncio.sleep(min(left, random.uniform(delay / 2, delay)))
+            delay = min(delay * 2, _LOCK_POLL_MAX)
+
+    def _put_sync(
+        self, key: str, parts: list[str], name: str, data: bytes, if_match: str | None, if_none_match: bool
+    ) -> str:
+        """Check the condition and replace the file, all under the object's lock; one thread hop per put."""
+        etag = md5_etag(data)
+        try:
+            directory = _Dir.walk(self._real_root, parts, make=self.dir_mode)
+            assert directory is not None  # made
+            with directory:
+                lock_fd = directory.lock(name, self.file_mode)
                 try:
-                    _write_all(fd, data)
-                    os.fsync(fd)
-                    os.replace(tmp, target)
-                except BaseException:
-                    os.close(fd)
-                    with suppress(OSError):
-                        os.unlink(tmp)
-                    raise
-                self._pins.pin(target, fd, etag)
-                if self.durable:
-                    self._fsync_dir(parent)
-            finally:
-                os.close(lock_fd)  # closing the descriptor releases the lock
-        except (PreconditionFailed, BackendError):
-            raise
+                    self._check(directory, key, name, if_match, if_none_match)
+                    if directory.rel not in self._ready:
+                        directory.remove_stale_temps(name)
+                        self._remember(directory.rel)
+                    tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
+                    fd = directory.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+                    try:
+                        _write_all(fd, data)
+                        os.fsync(fd)
+                        os.replace(tmp, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+                    except BaseException:
+                        os.close(fd)
+                        with suppress(OSError):
+                            os.unlink(tmp, dir_fd=directory.fd)
+                        raise
+                    _PINS.pin(self._pin_key(key), fd, etag, self._owner)
+                    if self.durable:
+                        os.fsync(directory.fd)
+                finally:
+                    os.close(lock_fd)  # closing the descriptor releases the lock
         except OSError as exc:
-            raise BackendError(f"cannot write {path}: {exc.strerror}") from exc
+            raise BackendError(f"cannot write {key}: {exc.strerror}") from exc
         return etag
 
-    def _open_lock(self, path: Path) -> int:
-        """Open (creating) the object's lock file; its directory is made on first use."""
-        lock = f"{path.parent}/.{path.name}{LOCK_SUFFIX}"
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        if path.parent not in self._ready:
-            self._makedirs(path.parent)
-        try:
-            return os.open(lock, flags, self.file_mode)
-        except FileNotFoundError:  # the directory was removed since we made it
-            self._makedirs(path.parent)
-            return os.open(lock, flags, self.file_mode)
-
-    def _remember(self, directory: Path) -> None:
-        """Note a directory as made and swept by this backend (a bounded set: forgetting only costs a sweep)."""
+    def _remember(self, rel: str) -> None:
+        """Note a directory as swept by this backend (a bounded set: forgetting only costs a sweep)."""
         if len(self._ready) >= _READY_DIRS:
             self._ready.clear()
-        self._ready.add(directory)
+        self._ready.add(rel)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        path = self.path(key)
-        await asyncio.to_thread(self._delete_sync, path, if_match)
+        parts, name = _split(key)
+        await self._when_locked(key, lambda: self._delete_sync(key, parts, name, if_match))
 
-    def _delete_sync(self, path: Path, if_match: str | None) -> None:
-        if not path.parent.is_dir():
-            if if_match is not None:
-                raise PreconditionFailed(str(path), current=None, current_known=True)
-            return
+    def _delete_sync(self, key: str, parts: list[str], name: str, if_match: str | None) -> None:
         try:
-            with self._locked(path):
-                self._check(path, if_match, False)
-                path.unlink(missing_ok=True)
-                self._pins.unpin(str(path))
-                self._remove_stale_temps(path)
-        except (PreconditionFailed, BackendError):
-            raise
+            directory = _Dir.walk(self._real_root, parts)
+            if directory is None:
+                if if_match is not None:
+                    raise PreconditionFailed(key, current=None, current_known=True)
+                return
+            with directory:
+                lock_fd = directory.lock(name, self.file_mode)
+                try:
+                    if self._check(directory, key, name, if_match, False) is not None:
+                        os.unlink(name, dir_fd=directory.fd)
+                    _PINS.drop(self._pin_key(key))
+                    directory.remove_stale_temps(name)
+                finally:
+                    os.close(lock_fd)
         except OSError as exc:
-            raise BackendError(f"cannot delete {path}: {exc.strerror}") from exc
+            raise BackendError(f"cannot delete {key}: {exc.strerror}") from exc
 
-    def _check_root(self) -> None:
-        """Raise ``BackendError`` if the root exists but is not a directory: every read would look empty."""
-        if self.root.exists() and not self.root.is_dir():
-            raise BackendError(f"the root {self.root} is not a directory")
+    def _check(
+        self, directory: _Dir, key: str, name: str, if_match: str | None, if_none_match: bool
+    ) -> os.stat_result | None:
+        """Raise ``PreconditionFailed`` unless the object meets the condition; returns its status (None: missing).
 
-    def _check(self, path: Path, if_match: str | None, if_none_match: bool) -> None:
-        if if_match is None and not if_none_match:
-            return
-        if if_match is not None and self._pins.proves(str(path), if_match):
-            return
-        current = self._get_sync(path)
+        Also refuses a symbolic link in the object's place, whatever the condition.
+        """
+        found = directory.lstat(name)
+        pinned = _PINS.check(self._pin_key(key), _signature(found) if found else None)
+        if (if_match is None and not if_none_match) or (if_match is not None and same_etag(pinned or "", if_match)):
+            return found
+        read = directory.read(name) if found is not None else None
+        current = Versioned(read[0], md5_etag(read[0])) if read is not None else None
         if (if_none_match and current is not None) or (
             if_match is not None and (current is None or not same_etag(current.etag, if_match))
         ):
-            raise PreconditionFailed(str(path), current=current, current_known=True)
-
-    @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        fd = os.open(path.with_name(f".{path.name}{LOCK_SUFFIX}"), os.O_RDWR | os.O_CREAT, self.file_mode)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-
-    def _remove_stale_temps(self, path: Path) -> None:
-        """Temp files of this object left by a writer that died; we hold the lock, so none is live."""
-        prefix = f".{path.name}."
-        with os.scandir(path.parent) as entries:
-            for entry in entries:
-                if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX):
-                    logger.debug("removing stale temp file %s", entry.path)
-                    Path(entry.path).unlink(missing_ok=True)
-
-    def _makedirs(self, directory: Path) -> None:
-        """Create ``directory`` and its missing parents, each with ``dir_mode`` (``makedirs`` would not).
-
-        Directories below the root that already exist with wider permissions
-        (made by another tool, or under a lax umask) are narrowed to
-        ``dir_mode``, so credentials never sit in a world-readable directory.
-        The root and its parents are the user's and are left as they are.
-        """
-        inside = self.root in directory.parents
-        try:
-            mode: int | None = directory.stat().st_mode
-        except FileNotFoundError:
-            mode = None
-        if mode is not None and not inside:
-            return
-        self._makedirs(directory.parent)
-        if mode is None:
-            with suppress(FileExistsError):
-                directory.mkdir(mode=self.dir_mode)
-        elif stat.S_ISDIR(mode) and mode & 0o777 & ~self.dir_mode:
-            try:
-                os.chmod(directory, mode & 0o777 & self.dir_mode)
-            except PermissionError:  # not our directory: write anyway, the file itself is file_mode
-                logger.warning("cannot narrow the permissions of %s to %o", directory, self.dir_mode)
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            raise PreconditionFailed(key, current=current, current_known=True)
+        return found
 
     # -- listing ---------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root.joinpath(*base.split("/")) if base else self.root
-        walker = self._walk(start)
+        parts = base.split("/") if base else []
+        if any(p in ("", ".", "..") for p in parts):
+            return  # no valid key lies below such a directory (and ".." must not lead out of the root)
+        walker = self._walk(parts)
         while True:
             batch = await asyncio.to_thread(_take, walker, _LIST_BATCH)
             for key in batch:
@@ -310,36 +509,16 @@ class LocalBackend(ObjectBackend):
             if len(batch) < _LIST_BATCH:
                 return
 
-    def _walk(self, start: Path) -> Iterator[str]:
-        """Keys of all visible files under ``start``, in key order."""
+    def _walk(self, parts: Sequence[str]) -> Iterator[str]:
+        """Keys of all visible files under ``parts``, in key order."""
         try:
-            entries = sorted(os.scandir(start), key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        except NotADirectoryError:
-            self._check_root()
-            return
+            directory = _Dir.walk(self._real_root, parts)
+            if directory is None:
+                return
+            with directory:
+                yield from directory.keys()
         except OSError as exc:
-            raise BackendError(f"cannot list {start}: {exc.strerror}") from exc
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False) and not _is_hidden(entry.name):
-                yield Path(entry.path).relative_to(self.root).as_posix()
-
-
-def _read_all(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.fstat(fd).st_size
-        chunks: list[bytes] = []
-        while True:
-            chunk = os.read(fd, max(size + 1, 65536))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
+            raise BackendError(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}") from exc
 
 
 def _write_all(fd: int, data: bytes) -> None:
