@@ -111,8 +111,41 @@ def install_default_store(store: Store, *, close: bool = True) -> Iterator[Store
             close_store(store)
 
 
+_atomic_lock = threading.Lock()
+_atomic_done = False
+
+
+def _make_conditional_writes_atomic() -> None:
+    """Make moto's conditional PutObject / DeleteObject check-and-write one step, as on S3.
+
+    moto checks ``If-Match`` / ``If-None-Match`` and then stores, without a lock
+    between the two: under load two writers holding the same ETag can both
+    win, and a test of "no lost update" fails for moto's sake. One lock around
+    the two handlers (this process only) closes that window.
+    """
+    global _atomic_done
+    with _atomic_lock:
+        if _atomic_done:
+            return
+        from moto.s3.responses import S3Response
+
+        write_lock = threading.RLock()
+        for name in ("put_object", "delete_object"):
+            handler = getattr(S3Response, name)
+
+            def locked(self: Any, *args: Any, __handler: Any = handler, **kwargs: Any) -> Any:
+                with write_lock:
+                    return __handler(self, *args, **kwargs)
+
+            setattr(S3Response, name, locked)
+        _atomic_done = True
+
+
 class MotoServer:
     """A moto S3 server on 127.0.0.1 and a free port, in a thread of this process.
+
+    Its conditional writes are atomic (moto's own are not; see
+    ``_make_conditional_writes_atomic``), so concurrency tests mean something.
 
     ``with MotoServer() as server:`` starts and stops it; ``server.endpoint_url``
     is what ``S3Backend`` (or any S3 client) needs, ``server.new_store()`` a
@@ -147,6 +180,7 @@ class MotoServer:
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            _make_conditional_writes_atomic()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             host, port = server.get_host_and_port()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from statestore import MemoryBackend, StateStoreError, Store, get_default_store, set_default_store
-from statestore.testing import close_store, install_default_store, memory_store
+from statestore.testing import MotoServer, close_store, install_default_store, memory_store
 
 pytest_plugins = ["pytester"]
 
@@ -367,3 +367,45 @@ async def test_close_store_inside_a_running_loop_is_a_typed_error() -> None:
     with pytest.raises(StateStoreError, match=r"await store\.aclose\(\)"):
         close_store(Store(backend))
     assert backend.closed == 0
+
+
+def test_moto_server_conditional_writes_are_atomic(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers holding one ETag race: exactly one wins each round, even with a wide gap between check and store.
+
+    moto checks If-Match in its request handler and stores in its backend; the
+    sleep widens the gap between the two, where two writers would both win
+    without the server's write lock.
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+    from moto.s3.models import S3Backend as MotoS3Backend
+
+    store_object = MotoS3Backend.put_object
+
+    def slow_store(self: object, *args: object, **kwargs: object) -> object:
+        time.sleep(0.02)
+        return store_object(self, *args, **kwargs)
+
+    monkeypatch.setattr(MotoS3Backend, "put_object", slow_store)
+    bucket = moto_server.create_bucket()
+    client = moto_server.client()
+    try:
+        etag = client.put_object(Bucket=bucket, Key="k", Body=b"start")["ETag"]
+        for round_ in range(5):
+
+            def attempt(i: int, etag: str = etag, round_: int = round_) -> str | None:
+                body = f"{round_}-{i}".encode()
+                try:
+                    return str(client.put_object(Bucket=bucket, Key="k", Body=body, IfMatch=etag)["ETag"])
+                except ClientError as exc:
+                    assert exc.response["Error"]["Code"] == "PreconditionFailed"
+                    return None
+
+            with ThreadPoolExecutor(8) as pool:
+                winners = [tag for tag in pool.map(attempt, range(8)) if tag is not None]
+            assert len(winners) == 1, f"round {round_}: {len(winners)} writers won with the same ETag"
+            etag = winners[0]
+    finally:
+        client.close()
