@@ -54,8 +54,10 @@ OFFLOAD_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class _Set:
-    """Set top-level keys (``save_state``, ``save_state_object``); ``replaces`` drops every other key
-    (``replace_state``), so it also applies on top of a corrupt state. ``values`` were checked at the call."""
+    """Set top-level keys to ``values`` (``save_state``, ``save_state_object``), checked at the call.
+
+    ``replaces`` drops every other key (``replace_state``), so it also applies on top of a corrupt state.
+    """
 
     values: Mapping[str, Any]
     replaces: bool = False
