@@ -99,3 +99,11 @@ class Codec:
 
         Called with what a call sets, before anything is read or written.
         """
+
+    def check_state(self, key: StateKey, state: dict[str, Any]) -> None:
+        """Refuse a whole state that ``open`` would not read back as it is (raise ``InvalidInputError``).
+
+        Called with the complete state after each change, before it is written; a refusal fails
+        that change's caller alone and leaves the stored state untouched. It runs once per
+        change, so it should look at the top level only.
+        """

@@ -239,6 +239,22 @@ class EncryptingCodec(Codec):
                 "credentials are encrypted, or set STATESTORE_SECRET_POLICY=allow"
             )
 
+    def check_state(self, key: StateKey, state: dict[str, Any]) -> None:
+        """Refuse a state ``open`` would take for an encrypted envelope: the same test, so what is written reads back.
+
+        Whatever the type and the keys: a state that is encrypted now may be stored in plain JSON
+        later (after a key is dropped, or ``encrypt_workflows`` is turned off).
+        """
+        if not _is_envelope(state):
+            return
+        if MARKER in state:
+            raise InvalidInputError(f"{key}: the top-level key {MARKER!r} is reserved for encrypted envelopes")
+        fields = ", ".join(sorted(ENVELOPE_FIELDS.intersection(state)))
+        raise InvalidInputError(
+            f"{key}: a state of {len(state)} top-level keys including {fields} has the shape of an "
+            "encrypted envelope and could not be read back; rename one of those keys or add another"
+        )
+
     # -- helpers ---------------------------------------------------------------
 
     @staticmethod
@@ -262,7 +278,10 @@ class EncryptingCodec(Codec):
 
 
 def _is_envelope(doc: dict[str, Any]) -> bool:
-    """The marker is there, or the exact envelope shape with one field name damaged."""
+    """The marker is there, or the exact envelope shape with one field name damaged.
+
+    ``open`` reads such an object as an envelope; ``check_state`` refuses to write one.
+    """
     if MARKER in doc:
         return True
     return len(doc) == len(ENVELOPE_FIELDS) and len(ENVELOPE_FIELDS.intersection(doc)) >= len(ENVELOPE_FIELDS) - 1

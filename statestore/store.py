@@ -5,16 +5,21 @@ current state and its ETag (or take them from the cache), apply the change,
 write with ``if_match`` / ``if_none_match``, and on ``PreconditionFailed``
 re-read, re-apply and retry with jittered backoff. Concurrent changes to one
 state from one event loop are coalesced into a single write (``_submit``).
+
+A batch decodes and encodes the state once, however many callers it has; only
+an ``update_state`` function (its own copy) and a caller that gets the state
+back (a copy of its own) cost a copy each. On states of ``OFFLOAD_BYTES`` and
+more that work runs in worker threads, so the event loop keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
 from .codec import Codec, check_json, copy_state, decode, encode
@@ -38,24 +43,35 @@ logger = logging.getLogger(__name__)
 State = dict[str, Any]
 UpdateFn = Callable[[State], State]
 T = TypeVar("T")
+P = ParamSpec("P")
 _KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
 
-#: States at least this large are parsed in a worker thread: parsing 1 MiB of JSON takes about
-#: 2 ms, and eight of those back to back would stall the event loop.
+#: Work on states (and values) at least this large -- decode, copy, check, encode, seal -- runs in a
+#: worker thread: parsing 1 MiB of JSON takes about 2-10 ms, and many of those back to back would
+#: stall the event loop. Below it, a thread hop costs more than the work.
 OFFLOAD_BYTES = 64 * 1024
 
 
-class _Change(NamedTuple):
-    """One caller's change: ``fn`` maps the working state to the next one.
+@dataclass(frozen=True)
+class _Set:
+    """Set top-level keys to ``values`` (``save_state``, ``save_state_object``), checked at the call.
 
-    ``user`` functions get a deep copy and have their result checked;
-    ``replaces`` changes ignore the stored state, so they also apply on top of
-    a corrupt one.
+    ``replaces`` drops every other key (``replace_state``), so it also applies on top of a corrupt state.
     """
 
-    fn: UpdateFn
-    user: bool = False
+    values: Mapping[str, Any]
     replaces: bool = False
+    large: bool = False  # the values may encode to OFFLOAD_BYTES or more
+
+
+@dataclass(frozen=True)
+class _Update:
+    """Replace the state with ``fn(a copy of it)`` (``update_state``); the result is checked when applied."""
+
+    fn: UpdateFn
+
+
+_Change: TypeAlias = _Set | _Update
 
 
 class _Current(NamedTuple):
@@ -67,10 +83,19 @@ class _Current(NamedTuple):
     error: CorruptStateError | None = None  # the codec could not open it (e.g. DecryptionError)
 
 
+class _Outcome(NamedTuple):
+    """What the compare-and-swap loop did with a batch of changes."""
+
+    state: State  # as stored (or as found, if nothing needed writing)
+    plain: bytes  # its JSON; empty if no change applied
+    refused: dict[int, BaseException]  # index of a change that was not applied -> its caller's error
+
+
 @dataclass
 class _Pending:
     change: _Change
     future: asyncio.Future[State]
+    returns: bool  # the caller gets the state back (save_state does not)
 
 
 @dataclass
@@ -79,6 +104,158 @@ class _Batcher:
 
     pending: list[_Pending] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+
+
+_MISSING: Any = object()
+
+
+class _Draft:
+    """The state one batch builds, change by change; a change that fails leaves it as it was.
+
+    It starts from a shallow copy of ``base``: changes only set top-level keys or replace the
+    whole state (an update function works on a deep copy), so ``base`` itself stays as decoded
+    and a second pass can start from it again.
+    """
+
+    def __init__(self, skey: StateKey, codec: Codec, base: State | CorruptStateError, large: bool) -> None:
+        self.skey = skey
+        self.codec = codec
+        self.state: State | None = None if isinstance(base, CorruptStateError) else dict(base)
+        self.corrupt = base if isinstance(base, CorruptStateError) else None
+        self.large = large  # the state may encode to OFFLOAD_BYTES or more: work on it goes to a thread
+        self.applied = 0
+
+    def current(self) -> State:
+        """The state so far; a change that needs it fails if the stored state is corrupt."""
+        if self.state is None:
+            assert self.corrupt is not None
+            raise self.corrupt
+        return self.state
+
+    def set(self, change: _Set) -> None:
+        """Apply a ``_Set``: only its keys change, so undoing it is restoring them."""
+        if change.replaces:
+            self.replace(dict(change.values))
+        else:
+            state = self.current()
+            saved = {k: state.get(k, _MISSING) for k in change.values}
+            state.update(change.values)
+            try:
+                self.codec.check_state(self.skey, state)
+            except Exception:
+                for k, old in saved.items():
+                    if old is _MISSING:
+                        del state[k]
+                    else:
+                        state[k] = old
+                raise
+            self.applied += 1
+        self.large = self.large or change.large
+
+    def replace(self, state: State) -> None:
+        """Make ``state`` (checked JSON) the whole state."""
+        self.codec.check_state(self.skey, state)
+        self.state = state
+        self.applied += 1
+
+    def plain(self) -> bytes:
+        return encode(self.current())
+
+
+class _ExactDraft(_Draft):
+    """A draft that also keeps each top-level entry's JSON, to encode and size every change on its own.
+
+    A change then costs encoding what it sets (for an ``update_state`` result, the whole state),
+    so the size limit fails exactly the changes that cross it, and a value that does not encode
+    fails only its own change. Used to re-apply a batch whose combined state did not encode or
+    was over the limit.
+    """
+
+    def __init__(self, skey: StateKey, codec: Codec, base: State | CorruptStateError, large: bool, limit: int) -> None:
+        super().__init__(skey, codec, base, large)
+        self.limit = limit
+        self.pieces = _pieces(self.state) if self.state is not None else {}
+        self.total = _total(self.pieces.values())
+
+    def set(self, change: _Set) -> None:
+        if change.replaces:
+            super().set(change)  # through ``replace`` below
+            return
+        self.current()  # a corrupt stored state fails the change first
+        new = _pieces(change.values)
+        total = self.total + _total(new.values()) - _total(self.pieces[k] for k in new if k in self.pieces)
+        self._check_size(total)
+        super().set(change)
+        self.pieces.update(new)
+        self.total = total
+
+    def replace(self, state: State) -> None:
+        pieces = _pieces(state)
+        total = _total(pieces.values())
+        self._check_size(total)
+        super().replace(state)
+        self.pieces, self.total = pieces, total
+
+    def plain(self) -> bytes:
+        return b"{" + b",".join(self.pieces.values()) + b"}"
+
+    def _check_size(self, total: int) -> None:
+        size = max(2, total + 1)  # "{" + pieces joined by "," + "}"
+        if size > self.limit:
+            raise StateTooLargeError(f"{self.skey} would be {size} bytes; the limit is {self.limit}")
+
+
+def _pieces(values: Mapping[str, Any]) -> dict[str, bytes]:
+    """The JSON of each entry (``"key":value``): an object's JSON is these, joined by commas, in braces."""
+    return {k: encode({k: v})[1:-1] for k, v in values.items()}
+
+
+def _total(pieces: Iterable[bytes]) -> int:
+    return sum(len(piece) + 1 for piece in pieces)
+
+
+def _small(value: Any) -> bool:
+    """Whether ``value`` surely encodes to less than about ``OFFLOAD_BYTES``; stops once it has seen that much."""
+    budget = OFFLOAD_BYTES
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif isinstance(item, (dict, list, tuple)):
+            budget -= len(item) + 2
+            if budget >= 0:
+                stack.extend(item)
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+        else:
+            budget -= 4
+        if budget < 0:
+            return False
+    return True
+
+
+async def _offload(large: bool, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)``: in a worker thread if ``large``, else right here."""
+    if large:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
+async def _checked(value: Any, check: Callable[[], None]) -> bool:
+    """Run ``check`` on what a call sets, before any I/O; returns whether ``value`` is large (it ran in a thread)."""
+    large = not _small(value)
+    await _offload(large, check)
+    return large
+
+
+def _raisable(error: BaseException) -> BaseException:
+    """``error`` as a future can hold it: a future refuses StopIteration, which a coroutine turns into RuntimeError."""
+    if isinstance(error, StopIteration):
+        wrapped = RuntimeError("update function raised StopIteration")
+        wrapped.__cause__ = error
+        return wrapped
+    return error
 
 
 class Store:
@@ -146,14 +323,13 @@ class Store:
         skey = self.key(id, type)
         if not isinstance(key, str):
             raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
-        check_json(value, f"value of {key!r}")
-        self.codec.check(skey, {key: value})
 
-        def set_key(state: State) -> State:
-            state[key] = value
-            return state
+        def check() -> None:
+            check_json(value, f"value of {key!r}")
+            self.codec.check(skey, {key: value})
 
-        await self._submit(skey, _Change(set_key))
+        large = await _checked(value, check)
+        await self._submit(skey, _Set({key: value}, large=large), returns=False)
 
     async def save_state_object(self, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
         """Shallow-merge ``value`` into the state and return the complete merged state."""
@@ -161,23 +337,25 @@ class Store:
         if not isinstance(value, Mapping):
             raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
         update = dict(value)
-        check_json(update, "value")
-        self.codec.check(skey, update)
-
-        def merge(state: State) -> State:
-            state.update(update)
-            return state
-
-        return await self._submit(skey, _Change(merge))
+        large = await _checked(update, lambda: self._check_value(skey, update))
+        return await self._submit(skey, _Set(update, large=large))
 
     # -- beyond the API page ---------------------------------------------------
 
     async def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
-        """Replace the state with ``fn(copy of state)``; ``fn`` is rerun on conflict. Returns what was stored."""
+        """Replace the state with ``fn(copy of state)`` and return what was stored.
+
+        ``fn`` runs on the event loop, so keep it quick: nothing else on the loop runs while it
+        does. It gets a deep copy of its own (made in a worker thread for large states) and may
+        mutate and return it; its result is checked before it is stored. ``fn`` may run more
+        than once: again after a conflict with another writer, and when a batch of coalesced
+        changes is re-applied one by one (a change in it did not encode or crossed the size limit).
+        Whatever ``fn`` raises, even a ``BaseException``, fails this call alone.
+        """
         skey = self.key(id, type)
         if not callable(fn):
             raise InvalidInputError("fn must be callable")
-        return await self._submit(skey, _Change(fn, user=True))
+        return await self._submit(skey, _Update(fn))
 
     async def replace_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
         """Store ``value`` as the whole state, whatever is stored now (also a corrupt state)."""
@@ -185,9 +363,8 @@ class Store:
         if not isinstance(value, Mapping):
             raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
         new = dict(value)
-        check_json(new, "value")
-        self.codec.check(skey, new)
-        return await self._submit(skey, _Change(lambda _state: dict(new), replaces=True))
+        large = await _checked(new, lambda: self._check_value(skey, new))
+        return await self._submit(skey, _Set(new, replaces=True, large=large))
 
     async def delete_state(self, id: str, type: StateType | str) -> None:  # noqa: A002
         """Remove the state; a missing state is not an error."""
@@ -255,7 +432,7 @@ class Store:
         if current.error is not None:
             raise current.error
         self._cache.put(skey.object_key, current)  # the write below needs no second read
-        await self._submit(skey, _Change(lambda state: state))
+        await self._submit(skey, _Set({}), returns=False)
         return True
 
     async def aclose(self) -> None:
@@ -290,16 +467,28 @@ class Store:
             return _Current(b"", obj.etag, True, exc)
         return _Current(opened.plain, obj.etag, opened.reseal)
 
+    async def _opened(self, skey: StateKey, obj: Versioned | None) -> _Current | None:
+        """``_open``, in a worker thread for large objects (the codec scans, and may decrypt, all of it)."""
+        return await _offload(obj is not None and len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
+
     async def _read(self, skey: StateKey) -> _Current | None:
         obj = await self._call(skey, "get", self.backend.get(skey.object_key))
         if obj is None:
             self._cache.discard(skey.object_key)
-        return self._open(skey, obj)
+        return await self._opened(skey, obj)
+
+    def _check_value(self, skey: StateKey, values: dict[str, Any]) -> None:
+        """What ``save_state_object`` and ``replace_state`` check before any I/O."""
+        check_json(values, "value")
+        self.codec.check(skey, values)
 
     # -- coalescing ------------------------------------------------------------
 
-    async def _submit(self, skey: StateKey, change: _Change) -> State:
-        """Apply one change; changes to the same state that wait together share one write."""
+    async def _submit(self, skey: StateKey, change: _Change, returns: bool = True) -> State:
+        """Apply one change; changes to the same state that wait together share one write.
+
+        ``returns=False`` (``save_state``) says the caller drops the result, so it needs no copy of its own.
+        """
         if not self.coalesce:
             return await self._apply_alone(skey, change)
         loop = asyncio.get_running_loop()
@@ -307,9 +496,9 @@ class Store:
         future: asyncio.Future[State] = loop.create_future()
         batcher = self._batchers.get(slot)
         if batcher is not None:
-            batcher.pending.append(_Pending(change, future))
+            batcher.pending.append(_Pending(change, future, returns))
             return await future
-        batcher = self._batchers[slot] = _Batcher([_Pending(change, future)])
+        batcher = self._batchers[slot] = _Batcher([_Pending(change, future, returns)])
         try:
             await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
         except BaseException:
@@ -328,10 +517,11 @@ class Store:
             self._hand_off(slot, skey, batcher)
 
     async def _apply_alone(self, skey: StateKey, change: _Change) -> State:
-        outcomes, state = await self._apply(skey, [change])
-        if outcomes[0] is not None:
-            raise outcomes[0]
-        return state
+        outcome = await self._apply(skey, [change])
+        error = outcome.refused.get(0)
+        if error is not None:
+            raise error
+        return outcome.state  # a batch of one: the state it built is this caller's own
 
     def _hand_off(self, slot: tuple[asyncio.AbstractEventLoop, str], skey: StateKey, batcher: _Batcher) -> None:
         """Leave the waiting changes to a drain task, or drop the batcher if nobody waits."""
@@ -350,97 +540,115 @@ class Store:
                 if not batch:
                     continue
                 try:
-                    outcomes, state = await self._apply(skey, [p.change for p in batch])
+                    outcome = await self._apply(skey, [p.change for p in batch])
                 except Exception as exc:
                     for p in batch:
                         if not p.future.done():
                             p.future.set_exception(exc)
                     continue
-                first = True
-                for p, outcome in zip(batch, outcomes, strict=True):
-                    if p.future.done():
-                        continue
-                    if outcome is not None:
-                        p.future.set_exception(outcome)
-                    else:
-                        p.future.set_result(state if first else copy_state(state))
-                        first = False
+                await self._deliver(skey, batch, outcome)
         finally:  # normally nothing is left; on cancellation every waiting caller is cancelled too
             del self._batchers[slot]
             for p in batch + batcher.pending:
                 p.future.cancel()
 
+    async def _deliver(self, skey: StateKey, batch: list[_Pending], outcome: _Outcome) -> None:
+        """Give each caller of a written batch its error or the state.
+
+        The state the batch built holds every caller's values, so in a batch of several each
+        caller that gets the state back gets a copy of its own, decoded from the stored bytes
+        (a decode is the cheapest deep copy, and runs in a thread for large states); the state
+        itself goes only to callers that drop it.
+        """
+        for i, p in enumerate(batch):
+            if p.future.done():
+                continue
+            error = outcome.refused.get(i)
+            if error is not None:
+                p.future.set_exception(_raisable(error))
+            elif p.returns and len(batch) > 1:
+                copy = await self._decode(skey, outcome.plain)
+                if not p.future.done():
+                    p.future.set_result(copy)
+            else:
+                p.future.set_result(outcome.state)
+
     # -- compare-and-swap ------------------------------------------------------
 
     async def _decode(self, skey: StateKey, plain: bytes) -> State:
         """``decode``, in a worker thread for large states."""
-        if len(plain) < OFFLOAD_BYTES:
-            return decode(plain, skey)
-        return await asyncio.to_thread(decode, plain, skey)
+        return await _offload(len(plain) >= OFFLOAD_BYTES, decode, plain, skey)
 
-    def _run(
-        self,
-        skey: StateKey,
-        current: _Current | None,
-        changes: Sequence[_Change],
-        limit_each: bool,
-        decoded: State | CorruptStateError | None = None,
-    ) -> tuple[list[Exception | None], State | None]:
-        """Apply ``changes`` in order to the current state; a change that fails is skipped.
+    async def _base(self, skey: StateKey, current: _Current | None) -> State | CorruptStateError:
+        """The stored state, decoded, or why it cannot be."""
+        if current is None:
+            return {}
+        if current.error is not None:
+            return current.error
+        try:
+            return await self._decode(skey, current.plain)
+        except CorruptStateError as exc:
+            return exc
 
-        Returns each change's error (or None) and the resulting state (None if
-        nothing applied on top of a corrupt state). With ``limit_each`` the
-        size limit is checked after every change, so only the change that
-        crosses it fails.
-        """
-        outcomes: list[Exception | None] = []
-        state: State | None
-        corrupt: CorruptStateError | None = None
-        if current is not None and current.error is not None:
-            state, corrupt = None, current.error
-        elif isinstance(decoded, CorruptStateError):
-            state, corrupt = None, decoded
-        elif decoded is not None:  # ``current.plain`` parsed by the caller, off the event loop
-            state = decoded
-        else:
+    async def _build(self, skey: StateKey, draft: _Draft, changes: Sequence[_Change]) -> dict[int, BaseException]:
+        """Apply ``changes`` in order to ``draft``; a change that fails is refused and skipped."""
+        refused: dict[int, BaseException] = {}
+        for i, change in enumerate(changes):
             try:
-                state = decode(current.plain, skey) if current is not None else {}
-            except CorruptStateError as exc:
-                state, corrupt = None, exc
-        for change in changes:
-            if state is None and not change.replaces:
-                assert corrupt is not None
-                outcomes.append(corrupt)
-                continue
-            before = copy_state(state) if limit_each and state is not None else None
-            try:
-                state = self._run_one(skey, change, state)
-                if limit_each:
-                    self._check_size(skey, encode(state))
-            except Exception as exc:  # this caller's change fails alone; its caller gets the error
-                if limit_each:
-                    state = before
-                outcomes.append(exc)
-                continue
-            outcomes.append(None)
-        return outcomes, state
+                if isinstance(change, _Set):
+                    await _offload(change.large, draft.set, change)
+                    continue
+                copy = await _offload(draft.large, copy_state, draft.current())
+                try:
+                    result = change.fn(copy)
+                except BaseException as exc:  # the caller's own code: whatever it raises is that caller's alone
+                    refused[i] = exc
+                    continue
+                await self._accept(skey, draft, result)
+            except Exception as exc:
+                refused[i] = exc
+        return refused
 
-    def _run_one(self, skey: StateKey, change: _Change, state: State | None) -> State:
-        if change.user:
-            assert state is not None
-            result = change.fn(copy_state(state))
-            if not isinstance(result, dict):
-                raise InvalidInputError(f"update function for {skey} returned {result.__class__.__name__}, not a dict")
+    async def _accept(self, skey: StateKey, draft: _Draft, result: Any) -> None:
+        """Check an update function's result and make it the draft's state (in a thread if it is large)."""
+        if not isinstance(result, dict):
+            raise InvalidInputError(f"update function for {skey} returned {result.__class__.__name__}, not a dict")
+
+        def accept() -> None:
             check_json(result, "updated state")
             self.codec.check(skey, result)
-            return result
-        return change.fn(state if state is not None else {})
+            draft.replace(result)
 
-    def _check_size(self, skey: StateKey, plain: bytes) -> None:
-        if len(plain) > self.max_state_bytes:
-            raise StateTooLargeError(f"{skey} would be {len(plain)} bytes; the limit is {self.max_state_bytes}")
+        large = await _checked(result, accept)
+        draft.large = draft.large or large
 
-    async def _apply(self, skey: StateKey, changes: Sequence[_Change]) -> tuple[list[Exception | None], State]:
+    async def _run(
+        self, skey: StateKey, current: _Current | None, changes: Sequence[_Change]
+    ) -> tuple[_Draft, dict[int, BaseException], bytes]:
+        """Apply ``changes`` to the current state and encode the result: the draft, the refused changes, the JSON.
+
+        The combined state is encoded once. Only if that fails, or it is over the size limit, are the
+        changes applied again, one by one (``_ExactDraft``), to refuse only the changes at fault.
+        """
+        base = await self._base(skey, current)
+        large = current is not None and len(current.plain) >= OFFLOAD_BYTES
+        draft = _Draft(skey, self.codec, base, large)
+        refused = await self._build(skey, draft, changes)
+        if not draft.applied:
+            return draft, refused, b""
+        plain: bytes | None
+        try:
+            plain = await _offload(draft.large, draft.plain)
+        except InvalidInputError:  # a value that does not encode: the exact pass finds whose
+            plain = None
+        if plain is not None and len(plain) <= self.max_state_bytes:
+            return draft, refused, plain
+        del plain
+        draft = await _offload(large, _ExactDraft, skey, self.codec, base, large, self.max_state_bytes)
+        refused = await self._build(skey, draft, changes)
+        return draft, refused, await _offload(draft.large, draft.plain) if draft.applied else b""
+
+    async def _apply(self, skey: StateKey, changes: Sequence[_Change]) -> _Outcome:
         """The compare-and-swap loop: apply ``changes`` and store the result, retrying on conflict.
 
         An outcome that writes nothing (no change, or every change failed) is
@@ -457,22 +665,10 @@ class Store:
             if not known:
                 current = await self._read(skey)
                 confirmed = True
-            decoded: State | CorruptStateError | None = None
-            if current is not None and len(current.plain) >= OFFLOAD_BYTES:
-                try:
-                    decoded = await self._decode(skey, current.plain)
-                except CorruptStateError as exc:
-                    decoded = exc
-            outcomes, state = self._run(skey, current, changes, limit_each=False, decoded=decoded)
-            plain = b""
-            if state is not None:
-                plain = encode(state)
-                if len(plain) > self.max_state_bytes:  # rerun, so that only the changes crossing the limit fail
-                    outcomes, state = self._run(skey, current, changes, limit_each=True)
-                    plain = encode(state) if state is not None else b""
+            draft, refused, plain = await self._run(skey, current, changes)
             if (
-                state is None  # every change needed the corrupt state
-                or (current is None and not state)
+                not draft.applied  # every change failed (or needed a corrupt state)
+                or (current is None and not draft.state)
                 or (current is not None and plain == current.plain and not current.reseal)
             ):
                 if not confirmed:  # nothing to write, but only by the cache: ask the backend
@@ -481,10 +677,10 @@ class Store:
                     if not _same_version(current, fresh):
                         current = fresh
                         continue
-                if current is not None and not current.reseal and state is not None:
+                if current is not None and not current.reseal and draft.state is not None:
                     self._cache.put(object_key, current)
-                return outcomes, state if state is not None else {}  # write nothing
-            sealed = self.codec.seal(skey, plain)
+                return _Outcome(draft.state or {}, plain, refused)  # write nothing
+            sealed = await _offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
             try:
                 etag = await self._call(
                     skey,
@@ -506,13 +702,13 @@ class Store:
                 logger.debug("conflict on %s, attempt %d", skey, budget.tries)
                 known = confirmed = use_seen
                 if use_seen:
-                    current = self._open(skey, conflict.current)
+                    current = await self._opened(skey, conflict.current)
                 continue
             except BaseException:
                 self._cache.discard(object_key)
                 raise
             self._cache.put(object_key, _Current(plain, etag))
-            return outcomes, state
+            return _Outcome(draft.current(), plain, refused)
 
 
 def _same_version(a: _Current | None, b: _Current | None) -> bool:

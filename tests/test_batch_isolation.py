@@ -1,0 +1,301 @@
+"""Coalesced batches: one caller's failure stays its own, and a batch costs O(1) work on the state.
+
+- A change that fails while it is applied, checked or encoded (a value that does
+  not encode, a function raising even a ``BaseException``, a state over the
+  size limit) fails its caller alone; the rest of the batch is written.
+- A batch decodes and encodes the state once whatever the number of callers;
+  ``save_state`` callers get no copy; work on large states runs in worker
+  threads while update functions run on the event loop. Counted by spies
+  around the real codec functions (timings live in scripts/bench_stalls.py).
+- Callers that get the state back each own theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+import statestore.store as store_module
+from statestore import InvalidInputError, MemoryBackend, ObjectBackend, StateTooLargeError, StateType, Store
+from statestore.codec import check_json, copy_state, decode, encode
+
+W = StateType.WORKFLOWS
+PEERS = 6
+
+
+class Boom(BaseException):
+    """Not an ``Exception``: what an update function might raise by mistake (or on purpose)."""
+
+
+def appender(item: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def fn(state: dict[str, Any]) -> dict[str, Any]:
+        state["log"] = [*state.get("log", []), item]
+        return state
+
+    return fn
+
+
+async def stored(store: Store, id: str = "wf") -> bytes | None:  # noqa: A002
+    obj = await store.backend.get(store.key(id, W).object_key)
+    return None if obj is None else obj.data
+
+
+# -- item 2: a bad change fails its caller alone --------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["update_state", "save_state"])
+async def test_a_value_that_does_not_encode_fails_only_its_caller(
+    make_backend: Callable[[], ObjectBackend], how: str
+) -> None:
+    store = Store(make_backend())
+    await store.save_state("seed", 0, "wf", W)
+    calls = [store.save_state(f"k{i}", i, "wf", W) for i in range(PEERS)]
+    if how == "update_state":
+        calls.insert(3, store.update_state("wf", W, lambda s: {**s, "bad": "x\ud800"}))
+    else:
+        calls.insert(3, store.save_state("bad", "x\ud800", "wf", W))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results.pop(3), InvalidInputError)
+    assert results == [None] * PEERS
+    expected = {"seed": 0, **{f"k{i}": i for i in range(PEERS)}}
+    assert await Store(make_backend()).get_state("wf", W) == expected
+
+
+async def test_exact_pass_refuses_only_the_changes_crossing_the_limit() -> None:
+    """Re-applied one by one, the batch keeps call order: a later change that fits is written."""
+    store = Store(MemoryBackend(), max_state_bytes=300)
+    await store.save_state("seed", 0, "wf", W)
+    results = await asyncio.gather(
+        store.save_state("a", "x" * 100, "wf", W),
+        store.update_state("wf", W, appender(1)),
+        store.save_state("b", "y" * 200, "wf", W),  # crosses the limit
+        store.save_state_object("wf", {"c": "z" * 50}, W),  # still fits
+        store.update_state("wf", W, lambda s: {**s, "d": "w" * 200}),  # crosses it
+        store.replace_state("wf", W, {"e": "v" * 400}),  # over on its own
+        store.update_state("wf", W, appender(2)),
+        return_exceptions=True,
+    )
+    expected = {"seed": 0, "a": "x" * 100, "log": [1, 2], "c": "z" * 50}
+    assert [type(r) for r in results] == [
+        type(None),
+        dict,
+        StateTooLargeError,
+        dict,
+        StateTooLargeError,
+        StateTooLargeError,
+        dict,
+    ]
+    assert results[6] == expected
+    assert await stored(store) == orjson.dumps(expected)  # the entries joined are what orjson writes
+    assert await Store(store.backend).get_state("wf", W) == expected
+
+
+# -- item 7: a BaseException from an update function --------------------------------------------------------
+
+
+async def test_base_exception_from_an_update_fails_only_its_caller(make_backend: Callable[[], ObjectBackend]) -> None:
+    store = Store(make_backend())
+    await store.save_state("log", [], "wf", W)
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+
+    def boom(state: dict[str, Any]) -> dict[str, Any]:
+        state["log"].append("boom")  # mutates its copy, then raises: nothing of it may land
+        raise Boom("mine alone")
+
+    def stop(state: dict[str, Any]) -> dict[str, Any]:
+        raise StopIteration  # a future cannot hold it: the caller gets RuntimeError, as from a coroutine
+
+    calls = [store.update_state("wf", W, appender(i)) for i in range(3)]
+    calls.insert(1, store.update_state("wf", W, boom))
+    calls.insert(3, store.update_state("wf", W, stop))
+    calls.append(store.save_state("k", 1, "wf", W))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[1], Boom)
+    assert isinstance(results[3], RuntimeError)
+    assert isinstance(results[3].__cause__, StopIteration)
+    assert [r["log"] for r in results if isinstance(r, dict)] == [[0, 1, 2]] * 3
+    assert results[-1] is None
+    assert await Store(make_backend()).get_state("wf", W) == {"log": [0, 1, 2], "k": 1}
+    with pytest.raises(Boom):  # alone, too
+        await store.update_state("wf", W, boom)
+    await asyncio.sleep(0.01)
+    assert unhandled == []  # no "Task exception was never retrieved"
+    assert await store.update_state("wf", W, appender(3)) == {"log": [0, 1, 2, 3], "k": 1}
+
+
+# -- item 3: O(1) work per batch, off the event loop ----------------------------------------------------------
+
+
+@dataclass
+class Call:
+    name: str
+    nbytes: int
+    on_loop: bool
+
+
+@dataclass
+class Spy:
+    """Records every decode, encode, copy and check the store makes, with its size and thread."""
+
+    loop_thread: threading.Thread
+    calls: list[Call] = field(default_factory=list)
+
+    def record(self, name: str, nbytes: int) -> None:
+        self.calls.append(Call(name, nbytes, threading.current_thread() is self.loop_thread))
+
+    def of(self, name: str) -> list[Call]:
+        return [c for c in self.calls if c.name == name]
+
+    def total(self, name: str) -> int:
+        return sum(c.nbytes for c in self.of(name))
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
+    recorder = Spy(threading.current_thread())
+
+    def spy_decode(data: bytes, key: Any) -> dict[str, Any]:
+        recorder.record("decode", len(data))
+        return decode(data, key)
+
+    def spy_encode(state: dict[str, Any]) -> bytes:
+        plain = encode(state)
+        recorder.record("encode", len(plain))
+        return plain
+
+    def spy_copy(state: dict[str, Any]) -> dict[str, Any]:
+        recorder.record("copy", len(orjson.dumps(state)))
+        return copy_state(state)
+
+    def spy_check(value: Any, what: str = "value") -> None:
+        recorder.record("check", len(orjson.dumps(value)))
+        check_json(value, what)
+
+    monkeypatch.setattr(store_module, "decode", spy_decode)
+    monkeypatch.setattr(store_module, "encode", spy_encode)
+    monkeypatch.setattr(store_module, "copy_state", spy_copy)
+    monkeypatch.setattr(store_module, "check_json", spy_check)
+    yield recorder
+
+
+def big_state(nbytes: int) -> dict[str, Any]:
+    return {"rows": [{"name": f"table_{i:06d}", "n": i, "cols": ["a", "b", "c"]} for i in range(nbytes // 50)]}
+
+
+async def seeded(nbytes: int, **options: Any) -> tuple[Store, int]:
+    store = Store(MemoryBackend(), **options)
+    await store.replace_state("wf", W, big_state(nbytes))
+    plain = await stored(store)
+    assert plain is not None
+    return store, len(plain)
+
+
+async def test_a_batch_of_saves_decodes_and_encodes_the_state_once(spy: Spy) -> None:
+    store, size = await seeded(200_000)
+    spy.calls.clear()
+    await asyncio.gather(*(store.save_state(f"k{i}", i, "wf", W) for i in range(100)))
+    assert [c.name for c in spy.calls if c.nbytes >= size] == ["decode", "encode"]
+    assert spy.of("copy") == []  # save_state returns nothing: no copy for anyone
+    assert spy.total("decode") + spy.total("encode") < 2.1 * size
+    assert not any(c.on_loop for c in spy.calls if c.nbytes >= size)
+    assert len((await store.get_state("wf", W)).keys()) == 101
+
+
+async def test_a_batch_crossing_the_limit_still_encodes_the_state_a_bounded_number_of_times(spy: Spy) -> None:
+    store, size = await seeded(200_000)
+    store.max_state_bytes = size + 1500  # room for the 100 small keys (880 bytes), not for "over" too
+    spy.calls.clear()
+    calls = [store.save_state(f"k{i}", i, "wf", W) for i in range(100)]
+    calls.insert(50, store.save_state("over", "x" * 1400, "wf", W))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results.pop(50), StateTooLargeError)
+    assert results == [None] * 100
+    assert len(spy.of("decode")) == 1
+    assert spy.total("encode") < 2.2 * size  # the whole state, then each entry once, then each change's values
+    assert spy.of("copy") == []
+    assert not any(c.on_loop for c in spy.calls if c.nbytes >= 64 * 1024)
+
+
+async def test_update_functions_run_on_the_loop_and_the_work_around_them_does_not(spy: Spy) -> None:
+    store, size = await seeded(200_000)
+    spy.calls.clear()
+    threads: list[threading.Thread] = []
+
+    def bump(state: dict[str, Any]) -> dict[str, Any]:
+        threads.append(threading.current_thread())
+        state["n"] = state.get("n", 0) + 1
+        return state
+
+    results = await asyncio.gather(*(store.update_state("wf", W, bump) for _ in range(3)))
+    assert threads == [spy.loop_thread] * 3
+    assert [r["n"] for r in results] == [3, 3, 3]
+    large = [c for c in spy.calls if c.nbytes >= size]
+    assert large and not any(c.on_loop for c in large)
+    assert len(spy.of("copy")) == 3  # each function gets a copy of its own
+    assert len(spy.of("decode")) == 1 + 3  # the state, and one copy for each caller that gets it back
+
+
+async def test_a_single_large_update_does_its_copy_and_check_off_the_loop(spy: Spy) -> None:
+    store, size = await seeded(200_000)
+    await store.save_state("n", 0, "wf", W)
+    spy.calls.clear()
+    state = await store.update_state("wf", W, lambda s: {**s, "n": s["n"] + 1})
+    assert state["n"] == 1
+    assert {c.name for c in spy.calls if c.nbytes >= size} == {"decode", "copy", "check", "encode"}
+    assert not any(c.on_loop for c in spy.calls if c.nbytes >= size)
+
+
+async def test_a_large_value_is_checked_off_the_loop(spy: Spy) -> None:
+    store = Store(MemoryBackend())
+    await store.replace_state("wf", W, big_state(200_000))
+    checks = [c for c in spy.of("check") if c.nbytes >= 100_000]
+    assert checks and not any(c.on_loop for c in checks)
+
+
+async def test_small_states_stay_on_the_loop(spy: Spy) -> None:
+    store = Store(MemoryBackend())
+    await store.save_state_object("wf", {"a": 1}, W)
+    await asyncio.gather(store.update_state("wf", W, appender(1)), store.save_state_object("wf", {"b": 2}, W))
+    assert spy.calls and all(c.on_loop for c in spy.calls)
+
+
+# -- what each caller gets back ---------------------------------------------------------------------------------
+
+
+async def test_callers_in_a_batch_each_own_the_state_they_get(make_backend: Callable[[], ObjectBackend]) -> None:
+    store = Store(make_backend())
+    await store.save_state("log", [], "wf", W)
+    mine = {"items": [1, 2]}
+    results = await asyncio.gather(
+        store.update_state("wf", W, appender(0)),
+        store.replace_state("wf", W, {"log": [0]}),
+        store.update_state("wf", W, appender(1)),
+        store.save_state_object("wf", {"mine": mine}, W),
+        store.save_state_object("wf", {"other": {"x": 1}}, W),
+    )
+    expected = {"log": [0, 1], "mine": {"items": [1, 2]}, "other": {"x": 1}}
+    assert results == [expected] * 5
+    for i, state in enumerate(results):
+        state["log"].append(f"caller {i}")
+        state["mine"]["items"].append(i)
+        state["other"]["x"] = i
+    assert mine == {"items": [1, 2]}  # a caller's own value is not handed to the others
+    assert [r["log"] for r in results] == [[0, 1, f"caller {i}"] for i in range(5)]
+    assert await store.get_state("wf", W) == expected
+    assert await store.save_state_object("wf", {}, W) == expected  # nor did any of it reach the cache
+
+
+async def test_a_lone_caller_gets_the_state_with_no_copy(spy: Spy) -> None:
+    store, size = await seeded(200_000)
+    spy.calls.clear()
+    state = await store.save_state_object("wf", {"k": 1}, W)
+    assert state["k"] == 1
+    assert [c.name for c in spy.calls if c.nbytes >= size] == ["decode", "encode"]
