@@ -29,11 +29,11 @@ import os
 import secrets
 import socket
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .backends.base import ObjectBackend, PreconditionFailed, same_etag
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The directory, below ``persistent-artifacts/apps/<app>/``, that holds the scratch objects.
 SCRATCH_DIR = ".statestore-check"
@@ -173,7 +175,7 @@ class _Run:
         else:
             message = "; ".join(dict.fromkeys(text for v, text in self.problems if v is verdict))
             if verdict is Verdict.UNSAFE:
-                message = f"not safe: {message}. Do not use statestore on this backend as it is"
+                message = f"{message}. Do not use statestore on this backend as it is"
         return CheckReport(backend, kind, verdict, message, probes, settings)
 
 
@@ -230,7 +232,7 @@ class _Protocol:
         self.scratch = scratch
         self.written: list[str] = []
 
-    async def _io(self, probe: str, call: Any) -> Any:
+    async def _io(self, probe: str, call: Awaitable[T]) -> T:
         try:
             return await call
         except PreconditionFailed:
@@ -238,12 +240,19 @@ class _Protocol:
         except StateStoreError as exc:
             raise _Stop(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
 
+    async def _create(self, probe: str, key: str, data: bytes) -> str:
+        """A create of a fresh scratch key, which must succeed."""
+        self.written.append(key)
+        try:
+            return await self._io(probe, self.backend.put(key, data, if_none_match=True))
+        except PreconditionFailed:
+            raise _Stop(probe, Verdict.UNSAFE, "a create of a new key was refused: no state can be created") from None
+
     async def writes(self) -> None:
         """Everything up to (not including) the final delete; leaves the main scratch object in place."""
         b, run = self.backend, self.run
         v1, v2 = b'{"statestore-check": 1}', b'{"statestore-check": 2}'
-        self.written.append(self.main)
-        etag1 = await self._io("put", b.put(self.main, v1, if_none_match=True))
+        etag1 = await self._create("put", self.main, v1)
         run.ok("put", "a new object was written")
         got = await self._io("get", b.get(self.main))
         if got is None or got.data != v1 or not same_etag(got.etag, etag1):
@@ -255,8 +264,7 @@ class _Protocol:
         else:
             run.fail("list", "the object just written is not listed: list_states may miss a state just written")
 
-        self.written.append(self.create)
-        await self._io("create-if-absent", b.put(self.create, b"{}", if_none_match=True))
+        await self._create("create-if-absent", self.create, b"{}")
         try:
             await self._io("create-if-absent", b.put(self.create, b'{"second": 1}', if_none_match=True))
         except PreconditionFailed:
@@ -365,14 +373,14 @@ async def _check_memory(backend: MemoryBackend, app: str) -> CheckReport:
         "scope",
         "an in-process dictionary: only this process sees its states, and they are gone when it exits",
     )
-    safe = "safe (trivially: one process, one dictionary under a lock); states do not outlive the process"
+    safe = "trivially: one process, one dictionary under a lock; states do not outlive the process"
     return await _protocol_check(backend, app, "memory", ["scope"], [scope], safe)
 
 
 async def _check_other(backend: ObjectBackend, app: str) -> CheckReport:
     """A backend statestore does not know: only what its ``ObjectBackend`` API shows."""
     note = ("backend", f"{type(backend).__name__}: probed through the ObjectBackend API only")
-    safe = "safe as far as its ObjectBackend API shows"
+    safe = "as far as its ObjectBackend API shows"
     return await _protocol_check(backend, app, "other", ["backend"], [note], safe)
 
 
@@ -414,7 +422,7 @@ class _LocalCheck:
             await proto.cleanup()
         finally:
             await asyncio.to_thread(self.remove_scratch)
-        return run.report(self.backend.describe(), "local", {}, "safe: writes are atomic and locked across processes")
+        return run.report(self.backend.describe(), "local", {}, "writes are atomic and locked across processes")
 
     def probe_root(self) -> None:
         root = self.root
@@ -833,7 +841,7 @@ class _S3Check:
             if stop.probe != "delete":
                 await self.cleanup()
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
-        safe = f"safe with {settings}" if settings else "safe"
+        safe = "compare-and-swap works on this server" + (f" with {settings}" if settings else "")
         return run.report(self.backend.describe(), "s3", self.settings, safe)
 
     async def probe_bucket(self) -> None:
@@ -928,7 +936,7 @@ class _S3Check:
             body = f'{{"statestore-check": {n + 2}}}'.encode()
             response, error = await self.put(f"if-match-{form}", self.main, body, IfMatch=value)
             after = await self.body(f"if-match-{form}", self.main)
-            shown = f"If-Match with the current ETag {form} ({value[:5]}...{value[-3:]})"
+            shown = 'If-Match: "<current ETag>"' if form == "quoted" else "If-Match: <current ETag> (unquoted)"
             if error is None:
                 current_ok[form] = after == body
                 self.etag = str(response["ETag"]).strip('"')
