@@ -19,6 +19,7 @@ from .backends import (
     Versioned,
     WrapperBackend,
 )
+from .check import CheckReport, Outcome, Probe, Verdict, check_backend
 from .codec import Codec
 from .config import Settings
 from .crypto import EncryptingCodec, generate_key, key_id
@@ -43,6 +44,7 @@ from .store import Store
 
 __all__ = [
     "BackendError",
+    "CheckReport",
     "Codec",
     "ConditionalDeleteUnsupportedError",
     "ConflictError",
@@ -59,8 +61,10 @@ __all__ = [
     "LockTimeoutError",
     "MemoryBackend",
     "ObjectBackend",
+    "Outcome",
     "PathTraversalError",
     "PreconditionFailed",
+    "Probe",
     "RetryPolicy",
     "S3Backend",
     "SecretPolicyError",
@@ -70,10 +74,12 @@ __all__ = [
     "StateTooLargeError",
     "StateType",
     "Store",
+    "Verdict",
     "Versioned",
     "WrapperBackend",
     "build_state_store_path",
     "build_store",
+    "check_backend",
     "generate_key",
     "get_default_store",
     "key_id",

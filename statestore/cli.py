@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import orjson
 
+from .check import CheckReport, Outcome, Verdict, configuration_report
 from .config import BACKENDS, Settings
 from .errors import BackendError, ConflictError, CorruptStateError, DecryptionError, InvalidInputError, StateStoreError
 from .facade import StateStore, build_store, use_store
@@ -35,6 +36,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the backend failed, retries ran out, or anything unexpected
 EXIT_INVALID = 2  # usage errors and every InvalidInputError
 EXIT_CORRUPT = 3  # CorruptStateError, including DecryptionError
+EXIT_UNSAFE = 4  # ``check``: the backend would lose concurrent updates
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (``statestore list | head``)
 EXIT_INTERRUPTED = 130
 
@@ -206,7 +208,7 @@ def cli(
 
     Options given here override the STATESTORE_* environment variables.
     Exit codes: 0 ok, 1 backend failure or conflict, 2 invalid input,
-    3 corrupt or undecryptable state.
+    3 corrupt or undecryptable state, 4 'check' found the backend unsafe.
 
     \b
     Example:
@@ -553,6 +555,83 @@ def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
         return
     for name, count in counts.items():
         click.echo(f"{name}: {count} rewritten")
+
+
+# -- check ---------------------------------------------------------------------
+
+CHECK_EXIT = {
+    Verdict.SAFE: EXIT_OK,
+    Verdict.UNSAFE: EXIT_UNSAFE,
+    Verdict.UNREACHABLE: EXIT_FAILED,
+    Verdict.MISCONFIGURED: EXIT_INVALID,
+}
+_OUTCOME_STYLE = {Outcome.OK: "green", Outcome.FAIL: "yellow", Outcome.SKIPPED: "dim", Outcome.UNSAFE: "bold red"}
+_VERDICT_STYLE = {
+    Verdict.SAFE: "bold green",
+    Verdict.UNSAFE: "bold red",
+    Verdict.UNREACHABLE: "bold red",
+    Verdict.MISCONFIGURED: "bold yellow",
+}
+
+
+def render_check(report: CheckReport) -> None:
+    """The report as a table of probes, then the verdict and the settings to use."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"statestore check: {report.backend}", title_justify="left")
+    table.add_column("probe", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for probe in report.probes:
+        table.add_row(probe.name, Text(probe.outcome.value, style=_OUTCOME_STYLE[probe.outcome]), probe.detail)
+    console.print(table)
+    verdict = Text("verdict: ")
+    verdict.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
+    verdict.append(f" - {report.message}")
+    console.print(verdict)
+    if report.verdict is Verdict.SAFE:
+        shown = " ".join(f"{name}={value}" for name, value in report.settings.items())
+        console.print(f"settings to use: {shown}" if shown else "settings to use: none needed")
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the report as one JSON object (as the global --json).")
+@_pass_options
+def check(opts: Options, json_output: bool) -> int:
+    """Probe the configured backend: is it safe to keep state on?
+
+    Works on scratch objects under the app's prefix
+    (persistent-artifacts/apps/<app>/.statestore-check/) and removes them;
+    nothing stored is touched. On S3: reachable, bucket, permissions,
+    create-if-absent, If-Match in both forms, stale If-Match, If-Match on a
+    missing key, conditional delete, user metadata, SSE. On a local root:
+    writable, locking, file modes, no symbolic links. Prints a table, the
+    verdict and the settings to use (e.g. STATESTORE_S3_IF_MATCH=unquoted).
+
+    Exit codes: 0 safe, 4 unsafe (concurrent updates would be lost),
+    1 unreachable, 2 bad configuration.
+
+    \b
+    Example:
+      statestore --backend s3 --bucket my-bucket --endpoint-url http://ceph:7480 check
+      statestore --root /var/lib/app/state check --json
+    """
+    opts.json = opts.json or json_output
+    try:
+        settings = opts.settings()
+        report = _run(settings, lambda store: store.check())
+    except InvalidInputError as exc:  # no store can be built from this configuration
+        backend = opts.overrides.get("backend") or os.environ.get("STATESTORE_BACKEND") or "local"
+        report = configuration_report(str(backend), str(exc))
+    code = CHECK_EXIT[report.verdict]
+    if opts.json:
+        _echo_json(opts, {**report.to_dict(), "exit_code": code})
+    else:
+        render_check(report)
+    return code
 
 
 # -- errors and the entry point ------------------------------------------------

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
+from .check import CheckReport, check_backend
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
 from .crypto import EncryptingCodec
@@ -709,6 +710,15 @@ class Store:
                 raise
             self._cache.put(object_key, _Current(plain, etag))
             return _Outcome(draft.current(), plain, refused)
+
+    async def check(self) -> CheckReport:
+        """Probe the backend on scratch objects under this app's prefix: is compare-and-swap safe on it?
+
+        Nothing stored is touched and the scratch objects are removed. The
+        report names each probe, a verdict and the settings to use (for
+        example the ``If-Match`` form an S3 server honours); see ``statestore.check``.
+        """
+        return await check_backend(self.backend, self.app_name)
 
 
 def _same_version(a: _Current | None, b: _Current | None) -> bool:
