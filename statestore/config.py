@@ -72,6 +72,25 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise InvalidInputError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default)."""
+    raw = (env.get(name) or "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise InvalidInputError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _auto_bool(env: Mapping[str, str], name: str) -> str:
+    """``auto`` (the default), ``true`` or ``false``."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw or raw == "auto":
+        return "auto"
+    try:
+        return "true" if _bool(env, name, False) else "false"
+    except InvalidInputError:
+        raise InvalidInputError(f"{name} must be auto, true or false, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of a store; ``Settings.from_env()`` reads the ``STATESTORE_*`` variables."""
@@ -94,7 +113,8 @@ class Settings:
     s3_read_timeout: float = 30.0
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
-    s3_conditional_delete: bool = True
+    s3_if_match: str = "auto"  # auto | quoted | unquoted: the If-Match form the server honours
+    s3_conditional_delete: str = "auto"  # auto | true | false: whether DeleteObject honours If-Match
     s3_max_attempts: int = 4
 
     @classmethod
@@ -139,6 +159,7 @@ def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "s3_read_timeout": _float(env, "STATESTORE_S3_READ_TIMEOUT", 30.0),
         "s3_sse": sse,
         "s3_sse_kms_key_id": kms_key,
-        "s3_conditional_delete": _bool(env, "STATESTORE_S3_CONDITIONAL_DELETE", True),
+        "s3_if_match": _choice(env, "STATESTORE_S3_IF_MATCH", ("auto", "quoted", "unquoted")),
+        "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
         "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", 4),
     }

@@ -60,6 +60,7 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
             "STATESTORE_S3_SSE": "aws:kms",
             "STATESTORE_S3_SSE_KMS_KEY_ID": "alias/state",
             "STATESTORE_S3_CONDITIONAL_DELETE": "false",
+            "STATESTORE_S3_IF_MATCH": "Unquoted",
             "STATESTORE_S3_MAX_ATTEMPTS": "7",
         }
     )
@@ -71,7 +72,8 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
     assert backend.prefix == "team-a/"
     assert (backend.connect_timeout, backend.read_timeout) == (2.5, 7.0)
     assert (backend.sse, backend.sse_kms_key_id) == ("aws:kms", "alias/state")
-    assert backend.supports_conditional_delete is False
+    assert backend.supports_conditional_delete is False and backend.conditional_delete == "false"
+    assert backend.if_match_setting == "unquoted" and backend.if_match_form == "unquoted"
     assert backend.retry.attempts == 7
     assert backend.object_key(KEY) == "team-a/" + KEY
 
@@ -79,7 +81,21 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
 def test_settings_defaults_for_s3() -> None:
     backend = backend_from_settings(Settings.from_env({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b"}))
     assert isinstance(backend, S3Backend)
-    assert backend.prefix == "" and backend.sse is None and backend.supports_conditional_delete is True
+    assert backend.prefix == "" and backend.sse is None
+    # auto: the quoted If-Match form until a server refuses it; conditional delete not trusted until probed
+    assert (backend.if_match_setting, backend.if_match_form) == ("auto", "quoted")
+    assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("auto", "auto"), ("TRUE", "true"), ("1", "true"), ("off", "false"), ("", "auto")]
+)
+def test_conditional_delete_setting_values(value: str, mode: str) -> None:
+    settings = Settings.from_env({"STATESTORE_S3_CONDITIONAL_DELETE": value})
+    assert settings.s3_conditional_delete == mode
+    backend = backend_from_settings(Settings(backend="s3", bucket="b", s3_conditional_delete=mode))
+    assert isinstance(backend, S3Backend)
+    assert backend.conditional_delete == mode and backend.supports_conditional_delete is (mode == "true")
 
 
 @pytest.mark.parametrize(
@@ -90,7 +106,8 @@ def test_settings_defaults_for_s3() -> None:
         ({"STATESTORE_BUCKET": "b", "STATESTORE_S3_SSE_KMS_KEY_ID": "k"}, "aws:kms"),
         ({"STATESTORE_S3_CONNECT_TIMEOUT": "soon"}, "STATESTORE_S3_CONNECT_TIMEOUT"),
         ({"STATESTORE_S3_READ_TIMEOUT": "-1"}, "positive"),
-        ({"STATESTORE_S3_CONDITIONAL_DELETE": "maybe"}, "true or false"),
+        ({"STATESTORE_S3_CONDITIONAL_DELETE": "maybe"}, "auto, true or false"),
+        ({"STATESTORE_S3_IF_MATCH": "single"}, "STATESTORE_S3_IF_MATCH must be one of auto, quoted, unquoted"),
         ({"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b", "STATESTORE_S3_MAX_ATTEMPTS": "0"}, "at least 1"),
     ],
 )
@@ -108,6 +125,8 @@ def test_bad_s3_settings_are_clear_errors(env: dict[str, str], match: str) -> No
         ({"connect_timeout": 0}, "positive"),
         ({"list_page_size": 0}, "list_page_size"),
         ({"aws_access_key_id": "AKIDONLY"}, "both"),
+        ({"if_match_form": "bare"}, "if_match_form"),
+        ({"conditional_delete": "sometimes"}, "conditional_delete"),
     ],
 )
 def test_bad_constructor_arguments(options: dict[str, Any], match: str) -> None:

@@ -1,174 +1,32 @@
 """S3 failure paths over real HTTP: lost responses, 409s, 5xx, failed reads, wrong bucket, stopped server.
 
-``FaultProxy`` sits between the backend and the moto server on 127.0.0.1 and
-forwards every request, except that a queued fault can drop the response of a
-request the server has already committed (closing the connection instead of
-answering), answer 503 after committing, or answer 409 / 500 without
-forwarding at all.
+``FaultProxy`` (tests/fault_proxy.py) sits between the backend and the S3
+server on 127.0.0.1: it drops the response of a request the server has already
+committed, answers 503 after committing, or 409 / 500 without forwarding, and
+can reject one If-Match form as Ceph RGW does. The lost-response tests run on
+the S3 target (``s3_server``: moto, or Ceph RGW with ``scripts/ceph-rgw.sh
+test``) with each If-Match form.
 """
 
 from __future__ import annotations
 
-import http.client
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import asyncio
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
-from conftest import s3_backend
+from conftest import S3Location, S3Target, s3_backend
+from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
 from statestore import BackendError, PreconditionFailed, RetryPolicy, StateType, Store
 from statestore.backends.base import md5_etag
 from statestore.backends.s3 import WRITES_METADATA, S3Backend
+from statestore.codec import encode
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
-SLOW_SECONDS = 1.0
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=10)
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
-
-_ERRORS = {
-    409: ("ConditionalRequestConflict", "A conflicting conditional operation is currently in progress."),
-    500: ("InternalError", "We encountered an internal error. Please try again."),
-    503: ("SlowDown", "Please reduce your request rate."),
-}
-
-
-class _Answer(NamedTuple):
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-@dataclass
-class Fault:
-    """What to do to the next ``times`` requests with ``method`` whose path contains ``path``."""
-
-    method: str
-    action: str  # "drop-after" | "503-after" | "slow-after" | "409" | "500"
-    path: str = ""
-    times: int = 1
-    after_forward: Callable[[], None] | None = None
-
-
-class FaultProxy:
-    """A forwarding HTTP proxy on 127.0.0.1 with queued faults; counts what reached the server."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.faults: list[Fault] = []
-        self.forwarded: Counter[str] = Counter()
-        self.faulted: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
-
-    def start(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def add(self, fault: Fault) -> None:
-        with self._lock:
-            self.faults.append(fault)
-
-    def take(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.method == method and fault.path in path and fault.times > 0:
-                    fault.times -= 1
-                    self.faulted[method] += 1
-                    return fault
-        return None
-
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
-        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
-        try:
-            conn.request(method, path, body=body if body or method in ("PUT", "POST") else None, headers=headers)
-            response = conn.getresponse()
-            answer = _Answer(response.status, response.reason, response.getheaders(), response.read())
-        finally:
-            conn.close()
-        with self._lock:
-            self.forwarded[method] += 1
-        return answer
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive and 100-continue, like S3
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def handle_one_request(self) -> None:
-                try:
-                    super().handle_one_request()
-                except ConnectionError:
-                    self.close_connection = True
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                fault = proxy.take(self.command, self.path)
-                if fault is not None and fault.action in ("409", "500"):
-                    self._error(int(fault.action))
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
-                answer = proxy.forward(self.command, self.path, headers, body)
-                if fault is not None:
-                    if fault.after_forward is not None:
-                        fault.after_forward()
-                    if fault.action in ("drop-after", "slow-after"):
-                        if fault.action == "slow-after":
-                            time.sleep(SLOW_SECONDS)  # past the client's read timeout
-                        self.close_connection = True  # the server committed; the client never hears of it
-                        return
-                    self._error(503)
-                    return
-                self.send_response_only(answer.status, answer.reason)
-                for name, value in answer.headers:
-                    if name.lower() not in _HOP_HEADERS:
-                        self.send_header(name, value)
-                if self.command == "HEAD":
-                    length = next((v for k, v in answer.headers if k.lower() == "content-length"), "0")
-                    self.send_header("Content-Length", length)
-                    self.end_headers()
-                    return
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
-
-            def _error(self, status: int) -> None:
-                code, message = _ERRORS[status]
-                body = (
-                    f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                    f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
-                ).encode()
-                self.send_response_only(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
-
-        return Handler
 
 
 @pytest.fixture
@@ -193,64 +51,94 @@ def bump(state: dict[str, Any]) -> dict[str, Any]:
 
 # -- lost responses --------------------------------------------------------------
 
+#: (if_match_form, If-Match forms the proxy rejects): the server as it is, the unquoted form pinned, and a
+#: server that honours only the unquoted form (as Ceph RGW) behind ``auto``.
+FORMS = [
+    pytest.param("auto", frozenset(), id="auto"),
+    pytest.param("unquoted", frozenset(), id="unquoted"),
+    pytest.param("auto", frozenset({"quoted"}), id="auto-rejects-quoted"),
+]
 
+
+@pytest.fixture
+def target_proxy(s3_target: S3Target) -> Iterator[FaultProxy]:
+    p = FaultProxy(s3_target.endpoint_url).start()
+    yield p
+    p.stop()
+
+
+def through(target: S3Target, proxy: FaultProxy, form: str, reject: frozenset[str], **options: Any) -> S3Backend:
+    """A backend on a fresh location of ``target``, talking through ``proxy`` (which rejects ``reject``)."""
+    proxy.reject_if_match = reject
+    return target.backend(
+        target.new_location(), endpoint_url=proxy.endpoint_url, retry=FAST_RETRY, if_match_form=form, **options
+    )
+
+
+def direct(target: S3Target, backend: S3Backend) -> S3Backend:
+    """A backend on the same objects as ``backend``, without the proxy."""
+    return target.backend(S3Location(backend.bucket, backend.prefix.rstrip("/")))
+
+
+@pytest.mark.s3_server
+@pytest.mark.parametrize(("form", "reject"), FORMS)
 @pytest.mark.parametrize("action", ["drop-after", "503-after", "slow-after"])
 async def test_update_whose_response_was_lost_is_applied_once(
-    moto_server: MotoServer, proxy: FaultProxy, bucket: str, action: str
+    s3_target: S3Target, target_proxy: FaultProxy, action: str, form: str, reject: frozenset[str]
 ) -> None:
     """The put lands, its answer is lost (connection dropped, 503, read timeout), the resend gets 412:
     still one success and one increment."""
-    store = Store(via_proxy(moto_server, proxy, bucket, read_timeout=SLOW_SECONDS / 2))
+    backend = through(s3_target, target_proxy, form, reject, read_timeout=SLOW_SECONDS / 2)
+    store = Store(backend)
     try:
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 1
-        proxy.add(Fault("PUT", action))
-        assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2
-        assert proxy.faulted["PUT"] == 1
-        assert proxy.forwarded["PUT"] == 3  # the faulted put reached the server twice
-        fresh = Store(s3_backend(moto_server, bucket))
-        assert await fresh.get_state("w1", StateType.WORKFLOWS) == {"n": 2}
+        assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2  # the If-Match form settles
+        target_proxy.reset_counts()
+        target_proxy.add(Fault("PUT", action))
+        assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 3
+        assert target_proxy.faulted["PUT"] == 1
+        assert target_proxy.forwarded["PUT"] == 2  # the faulted put reached the server twice
+        fresh = Store(direct(s3_target, backend))
+        assert await fresh.get_state("w1", StateType.WORKFLOWS) == {"n": 3}
         await fresh.aclose()
     finally:
         await store.aclose()
 
 
-async def test_create_whose_response_was_lost_is_applied_once(
-    moto_server: MotoServer, proxy: FaultProxy, bucket: str
-) -> None:
-    store = Store(via_proxy(moto_server, proxy, bucket))
+@pytest.mark.s3_server
+async def test_create_whose_response_was_lost_is_applied_once(s3_target: S3Target, target_proxy: FaultProxy) -> None:
+    store = Store(through(s3_target, target_proxy, "auto", frozenset()))
     try:
-        proxy.add(Fault("PUT", "drop-after"))
+        target_proxy.add(Fault("PUT", "drop-after"))
         assert await store.update_state("w1", StateType.WORKFLOWS, bump) == {"n": 1}
-        assert proxy.forwarded["PUT"] == 2
+        assert target_proxy.forwarded["PUT"] == 2
         assert await store.get_state("w1", StateType.WORKFLOWS) == {"n": 1}
     finally:
         await store.aclose()
 
 
+@pytest.mark.s3_server
+@pytest.mark.parametrize(("form", "reject"), FORMS)
 async def test_lost_response_of_a_write_already_replaced(
-    moto_server: MotoServer, proxy: FaultProxy, bucket: str
+    s3_target: S3Target, target_proxy: FaultProxy, form: str, reject: frozenset[str]
 ) -> None:
     """Ours landed, another writer built on it before the resend: success with a non-current ETag."""
-    backend = via_proxy(moto_server, proxy, bucket)
-    other = s3_backend(moto_server, bucket)
-    import botocore.session
-
-    raw = botocore.session.get_session().create_client(
-        "s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+    backend = through(s3_target, target_proxy, form, reject)
+    other = direct(s3_target, backend)
+    raw = s3_target.client()
 
     def other_writer_on_top() -> None:
-        head = raw.get_object(Bucket=bucket, Key=KEY)
+        head = raw.get_object(Bucket=backend.bucket, Key=backend.object_key(KEY))
         history = head["Metadata"][WRITES_METADATA]
         raw.put_object(
-            Bucket=bucket, Key=KEY, Body=b"theirs", IfMatch=head["ETag"],
+            Bucket=backend.bucket, Key=backend.object_key(KEY), Body=b"theirs",
             Metadata={WRITES_METADATA: "0123456789abcdef," + history},
         )  # fmt: skip
 
     try:
         first = await backend.put(KEY, b"base", if_none_match=True)
-        proxy.add(Fault("PUT", "drop-after", after_forward=other_writer_on_top))
+        first = await backend.put(KEY, b"base, again", if_match=first)  # the If-Match form settles
+        target_proxy.add(Fault("PUT", "drop-after", after_forward=other_writer_on_top))
         etag = await backend.put(KEY, b"mine", if_match=first)
         current = await other.get(KEY)
         assert current is not None and current.data == b"theirs"
@@ -261,6 +149,44 @@ async def test_lost_response_of_a_write_already_replaced(
         raw.close()
         await backend.aclose()
         await other.aclose()
+
+
+@pytest.mark.s3_server
+@pytest.mark.parametrize(("form", "reject"), FORMS)
+async def test_objects_with_identical_bytes_keep_their_own_write_histories(
+    s3_target: S3Target, target_proxy: FaultProxy, form: str, reject: frozenset[str]
+) -> None:
+    """Our put to A lands and its answer is lost; before the resend, a writer in the same process reads B
+    (the very same bytes, so the same ETag) and builds on A. A's history must still hold our write id:
+    the increment counts once."""
+    backend = through(s3_target, target_proxy, form, reject)
+    loop = asyncio.get_running_loop()
+    a = "persistent-artifacts/apps/default/workflows/a/config.json"
+    b = "persistent-artifacts/apps/default/workflows/b/config.json"
+    setup = direct(s3_target, backend)
+    await setup.put(a, encode({"n": 0}))
+    await setup.put(b, encode({"n": 2}))
+
+    async def same_process_writer_on_a() -> None:
+        current = await backend.get(a)  # {"n": 2}: our write landed
+        assert current is not None and current.data == encode({"n": 2})
+        assert await backend.get(b) == (encode({"n": 2}), current.etag)  # same bytes, same ETag
+        await backend.put(a, encode({"n": 3}), if_match=current.etag)
+
+    def on_commit() -> None:
+        asyncio.run_coroutine_threadsafe(same_process_writer_on_a(), loop).result(timeout=30)
+
+    store = Store(backend)
+    try:
+        assert await store.update_state("a", StateType.WORKFLOWS, bump) == {"n": 1}  # the If-Match form settles
+        target_proxy.add(Fault("PUT", "drop-after", path="/a/", after_forward=on_commit))
+        await store.update_state("a", StateType.WORKFLOWS, bump)
+        assert target_proxy.faulted["PUT"] == 1
+        got = await setup.get(a)
+        assert got is not None and got.data == encode({"n": 3})  # 1 -> 2 (ours, once) -> 3 (theirs)
+    finally:
+        await store.aclose()
+        await setup.aclose()
 
 
 async def test_412_from_someone_else_is_a_conflict_with_the_current_object(

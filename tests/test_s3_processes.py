@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import s3_backend
+from conftest import S3Target, s3_backend
 
 from statestore import BackendError, StateType, Store
 from statestore.testing import MotoServer
@@ -92,6 +93,71 @@ def test_processes_contending_on_one_state_lose_nothing(moto_server: MotoServer)
 
     state = asyncio.run(read())
     assert state == {f"w{w}-{i}": i for w in range(WORKERS) for i in range(SAVES)}
+
+
+COUNTER_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from statestore import StateStore, StateType
+
+    async def main(increments):
+        # configured by STATESTORE_* variables alone, as a user would
+        await StateStore.get_state("counter", StateType.WORKFLOWS)  # client open before the start line
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(increments):
+            await StateStore.update_state("counter", StateType.WORKFLOWS, lambda s: {"n": s.get("n", 0) + 1})
+        print("done", flush=True)
+
+    asyncio.run(main(int(sys.argv[1])))
+    """
+)
+
+
+@pytest.mark.s3_server
+def test_processes_incrementing_one_counter_end_at_exactly_the_sum(
+    s3_target: S3Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4 processes x 25 ``update_state`` increments of one counter, started together: exactly 100."""
+    workers, increments = 4, 25
+    location = s3_target.new_location()
+    env = {**os.environ, **s3_target.env(location)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", COUNTER_WORKER, str(increments)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=240) for p in procs]
+        seconds = time.monotonic() - started
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+
+    async def read() -> dict[str, Any]:
+        async with Store(s3_target.backend(location), app_name="default") as store:
+            return await store.get_state("counter", StateType.WORKFLOWS)
+
+    state = asyncio.run(read())
+    with capsys.disabled():
+        print(f"\n{s3_target.name}: {workers} processes x {increments} increments -> {state} in {seconds:.1f} s")
+    assert state == {"n": workers * increments}
 
 
 AUTH_SERVER = textwrap.dedent(

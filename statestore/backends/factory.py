@@ -36,6 +36,7 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
             read_timeout=settings.s3_read_timeout,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
+            if_match_form=settings.s3_if_match,
             conditional_delete=settings.s3_conditional_delete,
             retry=replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
         )

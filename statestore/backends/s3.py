@@ -6,6 +6,11 @@
 - Every way S3 says "your condition failed" (412, 409
   ConditionalRequestConflict, 404 on an If-Match put) is ``PreconditionFailed``
   carrying the current object, read with one GetObject.
+- Servers differ (docs/s3-and-minio.md): Ceph RGW and DigitalOcean Spaces honour
+  only an unquoted ETag in If-Match, RGW and MinIO ignore If-Match on
+  DeleteObject. ``_IfMatchForm`` learns the form a server honours from its
+  first rejection of an unchanged object; ``_ConditionalDelete`` probes once
+  whether a conditional delete is honoured, and refuses it where it is not.
 - Lost responses: every put stores, in user metadata, the ids of the last
   ``HISTORY`` writes to the object (its own fresh id first). A put that comes
   back 412/409 although it landed (its response was lost and aiohttp or our
@@ -31,7 +36,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import BackendError, InvalidInputError, StateStoreError
 from ..lru import LRU
 from ..retry import RetryPolicy
-from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag
+from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -74,13 +79,104 @@ _TRANSIENT_CODES = frozenset(
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 _CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
+#: ``if_match_form`` / ``STATESTORE_S3_IF_MATCH``: how If-Match carries an ETag.
+IF_MATCH_FORMS = ("auto", "quoted", "unquoted")
+#: ``conditional_delete`` / ``STATESTORE_S3_CONDITIONAL_DELETE``.
+CONDITIONAL_DELETE_MODES = ("auto", "true", "false")
+#: Scratch objects of the conditional-delete probe live under this key (after the backend's prefix).
+PROBE_PREFIX = ".statestore-probe/"
+_WRONG_ETAG = '"00000000000000000000000000000000"'
+
 
 class ConditionalDeleteUnsupportedError(StateStoreError, NotImplementedError):
-    """``delete(if_match=...)`` on a backend configured without conditional delete (MinIO).
+    """``delete(if_match=...)`` where the server ignores If-Match on DeleteObject (MinIO, Ceph RGW).
 
     Raised instead of deleting unconditionally, which would claim a guarantee
     the server does not give. Nothing is deleted.
     """
+
+
+class IfMatchRejectedError(BackendError):
+    """The server rejected If-Match holding the object's current ETag: not contention, a server quirk.
+
+    The object had not changed, so retrying cannot help; the message names the
+    forms tried and ``STATESTORE_S3_IF_MATCH``. Nothing was written.
+    """
+
+
+class _RejectedUnchanged(Exception):
+    """Internal: a conditional request failed although the object still has the ETag it named."""
+
+
+def _if_match_header(etag: str, form: str) -> str:
+    bare = etag.strip('"')
+    return bare if form == "unquoted" else f'"{bare}"'
+
+
+class _IfMatchForm:
+    """Which If-Match form the server honours: quoted (RFC 7232, AWS) or bare (Ceph RGW, DigitalOcean Spaces).
+
+    ``quoted`` and ``unquoted`` pin the form. ``auto`` starts quoted; a put
+    rejected although the object still has the ETag it sent is retried once in
+    the other form, and the form that succeeds is kept for the life of the
+    backend. A server that honours the first form never costs a request more.
+    """
+
+    def __init__(self, setting: str) -> None:
+        if setting not in IF_MATCH_FORMS:
+            raise InvalidInputError(f"if_match_form must be one of {', '.join(IF_MATCH_FORMS)}, got {setting!r}")
+        self.setting = setting
+        self._form = "unquoted" if setting == "unquoted" else "quoted"
+        self._lock = threading.Lock()
+
+    @property
+    def form(self) -> str:
+        """The form to send now."""
+        return self._form
+
+    def alternative(self, rejected: str) -> str | None:
+        """The form to try once after ``rejected`` failed on an unchanged object; None when pinned."""
+        if self.setting != "auto":
+            return None
+        return "unquoted" if rejected == "quoted" else "quoted"
+
+    def learn(self, form: str, where: str) -> None:
+        """Use ``form`` from now on (the server just honoured it)."""
+        with self._lock:
+            if self._form != form:
+                self._form = form
+                logger.info("%s honours only the %s If-Match form; using it from now on", where, form)
+
+
+def _conditional_delete_mode(value: bool | str) -> str:
+    mode = ("true" if value else "false") if isinstance(value, bool) else str(value).strip().lower()
+    if mode not in CONDITIONAL_DELETE_MODES:
+        raise InvalidInputError(f"conditional_delete must be auto, true or false, got {value!r}")
+    return mode
+
+
+class _ConditionalDelete:
+    """Whether DeleteObject honours If-Match: ``true``/``false`` as set, or (``auto``) probed once and kept."""
+
+    def __init__(self, setting: bool | str) -> None:
+        self.setting = _conditional_delete_mode(setting)
+        self.known: bool | None = None if self.setting == "auto" else self.setting == "true"
+        self._probe_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._lock = threading.Lock()
+
+    async def supported(self, probe: Callable[[], Awaitable[bool]]) -> bool:
+        """The known answer, or ``probe()``'s (one probe at a time per event loop; the first answer is kept)."""
+        if self.known is None:
+            with self._lock:
+                lock = self._probe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with lock:
+                if self.known is None:
+                    answer = await probe()
+                    with self._lock:
+                        if self.known is None:
+                            self.known = answer
+                        self._probe_locks.clear()
+        return self.known
 
 
 @dataclass
@@ -191,10 +287,13 @@ class S3Backend(ObjectBackend):
     ``endpoint_url`` (else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, as
     botocore reads them) selects MinIO or moto, with path-style addressing.
     ``sse`` (``"AES256"`` or ``"aws:kms"`` with ``sse_kms_key_id``) is sent
-    with every put. ``conditional_delete=False`` is for servers that ignore
-    If-Match on DeleteObject (MinIO): ``delete(if_match=...)`` then raises
-    ``ConditionalDeleteUnsupportedError``. ``retry`` bounds the retries of
-    transient failures.
+    with every put. ``if_match_form`` (``auto``, ``quoted``, ``unquoted``) is
+    the If-Match form to send; ``auto`` learns it from the server.
+    ``conditional_delete`` (``auto``, ``true``, ``false``): whether the server
+    honours If-Match on DeleteObject; ``auto`` probes once, on first need.
+    Where it does not (MinIO, Ceph RGW), ``delete(if_match=...)`` raises
+    ``ConditionalDeleteUnsupportedError`` and deletes nothing. ``retry`` bounds
+    the retries of transient failures.
     """
 
     def __init__(
@@ -209,7 +308,8 @@ class S3Backend(ObjectBackend):
         retry: RetryPolicy | None = None,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
-        conditional_delete: bool = True,
+        if_match_form: str = "auto",
+        conditional_delete: bool | str = "auto",
         profile: str | None = None,
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
@@ -238,14 +338,16 @@ class S3Backend(ObjectBackend):
         self.retry = retry or DEFAULT_TRANSIENT_RETRY
         self.sse = sse
         self.sse_kms_key_id = sse_kms_key_id
-        self.conditional_delete = conditional_delete
-        self.supports_conditional_delete = conditional_delete
+        self._if_match = _IfMatchForm(if_match_form)
+        self._conditional_delete = _ConditionalDelete(conditional_delete)
+        self.supports_conditional_delete = self._conditional_delete.known is True  # auto: once probed
         self.profile = profile
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
         self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
-        # ETag (unquoted) -> the write ids stored with that version, newest first
-        self._histories: LRU[str, tuple[str, ...]] = LRU(4096)
+        # (key, ETag unquoted) -> the write ids stored with that version, newest first. Keyed by the
+        # key too: objects with the same bytes share an ETag but not a history.
+        self._histories: LRU[tuple[str, str], tuple[str, ...]] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._lock = threading.Lock()
@@ -266,6 +368,21 @@ class S3Backend(ObjectBackend):
 
     def object_key(self, key: str) -> str:
         return self.prefix + key
+
+    @property
+    def if_match_form(self) -> str:
+        """The If-Match form sent now: ``quoted`` or ``unquoted`` (learnt, under ``auto``)."""
+        return self._if_match.form
+
+    @property
+    def if_match_setting(self) -> str:
+        """``auto``, ``quoted`` or ``unquoted``, as configured."""
+        return self._if_match.setting
+
+    @property
+    def conditional_delete(self) -> str:
+        """``auto``, ``true`` or ``false``, as configured; ``conditional_delete_supported()`` gives the answer."""
+        return self._conditional_delete.setting
 
     # -- clients ---------------------------------------------------------------
 
@@ -409,7 +526,7 @@ class S3Backend(ObjectBackend):
             raise
         except Exception as exc:
             raise self._error("get", key, exc) from exc
-        self._histories.put(got[0].etag.strip('"'), got[1])
+        self._histories.put((key, got[0].etag.strip('"')), got[1])
         return got
 
     async def get(self, key: str) -> Versioned | None:
@@ -417,11 +534,9 @@ class S3Backend(ObjectBackend):
         return None if got is None else got[0]
 
     async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        from botocore.exceptions import ClientError
-
         data = bytes(data)
         write_id = secrets.token_hex(8)
-        previous = (self._histories.get(if_match.strip('"')) or ()) if if_match else ()
+        previous = (self._histories.get((key, if_match.strip('"'))) or ()) if if_match else ()
         history = (write_id, *previous[: HISTORY - 1])
         args: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -429,14 +544,36 @@ class S3Backend(ObjectBackend):
             "Body": data,
             "Metadata": {WRITES_METADATA: ",".join(history)},
         }
-        if if_match is not None:
-            args["IfMatch"] = _quoted(if_match)
         if if_none_match:
             args["IfNoneMatch"] = "*"
         if self.sse is not None:
             args["ServerSideEncryption"] = self.sse
             if self.sse_kms_key_id is not None:
                 args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if if_match is None:
+            return await self._put(key, args, history, None)
+        form = self._if_match.form
+        try:
+            return await self._put(key, {**args, "IfMatch": _if_match_header(if_match, form)}, history, if_match)
+        except _RejectedUnchanged:
+            other = self._if_match.alternative(form)
+            if other is None:
+                raise self._rejected("put", key, (form,)) from None
+        logger.debug("S3 put of %r: %s If-Match rejected on an unchanged object; trying %s", key, form, other)
+        try:
+            etag = await self._put(key, {**args, "IfMatch": _if_match_header(if_match, other)}, history, if_match)
+        except _RejectedUnchanged:
+            raise self._rejected("put", key, (form, other)) from None
+        self._if_match.learn(other, self.describe())
+        return etag
+
+    async def _put(self, key: str, args: dict[str, Any], history: tuple[str, ...], if_match: str | None) -> str:
+        """One PutObject (with transient retries); a failed condition is reconciled against the write id."""
+        from botocore.exceptions import ClientError
+
+        data: bytes = args["Body"]
+        write_id = history[0]
+        conditional = if_match is not None or "IfNoneMatch" in args
 
         async def call(client: S3Client) -> str:
             response = await client.put_object(**args)
@@ -446,20 +583,31 @@ class S3Backend(ObjectBackend):
             etag = await self._retrying(call)
         except ClientError as exc:
             code, status = _error_code(exc)
-            conditional = if_match is not None or if_none_match
             if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
-                return await self._reconcile(key, data, write_id, f"{code or status}")
+                # only a plain 412 can be a refused form; a 409 is another writer's request in flight
+                refused = if_match if status == 412 else None
+                return await self._reconcile(key, data, write_id, refused, f"{code or status}")
             if conditional and _is_transient(exc):
                 return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
         except StateStoreError:
             raise
         except Exception as exc:
-            if (if_match is not None or if_none_match) and _is_transient(exc):
+            if conditional and _is_transient(exc):
                 return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
-        self._histories.put(etag.strip('"'), history)
+        self._histories.put((key, etag.strip('"')), history)
         return etag
+
+    def _rejected(self, op: str, key: str, forms: tuple[str, ...]) -> IfMatchRejectedError:
+        tried = " and ".join(forms)
+        return IfMatchRejectedError(
+            f"S3 {op} of {key!r} in bucket {self.bucket!r}: the server rejected If-Match holding the object's "
+            f"current ETag ({tried} form) although the object had not changed: it does not honour If-Match as "
+            f"sent, so concurrent updates cannot be made safe this way. STATESTORE_S3_IF_MATCH is "
+            f"{self._if_match.setting!r}; set it to the form this server honours (auto, quoted or unquoted). "
+            "Nothing was changed"
+        )
 
     async def _settle(self, key: str, data: bytes, write_id: str, exc: Exception) -> str:
         """A conditional put gave up on a transient failure, but an earlier try may have landed: look first.
@@ -477,8 +625,12 @@ class S3Backend(ObjectBackend):
             return got[0].etag if got[1][0] == write_id and got[0].data == data else md5_etag(data)
         raise self._error("put", key, exc) from exc
 
-    async def _reconcile(self, key: str, data: bytes, write_id: str, answer: str) -> str:
-        """After a failed condition: did our own (resent) write land? Else raise ``PreconditionFailed``."""
+    async def _reconcile(self, key: str, data: bytes, write_id: str, refused: str | None, answer: str) -> str:
+        """After a failed condition: did our own (resent) write land? Else raise ``PreconditionFailed``.
+
+        ``_RejectedUnchanged`` when the 412 was to If-Match ``refused`` and the
+        object still has that ETag: the server refused a condition that held.
+        """
         got = await self._get(key)
         if got is not None:
             current, history = got
@@ -490,19 +642,25 @@ class S3Backend(ObjectBackend):
                 # caller's next compare-and-swap fail and re-read instead of overwriting that write.
                 logger.info("S3 put of %r answered %s; it landed and was since replaced", key, answer)
                 return md5_etag(data)
+            if refused is not None and same_etag(current.etag, refused):
+                raise _RejectedUnchanged(key)
         raise PreconditionFailed(key, current=None if got is None else got[0], current_known=True)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        if if_match is not None and not await self.conditional_delete_supported():
+            how = "probed" if self._conditional_delete.setting == "auto" else "STATESTORE_S3_CONDITIONAL_DELETE=false"
+            raise ConditionalDeleteUnsupportedError(
+                f"S3 delete of {key!r} in bucket {self.bucket!r}: the server ignores If-Match on DeleteObject "
+                f"({how}), so a conditional delete cannot be made safe; nothing was deleted"
+            )
+        await self._delete(key, if_match)
+
+    async def _delete(self, key: str, if_match: str | None) -> None:
         from botocore.exceptions import ClientError
 
-        if if_match is not None and not self.conditional_delete:
-            raise ConditionalDeleteUnsupportedError(
-                f"S3 delete of {key!r}: conditional delete is off for bucket {self.bucket!r} "
-                "(the server ignores If-Match on DeleteObject); nothing was deleted"
-            )
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key(key)}
         if if_match is not None:
-            args["IfMatch"] = _quoted(if_match)
+            args["IfMatch"] = _if_match_header(if_match, self._if_match.form)
 
         async def call(client: S3Client) -> None:
             await client.delete_object(**args)
@@ -513,6 +671,8 @@ class S3Backend(ObjectBackend):
             code, status = _error_code(exc)
             if if_match is not None and (code in _CONDITION_CODES or code == "NoSuchKey" or status == 412):
                 got = await self._get(key)
+                if got is not None and same_etag(got[0].etag, if_match) and status == 412:
+                    raise self._rejected("delete", key, (self._if_match.form,)) from None
                 raise PreconditionFailed(key, current=None if got is None else got[0], current_known=True) from None
             if code == "NoSuchKey":
                 return
@@ -521,6 +681,31 @@ class S3Backend(ObjectBackend):
             raise
         except Exception as exc:
             raise self._error("delete", key, exc) from exc
+
+    async def conditional_delete_supported(self) -> bool:
+        """Whether ``delete(if_match=...)`` is honoured: as configured, or (``auto``) probed once per backend."""
+        supported = await self._conditional_delete.supported(self._probe_conditional_delete)
+        self.supports_conditional_delete = supported
+        return supported
+
+    async def _probe_conditional_delete(self) -> bool:
+        """Put a scratch object under the prefix, delete it with a wrong If-Match, see whether it survived.
+
+        The scratch object is removed afterwards; nothing else is touched.
+        """
+        key = PROBE_PREFIX + secrets.token_hex(8)
+        await self.put(key, b"statestore: conditional-delete probe", if_none_match=True)
+        try:
+            with suppress(PreconditionFailed):
+                await self._delete(key, _WRONG_ETAG)
+            survived = await self.get(key) is not None
+        finally:
+            try:
+                await self._delete(key, None)
+            except StateStoreError:
+                logger.warning("could not remove the probe object %r in bucket %r", self.object_key(key), self.bucket)
+        logger.info("%s %s If-Match on DeleteObject", self.describe(), "honours" if survived else "ignores")
+        return survived
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         full_prefix = self.object_key(prefix)

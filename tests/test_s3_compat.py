@@ -1,0 +1,292 @@
+"""S3-compatible servers as they are: the If-Match form a server honours, conditions refused on unchanged
+objects, conditional delete, and what a steady update costs in requests.
+
+Tests marked ``s3_server`` run on the S3 target (moto by default; Ceph RGW with ``scripts/ceph-rgw.sh test``).
+``FaultProxy`` counts the HTTP requests that reach the server and can play a server that refuses one If-Match
+form (as Ceph RGW and DigitalOcean Spaces refuse the quoted one) or ignores If-Match on DeleteObject (as MinIO
+and Ceph RGW do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import S3Location, S3Target
+from fault_proxy import FaultProxy
+
+from statestore import (
+    BackendError,
+    ConditionalDeleteUnsupportedError,
+    ConflictError,
+    PreconditionFailed,
+    RetryPolicy,
+    StateType,
+    Store,
+)
+from statestore.backends.s3 import PROBE_PREFIX, IfMatchRejectedError, S3Backend
+
+KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
+WF = StateType.WORKFLOWS
+QUOTED = frozenset({"quoted"})
+BOTH = frozenset({"quoted", "unquoted"})
+#: What DeleteObject with a wrong If-Match does, measured: True = refused (object kept), False = deleted.
+KNOWN_CONDITIONAL_DELETE = {"moto": True, "ceph-rgw": False}
+
+
+@pytest.fixture
+def proxy(s3_target: S3Target) -> Iterator[FaultProxy]:
+    p = FaultProxy(s3_target.endpoint_url).start()
+    yield p
+    p.stop()
+
+
+def through(target: S3Target, proxy: FaultProxy, reject: frozenset[str] = frozenset(), **options: Any) -> S3Backend:
+    """A backend on a fresh location of ``target`` behind ``proxy``, which refuses the If-Match forms ``reject``."""
+    proxy.reject_if_match = reject
+    return target.backend(target.new_location(), endpoint_url=proxy.endpoint_url, **options)
+
+
+def bump(state: dict[str, Any]) -> dict[str, Any]:
+    return {**state, "n": state.get("n", 0) + 1}
+
+
+def requests(proxy: FaultProxy) -> dict[str, int]:
+    """The requests the proxy received since its last reset, by method (refused ones included)."""
+    counts: dict[str, int] = {}
+    for method, _ in proxy.paths:
+        counts[method] = counts.get(method, 0) + 1
+    return counts
+
+
+# -- the If-Match form ------------------------------------------------------------------
+
+
+@pytest.mark.s3_server
+async def test_a_lone_writer_pays_one_put_per_steady_update(
+    s3_target: S3Target, proxy: FaultProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever the server's If-Match form, once it is known an update is one PUT and nothing else."""
+    store = Store(through(s3_target, proxy))
+    try:
+        await store.update_state("w1", WF, bump)  # create
+        proxy.reset_counts()
+        await store.update_state("w1", WF, bump)  # the first If-Match put: where a form is learnt, if at all
+        first = requests(proxy)
+        proxy.reset_counts()
+        for _ in range(10):
+            await store.update_state("w1", WF, bump)
+        steady = requests(proxy)
+        assert await store.get_state("w1", WF) == {"n": 12}
+    finally:
+        await store.aclose()
+    assert steady == {"PUT": 10}
+    if s3_target.name == "moto":  # a server that honours the quoted form: nothing changes
+        assert first == {"PUT": 1}
+    else:
+        assert first in ({"PUT": 1}, {"PUT": 2, "GET": 1})
+    with capsys.disabled():
+        print(f"\n{s3_target.name}: first update {first}, then {steady['PUT'] / 10:g} PUT per update")
+
+
+@pytest.mark.s3_server
+async def test_auto_learns_the_form_a_server_honours_and_keeps_it(s3_target: S3Target, proxy: FaultProxy) -> None:
+    """A server that refuses the quoted form (as Ceph RGW): one extra PUT and GET, once per backend."""
+    backend = through(s3_target, proxy, QUOTED)
+    store = Store(backend, retry=RetryPolicy(attempts=3, base_delay=0.01, deadline=5))
+    try:
+        await store.update_state("w1", WF, bump)
+        proxy.reset_counts()
+        await store.update_state("w1", WF, bump)
+        assert requests(proxy) == {"PUT": 2, "GET": 1}
+        assert proxy.if_match_seen == {"PUT quoted": 1, "PUT unquoted": 1}
+        assert backend.if_match_form == "unquoted" and backend.if_match_setting == "auto"
+        proxy.reset_counts()
+        for _ in range(5):
+            await store.update_state("w1", WF, bump)
+        assert requests(proxy) == {"PUT": 5}
+        assert proxy.if_match_seen == {"PUT unquoted": 5}
+
+        # the form belongs to the backend: another thread with its own loop and store uses it at once
+        def in_thread() -> None:
+            other = Store(backend)
+            asyncio.run(other.get_state("w1", WF))
+            proxy.reset_counts()
+            asyncio.run(other.update_state("w1", WF, bump))
+
+        await asyncio.to_thread(in_thread)
+        assert requests(proxy) == {"PUT": 1}
+        assert await store.get_state("w1", WF) == {"n": 8}
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.s3_server
+async def test_a_stale_etag_is_still_contention_behind_a_form_refusing_server(
+    s3_target: S3Target, proxy: FaultProxy
+) -> None:
+    backend = through(s3_target, proxy, QUOTED)
+    try:
+        first = await backend.put(KEY, b"1")
+        await backend.put(KEY, b"2", if_match=first)
+        with pytest.raises(PreconditionFailed) as info:
+            await backend.put(KEY, b"3", if_match=first)
+        assert info.value.current_known and info.value.current is not None and info.value.current.data == b"2"
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.s3_server
+@pytest.mark.parametrize("form", ["quoted", "unquoted"])
+async def test_a_pinned_form_is_the_one_sent(s3_target: S3Target, proxy: FaultProxy, form: str) -> None:
+    backend = through(s3_target, proxy, if_match_form=form)
+    try:
+        etag = await backend.put(KEY, b"1")
+        if form == "quoted" and s3_target.name == "ceph-rgw":
+            with pytest.raises(IfMatchRejectedError):
+                await backend.put(KEY, b"2", if_match=etag)
+        else:
+            await backend.put(KEY, b"2", if_match=etag)
+        assert proxy.if_match_seen == {f"PUT {form}": 1}
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.s3_server
+async def test_a_pinned_form_the_server_refuses_is_a_clear_error_at_once(
+    s3_target: S3Target, proxy: FaultProxy
+) -> None:
+    backend = through(s3_target, proxy, QUOTED, if_match_form="quoted")
+    store = Store(backend)
+    try:
+        await store.save_state("a", 1, "w1", WF)
+        proxy.reset_counts()
+        with pytest.raises(IfMatchRejectedError, match=r"STATESTORE_S3_IF_MATCH is 'quoted'") as info:
+            await store.save_state("a", 2, "w1", WF)
+        assert "quoted form" in str(info.value) and "unquoted" in str(info.value)  # names the setting's values
+        assert requests(proxy) == {"PUT": 1, "GET": 1}  # no other form tried, no retry
+        assert await store.get_state("w1", WF) == {"a": 1}
+    finally:
+        await store.aclose()
+
+
+# -- a condition refused although nothing changed ------------------------------------
+
+
+@pytest.mark.s3_server
+async def test_a_server_refusing_both_forms_is_an_error_within_one_attempt(
+    s3_target: S3Target, proxy: FaultProxy
+) -> None:
+    """Not contention: no 30 s of retries ending in ConflictError, but one BackendError naming the setting."""
+    store = Store(through(s3_target, proxy, BOTH))
+    try:
+        await store.save_state_object("w1", {"n": 1}, WF)
+        proxy.reset_counts()
+        with pytest.raises(BackendError) as info:
+            await store.update_state("w1", WF, bump)
+        assert isinstance(info.value, IfMatchRejectedError) and not isinstance(info.value, ConflictError)
+        message = str(info.value)
+        assert "quoted and unquoted form" in message and "had not changed" in message
+        assert "STATESTORE_S3_IF_MATCH" in message
+        assert proxy.if_match_seen == {"PUT quoted": 1, "PUT unquoted": 1}
+        assert requests(proxy) == {"PUT": 2, "GET": 2}  # each refusal read once; no retry
+        assert await store.get_state("w1", WF) == {"n": 1}
+    finally:
+        await store.aclose()
+
+
+# -- conditional delete ------------------------------------------------------------------
+
+
+def server_deletes_on_wrong_if_match(target: S3Target) -> bool:
+    """Ground truth, asked of the server directly: does DeleteObject with a wrong If-Match delete?"""
+    location = target.new_location()
+    client = target.client()
+    key = f"{location.prefix}/truth" if location.prefix else "truth"
+    try:
+        client.put_object(Bucket=location.bucket, Key=key, Body=b"x")
+        with contextlib.suppress(client.exceptions.ClientError):
+            client.delete_object(Bucket=location.bucket, Key=key, IfMatch='"00000000000000000000000000000000"')
+        try:
+            client.head_object(Bucket=location.bucket, Key=key)
+        except client.exceptions.ClientError:
+            return True
+        client.delete_object(Bucket=location.bucket, Key=key)
+        return False
+    finally:
+        client.close()
+
+
+@pytest.mark.s3_server
+async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothing(
+    s3_target: S3Target, proxy: FaultProxy
+) -> None:
+    honoured = not server_deletes_on_wrong_if_match(s3_target)
+    assert honoured == KNOWN_CONDITIONAL_DELETE.get(s3_target.name, honoured)
+    backend = through(s3_target, proxy)
+    try:
+        assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False  # not yet known
+        first = await backend.put(KEY, b"1")
+        second = await backend.put(KEY, b"2", if_match=first)
+        proxy.reset_counts()
+        outcomes = await asyncio.gather(
+            *(backend.delete(KEY, if_match=first) for _ in range(3)), return_exceptions=True
+        )
+        expected = PreconditionFailed if honoured else ConditionalDeleteUnsupportedError
+        assert all(isinstance(o, expected) for o in outcomes), outcomes
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"2"
+        assert backend.supports_conditional_delete is honoured
+        probes = [path for method, path in proxy.paths if method == "PUT" and PROBE_PREFIX in path]
+        assert len(probes) == 1  # one probe for three concurrent callers
+        assert [k async for k in backend.list(PROBE_PREFIX)] == []  # and it cleaned up
+        if honoured:
+            await backend.delete(KEY, if_match=second)
+            assert await backend.get(KEY) is None
+        else:
+            with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
+                await backend.delete(KEY, if_match=second)
+            assert await backend.get(KEY) is not None
+    finally:
+        await backend.aclose()
+
+
+async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3Target, proxy: FaultProxy) -> None:
+    """The proxy drops If-Match from DeleteObject, as MinIO and Ceph RGW ignore it."""
+    if s3_target.external:
+        pytest.skip("the proxy rewrites a signed header: moto only")
+    proxy.ignore_delete_if_match = True
+    backend = through(s3_target, proxy)
+    same_objects = S3Location(backend.bucket, backend.prefix.rstrip("/"))
+    trusting = s3_target.backend(same_objects, endpoint_url=proxy.endpoint_url, conditional_delete=True)
+    try:
+        assert await backend.conditional_delete_supported() is False
+        await backend.put(KEY, b"1")
+        proxy.reset_counts()
+        with pytest.raises(ConditionalDeleteUnsupportedError, match=r"ignores If-Match on DeleteObject \(probed\)"):
+            await backend.delete(KEY, if_match='"00000000000000000000000000000000"')
+        assert requests(proxy) == {}  # refused before any request
+        assert await backend.get(KEY) is not None
+        # ``true`` trusts the server blindly: that is what the setting says, and why ``auto`` is the default
+        assert trusting.supports_conditional_delete is True
+        await trusting.delete(KEY, if_match='"00000000000000000000000000000000"')
+        assert await backend.get(KEY) is None
+    finally:
+        await backend.aclose()
+        await trusting.aclose()
+
+
+async def test_conditional_delete_false_refuses_without_a_request(s3_target: S3Target, proxy: FaultProxy) -> None:
+    backend = through(s3_target, proxy, conditional_delete="false")
+    try:
+        etag = await backend.put(KEY, b"1")
+        proxy.reset_counts()
+        with pytest.raises(ConditionalDeleteUnsupportedError, match="STATESTORE_S3_CONDITIONAL_DELETE=false"):
+            await backend.delete(KEY, if_match=etag)
+        assert requests(proxy) == {}
+        assert await backend.get(KEY) is not None
+    finally:
+        await backend.aclose()
