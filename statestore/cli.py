@@ -520,7 +520,9 @@ def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
     where encryption is now on, or encrypted where it is now off. Each
     rewrite is a compare-and-swap write, so it is safe while applications
     run, and safe to run again (then it rewrites 0). Without --type both
-    types are done. A state no configured key opens stops it with exit 3.
+    types are done. A state no configured key opens stops it with exit 3, and
+    so does a plain one while STATESTORE_REQUIRE_ENCRYPTION is on: migrate
+    with it off, then turn it on.
 
     \b
     Example: a rotation, the new key in, the old one kept for reading
