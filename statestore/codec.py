@@ -141,13 +141,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _may_hold_long_int(data: bytes) -> bool:
+def _may_hold_long_int(data: bytes, classes: bytes | None = None) -> bool:
     """Whether ``data`` holds an integer literal beyond 64 bits (False is certain; True may be a string's digits).
 
-    One ``bytes.translate`` and one ``bytes.find`` (C loops over the bytes);
-    the rare candidates they find are checked one by one.
+    One ``bytes.translate`` (``classes``, if the caller has it) and one
+    ``bytes.find`` (C loops over the bytes); the rare candidates they find are
+    checked one by one.
     """
-    classes = data.translate(_CLASSES)
+    if classes is None:
+        classes = data.translate(_CLASSES)
     at = classes.find(_LONG_NUMBER)
     while at >= 0:
         end = at + len(_LONG_NUMBER)
@@ -229,7 +231,10 @@ def loads(data: bytes | str) -> Any:
         exact = _no_rounded_floats(value, len(data) // _WALK_BYTES)
         if exact is not None:
             return value if exact else _loads_exact(data)
-    return _loads_exact(data) if _may_hold_long_int(data) else value
+    classes = data.translate(_CLASSES)
+    if _LONG_NUMBER not in classes:  # the common case, without a call
+        return value
+    return _loads_exact(data) if _may_hold_long_int(data, classes) else value
 
 
 def _dumps_exact(value: Any, indent: bool = False) -> bytes:
