@@ -35,6 +35,7 @@ from .errors import (
     SecretPolicyError,
     StateStoreError,
     StateTooLargeError,
+    UnencryptedStateError,
 )
 from .facade import StateStore, build_store, get_default_store, set_default_store, use_store
 from .paths import build_state_store_path, validate_id
@@ -74,6 +75,7 @@ __all__ = [
     "StateTooLargeError",
     "StateType",
     "Store",
+    "UnencryptedStateError",
     "Verdict",
     "Versioned",
     "WrapperBackend",

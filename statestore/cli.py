@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,10 +23,11 @@ import click
 import orjson
 
 from .check import CheckReport, Outcome, Verdict, configuration_report
+from .codec import dumps, loads
 from .config import BACKENDS, Settings
 from .errors import BackendError, ConflictError, CorruptStateError, DecryptionError, InvalidInputError, StateStoreError
 from .facade import StateStore, build_store, use_store
-from .hygiene import is_reference_key, is_secret_key
+from .hygiene import REDACTED, is_secret_key, is_secret_text, mask_secret_text, redact
 from .paths import build_state_store_path
 from .statetype import StateType
 from .store import State, Store
@@ -40,27 +40,9 @@ EXIT_UNSAFE = 4  # ``check``: the backend would lose concurrent updates
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (``statestore list | head``)
 EXIT_INTERRUPTED = 130
 
-REDACTED = "<redacted>"
 TYPE_NAMES = tuple(t.value for t in StateType)
 
 T = TypeVar("T")
-
-# -- secrets -------------------------------------------------------------------
-
-
-def redact(value: Any, under_secret: bool = False) -> Any:
-    """A copy of a JSON value with every non-empty leaf under a secret-looking key replaced by ``<redacted>``.
-
-    Secret-looking and reference keys are those of ``statestore.hygiene``, the same rule the secret policy uses.
-    """
-    if isinstance(value, dict):
-        return {k: v if is_reference_key(k) else redact(v, under_secret or is_secret_key(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, under_secret) for v in value]
-    if under_secret and value is not None and not isinstance(value, bool) and value != "":
-        return REDACTED
-    return value
-
 
 # -- options and the store -----------------------------------------------------
 
@@ -100,8 +82,7 @@ def _run(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -> T:
 
 def _echo_json(opts: Options, value: Any) -> None:
     """Compact JSON with ``--json`` (one line per result, for machines), indented otherwise."""
-    option = 0 if opts.json else orjson.OPT_INDENT_2
-    click.echo(orjson.dumps(value, option=option).decode())
+    click.echo(dumps(value, indent=not opts.json).decode())
 
 
 def _echo_state(opts: Options, state: State, stype: StateType, show_secrets: bool) -> None:
@@ -110,8 +91,8 @@ def _echo_state(opts: Options, state: State, stype: StateType, show_secrets: boo
 
 def _parse_object(text: str | bytes, what: str) -> dict[str, Any]:
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        value = loads(text)
+    except ValueError as exc:
         raise InvalidInputError(f"{what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object, got a JSON {_json_kind(value)}")
@@ -140,8 +121,8 @@ def _read_object(arg: str | None) -> dict[str, Any]:
 def parse_value(text: str) -> Any:
     """``set``'s VALUE: JSON if it parses, else a bare word (no spaces, not starting like JSON) is a string."""
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        return loads(text)
+    except ValueError as exc:
         if text and text[0] not in '{["' and not any(ch.isspace() for ch in text):
             return text
         raise InvalidInputError(
@@ -236,7 +217,8 @@ def get(opts: Options, state_id: str, state_type: str | None, show_secrets: bool
     """Print the state of ID as a JSON object ({} if none is stored).
 
     Credentials are printed with secret-looking values (password, token,
-    api_key, private_key, ...) replaced by <redacted> unless --show-secrets.
+    api_key, private_key, ..., and the password in a connection string such
+    as postgres://user:pass@host/db) replaced by <redacted> unless --show-secrets.
 
     \b
     Example:
@@ -395,8 +377,6 @@ def path(opts: Options, state_id: str, state_type: str | None) -> None:
 
 # -- config --------------------------------------------------------------------
 
-_SECRET_FIELD = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
-_PUBLIC_FIELDS = frozenset({"secret_policy"})
 _AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _AWS_PUBLIC = ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
@@ -413,13 +393,18 @@ def safe_url(url: str) -> str:
 
 
 def _setting(name: str, value: Any) -> Any:
-    """A setting as ``config`` shows it: secret-named or binary values only say whether they are set."""
-    if (name not in _PUBLIC_FIELDS and _SECRET_FIELD.search(name)) or isinstance(value, (bytes, bytearray)):
+    """A setting as ``config`` shows it: secret-named or binary values only say whether they are set.
+
+    Secret-named means the rule of ``statestore.hygiene``, the one the secret policy uses.
+    """
+    if is_secret_key(name) or isinstance(value, (bytes, bytearray)):
         if isinstance(value, (tuple, list)):
             return f"<{len(value)} set>"
         return "<set>" if value else None
     if isinstance(value, str) and "url" in name:
         return safe_url(value)
+    if isinstance(value, str) and is_secret_text(value):
+        return mask_secret_text(value)
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -537,7 +522,9 @@ def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
     where encryption is now on, or encrypted where it is now off. Each
     rewrite is a compare-and-swap write, so it is safe while applications
     run, and safe to run again (then it rewrites 0). Without --type both
-    types are done. A state no configured key opens stops it with exit 3.
+    types are done. A state no configured key opens stops it with exit 3, and
+    so does a plain one while STATESTORE_REQUIRE_ENCRYPTION is on: migrate
+    with it off, then turn it on.
 
     \b
     Example: a rotation, the new key in, the old one kept for reading

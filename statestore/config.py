@@ -107,6 +107,7 @@ class Settings:
     encryption_old_keys: tuple[bytes | str, ...] = field(default=(), repr=False)
     encrypt_workflows: bool = False
     secret_policy: str = "refuse"
+    require_encryption: bool = False  # refuse plain-JSON states of encrypted types (after ``reencrypt``)
     s3_region: str | None = None
     s3_prefix: str = ""
     s3_connect_timeout: float = 5.0
@@ -128,6 +129,9 @@ class Settings:
         backend = (env.get("STATESTORE_BACKEND") or "local").strip().lower()
         if backend not in BACKENDS:
             raise InvalidInputError(f"STATESTORE_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+        require_encryption = _bool(env, "STATESTORE_REQUIRE_ENCRYPTION", False)
+        if require_encryption and encryption_key is None:
+            raise InvalidInputError("STATESTORE_REQUIRE_ENCRYPTION is on but STATESTORE_ENCRYPTION_KEY is not set")
         return cls(
             backend=backend,
             local_root=_first(env, "STATESTORE_LOCAL_ROOT", "ATLAN_TEMPORARY_PATH") or DEFAULT_LOCAL_ROOT,
@@ -140,6 +144,7 @@ class Settings:
             encryption_old_keys=encryption_old_keys,
             encrypt_workflows=_bool(env, "STATESTORE_ENCRYPT_WORKFLOWS", False),
             secret_policy=secret_policy,
+            require_encryption=require_encryption,
             **_s3_settings(env),
         )
 

@@ -15,6 +15,9 @@ Keys: one *primary* key encrypts every new write; *old* keys still decrypt.
 A state read under an old key, or still in plain JSON, comes back with
 ``reseal=True`` and the store rewrites it under the primary key on its next
 write (``Store.reencrypt_states`` does that for all states of a type at once).
+With ``require_encryption`` a state of an encrypted type stored as plain JSON
+is refused instead (``UnencryptedStateError``): once every state is migrated,
+plain JSON can only have been planted.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .codec import Codec, Opened
-from .errors import DecryptionError, InvalidInputError, SecretPolicyError
+from .codec import Codec, Opened, loads
+from .errors import DecryptionError, InvalidInputError, SecretPolicyError, UnencryptedStateError
 from .hygiene import find_raw_secrets
 from .paths import StateKey
 from .statetype import StateType
@@ -122,6 +125,8 @@ class EncryptingCodec(Codec):
     encrypted object raises ``DecryptionError``, and ``secret_policy``
     decides about raw secrets in credentials: ``"refuse"`` (the default)
     raises ``SecretPolicyError``, ``"allow"`` stores them as they are.
+    ``require_encryption`` (needs a primary key) refuses to read a state of an
+    encrypted type that is stored as plain JSON (``UnencryptedStateError``).
     """
 
     def __init__(
@@ -131,7 +136,13 @@ class EncryptingCodec(Codec):
         *,
         encrypt_workflows: bool = False,
         secret_policy: str = DEFAULT_SECRET_POLICY,
+        require_encryption: bool = False,
     ) -> None:
+        if require_encryption and primary is None:
+            raise InvalidInputError(
+                "require_encryption needs a primary encryption key (STATESTORE_REQUIRE_ENCRYPTION needs "
+                "STATESTORE_ENCRYPTION_KEY)"
+            )
         if secret_policy not in SECRET_POLICIES:
             raise InvalidInputError(f"secret_policy must be one of {', '.join(SECRET_POLICIES)}, got {secret_policy!r}")
         if isinstance(old, (str, bytes)):
@@ -141,6 +152,7 @@ class EncryptingCodec(Codec):
             raise InvalidInputError("old encryption keys were given without a primary key")
         self.encrypt_workflows = bool(encrypt_workflows)
         self.secret_policy = secret_policy
+        self.require_encryption = bool(require_encryption)
         # Only AESGCM objects and key ids are kept: no attribute holds key bytes.
         self._aeads: dict[str, AESGCM] = {}
         self.primary_key_id: str | None = None
@@ -160,7 +172,8 @@ class EncryptingCodec(Codec):
         old = [k for k in self._aeads if k != self.primary_key_id]
         return (
             f"EncryptingCodec(primary_key_id={self.primary_key_id!r}, old_key_ids={old!r}, "
-            f"encrypt_workflows={self.encrypt_workflows}, secret_policy={self.secret_policy!r})"
+            f"encrypt_workflows={self.encrypt_workflows}, secret_policy={self.secret_policy!r}, "
+            f"require_encryption={self.require_encryption})"
         )
 
     def encrypts(self, state_type: StateType) -> bool:
@@ -190,16 +203,16 @@ class EncryptingCodec(Codec):
     def open(self, key: StateKey, stored: bytes) -> Opened:
         wanted = self.encrypts(key.type)
         if not looks_sealed(stored):
-            return Opened(stored, wanted)  # plain JSON: encrypt it on the next write if this type is encrypted
+            return self._plain(key, stored, wanted)
         try:
-            doc = orjson.loads(stored)
-        except orjson.JSONDecodeError:
+            doc = loads(stored)
+        except ValueError:
             raise DecryptionError(
                 f"{key} is damaged: it looks like an encrypted envelope but is not valid JSON "
                 f"({len(stored)} bytes stored, possibly truncated)"
             ) from None
         if not isinstance(doc, dict) or not _is_envelope(doc):
-            return Opened(stored, wanted)
+            return self._plain(key, stored, wanted)
         kid, nonce, ciphertext = self._fields(key, doc)
         aead = self._aeads.get(kid)
         if aead is None:
@@ -257,6 +270,16 @@ class EncryptingCodec(Codec):
 
     # -- helpers ---------------------------------------------------------------
 
+    def _plain(self, key: StateKey, stored: bytes, wanted: bool) -> Opened:
+        """A state stored as plain JSON: encrypt it on the next write, or refuse it if encryption is required."""
+        if wanted and self.require_encryption:
+            raise UnencryptedStateError(
+                f"{key} is stored as plain JSON, but encryption is required (STATESTORE_REQUIRE_ENCRYPTION): "
+                "it was written before encryption was on, or planted by someone with write access to the "
+                "store. It is never merged into; replace_state or delete_state write over it"
+            )
+        return Opened(stored, wanted)
+
     @staticmethod
     def _fields(key: StateKey, doc: dict[str, Any]) -> tuple[str, bytes, bytes]:
         """Validate the envelope's shape; anything off is ``DecryptionError``, never a guess."""
@@ -288,10 +311,11 @@ def _is_envelope(doc: dict[str, Any]) -> bool:
 
 
 def codec_from_settings(settings: Settings) -> EncryptingCodec:
-    """The codec ``Settings`` describe (keys, ``encrypt_workflows``, ``secret_policy``)."""
+    """The codec ``Settings`` describe (keys, ``encrypt_workflows``, ``secret_policy``, ``require_encryption``)."""
     return EncryptingCodec(
         settings.encryption_key,
         settings.encryption_old_keys,
         encrypt_workflows=settings.encrypt_workflows,
         secret_policy=settings.secret_policy,
+        require_encryption=settings.require_encryption,
     )

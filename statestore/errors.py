@@ -39,6 +39,14 @@ class DecryptionError(CorruptStateError):
     """An encrypted state cannot be decrypted: no key, wrong key, tampered or moved object."""
 
 
+class UnencryptedStateError(CorruptStateError):
+    """A state that must be encrypted (``require_encryption``) is stored as plain JSON.
+
+    Like any ``CorruptStateError`` it is never merged into: only ``replace_state``
+    and ``delete_state`` write over it.
+    """
+
+
 class BackendError(StateStoreError):
     """The object store failed; the original exception is chained as ``__cause__``."""
 

@@ -294,11 +294,11 @@ class Store:
     def key(self, id: str, type: StateType | str) -> StateKey:  # noqa: A002
         """Validate ``id`` and ``type`` and return where that state lives (validated pairs are remembered)."""
         if id.__class__ is not str or not isinstance(type, str):
-            return state_key(self.app_name, type, id)
+            return state_key(self.app_name, type, id, key_prefix=self.backend.key_prefix)
         memo = (id, type)
         skey = self._keys.get(memo)
         if skey is None:
-            skey = state_key(self.app_name, type, id)
+            skey = state_key(self.app_name, type, id, key_prefix=self.backend.key_prefix)
             if len(self._keys) >= _KEY_MEMO:
                 self._keys.clear()
             self._keys[memo] = skey
@@ -326,7 +326,7 @@ class Store:
             raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
 
         def check() -> None:
-            check_json(value, f"value of {key!r}")
+            check_json({key: value}, "value")
             self.codec.check(skey, {key: value})
 
         large = await _checked(value, check)

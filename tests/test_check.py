@@ -24,7 +24,7 @@ import orjson
 import pytest
 from conftest import S3Location, S3Target, s3_backend
 from test_cli import clean_env, statestore
-from test_s3_faults import FaultProxy, _Answer
+from fault_proxy import FaultProxy, _Answer
 
 from statestore import (
     CheckReport,

@@ -123,7 +123,11 @@ BAD_VALUES: list[tuple[st.SearchStrategy[Any], tuple[str, ...]]] = [
     (st.builds(object), ("object",)),
     (st.complex_numbers(allow_nan=False), ("complex",)),
     (st.sampled_from([datetime.datetime(2026, 1, 1), datetime.date(2026, 1, 1)]), ("datetime", "date")),
-    (st.one_of(st.integers(min_value=2**64), st.integers(max_value=-(2**63) - 1)), ("64-bit",)),
+    (st.integers(min_value=4301, max_value=4400).map(lambda n: [10**n]), ("digits",)),
+    (
+        st.tuples(st.text(max_size=4), st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])).map("".join),
+        ("surrogate",),
+    ),
     (st.integers(min_value=260, max_value=2000).map(nested), ("nested",)),
     (
         st.dictionaries(

@@ -75,6 +75,11 @@ class ObjectBackend(ABC):
     def list(self, prefix: str) -> AsyncIterator[str]:
         """Yield the keys that start with ``prefix``, streaming (never temp or lock files)."""
 
+    @property
+    def key_prefix(self) -> str:
+        """What the backend puts before every key on the server (S3's ``prefix``); counts toward key limits."""
+        return ""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections and other resources; the backend may be used again afterwards."""
 

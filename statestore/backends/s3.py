@@ -366,6 +366,10 @@ class S3Backend(ObjectBackend):
         """The endpoint in use: the argument, else the one botocore reads from the environment."""
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
+    @property
+    def key_prefix(self) -> str:
+        return self.prefix
+
     def object_key(self, key: str) -> str:
         return self.prefix + key
 

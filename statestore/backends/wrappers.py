@@ -20,6 +20,10 @@ class WrapperBackend(ObjectBackend):
         self.inner = inner
         self.supports_conditional_delete = inner.supports_conditional_delete
 
+    @property
+    def key_prefix(self) -> str:
+        return self.inner.key_prefix
+
     async def get(self, key: str) -> Versioned | None:
         return await self.inner.get(key)
 
