@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 import pytest
 from conftest import S3Location, S3Target, s3_backend
-from test_cli import clean_env, statestore
 from fault_proxy import FaultProxy, _Answer
+from test_cli import clean_env, statestore
 
 from statestore import (
     CheckReport,
