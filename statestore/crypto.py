@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -39,9 +39,6 @@ from .errors import DecryptionError, InvalidInputError, SecretPolicyError, Unenc
 from .hygiene import find_raw_secrets
 from .paths import StateKey
 from .statetype import StateType
-
-if TYPE_CHECKING:
-    from .config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -308,14 +305,3 @@ def _is_envelope(doc: dict[str, Any]) -> bool:
     if MARKER in doc:
         return True
     return len(doc) == len(ENVELOPE_FIELDS) and len(ENVELOPE_FIELDS.intersection(doc)) >= len(ENVELOPE_FIELDS) - 1
-
-
-def codec_from_settings(settings: Settings) -> EncryptingCodec:
-    """The codec ``Settings`` describe (keys, ``encrypt_workflows``, ``secret_policy``, ``require_encryption``)."""
-    return EncryptingCodec(
-        settings.encryption_key,
-        settings.encryption_old_keys,
-        encrypt_workflows=settings.encrypt_workflows,
-        secret_policy=settings.secret_policy,
-        require_encryption=settings.require_encryption,
-    )
