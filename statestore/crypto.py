@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -49,10 +49,9 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 ENVELOPE_FIELDS = frozenset({MARKER, "version", "key_id", "nonce", "ciphertext"})
-SECRET_POLICIES = ("refuse", "allow")
-DEFAULT_SECRET_POLICY = "refuse"
-
 SecretPolicy = Literal["refuse", "allow"]
+SECRET_POLICIES: tuple[SecretPolicy, ...] = get_args(SecretPolicy)
+DEFAULT_SECRET_POLICY: SecretPolicy = "refuse"
 
 # Any one of these in the stored bytes makes ``open`` parse them as a possible
 # envelope; a single flipped bit cannot remove more than one of them.

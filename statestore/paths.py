@@ -102,7 +102,7 @@ def check_object_key(key: str, prefix: str = "") -> str:
     return full
 
 
-def validate_id(id: str) -> str:  # noqa: A002 - the API page names it ``id``
+def validate_id(id: str) -> str:  # noqa: A002 - ``id`` is the public parameter name
     """Return ``id`` if it may name a state, else raise ``PathTraversalError`` / ``InvalidInputError``."""
     return _check_name(id, "id")
 

@@ -349,6 +349,10 @@ def test_redact() -> None:
 def test_redact_url() -> None:
     assert redact_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
     assert redact_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+    assert (
+        redact_url("https://minio.local/x?token=t0k&region=eu") == f"https://minio.local/x?token={REDACTED}&region=eu"
+    )
+    assert redact_url("http://[::1/x") == REDACTED  # does not parse: not shown at all
 
 
 class _NamedCodec(Codec):
