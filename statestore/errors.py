@@ -53,3 +53,7 @@ class BackendError(StateStoreError):
 
 class LockTimeoutError(BackendError):
     """A state's lock stayed held by another process or thread longer than the backend's ``lock_timeout``."""
+
+
+class MotoUnavailableError(StateStoreError, RuntimeError):
+    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""

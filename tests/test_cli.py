@@ -39,18 +39,10 @@ from statestore import (
     generate_key,
     key_id,
 )
-from statestore.cli import (
-    REDACTED,
-    _describe_error,
-    _setting,
-    cli,
-    effective_config,
-    is_secret_key,
-    parse_value,
-    redact,
-    run,
-    safe_url,
-)
+from statestore.cli import cli, effective_config, parse_value, run
+from statestore.cli.exit_codes import describe_error as _describe_error
+from statestore.cli.render import _setting
+from statestore.hygiene import REDACTED, is_secret_key, redact, redact_url
 from statestore.testing import MotoServer, local_store
 
 EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
@@ -354,9 +346,13 @@ def test_redact() -> None:
     assert state["client_secret"] == "s"  # a copy, not in place
 
 
-def test_safe_url() -> None:
-    assert safe_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
-    assert safe_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+def test_redact_url() -> None:
+    assert redact_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert redact_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+    assert (
+        redact_url("https://minio.local/x?token=t0k&region=eu") == f"https://minio.local/x?token={REDACTED}&region=eu"
+    )
+    assert redact_url("http://[::1/x") == REDACTED  # does not parse: not shown at all
 
 
 class _NamedCodec(Codec):
@@ -415,7 +411,7 @@ def test_run_maps_a_real_conflict_to_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = Store(_AlwaysLoses(), retry=RetryPolicy(attempts=3, base_delay=0.0))
-    monkeypatch.setattr("statestore.cli.build_store", lambda settings: store)
+    monkeypatch.setattr("statestore.cli.options.build_store", lambda settings: store)
     assert run(["--backend", "memory", "set", "wf", "k", "1"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
