@@ -758,6 +758,35 @@ class Store:
             await asyncio.gather(*tasks, return_exceptions=True)
         return {state_id: found[state_id] for state_id in wanted}
 
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        """A store on the backend ``url`` names (see ``statestore.url``); ``options`` go to ``Store``.
+
+        ``file:///abs/path`` or ``file:relative/path``, ``memory://``, or
+        ``s3://bucket[/prefix][?endpoint_url=...&region=...]`` (credentials from the AWS chain).
+        """
+        from .url import parse_store_url
+
+        parsed = parse_store_url(url)
+        backend: ObjectBackend
+        if parsed.kind == "memory":
+            from .backends.memory import MemoryBackend
+
+            backend = MemoryBackend()
+        elif parsed.kind == "local":
+            from .backends.local import LocalBackend
+
+            assert parsed.local_root is not None
+            backend = LocalBackend(parsed.local_root)
+        else:
+            from .backends.s3 import S3Backend
+
+            assert parsed.bucket is not None
+            backend = S3Backend(
+                parsed.bucket, prefix=parsed.prefix, endpoint_url=parsed.endpoint_url, region=parsed.region
+            )
+        return cls(backend, **options)
+
 
 def _same_version(a: _Current | None, b: _Current | None) -> bool:
     """Whether two sightings of a state are the same stored version."""
