@@ -10,7 +10,7 @@ this is the one module that does so.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -162,3 +162,14 @@ class StateStore:
     def iter_states(cls, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
         """Stream the ids of the default app's states of ``type``, unsorted."""
         return get_default_store().iter_states(type)
+
+    @classmethod
+    async def get_states(
+        cls,
+        ids: Iterable[str],
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 16,
+    ) -> dict[str, State]:
+        """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
+        return await get_default_store().get_states(ids, type, concurrency=concurrency)
