@@ -23,6 +23,7 @@ from .backends.s3 import (
 from .crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
 from .errors import InvalidInputError
 from .paths import validate_app_name
+from .url import parse_store_url
 
 BACKENDS = ("local", "memory", "s3")
 DEFAULT_BACKEND = "local"
@@ -190,8 +191,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``), with the ``ATLAN_*`` fallbacks.
 
-        ``overrides`` (field names) replace what the environment says before the
-        whole is checked, so an option can complete or correct the environment.
+        ``STATESTORE_URL`` (see ``statestore.url``), when set, decides the backend and
+        every setting of that backend, whatever ``STATESTORE_BACKEND`` and its
+        companions say. ``overrides`` (field names) replace what the environment says
+        before the whole is checked, so an option can complete or correct the environment.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
@@ -217,6 +220,9 @@ class Settings:
             "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
             "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
         }
+        url = env.get("STATESTORE_URL")
+        if url:  # one URL replaces STATESTORE_BACKEND and its companions at once
+            values.update(parse_store_url(url).settings_fields())
         return cls(**{**values, **overrides})
 
 

@@ -502,3 +502,26 @@ def test_reencrypt_after_key_rotation_and_config_shows_only_key_ids(tmp_path: Pa
     assert orjson.loads(ok(statestore(*r, "get", "db", "--show-secrets", cwd=tmp_path, env=only_new))) == stored
     failed(statestore(*r, "get", "db", cwd=tmp_path, env=clean_env(STATESTORE_ENCRYPTION_KEY=old)), 3, "cannot decrypt")
     failed(statestore(*r, "get", "db", cwd=tmp_path), 3, "cannot decrypt")
+
+
+def test_url_option_and_statestore_url_name_the_store(tmp_path: Path, moto_server: MotoServer) -> None:
+    """``--url`` and ``STATESTORE_URL`` replace the backend flags and variables; the two cannot be mixed."""
+    root = tmp_path / "by-url"
+    round_trip(["--url", f"file://{root}"], tmp_path)
+    ok(statestore("set", "wf-u", "k", "1", cwd=tmp_path, env=clean_env(STATESTORE_URL=f"file:{root.name}")))
+    assert (root / KEY.format(type="workflows", id="wf-u")).is_file()
+    bucket = moto_server.create_bucket()
+    url = f"s3://{bucket}/tenant?endpoint_url={moto_server.endpoint_url}&region=us-east-1"
+    env = clean_env(**moto_server.fake_credentials(), STATESTORE_BACKEND="local", STATESTORE_LOCAL_ROOT="ignored")
+    ok(statestore("--url", url, "set", "wf-s3", "k", "2", cwd=tmp_path, env=env))
+    client = moto_server.client()
+    try:
+        body = client.get_object(Bucket=bucket, Key="tenant/" + KEY.format(type="workflows", id="wf-s3"))["Body"]
+        assert orjson.loads(body.read()) == {"k": 2}
+    finally:
+        client.close()
+    assert not (tmp_path / "ignored").exists()
+    failed(statestore("--url", f"file://{root}", "--root", "x", "get", "wf-u", cwd=tmp_path), 2, "--root")
+    failed(statestore("--url", "ftp://host/x", "get", "wf-u", cwd=tmp_path), 2, "unknown store URL scheme 'ftp'")
+    line = failed(statestore("--url", "s3://AK:s3cr3t@bucket", "get", "wf-u", cwd=tmp_path), 2, "user name")
+    assert "s3cr3t" not in line

@@ -70,3 +70,14 @@ def test_cli_options_are_laid_over_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("STATESTORE_BUCKET", raising=False)
     settings = Options(overrides={"bucket": "from-option"}).settings()
     assert (settings.backend, settings.bucket) == ("s3", "from-option")
+
+
+def test_statestore_url_decides_the_backend_and_its_settings() -> None:
+    env = {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": "/srv/x", "STATESTORE_BUCKET": "other"}
+    settings = Settings.from_env({**env, "STATESTORE_URL": "s3://b/p?endpoint_url=http://127.0.0.1:9&region=eu-west-1"})
+    assert (settings.backend, settings.bucket, settings.s3_prefix) == ("s3", "b", "p")
+    assert (settings.s3_endpoint_url, settings.s3_region) == ("http://127.0.0.1:9", "eu-west-1")
+    assert Settings.from_env({**env, "STATESTORE_URL": "memory://"}).backend == "memory"
+    assert Settings.from_env({"STATESTORE_URL": "file:rel/dir"}).local_root == "rel/dir"
+    with pytest.raises(InvalidInputError, match="unknown store URL scheme"):
+        Settings.from_env({"STATESTORE_URL": "gs://bucket"})

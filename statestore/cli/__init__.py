@@ -51,6 +51,11 @@ class _Group(click.Group):
 @click.option(
     "--backend", type=click.Choice(BACKENDS), help=f"Backend (env STATESTORE_BACKEND; default {DEFAULT_BACKEND})."
 )
+@click.option(
+    "--url",
+    help="The store as one URL: file:///path, file:relative/path, memory://, "
+    "s3://bucket[/prefix][?endpoint_url=...&region=...] (env STATESTORE_URL).",
+)
 @click.option("--root", help="Root directory of the local backend (env STATESTORE_LOCAL_ROOT).")
 @click.option("--app", help="Application name, the <app> in every key (env STATESTORE_APP_NAME).")
 @click.option("--bucket", help="Bucket of the s3 backend (env STATESTORE_BUCKET).")
@@ -62,6 +67,7 @@ class _Group(click.Group):
 def cli(
     opts: Options,
     backend: str | None,
+    url: str | None,
     root: str | None,
     app: str | None,
     bucket: str | None,
@@ -82,6 +88,7 @@ def cli(
     """
     given = {"backend": backend, "local_root": root, "app_name": app, "bucket": bucket, "s3_endpoint_url": endpoint_url}
     opts.overrides = {name: value for name, value in given.items() if value is not None}
+    opts.url = url
     opts.state_type = state_type
     opts.json = json_output
     opts.debug = debug

@@ -10,13 +10,16 @@ from typing import Any, TypeVar
 import click
 
 from ..config import Settings
+from ..errors import InvalidInputError
 from ..facade import build_store
 from ..statetype import StateType
 from ..store import Store
+from ..url import parse_store_url
 
 T = TypeVar("T")
 
 TYPE_NAMES = tuple(t.value for t in StateType)
+_FLAGS = {"backend": "backend", "local_root": "root", "bucket": "bucket", "s3_endpoint_url": "endpoint-url"}
 
 
 @dataclasses.dataclass
@@ -24,12 +27,20 @@ class Options:
     """The global options; ``overrides`` are ``Settings`` fields laid over the environment."""
 
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    url: str | None = None
     state_type: str | None = None
     json: bool = False
     debug: bool = False
 
     def settings(self) -> Settings:
-        return Settings.from_env(**self.overrides)
+        """The environment, then ``--url`` (which decides the backend and its settings), then the other options."""
+        if self.url is None:
+            return Settings.from_env(**self.overrides)
+        backend_options = {"backend", "local_root", "bucket", "s3_endpoint_url"}.intersection(self.overrides)
+        if backend_options:
+            flags = ", ".join(sorted("--" + _FLAGS[name] for name in backend_options))
+            raise InvalidInputError(f"--url names the backend already; drop {flags}")
+        return Settings.from_env(**parse_store_url(self.url).settings_fields(), **self.overrides)
 
     def resolve_type(self, per_command: str | None) -> StateType:
         """The command's ``--type``, else the global one, else ``workflows``; a bad name is exit 2."""
