@@ -36,6 +36,7 @@ from .errors import (
     SecretPolicyError,
     StateStoreError,
     StateTooLargeError,
+    SyncStoreUsageError,
     UnencryptedStateError,
 )
 from .facade import StateStore, build_state_store_path, build_store, get_default_store, set_default_store, use_store
@@ -77,6 +78,7 @@ __all__ = [
     "StateTooLargeError",
     "StateType",
     "Store",
+    "SyncStoreUsageError",
     "UnencryptedStateError",
     "Verdict",
     "Versioned",
