@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+import statestore.cas as cas_module
 import statestore.store as store_module
 from statestore import InvalidInputError, MemoryBackend, ObjectBackend, StateTooLargeError, StateType, Store
 from statestore.codec import check_json, copy_state, decode, encode
@@ -179,9 +180,10 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
         recorder.record("check", len(orjson.dumps(value)))
         check_json(value, what)
 
-    monkeypatch.setattr(store_module, "decode", spy_decode)
-    monkeypatch.setattr(store_module, "encode", spy_encode)
-    monkeypatch.setattr(store_module, "copy_state", spy_copy)
+    monkeypatch.setattr(cas_module, "decode", spy_decode)
+    monkeypatch.setattr(cas_module, "encode", spy_encode)
+    monkeypatch.setattr(cas_module, "copy_state", spy_copy)
+    monkeypatch.setattr(cas_module, "check_json", spy_check)
     monkeypatch.setattr(store_module, "check_json", spy_check)
     yield recorder
 

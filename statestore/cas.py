@@ -1,0 +1,459 @@
+"""The compare-and-swap loop that stores every change, with its cache of the last version seen per state.
+
+``CompareAndSwap.apply`` reads the current state and its ETag (or takes them
+from the cache), applies a sequence of changes to it (a ``Draft``), writes the
+result conditionally, and on ``PreconditionFailed`` re-reads, re-applies and
+retries with jittered backoff. A change that fails on its own is refused (its
+caller gets the error) and the others are still written.
+
+A pass decodes and encodes the state once, however many changes it has; only
+an update function (its own copy) costs a copy each. Work on large states runs
+in worker threads (``offload``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, NamedTuple, TypeAlias, TypeVar
+
+from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
+from .codec import Codec, check_json, copy_state, decode, encode
+from .errors import (
+    BackendError,
+    ConflictError,
+    CorruptStateError,
+    InvalidInputError,
+    StateStoreError,
+    StateTooLargeError,
+)
+from .lru import LRU
+from .offload import OFFLOAD_BYTES, offload, run_check
+from .paths import StateKey
+from .retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+State = dict[str, Any]
+UpdateFn = Callable[[State], State]
+T = TypeVar("T")
+
+
+# -- changes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Set top-level keys to ``values``, keeping the others (``save_state``, ``save_state_object``)."""
+
+    values: Mapping[str, Any]
+    large: bool = False  # the values may encode to OFFLOAD_BYTES or more
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Make ``values`` the whole state; it applies on top of a corrupt state too (``replace_state``)."""
+
+    values: Mapping[str, Any]
+    large: bool = False
+
+
+@dataclass(frozen=True)
+class Update:
+    """Replace the state with ``fn(a copy of it)`` (``update_state``); the result is checked when applied."""
+
+    fn: UpdateFn
+
+
+Change: TypeAlias = Merge | Replace | Update
+
+#: Changes nothing: the loop writes it only where the codec says the stored form is outdated (``Opened.reseal``).
+RESEAL = Merge({})
+
+
+# -- what the loop knows of the stored object ---------------------------------------
+
+
+class Stored(NamedTuple):
+    """A stored state as seen: its plain JSON, its ETag, and whether the codec says its stored form is outdated."""
+
+    plain: bytes
+    etag: str
+    reseal: bool = False
+
+
+class Unreadable(NamedTuple):
+    """A stored object that is not a readable state (the codec cannot open it, or it is not a JSON object).
+
+    Only a ``Replace`` may write over it; every other change fails with ``error``.
+    """
+
+    etag: str
+    error: CorruptStateError
+
+
+#: The stored object: a state, something unreadable, or nothing (None).
+Seen: TypeAlias = Stored | Unreadable | None
+
+
+class Basis(Enum):
+    """Where the loop's picture of the stored object comes from."""
+
+    UNREAD = "nothing yet: read it"
+    CACHE = "this process's last sighting: may be stale"
+    BACKEND = "the backend, just now (a read, or a refused write that said what it holds)"
+
+
+class Outcome(NamedTuple):
+    """What the compare-and-swap loop did with a sequence of changes."""
+
+    key: StateKey
+    state: State  # as stored (or as found, if nothing needed writing)
+    plain: bytes  # its JSON; empty if no change applied
+    refused: dict[int, BaseException]  # index of a change that was not applied -> its caller's error
+
+    async def copy(self) -> State:
+        """A deep copy of ``state``: decoded from the stored JSON (the cheapest deep copy; in a thread if large)."""
+        return await _decode(self.key, self.plain)
+
+
+# -- drafts -------------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+class Draft:
+    """The state one pass builds, change by change; a change that fails leaves it as it was.
+
+    It starts from a shallow copy of ``base``: changes only set top-level keys or replace the
+    whole state (an update function works on a deep copy), so ``base`` itself stays as decoded
+    and a second pass can start from it again.
+    """
+
+    def __init__(self, skey: StateKey, codec: Codec, base: State | Unreadable, large: bool) -> None:
+        self.skey = skey
+        self.codec = codec
+        self.state: State | None = None if isinstance(base, Unreadable) else dict(base)
+        self.unreadable = base if isinstance(base, Unreadable) else None
+        self.large = large  # the state may encode to OFFLOAD_BYTES or more: work on it goes to a thread
+        self.applied = 0
+
+    def current(self) -> State:
+        """The state so far; a change that needs it fails if the stored object is unreadable."""
+        if self.state is None:
+            assert self.unreadable is not None
+            raise self.unreadable.error
+        return self.state
+
+    def merge(self, change: Merge) -> None:
+        """Apply a ``Merge``: only its keys change, so undoing it is restoring them."""
+        state = self.current()
+        saved = {k: state.get(k, _MISSING) for k in change.values}
+        state.update(change.values)
+        try:
+            self.codec.check_state(self.skey, state)
+        except Exception:
+            for k, old in saved.items():
+                if old is _MISSING:
+                    del state[k]
+                else:
+                    state[k] = old
+            raise
+        self.applied += 1
+        self.large = self.large or change.large
+
+    def replace(self, change: Replace) -> None:
+        self.accept(dict(change.values))
+        self.large = self.large or change.large
+
+    def accept(self, state: State) -> None:
+        """Make ``state`` (checked JSON) the whole state."""
+        self.codec.check_state(self.skey, state)
+        self.state = state
+        self.applied += 1
+
+    def plain(self) -> bytes:
+        return encode(self.current())
+
+
+class ExactDraft(Draft):
+    """A draft that also keeps each top-level entry's JSON, to encode and size every change on its own.
+
+    A change then costs encoding what it sets (for an update function's result, the whole state),
+    so the size limit fails exactly the changes that cross it, and a value that does not encode
+    fails only its own change. Used to re-apply changes whose combined state did not encode or
+    was over the limit.
+    """
+
+    def __init__(self, skey: StateKey, codec: Codec, base: State | Unreadable, large: bool, limit: int) -> None:
+        super().__init__(skey, codec, base, large)
+        self.limit = limit
+        self.pieces = _pieces(self.state) if self.state is not None else {}
+        self.total = _total(self.pieces.values())
+
+    def merge(self, change: Merge) -> None:
+        self.current()  # an unreadable stored object fails the change first
+        new = _pieces(change.values)
+        total = self.total + _total(new.values()) - _total(self.pieces[k] for k in new if k in self.pieces)
+        self._check_size(total)
+        super().merge(change)
+        self.pieces.update(new)
+        self.total = total
+
+    def accept(self, state: State) -> None:
+        pieces = _pieces(state)
+        total = _total(pieces.values())
+        self._check_size(total)
+        super().accept(state)
+        self.pieces, self.total = pieces, total
+
+    def plain(self) -> bytes:
+        return b"{" + b",".join(self.pieces.values()) + b"}"
+
+    def _check_size(self, total: int) -> None:
+        size = max(2, total + 1)  # "{" + pieces joined by "," + "}"
+        if size > self.limit:
+            raise StateTooLargeError(f"{self.skey} would be {size} bytes; the limit is {self.limit}")
+
+
+def _pieces(values: Mapping[str, Any]) -> dict[str, bytes]:
+    """The JSON of each entry (``"key":value``): an object's JSON is these, joined by commas, in braces."""
+    return {k: encode({k: v})[1:-1] for k, v in values.items()}
+
+
+def _total(pieces: Iterable[bytes]) -> int:
+    return sum(len(piece) + 1 for piece in pieces)
+
+
+async def _decode(skey: StateKey, plain: bytes) -> State:
+    """``decode``, in a worker thread for large states."""
+    return await offload(len(plain) >= OFFLOAD_BYTES, decode, plain, skey)
+
+
+def _same_version(a: Seen, b: Seen) -> bool:
+    """Whether two sightings of a stored object are the same version."""
+    if isinstance(a, Stored) and isinstance(b, Stored):
+        return same_etag(a.etag, b.etag) and a.plain == b.plain
+    if isinstance(a, Unreadable) and isinstance(b, Unreadable):
+        return same_etag(a.etag, b.etag)
+    return a is None and b is None
+
+
+def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
+    """Whether the pass leaves the stored object as it is (no change applied, or the same JSON and encoding)."""
+    if not draft.applied:  # every change failed (or needed a readable state)
+        return True
+    if current is None:
+        return not draft.state
+    return isinstance(current, Stored) and plain == current.plain and not current.reseal
+
+
+# -- the loop -----------------------------------------------------------------------
+
+
+class CompareAndSwap:
+    """Conditional writes of changes to states on one backend, and the (plain, ETag) last seen per state."""
+
+    def __init__(
+        self, backend: ObjectBackend, codec: Codec, retry: RetryPolicy, max_state_bytes: int, cache_size: int
+    ) -> None:
+        self.backend = backend
+        self.codec = codec
+        self.retry = retry
+        self.max_state_bytes = max_state_bytes
+        self._cache: LRU[str, Stored] = LRU(cache_size)
+
+    async def read_state(self, skey: StateKey) -> State:
+        """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""
+        current = await self._read(skey)
+        if current is None:
+            return {}
+        if isinstance(current, Unreadable):
+            raise current.error
+        state = await _decode(skey, current.plain)
+        if not current.reseal:
+            self._cache.put(skey.object_key, current)
+        return state
+
+    async def outdated(self, skey: StateKey) -> bool:
+        """Whether the codec says the stored form of this state is outdated, read afresh.
+
+        Raises the error of an unreadable object. An outdated state is remembered, so that
+        applying ``RESEAL`` next writes it anew without reading it again.
+        """
+        self._cache.discard(skey.object_key)
+        current = await self._read(skey)
+        if current is None:
+            return False
+        if isinstance(current, Unreadable):
+            raise current.error
+        if not current.reseal:
+            return False
+        self._cache.put(skey.object_key, current)
+        return True
+
+    async def delete(self, skey: StateKey) -> None:
+        self._cache.discard(skey.object_key)
+        await self._call(skey, "delete", self.backend.delete(skey.object_key))
+
+    async def apply(self, skey: StateKey, changes: Sequence[Change]) -> Outcome:
+        """Apply ``changes`` in order and store the result, retrying on conflict.
+
+        An outcome that writes nothing (no change, or every change failed) is returned only once
+        the backend confirms the state it was computed from: a cached state may be stale, and a
+        successful conditional write is what confirms it otherwise.
+        """
+        object_key = skey.object_key
+        budget = self.retry.start()
+        current: Seen = self._cache.get(object_key)
+        basis = Basis.UNREAD if current is None else Basis.CACHE
+        while True:
+            if basis is Basis.UNREAD:
+                current, basis = await self._read(skey), Basis.BACKEND
+            draft, refused, plain = await self._run(skey, current, changes)
+            if _nothing_to_write(current, draft, plain):
+                if basis is Basis.CACHE:  # only the cache says so: ask the backend
+                    fresh = await self._read(skey)
+                    basis = Basis.BACKEND
+                    if not _same_version(current, fresh):
+                        current = fresh
+                        continue
+                if isinstance(current, Stored) and not current.reseal and draft.state is not None:
+                    self._cache.put(object_key, current)
+                return Outcome(skey, draft.state or {}, plain, refused)
+            sealed = await offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
+            try:
+                etag = await self._call(
+                    skey,
+                    "put",
+                    self.backend.put(
+                        object_key,
+                        sealed,
+                        if_match=current.etag if current is not None else None,
+                        if_none_match=current is None,
+                    ),
+                )
+            except PreconditionFailed as conflict:
+                self._cache.discard(object_key)
+                retry_at_once = conflict.current_known and budget.tries == 1  # it said what it holds now
+                if not await budget.backoff(sleep=not retry_at_once):
+                    raise ConflictError(
+                        f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
+                    ) from None
+                logger.debug("conflict on %s, attempt %d", skey, budget.tries)
+                if retry_at_once:
+                    current, basis = await self._opened(skey, conflict.current), Basis.BACKEND
+                else:
+                    basis = Basis.UNREAD
+                continue
+            except BaseException:
+                self._cache.discard(object_key)
+                raise
+            self._cache.put(object_key, Stored(plain, etag))
+            return Outcome(skey, draft.current(), plain, refused)
+
+    # -- one pass -----------------------------------------------------------------------
+
+    async def _run(
+        self, skey: StateKey, current: Seen, changes: Sequence[Change]
+    ) -> tuple[Draft, dict[int, BaseException], bytes]:
+        """Apply ``changes`` to the current state and encode the result: the draft, the refused changes, the JSON.
+
+        The combined state is encoded once. Only if that fails, or it is over the size limit, are the
+        changes applied again, one by one (``ExactDraft``), to refuse only the changes at fault.
+        """
+        base = await self._base(skey, current)
+        large = isinstance(current, Stored) and len(current.plain) >= OFFLOAD_BYTES
+        draft = Draft(skey, self.codec, base, large)
+        refused = await self._build(skey, draft, changes)
+        if not draft.applied:
+            return draft, refused, b""
+        plain: bytes | None
+        try:
+            plain = await offload(draft.large, draft.plain)
+        except InvalidInputError:  # a value that does not encode: the exact pass finds whose
+            plain = None
+        if plain is not None and len(plain) <= self.max_state_bytes:
+            return draft, refused, plain
+        del plain
+        draft = await offload(large, ExactDraft, skey, self.codec, base, large, self.max_state_bytes)
+        refused = await self._build(skey, draft, changes)
+        return draft, refused, await offload(draft.large, draft.plain) if draft.applied else b""
+
+    async def _base(self, skey: StateKey, current: Seen) -> State | Unreadable:
+        """The stored state, decoded, or the unreadable object."""
+        if current is None:
+            return {}
+        if isinstance(current, Unreadable):
+            return current
+        try:
+            return await _decode(skey, current.plain)
+        except CorruptStateError as exc:
+            return Unreadable(current.etag, exc)
+
+    async def _build(self, skey: StateKey, draft: Draft, changes: Sequence[Change]) -> dict[int, BaseException]:
+        """Apply ``changes`` in order to ``draft``; a change that fails is refused and skipped."""
+        refused: dict[int, BaseException] = {}
+        for i, change in enumerate(changes):
+            try:
+                if isinstance(change, Merge):
+                    await offload(change.large, draft.merge, change)
+                    continue
+                if isinstance(change, Replace):
+                    await offload(change.large, draft.replace, change)
+                    continue
+                copy = await offload(draft.large, copy_state, draft.current())
+                try:
+                    result = change.fn(copy)
+                except BaseException as exc:  # the caller's own code: whatever it raises is that caller's alone
+                    refused[i] = exc
+                    continue
+                await self._accept(skey, draft, result)
+            except Exception as exc:
+                refused[i] = exc
+        return refused
+
+    async def _accept(self, skey: StateKey, draft: Draft, result: Any) -> None:
+        """Check an update function's result and make it the draft's state (in a thread if it is large)."""
+        if not isinstance(result, dict):
+            raise InvalidInputError(f"update function for {skey} returned {result.__class__.__name__}, not a dict")
+
+        def accept() -> None:
+            check_json(result, "updated state")
+            self.codec.check(skey, result)
+            draft.accept(result)
+
+        large = await run_check(result, accept)
+        draft.large = draft.large or large
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _call(self, skey: StateKey, op: str, call: Awaitable[T]) -> T:
+        """Await a backend call; anything but our own errors becomes ``BackendError``."""
+        try:
+            return await call
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})") from exc
+
+    def _open(self, skey: StateKey, obj: Versioned | None) -> Seen:
+        if obj is None:
+            return None
+        try:
+            opened = self.codec.open(skey, obj.data)
+        except CorruptStateError as exc:
+            return Unreadable(obj.etag, exc)
+        return Stored(opened.plain, obj.etag, opened.reseal)
+
+    async def _opened(self, skey: StateKey, obj: Versioned | None) -> Seen:
+        """``_open``, in a worker thread for large objects (the codec scans, and may decrypt, all of it)."""
+        return await offload(obj is not None and len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
+
+    async def _read(self, skey: StateKey) -> Seen:
+        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        if obj is None:
+            self._cache.discard(skey.object_key)
+        return await self._opened(skey, obj)
