@@ -43,8 +43,14 @@ print_env() {
 
 start() {
   if [ -f "$D/pids" ]; then
-    say "already running ($D/pids exists); '$0 stop' first"
-    exit 1
+    local p alive=0
+    for p in $(cat "$D/pids"); do kill -0 "$p" 2>/dev/null && alive=1; done
+    if [ "$alive" = 1 ]; then
+      say "already running ($D/pids names live processes); '$0 stop' first"
+      exit 1
+    fi
+    say "removing the remains of a gateway that is no longer running"
+    rm -rf "$D"
   fi
   install_packages
   T0=$(date +%s.%N)

@@ -31,14 +31,16 @@ from .errors import (
     InvalidInputError,
     InvalidStateTypeError,
     LockTimeoutError,
+    MotoUnavailableError,
     PathTraversalError,
     SecretPolicyError,
     StateStoreError,
     StateTooLargeError,
+    SyncStoreUsageError,
     UnencryptedStateError,
 )
-from .facade import StateStore, build_store, get_default_store, set_default_store, use_store
-from .paths import build_state_store_path, validate_id
+from .facade import StateStore, build_state_store_path, build_store, get_default_store, set_default_store, use_store
+from .paths import validate_id
 from .retry import RetryPolicy
 from .statetype import StateType
 from .store import Store
@@ -61,6 +63,7 @@ __all__ = [
     "LocalBackend",
     "LockTimeoutError",
     "MemoryBackend",
+    "MotoUnavailableError",
     "ObjectBackend",
     "Outcome",
     "PathTraversalError",
@@ -75,6 +78,7 @@ __all__ = [
     "StateTooLargeError",
     "StateType",
     "Store",
+    "SyncStoreUsageError",
     "UnencryptedStateError",
     "Verdict",
     "Versioned",

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from .backends.base import ObjectBackend, PreconditionFailed, same_etag
 from .backends.local import LOCK_SUFFIX, LocalBackend
@@ -42,6 +41,7 @@ from .backends.memory import MemoryBackend
 from .backends.s3 import HISTORY, WRITES_METADATA, S3Backend
 from .backends.wrappers import WrapperBackend
 from .errors import BackendError, StateStoreError
+from .hygiene import redact_url
 from .paths import KEY_ROOT
 from .statetype import StateType
 
@@ -620,15 +620,7 @@ _ACTIONS = {
 
 def _show_endpoint(url: str | None) -> str:
     """The endpoint for messages: no user name or password in it."""
-    if not url:
-        return "AWS S3"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "the endpoint"
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="<redacted>@" + parts.netloc.rsplit("@", 1)[1])
-    return urlunsplit(parts)
+    return redact_url(url) if url else "AWS S3"
 
 
 def _code(exc: BaseException) -> tuple[str, int | None]:

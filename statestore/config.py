@@ -1,4 +1,9 @@
-"""Settings: what the environment (or code) says the default store should be."""
+"""Settings: what the environment (or code) says the default store should be.
+
+This module is the only one that reads the environment, and ``Settings`` is
+the one place that holds the defaults and checks the values: a ``Settings``
+that exists is valid (``__post_init__``), however it was made.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends.s3 import (
+    CONDITIONAL_DELETE_MODES,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TRANSIENT_RETRY,
+    IF_MATCH_FORMS,
+    SSE_MODES,
+)
+from .crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
 from .errors import InvalidInputError
+from .paths import validate_app_name
+from .url import parse_store_url
 
 BACKENDS = ("local", "memory", "s3")
+DEFAULT_BACKEND = "local"
 DEFAULT_LOCAL_ROOT = "./local/tmp/"
 DEFAULT_APP_NAME = "default"
 DEFAULT_MAX_STATE_BYTES = 8 * 1024 * 1024
+DEFAULT_CACHE_SIZE = 1024
+DEFAULT_S3_MAX_ATTEMPTS = DEFAULT_TRANSIENT_RETRY.attempts
+
+#: The AWS variables ``statestore config`` shows: the secret ones only as set or not.
+AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+AWS_PUBLIC_VARIABLES = ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -21,21 +44,6 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
         if value:
             return value
     return None
-
-
-def _encryption_keys(env: Mapping[str, str]) -> tuple[bytes | None, tuple[bytes, ...]]:
-    """The primary and old keys; an error names the variable, never the value."""
-    from .crypto import parse_key
-
-    raw = (env.get("STATESTORE_ENCRYPTION_KEY") or "").strip()
-    primary = parse_key(raw, "STATESTORE_ENCRYPTION_KEY") if raw else None
-    old = tuple(
-        parse_key(part, f"STATESTORE_ENCRYPTION_OLD_KEYS entry #{i + 1}")
-        for i, part in enumerate(p for p in (env.get("STATESTORE_ENCRYPTION_OLD_KEYS") or "").split(",") if p.strip())
-    )
-    if old and primary is None:
-        raise InvalidInputError("STATESTORE_ENCRYPTION_OLD_KEYS is set but STATESTORE_ENCRYPTION_KEY is not")
-    return primary, old
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -53,12 +61,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise InvalidInputError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise InvalidInputError(f"{name} must be positive, got {raw!r}")
-    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -72,16 +77,12 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise InvalidInputError(f"{name} must be true or false, got {raw!r}")
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """One of ``choices`` (the first is the default)."""
-    raw = (env.get(name) or "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise InvalidInputError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
+def _lower(env: Mapping[str, str], name: str, default: str) -> str:
+    return (env.get(name) or "").strip().lower() or default
 
 
 def _auto_bool(env: Mapping[str, str], name: str) -> str:
-    """``auto`` (the default), ``true`` or ``false``."""
+    """``auto`` (the default), ``true`` or ``false``; also accepts the spellings of ``_bool``."""
     raw = (env.get(name) or "").strip().lower()
     if not raw or raw == "auto":
         return "auto"
@@ -91,80 +92,147 @@ def _auto_bool(env: Mapping[str, str], name: str) -> str:
         raise InvalidInputError(f"{name} must be auto, true or false, got {raw!r}") from None
 
 
+def _old_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``STATESTORE_ENCRYPTION_OLD_KEYS``: comma-separated keys, empty entries skipped."""
+    return tuple(part for part in (env.get("STATESTORE_ENCRYPTION_OLD_KEYS") or "").split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Configuration of a store; ``Settings.from_env()`` reads the ``STATESTORE_*`` variables."""
+    """Configuration of a store; ``Settings.from_env()`` reads the ``STATESTORE_*`` variables.
 
-    backend: str = "local"
+    Every field is checked on construction (also through ``dataclasses.replace``);
+    errors name the environment variable that sets the field, never a key's value.
+    Keys are stored parsed: 32 raw bytes.
+    """
+
+    backend: str = DEFAULT_BACKEND
     local_root: str = DEFAULT_LOCAL_ROOT
     app_name: str = DEFAULT_APP_NAME
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
-    cache_size: int = 1024
+    cache_size: int = DEFAULT_CACHE_SIZE
     bucket: str | None = None
     s3_endpoint_url: str | None = None
     # Encryption (see docs/credentials.md). Keys: 32 raw bytes or base64 text; never in repr.
     encryption_key: bytes | str | None = field(default=None, repr=False)
     encryption_old_keys: tuple[bytes | str, ...] = field(default=(), repr=False)
     encrypt_workflows: bool = False
-    secret_policy: str = "refuse"
+    secret_policy: str = DEFAULT_SECRET_POLICY
     require_encryption: bool = False  # refuse plain-JSON states of encrypted types (after ``reencrypt``)
     s3_region: str | None = None
     s3_prefix: str = ""
-    s3_connect_timeout: float = 5.0
-    s3_read_timeout: float = 30.0
+    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    s3_read_timeout: float = DEFAULT_READ_TIMEOUT
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
-    s3_if_match: str = "auto"  # auto | quoted | unquoted: the If-Match form the server honours
-    s3_conditional_delete: str = "auto"  # auto | true | false: whether DeleteObject honours If-Match
-    s3_max_attempts: int = 4
+    s3_if_match: str = IF_MATCH_FORMS[0]  # auto | quoted | unquoted: the If-Match form the server honours
+    s3_conditional_delete: str = CONDITIONAL_DELETE_MODES[0]  # auto | true | false: DeleteObject honours If-Match
+    s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        self._check_store()
+        self._check_encryption()
+        self._check_s3()
+
+    def _check_store(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InvalidInputError(f"STATESTORE_BACKEND={self.backend!r} is not one of {', '.join(BACKENDS)}")
+        validate_app_name(self.app_name)
+        if self.max_state_bytes <= 0:
+            raise InvalidInputError(f"STATESTORE_MAX_STATE_BYTES must be positive, got {self.max_state_bytes}")
+        if self.cache_size < 0:
+            raise InvalidInputError(f"STATESTORE_CACHE_SIZE must be 0 or more, got {self.cache_size}")
+
+    def _check_encryption(self) -> None:
+        """Parse the keys (errors name the variable, never the value) and check the policy."""
+        primary = None if self.encryption_key is None else parse_key(self.encryption_key, "STATESTORE_ENCRYPTION_KEY")
+        if isinstance(self.encryption_old_keys, (str, bytes)):
+            raise InvalidInputError("encryption_old_keys must be a list of keys, not a single key")
+        old = tuple(
+            parse_key(k, f"STATESTORE_ENCRYPTION_OLD_KEYS entry #{i + 1}")
+            for i, k in enumerate(self.encryption_old_keys)
+        )
+        if old and primary is None:
+            raise InvalidInputError("STATESTORE_ENCRYPTION_OLD_KEYS is set but STATESTORE_ENCRYPTION_KEY is not")
+        if self.secret_policy not in SECRET_POLICIES:
+            raise InvalidInputError(
+                f"STATESTORE_SECRET_POLICY={self.secret_policy!r} is not one of {', '.join(SECRET_POLICIES)}"
+            )
+        if self.require_encryption and primary is None:
+            raise InvalidInputError("STATESTORE_REQUIRE_ENCRYPTION is on but STATESTORE_ENCRYPTION_KEY is not set")
+        object.__setattr__(self, "encryption_key", primary)
+        object.__setattr__(self, "encryption_old_keys", old)
+
+    def _check_s3(self) -> None:
+        if self.backend == "s3" and not self.bucket:
+            raise InvalidInputError("STATESTORE_BACKEND=s3 needs a bucket: set STATESTORE_BUCKET")
+        if self.s3_sse is not None and self.s3_sse not in SSE_MODES:
+            raise InvalidInputError(f"STATESTORE_S3_SSE must be {' or '.join(SSE_MODES)}, got {self.s3_sse!r}")
+        if self.s3_sse_kms_key_id is not None and self.s3_sse != "aws:kms":
+            raise InvalidInputError("STATESTORE_S3_SSE_KMS_KEY_ID needs STATESTORE_S3_SSE=aws:kms")
+        for name, value in (
+            ("STATESTORE_S3_CONNECT_TIMEOUT", self.s3_connect_timeout),
+            ("STATESTORE_S3_READ_TIMEOUT", self.s3_read_timeout),
+        ):
+            if not value > 0:
+                raise InvalidInputError(f"{name} must be positive, got {value!r}")
+        if self.s3_if_match not in IF_MATCH_FORMS:
+            raise InvalidInputError(
+                f"STATESTORE_S3_IF_MATCH must be one of {', '.join(IF_MATCH_FORMS)}, got {self.s3_if_match!r}"
+            )
+        if self.s3_conditional_delete not in CONDITIONAL_DELETE_MODES:
+            raise InvalidInputError(
+                f"STATESTORE_S3_CONDITIONAL_DELETE must be auto, true or false, got {self.s3_conditional_delete!r}"
+            )
+        if self.s3_max_attempts < 1:
+            raise InvalidInputError(f"STATESTORE_S3_MAX_ATTEMPTS must be at least 1, got {self.s3_max_attempts}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``environ`` (default ``os.environ``), with the ``ATLAN_*`` fallbacks."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``), with the ``ATLAN_*`` fallbacks.
+
+        ``STATESTORE_URL`` (see ``statestore.url``), when set, decides the backend and
+        every setting of that backend, whatever ``STATESTORE_BACKEND`` and its
+        companions say. ``overrides`` (field names) replace what the environment says
+        before the whole is checked, so an option can complete or correct the environment.
+        """
         env = os.environ if environ is None else environ
-        encryption_key, encryption_old_keys = _encryption_keys(env)
-        secret_policy = (env.get("STATESTORE_SECRET_POLICY") or "refuse").strip().lower()
-        if secret_policy not in ("refuse", "allow"):
-            raise InvalidInputError(f"STATESTORE_SECRET_POLICY={secret_policy!r} is not one of refuse, allow")
-        backend = (env.get("STATESTORE_BACKEND") or "local").strip().lower()
-        if backend not in BACKENDS:
-            raise InvalidInputError(f"STATESTORE_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-        require_encryption = _bool(env, "STATESTORE_REQUIRE_ENCRYPTION", False)
-        if require_encryption and encryption_key is None:
-            raise InvalidInputError("STATESTORE_REQUIRE_ENCRYPTION is on but STATESTORE_ENCRYPTION_KEY is not set")
-        return cls(
-            backend=backend,
-            local_root=_first(env, "STATESTORE_LOCAL_ROOT", "ATLAN_TEMPORARY_PATH") or DEFAULT_LOCAL_ROOT,
-            app_name=_first(env, "STATESTORE_APP_NAME", "ATLAN_APPLICATION_NAME") or DEFAULT_APP_NAME,
-            max_state_bytes=_int(env, "STATESTORE_MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),
-            cache_size=_int(env, "STATESTORE_CACHE_SIZE", 1024),
-            bucket=env.get("STATESTORE_BUCKET") or None,
-            s3_endpoint_url=env.get("STATESTORE_S3_ENDPOINT_URL") or None,
-            encryption_key=encryption_key,
-            encryption_old_keys=encryption_old_keys,
-            encrypt_workflows=_bool(env, "STATESTORE_ENCRYPT_WORKFLOWS", False),
-            secret_policy=secret_policy,
-            require_encryption=require_encryption,
-            **_s3_settings(env),
-        )
+        values: dict[str, Any] = {
+            "backend": _lower(env, "STATESTORE_BACKEND", DEFAULT_BACKEND),
+            "local_root": _first(env, "STATESTORE_LOCAL_ROOT", "ATLAN_TEMPORARY_PATH") or DEFAULT_LOCAL_ROOT,
+            "app_name": _first(env, "STATESTORE_APP_NAME", "ATLAN_APPLICATION_NAME") or DEFAULT_APP_NAME,
+            "max_state_bytes": _int(env, "STATESTORE_MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),
+            "cache_size": _int(env, "STATESTORE_CACHE_SIZE", DEFAULT_CACHE_SIZE),
+            "bucket": env.get("STATESTORE_BUCKET") or None,
+            "s3_endpoint_url": env.get("STATESTORE_S3_ENDPOINT_URL") or None,
+            "encryption_key": (env.get("STATESTORE_ENCRYPTION_KEY") or "").strip() or None,
+            "encryption_old_keys": _old_keys(env),
+            "encrypt_workflows": _bool(env, "STATESTORE_ENCRYPT_WORKFLOWS", False),
+            "secret_policy": _lower(env, "STATESTORE_SECRET_POLICY", DEFAULT_SECRET_POLICY),
+            "require_encryption": _bool(env, "STATESTORE_REQUIRE_ENCRYPTION", False),
+            "s3_region": env.get("STATESTORE_S3_REGION") or None,
+            "s3_prefix": env.get("STATESTORE_S3_PREFIX") or "",
+            "s3_connect_timeout": _float(env, "STATESTORE_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            "s3_read_timeout": _float(env, "STATESTORE_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+            "s3_sse": env.get("STATESTORE_S3_SSE") or None,
+            "s3_sse_kms_key_id": env.get("STATESTORE_S3_SSE_KMS_KEY_ID") or None,
+            "s3_if_match": _lower(env, "STATESTORE_S3_IF_MATCH", IF_MATCH_FORMS[0]),
+            "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
+            "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
+        }
+        url = env.get("STATESTORE_URL")
+        if url:  # one URL replaces STATESTORE_BACKEND and its companions at once
+            values.update(parse_store_url(url).settings_fields())
+        return cls(**{**values, **overrides})
 
 
-def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
-    """The ``STATESTORE_S3_*`` settings beyond the endpoint (region and credentials otherwise follow the AWS chain)."""
-    sse = env.get("STATESTORE_S3_SSE") or None
-    if sse is not None and sse not in ("AES256", "aws:kms"):
-        raise InvalidInputError(f"STATESTORE_S3_SSE must be AES256 or aws:kms, got {sse!r}")
-    kms_key = env.get("STATESTORE_S3_SSE_KMS_KEY_ID") or None
-    if kms_key is not None and sse != "aws:kms":
-        raise InvalidInputError("STATESTORE_S3_SSE_KMS_KEY_ID needs STATESTORE_S3_SSE=aws:kms")
-    return {
-        "s3_region": env.get("STATESTORE_S3_REGION") or None,
-        "s3_prefix": env.get("STATESTORE_S3_PREFIX") or "",
-        "s3_connect_timeout": _float(env, "STATESTORE_S3_CONNECT_TIMEOUT", 5.0),
-        "s3_read_timeout": _float(env, "STATESTORE_S3_READ_TIMEOUT", 30.0),
-        "s3_sse": sse,
-        "s3_sse_kms_key_id": kms_key,
-        "s3_if_match": _choice(env, "STATESTORE_S3_IF_MATCH", ("auto", "quoted", "unquoted")),
-        "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
-        "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", 4),
-    }
+def requested_backend(environ: Mapping[str, str] | None = None) -> str:
+    """The backend name ``STATESTORE_BACKEND`` asks for, as written (for a report when no ``Settings`` can be made)."""
+    env = os.environ if environ is None else environ
+    return env.get("STATESTORE_BACKEND") or DEFAULT_BACKEND
+
+
+def aws_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The AWS variables that steer the S3 client (``AWS_*_VARIABLES``) that are set; for display after redaction."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in (*AWS_SECRET_VARIABLES, *AWS_PUBLIC_VARIABLES) if env.get(name)}

@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -40,9 +40,6 @@ from .hygiene import find_raw_secrets
 from .paths import StateKey
 from .statetype import StateType
 
-if TYPE_CHECKING:
-    from .config import Settings
-
 logger = logging.getLogger(__name__)
 
 MARKER = "statestore_encrypted"
@@ -52,10 +49,9 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 ENVELOPE_FIELDS = frozenset({MARKER, "version", "key_id", "nonce", "ciphertext"})
-SECRET_POLICIES = ("refuse", "allow")
-DEFAULT_SECRET_POLICY = "refuse"
-
 SecretPolicy = Literal["refuse", "allow"]
+SECRET_POLICIES: tuple[SecretPolicy, ...] = get_args(SecretPolicy)
+DEFAULT_SECRET_POLICY: SecretPolicy = "refuse"
 
 # Any one of these in the stored bytes makes ``open`` parse them as a possible
 # envelope; a single flipped bit cannot remove more than one of them.
@@ -308,14 +304,3 @@ def _is_envelope(doc: dict[str, Any]) -> bool:
     if MARKER in doc:
         return True
     return len(doc) == len(ENVELOPE_FIELDS) and len(ENVELOPE_FIELDS.intersection(doc)) >= len(ENVELOPE_FIELDS) - 1
-
-
-def codec_from_settings(settings: Settings) -> EncryptingCodec:
-    """The codec ``Settings`` describe (keys, ``encrypt_workflows``, ``secret_policy``, ``require_encryption``)."""
-    return EncryptingCodec(
-        settings.encryption_key,
-        settings.encryption_old_keys,
-        encrypt_workflows=settings.encrypt_workflows,
-        secret_policy=settings.secret_policy,
-        require_encryption=settings.require_encryption,
-    )

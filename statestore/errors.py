@@ -53,3 +53,17 @@ class BackendError(StateStoreError):
 
 class LockTimeoutError(BackendError):
     """A state's lock stayed held by another process or thread longer than the backend's ``lock_timeout``."""
+
+
+class MotoUnavailableError(StateStoreError, RuntimeError):
+    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""
+
+
+class SyncStoreUsageError(StateStoreError, RuntimeError):
+    """A ``statestore.sync.SyncStore`` call that cannot run where it was made.
+
+    From a thread that runs an event loop, a blocking call would stall that loop (and
+    deadlock, were the loop the one doing the work): ``await`` the ``Store`` there instead.
+    Also raised by a call on a closed ``SyncStore``. Like ``asyncio.run`` refusing the same
+    thing, it is a ``RuntimeError``; the arguments were fine, so it is no ``InvalidInputError``.
+    """

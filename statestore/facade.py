@@ -1,18 +1,27 @@
-"""``StateStore``: the API page's classmethods, on a process-wide default ``Store``.
+"""``StateStore``: classmethods on a process-wide default ``Store``, and stores built from ``Settings``.
 
 The default store is built lazily from the environment (``Settings.from_env``)
 on first use. Applications with their own configuration, and tests, install
 one explicitly with ``set_default_store`` or, for a block, ``use_store``.
+``build_store`` turns ``Settings`` into a backend, a codec and a ``Store``;
+this is the one module that does so.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
+from .backends.base import ObjectBackend
+from .backends.local import LocalBackend
+from .backends.memory import MemoryBackend
+from .backends.s3 import DEFAULT_TRANSIENT_RETRY, S3Backend
 from .config import Settings
+from .crypto import EncryptingCodec
+from .paths import state_path
 from .statetype import StateType
 from .store import State, Store, UpdateFn
 
@@ -23,9 +32,6 @@ _default: Store | None = None
 def build_store(settings: Settings | None = None) -> Store:
     """A new ``Store`` as ``settings`` (default: the environment) describe it."""
     settings = Settings.from_env() if settings is None else settings
-    from .backends.factory import backend_from_settings
-    from .crypto import codec_from_settings
-
     return Store(
         backend_from_settings(settings),
         app_name=settings.app_name,
@@ -33,6 +39,58 @@ def build_store(settings: Settings | None = None) -> Store:
         max_state_bytes=settings.max_state_bytes,
         cache_size=settings.cache_size,
     )
+
+
+def backend_from_settings(settings: Settings) -> ObjectBackend:
+    """The backend ``settings.backend`` names, configured from ``settings``."""
+    if settings.backend == "memory":
+        return MemoryBackend()
+    if settings.backend == "s3":
+        assert settings.bucket is not None  # Settings refuses s3 without a bucket
+        return S3Backend(
+            settings.bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            prefix=settings.s3_prefix,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            if_match_form=settings.s3_if_match,
+            conditional_delete=settings.s3_conditional_delete,
+            retry=replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
+        )
+    return LocalBackend(settings.local_root)
+
+
+def codec_from_settings(settings: Settings) -> EncryptingCodec:
+    """The codec ``Settings`` describe (keys, ``encrypt_workflows``, ``secret_policy``, ``require_encryption``)."""
+    return EncryptingCodec(
+        settings.encryption_key,
+        settings.encryption_old_keys,
+        encrypt_workflows=settings.encrypt_workflows,
+        secret_policy=settings.secret_policy,
+        require_encryption=settings.require_encryption,
+    )
+
+
+def build_state_store_path(
+    id: str,  # noqa: A002
+    state_type: StateType | str,
+    *,
+    root: str | None = None,
+    app_name: str | None = None,
+) -> str:
+    """The local path of a state: ``<root>/persistent-artifacts/apps/<app>/<type>/<id>/config.json``.
+
+    ``root`` and ``app_name`` default to the environment (see ``Settings``).
+    Raises ``PathTraversalError`` for an id that would leave its slot.
+    """
+    if root is None or app_name is None:
+        settings = Settings.from_env()
+        root = settings.local_root if root is None else root
+        app_name = settings.app_name if app_name is None else app_name
+    return state_path(root, app_name, id, state_type)
 
 
 def get_default_store() -> Store:
@@ -104,3 +162,14 @@ class StateStore:
     def iter_states(cls, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
         """Stream the ids of the default app's states of ``type``, unsorted."""
         return get_default_store().iter_states(type)
+
+    @classmethod
+    async def get_states(
+        cls,
+        ids: Iterable[str],
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 16,
+    ) -> dict[str, State]:
+        """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
+        return await get_default_store().get_states(ids, type, concurrency=concurrency)

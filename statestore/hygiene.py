@@ -1,7 +1,8 @@
 """Secret hygiene: the one rule that says which values of a state are secrets.
 
 The secret policy (``find_raw_secrets``, for credentials stored unencrypted)
-and the CLI's redaction (``redact``) both use it.
+and the CLI's redaction (``redact``) both use it; ``redact_url`` is the one
+way an endpoint or other URL is shown in output, logs and messages.
 
 A key *names a secret* (``is_secret_key``) unless its last word marks it as a
 *reference* or metadata (``password_ref``, ``secret_name``, ``credentials_ref``,
@@ -35,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 
@@ -164,6 +166,21 @@ def mask_secret_text(text: str) -> str:
     """``text`` with the passwords ``is_secret_text`` finds replaced by ``<redacted>`` (the host stays readable)."""
     text = _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
     return _PAIR_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` for display: its ``user:password@`` part and any ``password=...`` pair replaced by ``<redacted>``.
+
+    The scheme, host, port and path stay readable; a string that does not parse
+    as a URL is not shown at all.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=REDACTED + "@" + parts.netloc.rsplit("@", 1)[1]))
+    return mask_secret_text(url)
 
 
 def _child_is_secret(key: str | None, under_secret: bool) -> bool:

@@ -102,7 +102,7 @@ def check_object_key(key: str, prefix: str = "") -> str:
     return full
 
 
-def validate_id(id: str) -> str:  # noqa: A002 - the API page names it ``id``
+def validate_id(id: str) -> str:  # noqa: A002 - ``id`` is the public parameter name
     """Return ``id`` if it may name a state, else raise ``PathTraversalError`` / ``InvalidInputError``."""
     return _check_name(id, "id")
 
@@ -152,22 +152,9 @@ def id_from_key(prefix: str, key: str) -> str | None:
         return None
 
 
-def build_state_store_path(
-    id: str,  # noqa: A002
-    state_type: StateType | str,
-    *,
-    root: str | None = None,
-    app_name: str | None = None,
-) -> str:
+def state_path(root: str, app_name: str, id: str, state_type: StateType | str) -> str:  # noqa: A002
     """The local path of a state: ``<root>/persistent-artifacts/apps/<app>/<type>/<id>/config.json``.
 
-    ``root`` and ``app_name`` default to the environment (see ``Settings``).
-    Raises ``PathTraversalError`` for an id that would leave its slot.
+    Raises ``PathTraversalError`` for an id or app name that would leave its slot.
     """
-    from .config import Settings
-
-    if root is None or app_name is None:
-        settings = Settings.from_env()
-        root = settings.local_root if root is None else root
-        app_name = settings.app_name if app_name is None else app_name
     return os.path.join(root, state_key(app_name, state_type, id).object_key)

@@ -720,6 +720,73 @@ class Store:
         """
         return await check_backend(self.backend, self.app_name)
 
+    async def get_states(
+        self,
+        ids: Iterable[str],
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 16,
+    ) -> dict[str, State]:
+        """The states of ``ids``, read ``concurrency`` at a time: ``{id: state}``, ``{}`` for a missing one.
+
+        Every requested id is a key, in the order first requested (a repeated id is read once).
+        Every id and the type are checked before any request. Any failure (a corrupt state, the
+        backend) raises, and the reads still running are cancelled: it never returns part of the answer.
+        """
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
+        if concurrency.__class__ is not int or concurrency < 1:
+            raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+        stype = StateType.coerce(type)
+        wanted: dict[str, None] = {}
+        for state_id in ids:
+            self.key(state_id, stype)  # raises for a bad id before anything is read
+            wanted[state_id] = None
+        found: dict[str, State] = {}
+        queue = iter(wanted)
+
+        async def worker() -> None:
+            for state_id in queue:  # a plain iterator shared by the workers: each id is taken once
+                found[state_id] = await self.get_state(state_id, stype)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(wanted)))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return {state_id: found[state_id] for state_id in wanted}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        """A store on the backend ``url`` names (see ``statestore.url``); ``options`` go to ``Store``.
+
+        ``file:///abs/path`` or ``file:relative/path``, ``memory://``, or
+        ``s3://bucket[/prefix][?endpoint_url=...&region=...]`` (credentials from the AWS chain).
+        """
+        from .url import parse_store_url
+
+        parsed = parse_store_url(url)
+        backend: ObjectBackend
+        if parsed.kind == "memory":
+            from .backends.memory import MemoryBackend
+
+            backend = MemoryBackend()
+        elif parsed.kind == "local":
+            from .backends.local import LocalBackend
+
+            assert parsed.local_root is not None
+            backend = LocalBackend(parsed.local_root)
+        else:
+            from .backends.s3 import S3Backend
+
+            assert parsed.bucket is not None
+            backend = S3Backend(
+                parsed.bucket, prefix=parsed.prefix, endpoint_url=parsed.endpoint_url, region=parsed.region
+            )
+        return cls(backend, **options)
+
 
 def _same_version(a: _Current | None, b: _Current | None) -> bool:
     """Whether two sightings of a state are the same stored version."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from .backends.local import LocalBackend
 from .backends.memory import MemoryBackend
-from .errors import StateStoreError
+from .errors import MotoUnavailableError, StateStoreError
 from .facade import set_default_store
 from .store import Store
 
@@ -46,10 +46,6 @@ _FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": MOTO_REGION,
 }
-
-
-class MotoUnavailableError(StateStoreError, RuntimeError):
-    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""
 
 
 def memory_store(**options: Any) -> Store:

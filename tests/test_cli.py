@@ -39,18 +39,10 @@ from statestore import (
     generate_key,
     key_id,
 )
-from statestore.cli import (
-    REDACTED,
-    _describe_error,
-    _setting,
-    cli,
-    effective_config,
-    is_secret_key,
-    parse_value,
-    redact,
-    run,
-    safe_url,
-)
+from statestore.cli import cli, effective_config, parse_value, run
+from statestore.cli.exit_codes import describe_error as _describe_error
+from statestore.cli.render import _setting
+from statestore.hygiene import REDACTED, is_secret_key, redact, redact_url
 from statestore.testing import MotoServer, local_store
 
 EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
@@ -354,9 +346,13 @@ def test_redact() -> None:
     assert state["client_secret"] == "s"  # a copy, not in place
 
 
-def test_safe_url() -> None:
-    assert safe_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
-    assert safe_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+def test_redact_url() -> None:
+    assert redact_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert redact_url("https://AKIA:secret@minio.local/x") == f"https://{REDACTED}@minio.local/x"
+    assert (
+        redact_url("https://minio.local/x?token=t0k&region=eu") == f"https://minio.local/x?token={REDACTED}&region=eu"
+    )
+    assert redact_url("http://[::1/x") == REDACTED  # does not parse: not shown at all
 
 
 class _NamedCodec(Codec):
@@ -415,7 +411,7 @@ def test_run_maps_a_real_conflict_to_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = Store(_AlwaysLoses(), retry=RetryPolicy(attempts=3, base_delay=0.0))
-    monkeypatch.setattr("statestore.cli.build_store", lambda settings: store)
+    monkeypatch.setattr("statestore.cli.options.build_store", lambda settings: store)
     assert run(["--backend", "memory", "set", "wf", "k", "1"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -506,3 +502,26 @@ def test_reencrypt_after_key_rotation_and_config_shows_only_key_ids(tmp_path: Pa
     assert orjson.loads(ok(statestore(*r, "get", "db", "--show-secrets", cwd=tmp_path, env=only_new))) == stored
     failed(statestore(*r, "get", "db", cwd=tmp_path, env=clean_env(STATESTORE_ENCRYPTION_KEY=old)), 3, "cannot decrypt")
     failed(statestore(*r, "get", "db", cwd=tmp_path), 3, "cannot decrypt")
+
+
+def test_url_option_and_statestore_url_name_the_store(tmp_path: Path, moto_server: MotoServer) -> None:
+    """``--url`` and ``STATESTORE_URL`` replace the backend flags and variables; the two cannot be mixed."""
+    root = tmp_path / "by-url"
+    round_trip(["--url", f"file://{root}"], tmp_path)
+    ok(statestore("set", "wf-u", "k", "1", cwd=tmp_path, env=clean_env(STATESTORE_URL=f"file:{root.name}")))
+    assert (root / KEY.format(type="workflows", id="wf-u")).is_file()
+    bucket = moto_server.create_bucket()
+    url = f"s3://{bucket}/tenant?endpoint_url={moto_server.endpoint_url}&region=us-east-1"
+    env = clean_env(**moto_server.fake_credentials(), STATESTORE_BACKEND="local", STATESTORE_LOCAL_ROOT="ignored")
+    ok(statestore("--url", url, "set", "wf-s3", "k", "2", cwd=tmp_path, env=env))
+    client = moto_server.client()
+    try:
+        body = client.get_object(Bucket=bucket, Key="tenant/" + KEY.format(type="workflows", id="wf-s3"))["Body"]
+        assert orjson.loads(body.read()) == {"k": 2}
+    finally:
+        client.close()
+    assert not (tmp_path / "ignored").exists()
+    failed(statestore("--url", f"file://{root}", "--root", "x", "get", "wf-u", cwd=tmp_path), 2, "--root")
+    failed(statestore("--url", "ftp://host/x", "get", "wf-u", cwd=tmp_path), 2, "unknown store URL scheme 'ftp'")
+    line = failed(statestore("--url", "s3://AK:s3cr3t@bucket", "get", "wf-u", cwd=tmp_path), 2, "user name")
+    assert "s3cr3t" not in line

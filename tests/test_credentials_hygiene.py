@@ -26,7 +26,8 @@ from statestore import (
     set_default_store,
     use_store,
 )
-from statestore.crypto import codec_from_settings, parse_key
+from statestore.crypto import parse_key
+from statestore.facade import codec_from_settings
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

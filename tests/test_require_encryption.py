@@ -29,7 +29,7 @@ from statestore import (
     UnencryptedStateError,
     generate_key,
 )
-from statestore.crypto import codec_from_settings
+from statestore.facade import codec_from_settings
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

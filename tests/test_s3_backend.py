@@ -24,8 +24,8 @@ from statestore import (
     Store,
     build_store,
 )
-from statestore.backends.factory import backend_from_settings
 from statestore.backends.s3 import HISTORY, WRITES_METADATA
+from statestore.facade import backend_from_settings
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"

@@ -1,0 +1,155 @@
+"""The ``statestore`` command: inspect, change and repair state from a shell.
+
+Every command builds one ``Store`` from ``Settings.from_env()`` with the global
+options laid over it, runs one operation and closes the store. A failure is one
+line on stderr (a traceback only with ``--debug``) and an exit code that says
+what kind of failure it was (``exit_codes``): 2 invalid input, 3 corrupt or
+undecryptable state, 1 the backend failed or other writers kept winning.
+
+Modules: ``options`` (global options, running an operation on a store),
+``commands`` and ``demo`` (the commands), ``parsing`` (JSON arguments),
+``render`` (output, redacted through ``statestore.hygiene``), ``exit_codes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from ..config import BACKENDS, DEFAULT_BACKEND
+from . import commands
+from .demo import demo
+from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, describe_error
+from .options import TYPE_NAMES, Options, pass_options
+from .parsing import parse_value
+from .render import effective_config, report_error
+
+__all__ = ["cli", "effective_config", "main", "parse_value", "run"]
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (``statestore list | head``)."""
+
+
+class _Group(click.Group):
+    """Lets a broken pipe reach ``run`` (click itself would turn it into exit code 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--backend", type=click.Choice(BACKENDS), help=f"Backend (env STATESTORE_BACKEND; default {DEFAULT_BACKEND})."
+)
+@click.option(
+    "--url",
+    help="The store as one URL: file:///path, file:relative/path, memory://, "
+    "s3://bucket[/prefix][?endpoint_url=...&region=...] (env STATESTORE_URL).",
+)
+@click.option("--root", help="Root directory of the local backend (env STATESTORE_LOCAL_ROOT).")
+@click.option("--app", help="Application name, the <app> in every key (env STATESTORE_APP_NAME).")
+@click.option("--bucket", help="Bucket of the s3 backend (env STATESTORE_BUCKET).")
+@click.option("--endpoint-url", help="S3 endpoint for MinIO or moto (env STATESTORE_S3_ENDPOINT_URL).")
+@click.option("--type", "state_type", metavar="|".join(TYPE_NAMES), help="State type for every command.")
+@click.option("--json", "json_output", is_flag=True, help="Machine output: compact JSON on stdout and stderr.")
+@click.option("--debug", is_flag=True, help="Log statestore's debug messages and print tracebacks.")
+@pass_options
+def cli(
+    opts: Options,
+    backend: str | None,
+    url: str | None,
+    root: str | None,
+    app: str | None,
+    bucket: str | None,
+    endpoint_url: str | None,
+    state_type: str | None,
+    json_output: bool,
+    debug: bool,
+) -> None:
+    """Inspect, change and repair statestore state from a shell.
+
+    Options given here override the STATESTORE_* environment variables.
+    Exit codes: 0 ok, 1 backend failure or conflict, 2 invalid input,
+    3 corrupt or undecryptable state, 4 'check' found the backend unsafe.
+
+    \b
+    Example:
+      statestore --root /var/lib/app/state get wf-123
+    """
+    given = {"backend": backend, "local_root": root, "app_name": app, "bucket": bucket, "s3_endpoint_url": endpoint_url}
+    opts.overrides = {name: value for name, value in given.items() if value is not None}
+    opts.url = url
+    opts.state_type = state_type
+    opts.json = json_output
+    opts.debug = debug
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package = logging.getLogger("statestore")  # only ours: SDK debug logs carry request headers
+        package.addHandler(handler)
+        package.setLevel(logging.DEBUG)
+
+
+for _command in (
+    commands.get,
+    commands.set_,
+    commands.merge,
+    commands.replace,
+    commands.delete,
+    commands.list_,
+    commands.path,
+    commands.config,
+    demo,
+    commands.reencrypt,
+    commands.check,
+):
+    cli.add_command(_command)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit code."""
+    opts = Options()
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="statestore", standalone_mode=False, obj=opts
+        )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message(), err=True)
+        return EXIT_INVALID
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        report_error(opts, "UsageError", f"{exc.format_message()}{where}", EXIT_INVALID)
+        return EXIT_INVALID
+    except click.ClickException as exc:
+        report_error(opts, type(exc).__name__, exc.format_message(), exc.exit_code)
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        report_error(opts, "Interrupted", "interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except _StdoutClosed:
+        # The reader went away (``| head``): stop quietly, and keep the flush at exit from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if opts.debug:
+            traceback.print_exception(exc)
+        message, code = describe_error(exc)
+        report_error(opts, type(exc).__name__, message, code)
+        return code
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def main() -> NoReturn:
+    """The ``statestore`` console script."""
+    sys.exit(run())

@@ -1,0 +1,7 @@
+"""``python -m statestore.cli``: the ``statestore`` command."""
+
+from __future__ import annotations
+
+from . import main
+
+main()

@@ -1,0 +1,42 @@
+"""Exit codes of the ``statestore`` command, and the one-line message and code of each kind of failure."""
+
+from __future__ import annotations
+
+from ..check import Verdict
+from ..errors import BackendError, ConflictError, CorruptStateError, DecryptionError, InvalidInputError, StateStoreError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the backend failed, retries ran out, or anything unexpected
+EXIT_INVALID = 2  # usage errors and every InvalidInputError
+EXIT_CORRUPT = 3  # CorruptStateError, including DecryptionError
+EXIT_UNSAFE = 4  # ``check``: the backend would lose concurrent updates
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (``statestore list | head``)
+EXIT_INTERRUPTED = 130
+
+CHECK_EXIT = {
+    Verdict.SAFE: EXIT_OK,
+    Verdict.UNSAFE: EXIT_UNSAFE,
+    Verdict.UNREACHABLE: EXIT_FAILED,
+    Verdict.MISCONFIGURED: EXIT_INVALID,
+}
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code of a failure."""
+    if isinstance(exc, InvalidInputError):
+        return f"invalid input: {exc}", EXIT_INVALID
+    if isinstance(exc, DecryptionError):
+        return f"cannot decrypt: {exc}", EXIT_CORRUPT
+    if isinstance(exc, CorruptStateError):
+        return (
+            f"corrupt state: {exc}; repair it with 'statestore replace ID JSON' or 'statestore delete ID'",
+            EXIT_CORRUPT,
+        )
+    if isinstance(exc, ConflictError):
+        return f"conflict: {exc}", EXIT_FAILED
+    if isinstance(exc, BackendError):
+        # The cause's own message is left to --debug: SDK messages can hold URLs with credentials in them.
+        return f"backend failed: {exc} (--debug shows the cause)", EXIT_FAILED
+    if isinstance(exc, StateStoreError):
+        return f"error: {exc}", EXIT_FAILED
+    return f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", EXIT_FAILED

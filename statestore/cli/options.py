@@ -1,0 +1,81 @@
+"""The global options every command sees, the shared per-command options, and running one operation on a store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..config import Settings
+from ..errors import InvalidInputError
+from ..facade import build_store
+from ..statetype import StateType
+from ..store import Store
+from ..url import parse_store_url
+
+T = TypeVar("T")
+
+TYPE_NAMES = tuple(t.value for t in StateType)
+_FLAGS = {"backend": "backend", "local_root": "root", "bucket": "bucket", "s3_endpoint_url": "endpoint-url"}
+
+
+@dataclasses.dataclass
+class Options:
+    """The global options; ``overrides`` are ``Settings`` fields laid over the environment."""
+
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    url: str | None = None
+    state_type: str | None = None
+    json: bool = False
+    debug: bool = False
+
+    def settings(self) -> Settings:
+        """The environment, then ``--url`` (which decides the backend and its settings), then the other options."""
+        if self.url is None:
+            return Settings.from_env(**self.overrides)
+        backend_options = {"backend", "local_root", "bucket", "s3_endpoint_url"}.intersection(self.overrides)
+        if backend_options:
+            flags = ", ".join(sorted("--" + _FLAGS[name] for name in backend_options))
+            raise InvalidInputError(f"--url names the backend already; drop {flags}")
+        return Settings.from_env(**parse_store_url(self.url).settings_fields(), **self.overrides)
+
+    def resolve_type(self, per_command: str | None) -> StateType:
+        """The command's ``--type``, else the global one, else ``workflows``; a bad name is exit 2."""
+        for given in (per_command, self.state_type):
+            if given is not None:
+                return StateType.coerce(given)
+        return StateType.WORKFLOWS
+
+
+pass_options = click.make_pass_decorator(Options, ensure=True)
+
+
+def type_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--type",
+        "state_type",
+        metavar="|".join(TYPE_NAMES),
+        help="State type (overrides the global --type; default workflows).",
+    )(f)
+
+
+def show_secrets_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--show-secrets", is_flag=True, help="Print secret-looking credential values instead of <redacted>."
+    )(f)
+
+
+def run_on_store(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``operation`` on a fresh store built from ``settings``, then close the store."""
+
+    async def go() -> T:
+        store = build_store(settings)
+        try:
+            return await operation(store)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(go())

@@ -1,0 +1,126 @@
+"""What the commands print: JSON, states with their secrets redacted, the configuration, the check report, errors.
+
+Secrets and URLs go through ``statestore.hygiene``: the same rule as the secret
+policy, and the one URL redactor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+import orjson
+
+from ..check import CheckReport, Outcome, Verdict
+from ..codec import dumps
+from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
+from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
+from ..statetype import StateType
+from ..store import State, Store
+from .options import Options
+
+
+def echo_json(opts: Options, value: Any) -> None:
+    """Compact JSON with ``--json`` (one line per result, for machines), indented otherwise."""
+    click.echo(dumps(value, indent=not opts.json).decode())
+
+
+def echo_state(opts: Options, state: State, stype: StateType, show_secrets: bool) -> None:
+    """A state as JSON; credentials with their secrets redacted unless ``show_secrets``."""
+    echo_json(opts, state if show_secrets or stype is not StateType.CREDENTIALS else redact(state))
+
+
+def report_error(opts: Options, kind: str, message: str, code: int) -> None:
+    """A failure as one line on stderr (a JSON object with ``--json``)."""
+    line = " ".join(message.split())  # one line, whatever the message held
+    if opts.json:
+        click.echo(orjson.dumps({"error": kind, "message": line, "exit_code": code}).decode(), err=True)
+    else:
+        click.echo(f"statestore: {line}", err=True)
+
+
+# -- config --------------------------------------------------------------------
+
+
+def _setting(name: str, value: Any) -> Any:
+    """A setting as ``config`` shows it: secret-named or binary values only say whether they are set.
+
+    Secret-named means the rule of ``statestore.hygiene``, the one the secret policy uses.
+    """
+    if is_secret_key(name) or isinstance(value, (bytes, bytearray)):
+        if isinstance(value, (tuple, list)):
+            return f"<{len(value)} set>"
+        return "<set>" if value else None
+    if isinstance(value, str) and "url" in name:
+        return redact_url(value)
+    if isinstance(value, str) and is_secret_text(value):
+        return mask_secret_text(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _describe_codec(store: Store) -> str:
+    codec = store.codec
+    if type(codec).__repr__ is object.__repr__:
+        return type(codec).__name__
+    return repr(codec)  # codecs never put key material in their repr
+
+
+def effective_config(settings: Settings, store: Store, environ: Mapping[str, str]) -> dict[str, Any]:
+    """What ``statestore config`` prints: settings, the built store, and the AWS environment, secrets redacted."""
+    aws: dict[str, Any] = {name: "<set>" if environ.get(name) else None for name in AWS_SECRET_VARIABLES}
+    aws.update({name: redact_url(environ[name]) if environ.get(name) else None for name in AWS_PUBLIC_VARIABLES})
+    return {
+        "settings": {f.name: _setting(f.name, getattr(settings, f.name)) for f in dataclasses.fields(settings)},
+        "store": {"backend": store.backend.describe(), "codec": _describe_codec(store), "app_name": store.app_name},
+        "aws": aws,
+    }
+
+
+def echo_config(opts: Options, shown: dict[str, Any]) -> None:
+    """The configuration as ``section.name: value`` lines (``-`` when unset), or as JSON."""
+    if opts.json:
+        echo_json(opts, shown)
+        return
+    for section, values in shown.items():
+        for name, value in values.items():
+            text = "-" if value is None else value if isinstance(value, str) and value else orjson.dumps(value).decode()
+            click.echo(f"{section}.{name}: {text}")
+
+
+# -- check ---------------------------------------------------------------------
+
+_OUTCOME_STYLE = {Outcome.OK: "green", Outcome.FAIL: "yellow", Outcome.SKIPPED: "dim", Outcome.UNSAFE: "bold red"}
+_VERDICT_STYLE = {
+    Verdict.SAFE: "bold green",
+    Verdict.UNSAFE: "bold red",
+    Verdict.UNREACHABLE: "bold red",
+    Verdict.MISCONFIGURED: "bold yellow",
+}
+
+
+def render_check(report: CheckReport) -> None:
+    """The report as a table of probes, then the verdict and the settings to use."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"statestore check: {report.backend}", title_justify="left")
+    table.add_column("probe", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for probe in report.probes:
+        table.add_row(probe.name, Text(probe.outcome.value, style=_OUTCOME_STYLE[probe.outcome]), probe.detail)
+    console.print(table)
+    verdict = Text("verdict: ")
+    verdict.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
+    verdict.append(f" - {report.message}")
+    console.print(verdict)
+    if report.verdict is Verdict.SAFE:
+        shown = " ".join(f"{name}={value}" for name, value in report.settings.items())
+        console.print(f"settings to use: {shown}" if shown else "settings to use: none needed")

@@ -1,0 +1,231 @@
+"""``SyncStore``: the ``Store`` API as blocking calls, for scripts, notebooks and sync frameworks.
+
+Each ``SyncStore`` runs one private event loop in a daemon thread, started on its first call;
+every call hands its coroutine to that loop (``asyncio.run_coroutine_threadsafe``) and waits.
+So it works from any thread, several at once (their concurrent changes to one state are
+coalesced as on a ``Store``), and while other event loops run in the process. A call from a
+thread that runs an event loop raises ``SyncStoreUsageError`` instead of blocking that loop.
+``close()`` (or leaving ``with``) cancels calls still running, closes the store's connections
+on the private loop and stops its thread; a ``SyncStore`` dropped unclosed stops its thread
+when it is garbage-collected.
+
+``iter_states`` is not offered: a blocking iterator would keep an async generator (and, on S3, a
+listing) open on the private loop between ``next()`` calls for as long as the caller holds it;
+``list_states`` returns every id. Nothing here is imported by ``import statestore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from .check import CheckReport
+from .config import Settings
+from .errors import InvalidInputError, SyncStoreUsageError
+from .facade import build_store
+from .paths import StateKey
+from .statetype import StateType
+from .store import State, Store, UpdateFn
+
+__all__ = ["SyncStore", "SyncStoreUsageError"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _refuse_in_loop(method: str) -> None:
+    """Raise if this thread runs an event loop: blocking it would stall that loop, or deadlock."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise SyncStoreUsageError(
+        f"SyncStore.{method}() was called from a thread running an event loop, where blocking would stall "
+        f"that loop (or deadlock); there, use the Store: await store.{method}(...)"
+    )
+
+
+class _LoopThread:
+    """One event loop running forever in a daemon thread, shut down like ``asyncio.run`` shuts down."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())  # also closes S3 clients of this loop
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def stop(self) -> None:
+        """Ask the loop to stop (from any thread); its thread then cancels what is left and exits."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+async def _shutdown(store: Store) -> None:
+    """Cancel every other task on this loop (calls still running), then close the store's connections."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    await store.aclose()
+
+
+class SyncStore:
+    """A ``Store`` with blocking methods: the same names, arguments and results.
+
+    Build it from a ``Store`` (``SyncStore(store)``), the environment (``SyncStore.from_env()``)
+    or a URL (``SyncStore.from_url("s3://bucket/prefix")``); close it with ``close()`` or
+    ``with SyncStore(...) as store:``. Safe to share between threads.
+    """
+
+    def __init__(self, store: Store) -> None:
+        if not isinstance(store, Store):
+            raise InvalidInputError(f"SyncStore needs a Store, not {store.__class__.__name__}")
+        self.store = store
+        self._lock = threading.Lock()
+        self._runner: _LoopThread | None = None
+        self._finalizer: weakref.finalize[[], SyncStore] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SyncStore:
+        """A ``SyncStore`` on a new store configured by the ``STATESTORE_*`` variables (default ``os.environ``)."""
+        return cls(build_store(Settings.from_env(environ)))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SyncStore:
+        """A ``SyncStore`` on ``Store.from_url(url, **options)``."""
+        return cls(Store.from_url(url, **options))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"SyncStore({self.store!r}, {state})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- running a coroutine on the private loop -------------------------------
+
+    def _run(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        _refuse_in_loop(fn.__name__)
+        with self._lock:  # ``close`` takes it too: a call is either on the loop before its shutdown, or refused
+            if self._closed:
+                raise SyncStoreUsageError(f"SyncStore.{fn.__name__}() was called after close()")
+            if self._runner is None:
+                self._runner = _LoopThread(f"statestore-sync-{id(self):x}")
+                self._finalizer = weakref.finalize(self, self._runner.stop)
+            future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._runner.loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closed:
+                raise SyncStoreUsageError(f"SyncStore.{fn.__name__}() was cancelled by close()") from None
+            raise
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt while waiting: stop the call on the loop as well
+            raise
+
+    def close(self) -> None:
+        """Cancel calls still running, close the store's connections and stop the loop thread (idempotent)."""
+        _refuse_in_loop("close")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(self.store), runner.loop).result()
+        finally:
+            runner.stop()
+            runner.thread.join()
+
+    def __enter__(self) -> SyncStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the Store's methods, blocking -----------------------------------------
+
+    def key(self, id: str, type: StateType | str) -> StateKey:  # noqa: A002
+        """Validate ``id`` and ``type`` and return where that state lives (no I/O)."""
+        return self.store.key(id, type)
+
+    def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
+        """The stored state; ``{}`` only if it does not exist."""
+        return self._run(self.store.get_state, id, type)
+
+    def save_state(self, key: str, value: Any, id: str, type: StateType | str) -> None:  # noqa: A002
+        """Set one top-level ``key`` of the state to ``value``, keeping every other key."""
+        self._run(self.store.save_state, key, value, id, type)
+
+    def save_state_object(self, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
+        """Shallow-merge ``value`` into the state and return the complete merged state."""
+        return self._run(self.store.save_state_object, id, value, type)
+
+    def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
+        """Replace the state with ``fn(copy of state)`` and return what was stored.
+
+        ``fn`` runs in this store's loop thread (maybe more than once, see ``Store.update_state``);
+        it must not call this ``SyncStore`` (that raises ``SyncStoreUsageError``).
+        """
+        return self._run(self.store.update_state, id, type, fn)
+
+    def replace_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+        """Store ``value`` as the whole state, whatever is stored now."""
+        return self._run(self.store.replace_state, id, type, value)
+
+    def delete_state(self, id: str, type: StateType | str) -> None:  # noqa: A002
+        """Remove the state; a missing state is not an error."""
+        self._run(self.store.delete_state, id, type)
+
+    def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
+        """The ids of this app's states of ``type``, sorted."""
+        return self._run(self.store.list_states, type)
+
+    def get_states(
+        self,
+        ids: Iterable[str],
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 16,
+    ) -> dict[str, State]:
+        """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
+        return self._run(self.store.get_states, ids, type, concurrency=concurrency)
+
+    def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
+        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were."""
+        return self._run(self.store.reencrypt_states, type, concurrency=concurrency)
+
+    def check(self) -> CheckReport:
+        """Probe the backend on scratch objects: is compare-and-swap safe on it?"""
+        return self._run(self.store.check)

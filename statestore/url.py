@@ -1,0 +1,209 @@
+"""One URL names a store's backend: ``parse_store_url`` turns it into the settings it implies.
+
+- ``file:///abs/path`` (or ``file://localhost/abs/path``): a local directory by absolute path;
+  ``file:relative/path``: relative to the working directory. Percent-escapes are decoded.
+- ``memory://``: an in-process store (tests, notebooks).
+- ``s3://bucket[/prefix][?endpoint_url=...&region=...]``: an S3 bucket (AWS, MinIO, Ceph RGW, moto);
+  credentials come from the AWS chain (environment, profile, instance role), never from the URL.
+
+Anything else -- another scheme, an unknown or repeated parameter, a missing bucket, a user name or
+password in the URL -- is an ``InvalidInputError`` naming the part at fault. Messages never repeat
+a user-info part, a bucket that is not a bucket name or an unknown parameter's value, so a secret
+pasted into a URL does not reach a log.
+This module only parses (stdlib and ``errors``), so the configuration layer can use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+
+from .errors import InvalidInputError
+
+__all__ = ["S3_PARAMETERS", "SCHEMES", "StoreURL", "parse_store_url"]
+
+BackendKind = Literal["local", "memory", "s3"]
+
+#: The schemes ``parse_store_url`` accepts.
+SCHEMES = ("file", "memory", "s3")
+#: The query parameters an ``s3://`` URL may carry.
+S3_PARAMETERS = ("endpoint_url", "region")
+
+# What any S3-compatible server accepts in a bucket name (AWS's own rules are stricter: lowercase, 3-63).
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """What a store URL says: the backend ``kind`` and the settings it implies (None: not said)."""
+
+    kind: BackendKind
+    local_root: str | None = None  # local
+    bucket: str | None = None  # s3
+    prefix: str = ""  # s3: key prefix inside the bucket, without slashes at either end
+    endpoint_url: str | None = None  # s3: another server than AWS
+    region: str | None = None  # s3
+
+    def settings_fields(self) -> dict[str, Any]:
+        """The ``Settings`` fields this URL decides: ``backend`` and every setting of that backend.
+
+        Every one of them, None where the URL is silent: a URL replaces ``STATESTORE_BACKEND`` and
+        its companions at once, so a companion left in the environment cannot mix into it.
+        Use: ``dataclasses.replace(settings, **parsed.settings_fields())``.
+        """
+        if self.kind == "local":
+            return {"backend": "local", "local_root": self.local_root}
+        if self.kind == "memory":
+            return {"backend": "memory"}
+        return {
+            "backend": "s3",
+            "bucket": self.bucket,
+            "s3_prefix": self.prefix,
+            "s3_endpoint_url": self.endpoint_url,
+            "s3_region": self.region,
+        }
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Parse a store URL (see the module docstring) or raise ``InvalidInputError`` naming what is wrong."""
+    if not isinstance(url, str):
+        raise InvalidInputError(f"a store URL must be a string, not {url.__class__.__name__}")
+    text = url.strip()
+    if not text:
+        raise InvalidInputError("the store URL is empty")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise InvalidInputError("the store URL contains a control character")
+    scheme, sep, _ = text.partition(":")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        raise InvalidInputError(f"a store URL starts with a scheme: one of {', '.join(s + ':' for s in SCHEMES)}")
+    scheme = scheme.lower()
+    if scheme not in SCHEMES:
+        raise InvalidInputError(f"unknown store URL scheme {scheme!r}: expected one of {', '.join(SCHEMES)}")
+    try:
+        parts = urlsplit(text, allow_fragments=True)
+    except ValueError:
+        raise InvalidInputError(f"the {scheme}: store URL is malformed") from None
+    if "@" in parts.netloc:
+        raise InvalidInputError(
+            f"the {scheme}: store URL has a user name or password in it; that is refused (and not repeated here): "
+            "give credentials through the environment or an AWS profile"
+        )
+    if parts.fragment or text.endswith("#"):
+        raise InvalidInputError(f"a {scheme}: store URL takes no #fragment")
+    if scheme == "file":
+        _no_query(parts.query, scheme)
+        return StoreURL("local", local_root=_local_root(parts.netloc, parts.path))
+    if scheme == "memory":
+        _no_query(parts.query, scheme)
+        if parts.netloc or parts.path:
+            raise InvalidInputError("a memory: store URL is just memory:// (no name or path)")
+        return StoreURL("memory")
+    return _s3(parts.netloc, parts.path, parts.query)
+
+
+def _no_query(query: str, scheme: str) -> None:
+    if query:
+        names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)}) or ["?"]
+        raise InvalidInputError(f"unknown {scheme}: store URL parameter(s) {', '.join(names)}: it takes none")
+
+
+def _local_root(host: str, path: str) -> str:
+    if host and host.lower() != "localhost":
+        raise InvalidInputError(
+            f"a file: store URL names no host (got {host!r}): use file:///absolute/path or file:relative/path"
+        )
+    root = _unquote(path, "the directory of a file: store URL")
+    if not root:
+        raise InvalidInputError("a file: store URL needs a directory: file:///absolute/path or file:relative/path")
+    if "\x00" in root:
+        raise InvalidInputError("the directory of a file: store URL contains a NUL character")
+    return root
+
+
+def _unquote(text: str, what: str) -> str:
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{what} has percent-escapes that are not UTF-8") from None
+
+
+def _s3(netloc: str, path: str, query: str) -> StoreURL:
+    if not netloc:
+        raise InvalidInputError("an s3: store URL needs a bucket: s3://bucket[/prefix]")
+    if ":" in netloc:
+        raise InvalidInputError(
+            "an s3: store URL names a bucket, not a server (no :port): give the server as ?endpoint_url=..."
+        )
+    if not _BUCKET.fullmatch(netloc):  # not repeated: it may be a mangled secret (percent-escaped user info)
+        raise InvalidInputError(
+            "the bucket of an s3: store URL is not a bucket name: letters, digits, '.', '-' and '_' only, "
+            "starting with a letter or digit, at most 255 characters"
+        )
+    prefix = _unquote(path, "the prefix of an s3: store URL").strip("/")
+    if any(segment in ("", ".", "..") for segment in prefix.split("/")) and prefix:
+        raise InvalidInputError(f"the prefix {prefix!r} of an s3: store URL has an empty, '.' or '..' segment")
+    params = _s3_parameters(query)
+    return StoreURL(
+        "s3",
+        bucket=netloc,
+        prefix=prefix,
+        endpoint_url=_endpoint(params["endpoint_url"]) if "endpoint_url" in params else None,
+        region=_region(params["region"]) if "region" in params else None,
+    )
+
+
+def _s3_parameters(query: str) -> dict[str, str]:
+    if not query:
+        return {}
+    pairs: list[tuple[str, str]] = []
+    for piece in query.split("&"):
+        name, _, value = piece.partition("=")
+        try:
+            pairs.append((unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")))
+        except UnicodeDecodeError:
+            name = ""
+        if not name:
+            raise InvalidInputError(
+                f"the query of an s3: store URL is malformed: expected {'&'.join(p + '=...' for p in S3_PARAMETERS)}"
+            )
+    unknown = sorted({name for name, _ in pairs if name not in S3_PARAMETERS})
+    if unknown:
+        raise InvalidInputError(
+            f"unknown s3: store URL parameter(s) {', '.join(repr(n) for n in unknown)}: "
+            f"expected {', '.join(S3_PARAMETERS)} (credentials come from the AWS chain, never the URL)"
+        )
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidInputError(f"the s3: store URL parameter {name} is given twice")
+        if not value.strip():
+            raise InvalidInputError(f"the s3: store URL parameter {name} is empty")
+        params[name] = value.strip()
+    return params
+
+
+def _endpoint(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise InvalidInputError("endpoint_url of an s3: store URL is not a URL") from None
+    if "@" in parts.netloc:
+        raise InvalidInputError(
+            "endpoint_url of an s3: store URL has a user name or password in it; that is refused (and not "
+            "repeated here): give credentials through the environment or an AWS profile"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(f"endpoint_url must be an http:// or https:// URL with a host, got {value!r}")
+    if parts.query or parts.fragment:
+        raise InvalidInputError("endpoint_url of an s3: store URL must not have a query or fragment")
+    return value
+
+
+def _region(value: str) -> str:
+    if not _REGION.fullmatch(value):
+        raise InvalidInputError(f"region of an s3: store URL is not a region name: {value!r}")
+    return value

@@ -1,0 +1,133 @@
+"""The import graph of statestore, imports inside functions included: no cycle, and no layer imports one above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "statestore"
+
+# What each layer must not import (top-level names under statestore/). A module not named here is not checked.
+_TOP = {"store", "facade", "cli", "check", "testing", "pytest_plugin"}
+ABOVE = {
+    "statestore.errors": {
+        "config",
+        "crypto",
+        "codec",
+        "paths",
+        "hygiene",
+        "backends",
+        "store",
+        "facade",
+        "cli",
+        "check",
+    },
+    "statestore.paths": {"config", "crypto", "codec", "backends", "store", "facade", "cli", "check", "testing"},
+    "statestore.hygiene": {"config", "crypto", "codec", "paths", "backends", "store", "facade", "cli", "check"},
+    "statestore.codec": {"config", "crypto", "backends", "store", "facade", "cli", "check", "testing"},
+    "statestore.crypto": {"config", "backends", "store", "facade", "cli", "check", "testing"},
+    "statestore.backends": {"config", "crypto", "codec", "store", "facade", "cli", "check", "testing"},
+    "statestore.config": {"store", "facade", "cli", "check", "testing", "pytest_plugin"},
+    "statestore.check": {"config", "store", "facade", "cli", "testing", "pytest_plugin"},
+    "statestore.store": {"facade", "cli", "testing", "pytest_plugin"},
+    "statestore.facade": {"cli", "testing", "pytest_plugin"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, source: str, is_package: bool = False) -> set[str]:
+    """Every statestore name module ``name`` imports, wherever in ``source`` (``TYPE_CHECKING`` blocks left out)."""
+    tree = ast.parse(source)
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            anchor = base[: len(base) - node.level + 1] if node.level else []
+            module = ".".join([*anchor, node.module] if node.module else anchor)
+            targets.update(f"{module}.{a.name}" for a in node.names)
+            targets.add(module)
+    return {t for t in targets if t.startswith("statestore")}
+
+
+def _resolve(target: str, modules: dict[str, Path]) -> str:
+    while target not in modules:
+        target = target.rpartition(".")[0]
+    return target
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {
+        name: {
+            _resolve(t, modules) for t in _imports(name, path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        }
+        - {name, "statestore"}
+        for name, path in modules.items()
+    }
+
+
+def test_no_module_imports_a_layer_above_it() -> None:
+    wrong = []
+    for name, targets in sorted(_graph().items()):
+        layer = next((key for key in ABOVE if name == key or name.startswith(key + ".")), None)
+        if layer is None:
+            continue
+        for target in sorted(targets):
+            top = target.split(".")[1] if "." in target else target
+            if top in ABOVE[layer] and not target.startswith(layer):
+                wrong.append(f"{name} -> {target}")
+    assert wrong == []
+
+
+def test_no_import_cycle() -> None:
+    graph = _graph()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    cycles = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if reaches(b, a))
+    assert cycles == []
+
+
+def test_imports_inside_functions_count_and_typing_only_ones_do_not() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from .errors import InvalidInputError\n"
+        "if TYPE_CHECKING:\n"
+        "    from .store import Store\n"
+        "def f():\n"
+        "    from .config import Settings\n"
+        "    from ..facade import build_store\n"
+    )
+    found = _imports("statestore.backends.x", source)
+    assert "statestore.backends.errors" in found and "statestore.config" not in found
+    assert {"statestore.backends.config", "statestore.facade"} <= found
+    assert not any("store.Store" in t or t.endswith(".store") for t in found)
+    assert {"statestore.errors", "statestore.config"} <= _imports("statestore.paths", source)
