@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
+from .backends.base import ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from .check import CheckReport, check_backend
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
@@ -378,8 +378,8 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
-            async for key in self.backend.list(prefix):
-                state_id = id_from_key(prefix, key)
+            async for meta in self.backend.list(prefix):
+                state_id = id_from_key(prefix, meta.key)
                 if state_id is not None:
                     yield state_id
         except StateStoreError:
@@ -683,16 +683,8 @@ class Store:
                 return _Outcome(draft.state or {}, plain, refused)  # write nothing
             sealed = await _offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
             try:
-                etag = await self._call(
-                    skey,
-                    "put",
-                    self.backend.put(
-                        object_key,
-                        sealed,
-                        if_match=current.etag if current is not None else None,
-                        if_none_match=current is None,
-                    ),
-                )
+                mode = PutMode.CREATE if current is None else PutMode.update(current.etag)
+                etag = (await self._call(skey, "put", self.backend.put(object_key, sealed, mode))).etag
             except PreconditionFailed as conflict:
                 self._cache.discard(object_key)
                 use_seen = conflict.current_known and budget.tries == 1

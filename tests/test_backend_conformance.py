@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from statestore import ConditionalDeleteUnsupportedError, ObjectBackend, PreconditionFailed
+from statestore import (
+    ConditionalDeleteUnsupportedError,
+    InvalidInputError,
+    ObjectBackend,
+    ObjectMeta,
+    PreconditionFailed,
+    PutMode,
+)
+from statestore.backends.base import same_etag
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
 
@@ -14,7 +24,7 @@ async def test_get_missing_is_none(backend: ObjectBackend) -> None:
 
 
 async def test_put_get_roundtrip_and_quoted_md5_etag(backend: ObjectBackend) -> None:
-    etag = await backend.put(KEY, b'{"a":1}')
+    etag = (await backend.put(KEY, b'{"a":1}')).etag
     assert etag.startswith('"') and etag.endswith('"')
     got = await backend.get(KEY)
     assert got is not None
@@ -22,36 +32,36 @@ async def test_put_get_roundtrip_and_quoted_md5_etag(backend: ObjectBackend) -> 
     assert got.etag.strip('"') == etag.strip('"')
 
 
-async def test_if_none_match_creates_only_once(backend: ObjectBackend) -> None:
-    await backend.put(KEY, b"1", if_none_match=True)
+async def test_create_creates_only_once(backend: ObjectBackend) -> None:
+    await backend.put(KEY, b"1", PutMode.CREATE)
     with pytest.raises(PreconditionFailed):
-        await backend.put(KEY, b"2", if_none_match=True)
+        await backend.put(KEY, b"2", PutMode.CREATE)
     got = await backend.get(KEY)
     assert got is not None and got.data == b"1"
 
 
-async def test_if_match_current_etag_succeeds_stale_fails(backend: ObjectBackend) -> None:
-    first = await backend.put(KEY, b"1")
-    second = await backend.put(KEY, b"2", if_match=first)
+async def test_update_with_current_etag_succeeds_stale_fails(backend: ObjectBackend) -> None:
+    first = (await backend.put(KEY, b"1")).etag
+    second = (await backend.put(KEY, b"2", PutMode.update(first))).etag
     assert second.strip('"') != first.strip('"')
     with pytest.raises(PreconditionFailed) as info:
-        await backend.put(KEY, b"3", if_match=first)
+        await backend.put(KEY, b"3", PutMode.update(first))
     if info.value.current_known:
         assert info.value.current is not None and info.value.current.data == b"2"
     got = await backend.get(KEY)
     assert got is not None and got.data == b"2"
 
 
-async def test_if_match_accepts_unquoted_etag(backend: ObjectBackend) -> None:
-    etag = await backend.put(KEY, b"1")
-    await backend.put(KEY, b"2", if_match=etag.strip('"'))
+async def test_update_accepts_unquoted_etag(backend: ObjectBackend) -> None:
+    etag = (await backend.put(KEY, b"1")).etag
+    await backend.put(KEY, b"2", PutMode.update(etag.strip('"')))
     got = await backend.get(KEY)
     assert got is not None and got.data == b"2"
 
 
-async def test_if_match_on_missing_key_fails(backend: ObjectBackend) -> None:
+async def test_update_of_missing_key_fails(backend: ObjectBackend) -> None:
     with pytest.raises(PreconditionFailed):
-        await backend.put(KEY, b"1", if_match='"0123456789abcdef0123456789abcdef"')
+        await backend.put(KEY, b"1", PutMode.update('"0123456789abcdef0123456789abcdef"'))
     assert await backend.get(KEY) is None
 
 
@@ -64,8 +74,8 @@ async def test_delete(backend: ObjectBackend) -> None:
 
 async def test_conditional_delete(backend: ObjectBackend) -> None:
     """A stale If-Match never deletes: either the backend honours it, or it refuses every conditional delete."""
-    first = await backend.put(KEY, b"1")
-    await backend.put(KEY, b"2", if_match=first)
+    first = (await backend.put(KEY, b"1")).etag
+    await backend.put(KEY, b"2", PutMode.update(first))
     current = await backend.get(KEY)
     assert current is not None
     try:
@@ -91,16 +101,16 @@ async def test_list_by_prefix(backend: ObjectBackend) -> None:
     ]
     for key in keys:
         await backend.put(key, b"{}")
-    listed = [k async for k in backend.list("persistent-artifacts/apps/a/workflows/")]
+    listed = [m.key async for m in backend.list("persistent-artifacts/apps/a/workflows/")]
     assert sorted(listed) == keys[:2]
-    assert [k async for k in backend.list("persistent-artifacts/apps/none/")] == []
+    assert [m.key async for m in backend.list("persistent-artifacts/apps/none/")] == []
 
 
 async def test_list_streams_many(backend: ObjectBackend) -> None:
     keys = sorted(f"p/x/{i:04d}/config.json" for i in range(600))
     for key in keys:
         await backend.put(key, b"{}")
-    assert sorted([k async for k in backend.list("p/x/")]) == keys
+    assert sorted([m.key async for m in backend.list("p/x/")]) == keys
 
 
 async def test_binary_and_empty_payloads(backend: ObjectBackend) -> None:
@@ -111,3 +121,35 @@ async def test_binary_and_empty_payloads(backend: ObjectBackend) -> None:
     await backend.put(KEY, blob)
     got = await backend.get(KEY)
     assert got is not None and got.data == blob
+
+
+async def test_list_yields_metadata(backend: ObjectBackend) -> None:
+    """Each listed object carries its size, an aware UTC last-modified time and, if known, its ETag."""
+    before = datetime.now(UTC) - timedelta(minutes=5)  # servers' clocks drift a little
+    small = (await backend.put("m/a/config.json", b"{}")).etag
+    await backend.put("m/b/config.json", bytes(1000))
+    listed = {m.key: m async for m in backend.list("m/")}
+    assert sorted(listed) == ["m/a/config.json", "m/b/config.json"]
+    assert [listed[k].size for k in sorted(listed)] == [2, 1000]
+    for meta in listed.values():
+        assert isinstance(meta, ObjectMeta)
+        assert meta.last_modified.utcoffset() == timedelta(0)
+        assert before <= meta.last_modified <= datetime.now(UTC) + timedelta(minutes=5)
+    etag = listed["m/a/config.json"].etag
+    assert etag is None or same_etag(etag, small)
+
+
+async def test_overwrite_is_the_default_and_replaces_any_version(backend: ObjectBackend) -> None:
+    await backend.put(KEY, b"1", PutMode.CREATE)
+    await backend.put(KEY, b"2")
+    await backend.put(KEY, b"3", PutMode.OVERWRITE)
+    got = await backend.get(KEY)
+    assert got is not None and got.data == b"3"
+
+
+async def test_a_mode_that_is_not_a_put_mode_is_refused(backend: ObjectBackend) -> None:
+    with pytest.raises(InvalidInputError, match="PutMode"):
+        await backend.put(KEY, b"1", "create")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        PutMode.update("")
+    assert await backend.get(KEY) is None

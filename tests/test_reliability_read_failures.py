@@ -21,6 +21,7 @@ from statestore import (
     LocalBackend,
     MemoryBackend,
     PreconditionFailed,
+    PutMode,
     StateType,
     Store,
 )
@@ -121,9 +122,9 @@ async def test_fault_backend_queued_faults_and_validation() -> None:
     inner = MemoryBackend()
     faulty = FaultBackend(inner, delay=0.01)
     faulty.inject_next("delay", "lost", "conflict", "error")
-    etag = await faulty.put("k", b"1")  # delayed, then forwarded
+    etag = (await faulty.put("k", b"1")).etag  # delayed, then forwarded
     with pytest.raises(InjectedFault):
-        await faulty.put("k", b"2", if_match=etag)  # applied, answer lost
+        await faulty.put("k", b"2", PutMode.update(etag))  # applied, answer lost
     landed = await inner.get("k")
     assert landed is not None and landed.data == b"2"
     with pytest.raises(PreconditionFailed):

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .base import ObjectBackend, PreconditionFailed, Versioned
+from .base import (
+    Create,
+    ObjectBackend,
+    ObjectMeta,
+    Overwrite,
+    PreconditionFailed,
+    PutMode,
+    PutResult,
+    Update,
+    Versioned,
+)
 from .faults import FaultBackend, InjectedFault
 from .local import LocalBackend
 from .memory import MemoryBackend
@@ -12,14 +22,20 @@ from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
 __all__ = [
     "ConditionalDeleteUnsupportedError",
     "CountingBackend",
+    "Create",
     "FaultBackend",
     "InjectedFault",
     "LatencyBackend",
     "LocalBackend",
     "MemoryBackend",
     "ObjectBackend",
+    "ObjectMeta",
+    "Overwrite",
     "PreconditionFailed",
+    "PutMode",
+    "PutResult",
     "S3Backend",
+    "Update",
     "Versioned",
     "WrapperBackend",
 ]

@@ -26,7 +26,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 
-from .base import ObjectBackend, PreconditionFailed, Versioned
+from .base import ObjectBackend, ObjectMeta, PreconditionFailed, PutMode, PutResult, Versioned
 from .wrappers import WrapperBackend
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
@@ -132,11 +132,11 @@ class FaultBackend(WrapperBackend):
         self._after("get", key, kind)
         return result
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         kind = self._pick("put")
         await self._before("put", key, kind)
         try:
-            etag = await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
+            etag = await self.inner.put(key, data, mode)
         except PreconditionFailed:
             self._count("conflict")
             raise
@@ -153,7 +153,7 @@ class FaultBackend(WrapperBackend):
             raise
         self._after("delete", key, kind)
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         kind = self._pick("list")
         await self._before("list", prefix, kind)
         if kind == "lost":  # the listing is done, then its answer is lost

@@ -38,13 +38,26 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, InvalidInputError, StateStoreError
 from ..lru import LRU
 from ..retry import RetryPolicy
-from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
+from .base import (
+    Create,
+    ObjectBackend,
+    ObjectMeta,
+    PreconditionFailed,
+    PutMode,
+    PutResult,
+    Update,
+    Versioned,
+    check_put_mode,
+    md5_etag,
+    same_etag,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -267,6 +280,15 @@ def _is_transient(exc: BaseException) -> bool:
         code, status = _error_code(exc)
         return code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS
     return isinstance(exc, BotoConnectionError | HTTPClientError | asyncio.TimeoutError | ConnectionError)
+
+
+def _object_meta(item: Any, strip: int) -> ObjectMeta:
+    """One ``Contents`` entry of ListObjectsV2 as ``ObjectMeta``, the backend's prefix (``strip`` chars) removed."""
+    modified: datetime = item["LastModified"]
+    if modified.tzinfo is None:  # botocore parses an aware time; be sure of it
+        modified = modified.replace(tzinfo=UTC)
+    etag = item.get("ETag")
+    return ObjectMeta(item["Key"][strip:], int(item["Size"]), modified.astimezone(UTC), _quoted(etag) if etag else None)
 
 
 def _safe_endpoint(url: str | None) -> str | None:
@@ -537,8 +559,13 @@ class S3Backend(ObjectBackend):
         got = await self._get(key)
         return None if got is None else got[0]
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        data = bytes(data)
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        check_put_mode(mode)
+        if_match = mode.etag if isinstance(mode, Update) else None
+        return PutResult(await self._conditional_put(key, bytes(data), if_match, isinstance(mode, Create)))
+
+    async def _conditional_put(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+        """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
         write_id = secrets.token_hex(8)
         previous = (self._histories.get((key, if_match.strip('"'))) or ()) if if_match else ()
         history = (write_id, *previous[: HISTORY - 1])
@@ -698,7 +725,7 @@ class S3Backend(ObjectBackend):
         The scratch object is removed afterwards; nothing else is touched.
         """
         key = PROBE_PREFIX + secrets.token_hex(8)
-        await self.put(key, b"statestore: conditional-delete probe", if_none_match=True)
+        await self.put(key, b"statestore: conditional-delete probe", PutMode.CREATE)
         try:
             with suppress(PreconditionFailed):
                 await self._delete(key, _WRONG_ETAG)
@@ -711,7 +738,7 @@ class S3Backend(ObjectBackend):
         logger.info("%s %s If-Match on DeleteObject", self.describe(), "honours" if survived else "ignores")
         return survived
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         full_prefix = self.object_key(prefix)
         token: str | None = None
         while True:
@@ -729,7 +756,7 @@ class S3Backend(ObjectBackend):
             except Exception as exc:
                 raise self._error("list", prefix, exc) from exc
             for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+                yield _object_meta(item, len(self.prefix))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

@@ -10,7 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from .base import ObjectBackend, Versioned
+from .base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
 
 
 class WrapperBackend(ObjectBackend):
@@ -27,13 +27,13 @@ class WrapperBackend(ObjectBackend):
     async def get(self, key: str) -> Versioned | None:
         return await self.inner.get(key)
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        return await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        return await self.inner.put(key, data, mode)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         await self.inner.delete(key, if_match=if_match)
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         async for key in self.inner.list(prefix):
             yield key
 
@@ -61,15 +61,15 @@ class CountingBackend(WrapperBackend):
         self.counts["get"] += 1
         return await super().get(key)
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         self.counts["put"] += 1
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await super().put(key, data, mode)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         self.counts["delete"] += 1
         await super().delete(key, if_match=if_match)
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         self.counts["list"] += 1
         async for key in super().list(prefix):
             yield key
@@ -86,9 +86,9 @@ class LatencyBackend(WrapperBackend):
         await asyncio.sleep(self.seconds)
         return await super().get(key)
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         await asyncio.sleep(self.seconds)
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await super().put(key, data, mode)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         await asyncio.sleep(self.seconds)
