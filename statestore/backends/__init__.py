@@ -17,7 +17,7 @@ from .faults import FaultBackend, InjectedFault
 from .local import LocalBackend
 from .memory import MemoryBackend
 from .s3 import ConditionalDeleteUnsupportedError, S3Backend
-from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
+from .wrappers import CountingBackend, LatencyBackend, LoggingBackend, WrapperBackend
 
 __all__ = [
     "ConditionalDeleteUnsupportedError",
@@ -27,6 +27,7 @@ __all__ = [
     "InjectedFault",
     "LatencyBackend",
     "LocalBackend",
+    "LoggingBackend",
     "MemoryBackend",
     "ObjectBackend",
     "ObjectMeta",

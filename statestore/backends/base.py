@@ -162,8 +162,14 @@ def same_etag(a: str, b: str) -> bool:
 class ObjectBackend(ABC):
     """An object store. Every method may raise ``BackendError`` (cause chained) for I/O failures."""
 
-    #: False where the server ignores ``if_match`` on delete (MinIO): ``Store`` must not rely on it.
-    supports_conditional_delete: bool = True
+    @property
+    def supports_conditional_delete(self) -> bool:
+        """False where ``delete(if_match=...)`` is not honoured (MinIO, Ceph RGW): ``Store`` must not rely on it.
+
+        A property, so a backend that learns it (S3's probe) and the wrappers
+        around it always tell the current answer.
+        """
+        return True
 
     @abstractmethod
     async def get(self, key: str) -> Versioned | None:

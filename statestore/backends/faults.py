@@ -24,13 +24,16 @@ import asyncio
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
 
-from .base import ObjectBackend, ObjectMeta, PreconditionFailed, PutMode, PutResult, Versioned
+from .base import ObjectBackend, ObjectMeta, PreconditionFailed
 from .wrappers import WrapperBackend
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
 OPERATIONS = ("get", "put", "delete", "list")
+
+T = TypeVar("T")
 
 
 class InjectedFault(ConnectionError):
@@ -125,33 +128,16 @@ class FaultBackend(WrapperBackend):
         if kind == "lost":
             raise InjectedFault(f"injected lost response of {op} {key!r} (the call was applied)")
 
-    async def get(self, key: str) -> Versioned | None:
-        kind = self._pick("get")
-        await self._before("get", key, kind)
-        result = await self.inner.get(key)
-        self._after("get", key, kind)
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        kind = self._pick(op)
+        await self._before(op, key, kind)
+        try:
+            result = await call()
+        except PreconditionFailed:
+            self._count("conflict")
+            raise
+        self._after(op, key, kind)
         return result
-
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        kind = self._pick("put")
-        await self._before("put", key, kind)
-        try:
-            etag = await self.inner.put(key, data, mode)
-        except PreconditionFailed:
-            self._count("conflict")
-            raise
-        self._after("put", key, kind)
-        return etag
-
-    async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        kind = self._pick("delete")
-        await self._before("delete", key, kind)
-        try:
-            await self.inner.delete(key, if_match=if_match)
-        except PreconditionFailed:
-            self._count("conflict")
-            raise
-        self._after("delete", key, kind)
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         kind = self._pick("list")
@@ -160,5 +146,5 @@ class FaultBackend(WrapperBackend):
             async for _ in self.inner.list(prefix):
                 pass
             self._after("list", prefix, kind)
-        async for key in self.inner.list(prefix):
-            yield key
+        async for meta in self.inner.list(prefix):
+            yield meta

@@ -362,7 +362,6 @@ class S3Backend(ObjectBackend):
         self.sse_kms_key_id = sse_kms_key_id
         self._if_match = _IfMatchForm(if_match_form)
         self._conditional_delete = _ConditionalDelete(conditional_delete)
-        self.supports_conditional_delete = self._conditional_delete.known is True  # auto: once probed
         self.profile = profile
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
@@ -713,11 +712,14 @@ class S3Backend(ObjectBackend):
         except Exception as exc:
             raise self._error("delete", key, exc) from exc
 
+    @property
+    def supports_conditional_delete(self) -> bool:
+        """Whether ``delete(if_match=...)`` is honoured, as far as known (``auto``: False until probed)."""
+        return self._conditional_delete.known is True
+
     async def conditional_delete_supported(self) -> bool:
         """Whether ``delete(if_match=...)`` is honoured: as configured, or (``auto``) probed once per backend."""
-        supported = await self._conditional_delete.supported(self._probe_conditional_delete)
-        self.supports_conditional_delete = supported
-        return supported
+        return await self._conditional_delete.supported(self._probe_conditional_delete)
 
     async def _probe_conditional_delete(self) -> bool:
         """Put a scratch object under the prefix, delete it with a wrong If-Match, see whether it survived.
