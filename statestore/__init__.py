@@ -6,17 +6,14 @@ Updates are compare-and-swap merges, so concurrent updates are never lost.
 from __future__ import annotations
 
 from .backends import (
-    ConditionalDeleteUnsupportedError,
     CountingBackend,
     FaultBackend,
-    InjectedFault,
     LatencyBackend,
     LocalBackend,
     LoggingBackend,
     MemoryBackend,
     ObjectBackend,
     ObjectMeta,
-    PreconditionFailed,
     PutMode,
     PutResult,
     S3Backend,
@@ -29,13 +26,17 @@ from .config import Settings
 from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
     BackendError,
+    ConditionalDeleteUnsupportedError,
     ConflictError,
     CorruptStateError,
     DecryptionError,
+    IfMatchRejectedError,
+    InjectedFault,
     InvalidInputError,
     InvalidStateTypeError,
     LockTimeoutError,
     PathTraversalError,
+    PreconditionFailed,
     SecretPolicyError,
     StateStoreError,
     StateTooLargeError,
@@ -58,6 +59,7 @@ __all__ = [
     "DecryptionError",
     "EncryptingCodec",
     "FaultBackend",
+    "IfMatchRejectedError",
     "InjectedFault",
     "InvalidInputError",
     "InvalidStateTypeError",

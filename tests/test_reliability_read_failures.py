@@ -93,7 +93,7 @@ async def test_failing_reads_on_any_backend(kind: str, tmp_path: Path) -> None:
         store = Store(faulty, app_name="app")
         with pytest.raises(BackendError) as info:
             await store.get_state("wf", WF)
-        assert isinstance(info.value.__cause__, InjectedFault)
+        assert isinstance(info.value, InjectedFault)  # a BackendError itself, passed through as any backend's
         for save in (
             store.save_state("k", "lost?", "wf", WF),
             store.save_state_object("wf", {"k": "lost?"}, WF),

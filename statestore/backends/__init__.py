@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from ..errors import ConditionalDeleteUnsupportedError, InjectedFault, PreconditionFailed
 from .base import (
     Create,
     ObjectBackend,
     ObjectMeta,
     Overwrite,
-    PreconditionFailed,
     PutMode,
     PutResult,
     Update,
     Versioned,
 )
-from .faults import FaultBackend, InjectedFault
+from .faults import FaultBackend
 from .local import LocalBackend
 from .memory import MemoryBackend
-from .s3 import ConditionalDeleteUnsupportedError, S3Backend
+from .s3 import S3Backend
 from .wrappers import CountingBackend, LatencyBackend, LoggingBackend, WrapperBackend
 
 __all__ = [

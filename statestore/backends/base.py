@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, NamedTuple, final
 
-from ..errors import InvalidInputError, StateStoreError
+from ..errors import InvalidInputError, PreconditionFailed
 
 __all__ = [
     "Create",
@@ -39,23 +39,6 @@ class Versioned(NamedTuple):
 
     data: bytes
     etag: str
-
-
-class PreconditionFailed(StateStoreError):
-    """A conditional put or delete found another version than the one it expected.
-
-    Whatever the backend said (S3 412, S3 409 ConditionalRequestConflict, S3 404
-    on If-Match of a missing key, a local mismatch) it is this one type.
-    ``Store`` turns it into a retry; users never see it. When the backend could
-    see the current object at no extra cost it passes it as ``current``
-    (``None`` meaning "missing") and sets ``current_known``.
-    """
-
-    def __init__(self, key: str, *, current: Versioned | None = None, current_known: bool = False) -> None:
-        super().__init__(f"precondition failed for object {key!r}")
-        self.key = key
-        self.current = current
-        self.current_known = current_known
 
 
 class PutMode:

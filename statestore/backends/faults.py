@@ -3,7 +3,7 @@
 Kinds of fault (each counted in ``counts`` as ``fault:<kind>``):
 
 - ``error``: the call fails before reaching the inner backend (``InjectedFault``,
-  a ``ConnectionError``): nothing happened, the caller sees an error.
+  a ``BackendError`` and a ``ConnectionError``): nothing happened, the caller sees an error.
 - ``conflict``: a put or delete fails with ``PreconditionFailed`` without
   telling the current object, as S3's 409 ConditionalRequestConflict does.
 - ``lost``: the call reaches the inner backend and succeeds, then its answer is
@@ -27,17 +27,15 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from .base import ObjectBackend, ObjectMeta, PreconditionFailed
+from ..errors import InjectedFault as InjectedFault  # re-exported (old home)
+from ..errors import PreconditionFailed
+from .base import ObjectBackend, ObjectMeta
 from .wrappers import WrapperBackend
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
 OPERATIONS = ("get", "put", "delete", "list")
 
 T = TypeVar("T")
-
-
-class InjectedFault(ConnectionError):
-    """A failure made up by ``FaultBackend``; a real backend never raises it."""
 
 
 class FaultBackend(WrapperBackend):

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
+from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
 from ..lru import LRU
 from ..retry import RetryPolicy
 from .base import (
@@ -99,22 +101,6 @@ CONDITIONAL_DELETE_MODES = ("auto", "true", "false")
 #: Scratch objects of the conditional-delete probe live under this key (after the backend's prefix).
 PROBE_PREFIX = ".statestore-probe/"
 _WRONG_ETAG = '"00000000000000000000000000000000"'
-
-
-class ConditionalDeleteUnsupportedError(StateStoreError, NotImplementedError):
-    """``delete(if_match=...)`` where the server ignores If-Match on DeleteObject (MinIO, Ceph RGW).
-
-    Raised instead of deleting unconditionally, which would claim a guarantee
-    the server does not give. Nothing is deleted.
-    """
-
-
-class IfMatchRejectedError(BackendError):
-    """The server rejected If-Match holding the object's current ETag: not contention, a server quirk.
-
-    The object had not changed, so retrying cannot help; the message names the
-    forms tried and ``STATESTORE_S3_IF_MATCH``. Nothing was written.
-    """
 
 
 class _RejectedUnchanged(Exception):
