@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, Versioned, same_etag
+from .backends.base import ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from .codec import Codec, check_json, copy_state, decode, encode
 from .errors import (
     BackendError,
@@ -325,16 +325,8 @@ class CompareAndSwap:
                 return Outcome(skey, draft.state or {}, plain, refused)
             sealed = await offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
             try:
-                etag = await self._call(
-                    skey,
-                    "put",
-                    self.backend.put(
-                        object_key,
-                        sealed,
-                        if_match=current.etag if current is not None else None,
-                        if_none_match=current is None,
-                    ),
-                )
+                mode = PutMode.CREATE if current is None else PutMode.update(current.etag)
+                etag = (await self._call(skey, "put", self.backend.put(object_key, sealed, mode))).etag
             except PreconditionFailed as conflict:
                 self._cache.discard(object_key)
                 retry_at_once = conflict.current_known and budget.tries == 1  # it said what it holds now

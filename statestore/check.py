@@ -35,7 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, same_etag
+from .backends.base import ObjectBackend, PreconditionFailed, PutMode, same_etag
 from .backends.local import LOCK_SUFFIX, LocalBackend
 from .backends.memory import MemoryBackend
 from .backends.s3 import HISTORY, WRITES_METADATA, S3Backend
@@ -244,7 +244,7 @@ class _Protocol:
         """A create of a fresh scratch key, which must succeed."""
         self.written.append(key)
         try:
-            return await self._io(probe, self.backend.put(key, data, if_none_match=True))
+            return (await self._io(probe, self.backend.put(key, data, PutMode.CREATE))).etag
         except PreconditionFailed:
             raise _Stop(probe, Verdict.UNSAFE, "a create of a new key was refused: no state can be created") from None
 
@@ -258,7 +258,7 @@ class _Protocol:
         if got is None or got.data != v1 or not same_etag(got.etag, etag1):
             raise _Stop("get", Verdict.UNSAFE, "the object read back is not the one written")
         run.ok("get", "the object reads back with the ETag the write returned")
-        keys = [key async for key in b.list(self.scratch)]
+        keys = [meta.key async for meta in b.list(self.scratch)]
         if self.main in keys:
             run.ok("list", "the object is listed")
         else:
@@ -266,7 +266,7 @@ class _Protocol:
 
         await self._create("create-if-absent", self.create, b"{}")
         try:
-            await self._io("create-if-absent", b.put(self.create, b'{"second": 1}', if_none_match=True))
+            await self._io("create-if-absent", b.put(self.create, b'{"second": 1}', PutMode.CREATE))
         except PreconditionFailed:
             run.ok("create-if-absent", "a second create of the same key was refused")
         else:
@@ -277,12 +277,12 @@ class _Protocol:
             )
 
         try:
-            etag2 = await self._io("if-match", b.put(self.main, v2, if_match=etag1))
+            etag2 = (await self._io("if-match", b.put(self.main, v2, PutMode.update(etag1)))).etag
         except PreconditionFailed:
             raise _Stop("if-match", Verdict.UNSAFE, "a write with the current ETag was refused") from None
         run.ok("if-match", "a write with the current ETag succeeded")
         try:
-            await self._io("stale-if-match", b.put(self.main, b'{"stale": 1}', if_match=etag1))
+            await self._io("stale-if-match", b.put(self.main, b'{"stale": 1}', PutMode.update(etag1)))
         except PreconditionFailed:
             got = await self._io("stale-if-match", b.get(self.main))
             if got is not None and got.data == v2:
@@ -299,7 +299,7 @@ class _Protocol:
             )
         self.written.append(self.missing)
         try:
-            await self._io("if-match-missing", b.put(self.missing, b"{}", if_match=etag2))
+            await self._io("if-match-missing", b.put(self.missing, b"{}", PutMode.update(etag2)))
         except PreconditionFailed:
             if await self._io("if-match-missing", b.get(self.missing)) is None:
                 run.ok("if-match-missing", "a write with an ETag to a missing key was refused; nothing was created")
@@ -333,7 +333,7 @@ class _Protocol:
         """Remove every scratch object (the "delete" probe); ``_Stop`` if that fails."""
         for key in self.written:
             await self._io("delete", self.backend.delete(key))
-        left = [key async for key in self.backend.list(self.scratch)]
+        left = [meta.key async for meta in self.backend.list(self.scratch)]
         if left:
             raise _Stop("delete", self.failure, f"deleted objects are still listed: {', '.join(left)}")
         self.run.ok("delete", f"{len(self.written)} scratch objects were removed")

@@ -1,6 +1,16 @@
-"""The typed errors of statestore: one base class, one subclass per way a call can fail."""
+"""The typed errors of statestore, all in this module: one base class, one subclass per way a call can fail.
+
+Other modules (``statestore.backends.base``, ``statestore.backends.s3``,
+``statestore.backends.faults``) re-export the ones they raise, so older
+imports keep working.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backends.base import Versioned
 
 
 class StateStoreError(Exception):
@@ -67,3 +77,44 @@ class SyncStoreUsageError(StateStoreError, RuntimeError):
     Also raised by a call on a closed ``SyncStore``. Like ``asyncio.run`` refusing the same
     thing, it is a ``RuntimeError``; the arguments were fine, so it is no ``InvalidInputError``.
     """
+
+
+class IfMatchRejectedError(BackendError):
+    """The server rejected If-Match holding the object's current ETag: not contention, a server quirk.
+
+    The object had not changed, so retrying cannot help; the message names the
+    forms tried and ``STATESTORE_S3_IF_MATCH``. Nothing was written.
+    """
+
+
+class InjectedFault(BackendError, ConnectionError):
+    """A failure made up by ``FaultBackend`` to model a broken connection; a real backend never raises it.
+
+    A ``BackendError``, as a real backend reports its I/O failures, and a
+    ``ConnectionError``, as the failure it stands for.
+    """
+
+
+class ConditionalDeleteUnsupportedError(StateStoreError, NotImplementedError):
+    """``delete(if_match=...)`` where the server ignores If-Match on DeleteObject (MinIO, Ceph RGW).
+
+    Raised instead of deleting unconditionally, which would claim a guarantee
+    the server does not give. Nothing is deleted.
+    """
+
+
+class PreconditionFailed(StateStoreError):
+    """A conditional put or delete found another version than the one it expected.
+
+    Whatever the backend said (S3 412, S3 409 ConditionalRequestConflict, S3 404
+    on If-Match of a missing key, a local mismatch) it is this one type.
+    ``Store`` turns it into a retry; users never see it. When the backend could
+    see the current object at no extra cost it passes it as ``current``
+    (``None`` meaning "missing") and sets ``current_known``.
+    """
+
+    def __init__(self, key: str, *, current: Versioned | None = None, current_known: bool = False) -> None:
+        super().__init__(f"precondition failed for object {key!r}")
+        self.key = key
+        self.current = current
+        self.current_known = current_known

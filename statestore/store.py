@@ -148,8 +148,8 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
-            async for key in self.backend.list(prefix):
-                state_id = id_from_key(prefix, key)
+            async for meta in self.backend.list(prefix):
+                state_id = id_from_key(prefix, meta.key)
                 if state_id is not None:
                     yield state_id
         except StateStoreError:

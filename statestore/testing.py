@@ -1,9 +1,11 @@
-"""Helpers for testing code that uses statestore: stores on fresh backends and a local moto S3 server.
+"""Helpers for testing code that uses statestore: stores on fresh backends, a local moto S3 server, and
+``BackendTests``, the conformance suite a backend subclasses to prove it keeps the ``ObjectBackend`` contract.
 
 The pytest fixtures built on these live in ``statestore.pytest_plugin`` (see
 docs/testing.md). moto is imported only when ``MotoServer`` is started, and
-the S3 backend only when an S3 store is built, so this module imports without
-the ``test`` extra.
+the S3 backend only when an S3 store is built, and pytest only when
+``BackendTests`` is asked for (it lives in ``statestore.conformance``), so this
+module imports without the ``test`` extra.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.local import LocalBackend
 from .backends.memory import MemoryBackend
@@ -25,8 +27,12 @@ from .errors import MotoUnavailableError, StateStoreError
 from .facade import set_default_store
 from .store import Store
 
+if TYPE_CHECKING:
+    from .conformance import BackendTests as BackendTests
+
 __all__ = [
     "INSTALL_HINT",
+    "BackendTests",
     "MotoServer",
     "MotoUnavailableError",
     "close_store",
@@ -46,6 +52,15 @@ _FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": MOTO_REGION,
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``BackendTests`` on first use: importing it imports pytest, which the rest of this module does not need."""
+    if name == "BackendTests":
+        from .conformance import BackendTests
+
+        return BackendTests
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def memory_store(**options: Any) -> Store:

@@ -1,113 +1,139 @@
-"""The backend protocol, once, against every backend (``backend_kind`` in conftest.py)."""
+"""Our backends keep the ``ObjectBackend`` contract: each runs ``statestore.testing.BackendTests``.
+
+The S3 class runs on the S3 target (``s3_server``): the session's moto server, or the server
+``STATESTORE_TEST_S3_ENDPOINT`` names (Ceph RGW, MinIO, AWS; see conftest.py).
+"""
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
+from conftest import S3Target
 
-from statestore import ConditionalDeleteUnsupportedError, ObjectBackend, PreconditionFailed
-
-KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
-
-
-async def test_get_missing_is_none(backend: ObjectBackend) -> None:
-    assert await backend.get(KEY) is None
+from statestore import InvalidInputError, LocalBackend, MemoryBackend, ObjectBackend, PutMode, S3Backend
+from statestore.testing import BackendTests
 
 
-async def test_put_get_roundtrip_and_quoted_md5_etag(backend: ObjectBackend) -> None:
-    etag = await backend.put(KEY, b'{"a":1}')
-    assert etag.startswith('"') and etag.endswith('"')
-    got = await backend.get(KEY)
-    assert got is not None
-    assert got.data == b'{"a":1}'
-    assert got.etag.strip('"') == etag.strip('"')
+class TestMemoryBackend(BackendTests):
+    @pytest.fixture
+    def backend(self) -> MemoryBackend:
+        return MemoryBackend()
 
 
-async def test_if_none_match_creates_only_once(backend: ObjectBackend) -> None:
-    await backend.put(KEY, b"1", if_none_match=True)
-    with pytest.raises(PreconditionFailed):
-        await backend.put(KEY, b"2", if_none_match=True)
-    got = await backend.get(KEY)
-    assert got is not None and got.data == b"1"
+class TestLocalBackend(BackendTests):
+    @pytest.fixture
+    async def backend(self, tmp_path: Path) -> AsyncIterator[LocalBackend]:
+        backend = LocalBackend(tmp_path / "root")
+        yield backend
+        await backend.aclose()
 
 
-async def test_if_match_current_etag_succeeds_stale_fails(backend: ObjectBackend) -> None:
-    first = await backend.put(KEY, b"1")
-    second = await backend.put(KEY, b"2", if_match=first)
-    assert second.strip('"') != first.strip('"')
-    with pytest.raises(PreconditionFailed) as info:
-        await backend.put(KEY, b"3", if_match=first)
-    if info.value.current_known:
-        assert info.value.current is not None and info.value.current.data == b"2"
-    got = await backend.get(KEY)
-    assert got is not None and got.data == b"2"
+@pytest.mark.s3_server
+class TestS3Backend(BackendTests):
+    @pytest.fixture
+    async def backend(self, s3_target: S3Target) -> AsyncIterator[S3Backend]:
+        backend = s3_target.backend(s3_target.new_location())
+        yield backend
+        await backend.aclose()
 
 
-async def test_if_match_accepts_unquoted_etag(backend: ObjectBackend) -> None:
-    etag = await backend.put(KEY, b"1")
-    await backend.put(KEY, b"2", if_match=etag.strip('"'))
-    got = await backend.get(KEY)
-    assert got is not None and got.data == b"2"
+@pytest.mark.parametrize("kind", ["memory", "local"])
+async def test_a_mode_that_is_not_a_put_mode_is_refused(kind: str, tmp_path: Path) -> None:
+    """Our backends refuse anything but a ``PutMode`` before any I/O (a string would otherwise mean overwrite)."""
+    backend: ObjectBackend = MemoryBackend() if kind == "memory" else LocalBackend(tmp_path)
+    with pytest.raises(InvalidInputError, match="PutMode"):
+        await backend.put("k/config.json", b"1", "create")  # type: ignore[arg-type]
+    assert await backend.get("k/config.json") is None
 
 
-async def test_if_match_on_missing_key_fails(backend: ObjectBackend) -> None:
-    with pytest.raises(PreconditionFailed):
-        await backend.put(KEY, b"1", if_match='"0123456789abcdef0123456789abcdef"')
-    assert await backend.get(KEY) is None
-
-
-async def test_delete(backend: ObjectBackend) -> None:
-    await backend.delete(KEY)  # missing: fine
-    await backend.put(KEY, b"1")
-    await backend.delete(KEY)
-    assert await backend.get(KEY) is None
-
-
-async def test_conditional_delete(backend: ObjectBackend) -> None:
-    """A stale If-Match never deletes: either the backend honours it, or it refuses every conditional delete."""
-    first = await backend.put(KEY, b"1")
-    await backend.put(KEY, b"2", if_match=first)
-    current = await backend.get(KEY)
-    assert current is not None
+@pytest.mark.s3_server
+async def test_s3_refuses_a_mode_that_is_not_a_put_mode(s3_target: S3Target) -> None:
+    backend = s3_target.backend(s3_target.new_location())
     try:
-        with pytest.raises(PreconditionFailed):
-            await backend.delete(KEY, if_match=first)
-    except ConditionalDeleteUnsupportedError:  # a server that ignores If-Match on delete (Ceph RGW, MinIO)
-        assert backend.supports_conditional_delete is False
-        with pytest.raises(ConditionalDeleteUnsupportedError):
-            await backend.delete(KEY, if_match=current.etag)
-        assert await backend.get(KEY) == current
-        return
-    assert await backend.get(KEY) == current
-    await backend.delete(KEY, if_match=current.etag)
-    assert await backend.get(KEY) is None
+        with pytest.raises(InvalidInputError, match="PutMode"):
+            await backend.put("k/config.json", b"1", "create")  # type: ignore[arg-type]
+        assert await backend.get("k/config.json") is None
+    finally:
+        await backend.aclose()
 
 
-async def test_list_by_prefix(backend: ObjectBackend) -> None:
-    keys = [
-        "persistent-artifacts/apps/a/workflows/w1/config.json",
-        "persistent-artifacts/apps/a/workflows/w2/config.json",
-        "persistent-artifacts/apps/a/credentials/c1/config.json",
-        "persistent-artifacts/apps/b/workflows/w3/config.json",
-    ]
-    for key in keys:
-        await backend.put(key, b"{}")
-    listed = [k async for k in backend.list("persistent-artifacts/apps/a/workflows/")]
-    assert sorted(listed) == keys[:2]
-    assert [k async for k in backend.list("persistent-artifacts/apps/none/")] == []
+def test_an_empty_etag_is_not_an_update() -> None:
+    with pytest.raises(InvalidInputError, match="ETag"):
+        PutMode.update("")
+    with pytest.raises(InvalidInputError):
+        PutMode.update('""')
+    assert PutMode.update('"abc"') == PutMode.update('"abc"') and PutMode.CREATE != PutMode.OVERWRITE
 
 
-async def test_list_streams_many(backend: ObjectBackend) -> None:
-    keys = sorted(f"p/x/{i:04d}/config.json" for i in range(600))
-    for key in keys:
-        await backend.put(key, b"{}")
-    assert sorted([k async for k in backend.list("p/x/")]) == keys
+TESTS = Path(__file__).resolve().parent
+
+CARELESS = """
+import pytest
+from test_third_party_backend import SQLiteBackend
+
+from statestore import PutMode, PutResult
+from statestore.testing import BackendTests
 
 
-async def test_binary_and_empty_payloads(backend: ObjectBackend) -> None:
-    await backend.put(KEY, b"")
-    got = await backend.get(KEY)
-    assert got is not None and got.data == b""
-    blob = bytes(range(256)) * 100
-    await backend.put(KEY, blob)
-    got = await backend.get(KEY)
-    assert got is not None and got.data == blob
+class CarelessBackend(SQLiteBackend):
+    \"\"\"Drops every condition of a put: what the contract must catch.\"\"\"
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        return await super().put(key, data)
+
+
+class TestCareless(BackendTests):
+    @pytest.fixture
+    def backend(self) -> CarelessBackend:
+        return CarelessBackend()
+"""
+
+
+def test_docs_show_the_third_party_backend_that_is_tested() -> None:
+    """docs/testing.md's example is tests/test_third_party_backend.py without its docstring."""
+    source = (TESTS / "test_third_party_backend.py").read_text(encoding="utf-8")
+    docstring_end = ast.parse(source).body[0].end_lineno
+    example = "".join(source.splitlines(keepends=True)[docstring_end:]).strip()
+    docs = (TESTS.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    assert example in [block.strip() for block in re.findall(r"```python\n(.*?)```", docs, re.S)]
+
+
+def test_the_contract_fails_a_backend_that_ignores_its_conditions(tmp_path: Path) -> None:
+    """A pytest run of its own (strict asyncio mode, no configuration): exactly the tests of conditions fail."""
+    (tmp_path / "test_careless.py").write_text(CARELESS, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-W", "ignore", "test_careless.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    failed = set(re.findall(r"FAILED test_careless.py::TestCareless::(\w+)", result.stdout))
+    assert failed == {
+        "test_create_creates_only_once",
+        "test_update_with_current_etag_succeeds_stale_fails",
+        "test_update_of_a_missing_key_fails_and_creates_nothing",
+        "test_concurrent_creates_exactly_one_wins",
+        "test_concurrent_updates_of_one_version_exactly_one_wins",
+        "test_compare_and_swap_increments_are_never_lost",
+    }, result.stdout[-3000:]
+    assert re.search(r"\b12 passed\b", result.stdout), result.stdout[-3000:]
+
+
+def test_statestore_testing_imports_pytest_only_for_backend_tests() -> None:
+    code = (
+        "import sys, statestore.testing as t\n"
+        "assert 'pytest' not in sys.modules, 'pytest imported too early'\n"
+        "assert t.BackendTests.__module__ == 'statestore.conformance' and 'pytest' in sys.modules\n"
+        "try:\n    t.NoSuchThing\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -32,6 +32,8 @@ from statestore import (
     LocalBackend,
     MemoryBackend,
     Outcome,
+    PutMode,
+    PutResult,
     StateType,
     Store,
     Verdict,
@@ -544,7 +546,7 @@ async def test_a_backend_that_ignores_conditions_is_unsafe_through_the_protocol(
     """Any backend, probed through the ObjectBackend API: one that drops its conditions is reported unsafe."""
 
     class Careless(MemoryBackend):
-        async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
             return await super().put(key, data)
 
     report = await Store(Careless()).check()

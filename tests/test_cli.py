@@ -32,6 +32,8 @@ from statestore import (
     MemoryBackend,
     PathTraversalError,
     PreconditionFailed,
+    PutMode,
+    PutResult,
     RetryPolicy,
     Settings,
     StateTooLargeError,
@@ -403,7 +405,7 @@ def test_error_mapping(error: Exception, code: int, prefix: str) -> None:
 class _AlwaysLoses(MemoryBackend):
     """Every conditional write finds that someone else got there first."""
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         raise PreconditionFailed(key)
 
 

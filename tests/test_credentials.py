@@ -24,6 +24,8 @@ from statestore import (
     EncryptingCodec,
     InvalidInputError,
     ObjectBackend,
+    PutMode,
+    PutResult,
     SecretPolicyError,
     StateType,
     Store,
@@ -215,11 +217,11 @@ class RacingBackend(WrapperBackend):
         super().__init__(inner)
         self.key, self.before_put, self.fired = key, before_put, False
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         if key == self.key and not self.fired:
             self.fired = True
             await self.before_put()
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await super().put(key, data, mode)
 
 
 async def test_reencrypt_is_a_conditional_write_that_keeps_a_concurrent_update(

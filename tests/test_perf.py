@@ -26,6 +26,8 @@ from statestore import (
     MemoryBackend,
     ObjectBackend,
     PreconditionFailed,
+    PutMode,
+    PutResult,
     StateTooLargeError,
     StateType,
     Store,
@@ -240,13 +242,13 @@ class Gate(WrapperBackend):
         self.fail = False
         self.puts = 0
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         self.puts += 1
         self.entered.set()
         await self.release.wait()
         if self.fail:
             raise OSError("disk on fire")
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await super().put(key, data, mode)
 
 
 async def gated_store() -> tuple[Store, Gate]:
@@ -351,16 +353,16 @@ def test_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
 
 async def test_local_etag_proof_sees_other_writers(tmp_path: Path) -> None:
     ours, theirs = LocalBackend(tmp_path), LocalBackend(tmp_path)
-    etag = await ours.put("a/b.json", b'{"v":1}')
-    await theirs.put("a/b.json", b'{"v":1}', if_match=etag)  # same bytes, a new file: the same ETag
-    assert await ours.put("a/b.json", b'{"v":2}', if_match=etag) != etag  # proven by reading, not the pin
-    newer = await theirs.put("a/b.json", b'{"v":3}', if_match=md5_etag(b'{"v":2}'))
+    etag = (await ours.put("a/b.json", b'{"v":1}')).etag
+    await theirs.put("a/b.json", b'{"v":1}', PutMode.update(etag))  # same bytes, a new file: the same ETag
+    assert (await ours.put("a/b.json", b'{"v":2}', PutMode.update(etag))).etag != etag  # proven by reading, not the pin
+    newer = (await theirs.put("a/b.json", b'{"v":3}', PutMode.update(md5_etag(b'{"v":2}')))).etag
     with pytest.raises(PreconditionFailed) as info:
-        await ours.put("a/b.json", b'{"v":4}', if_match=md5_etag(b'{"v":2}'))
+        await ours.put("a/b.json", b'{"v":4}', PutMode.update(md5_etag(b'{"v":2}')))
     assert info.value.current == Versioned(b'{"v":3}', newer)
     (tmp_path / "a" / "b.json").write_bytes(b'{"v":"edited in place"}')  # not through a backend
     with pytest.raises(PreconditionFailed):
-        await theirs.put("a/b.json", b'{"v":5}', if_match=newer)
+        await theirs.put("a/b.json", b'{"v":5}', PutMode.update(newer))
     await ours.aclose()
     await theirs.aclose()
 
@@ -375,10 +377,10 @@ async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path
     before = open_fds()
     etags = {}
     for i in range(300):
-        etags[i] = await backend.put(f"s{i}/config.json", b"{}")
+        etags[i] = (await backend.put(f"s{i}/config.json", b"{}")).etag
     assert open_fds() - before <= 130
     for i in range(300):  # evicted or not, every ETag still checks out
-        await backend.put(f"s{i}/config.json", b"[]", if_match=etags[i])
+        await backend.put(f"s{i}/config.json", b"[]", PutMode.update(etags[i]))
     await backend.delete("s299/config.json")
     await backend.aclose()
     assert open_fds() <= before

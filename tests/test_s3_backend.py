@@ -18,6 +18,7 @@ import statestore.backends.s3 as s3_module
 from statestore import (
     ConditionalDeleteUnsupportedError,
     InvalidInputError,
+    PutMode,
     S3Backend,
     Settings,
     StateType,
@@ -188,8 +189,8 @@ async def test_sse_settings_reach_the_object(moto_server: MotoServer, sse: str, 
     bucket = moto_server.create_bucket()
     backend = s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)
     try:
-        first = await backend.put(KEY, b"1", if_none_match=True)
-        await backend.put(KEY, b"2", if_match=first)
+        first = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
+        await backend.put(KEY, b"2", PutMode.update(first))
     finally:
         await backend.aclose()
     client = raw_client(moto_server)
@@ -212,10 +213,10 @@ async def test_writes_carry_a_bounded_history_of_write_ids(
     backend = s3_backend(moto_server, bucket)
     client = raw_client(moto_server)
     try:
-        etag = await backend.put(KEY, b"0", if_none_match=True)
+        etag = (await backend.put(KEY, b"0", PutMode.CREATE)).etag
         seen: list[list[str]] = []
         for i in range(20):
-            etag = await backend.put(KEY, str(i).encode(), if_match=etag)
+            etag = (await backend.put(KEY, str(i).encode(), PutMode.update(etag))).etag
             head = client.head_object(Bucket=bucket, Key=KEY)
             seen.append(head["Metadata"][WRITES_METADATA].split(","))
     finally:
@@ -232,8 +233,8 @@ async def test_prefix_keeps_keys_under_it(moto_server: MotoServer) -> None:
     plain = s3_backend(moto_server, bucket)
     try:
         await backend.put(KEY, b"1")
-        assert [k async for k in backend.list("persistent-artifacts/")] == [KEY]
-        assert [k async for k in plain.list("")] == ["tenant-1/" + KEY]
+        assert [m.key async for m in backend.list("persistent-artifacts/")] == [KEY]
+        assert [m.key async for m in plain.list("")] == ["tenant-1/" + KEY]
         assert await plain.get(KEY) is None
     finally:
         await backend.aclose()
@@ -243,7 +244,7 @@ async def test_prefix_keeps_keys_under_it(moto_server: MotoServer) -> None:
 async def test_wrong_etag_formats_still_compare(moto_server: MotoServer) -> None:
     backend = s3_backend(moto_server, moto_server.create_bucket())
     try:
-        etag = await backend.put(KEY, b"1")
+        etag = (await backend.put(KEY, b"1")).etag
         assert etag.startswith('"')
         got = await backend.get(KEY)
         assert got is not None and got.etag == etag
@@ -258,7 +259,7 @@ async def test_without_conditional_delete_if_match_is_refused_not_ignored(moto_s
     backend = s3_backend(moto_server, moto_server.create_bucket(), conditional_delete=False)
     try:
         assert backend.supports_conditional_delete is False
-        etag = await backend.put(KEY, b"1")
+        etag = (await backend.put(KEY, b"1")).etag
         with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
             await backend.delete(KEY, if_match=etag)
         assert await backend.get(KEY) is not None

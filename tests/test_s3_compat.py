@@ -23,6 +23,7 @@ from statestore import (
     ConditionalDeleteUnsupportedError,
     ConflictError,
     PreconditionFailed,
+    PutMode,
     RetryPolicy,
     StateType,
     Store,
@@ -130,10 +131,10 @@ async def test_a_stale_etag_is_still_contention_behind_a_form_refusing_server(
 ) -> None:
     backend = through(s3_target, proxy, QUOTED)
     try:
-        first = await backend.put(KEY, b"1")
-        await backend.put(KEY, b"2", if_match=first)
+        first = (await backend.put(KEY, b"1")).etag
+        await backend.put(KEY, b"2", PutMode.update(first))
         with pytest.raises(PreconditionFailed) as info:
-            await backend.put(KEY, b"3", if_match=first)
+            await backend.put(KEY, b"3", PutMode.update(first))
         assert info.value.current_known and info.value.current is not None and info.value.current.data == b"2"
     finally:
         await backend.aclose()
@@ -144,12 +145,12 @@ async def test_a_stale_etag_is_still_contention_behind_a_form_refusing_server(
 async def test_a_pinned_form_is_the_one_sent(s3_target: S3Target, proxy: FaultProxy, form: str) -> None:
     backend = through(s3_target, proxy, if_match_form=form)
     try:
-        etag = await backend.put(KEY, b"1")
+        etag = (await backend.put(KEY, b"1")).etag
         if form == "quoted" and s3_target.name == "ceph-rgw":
             with pytest.raises(IfMatchRejectedError):
-                await backend.put(KEY, b"2", if_match=etag)
+                await backend.put(KEY, b"2", PutMode.update(etag))
         else:
-            await backend.put(KEY, b"2", if_match=etag)
+            await backend.put(KEY, b"2", PutMode.update(etag))
         assert proxy.if_match_seen == {f"PUT {form}": 1}
     finally:
         await backend.aclose()
@@ -229,8 +230,8 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
     backend = through(s3_target, proxy)
     try:
         assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False  # not yet known
-        first = await backend.put(KEY, b"1")
-        second = await backend.put(KEY, b"2", if_match=first)
+        first = (await backend.put(KEY, b"1")).etag
+        second = (await backend.put(KEY, b"2", PutMode.update(first))).etag
         proxy.reset_counts()
         outcomes = await asyncio.gather(
             *(backend.delete(KEY, if_match=first) for _ in range(3)), return_exceptions=True
@@ -242,7 +243,7 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
         assert backend.supports_conditional_delete is honoured
         probes = [path for method, path in proxy.paths if method == "PUT" and PROBE_PREFIX in path]
         assert len(probes) == 1  # one probe for three concurrent callers
-        assert [k async for k in backend.list(PROBE_PREFIX)] == []  # and it cleaned up
+        assert [m.key async for m in backend.list(PROBE_PREFIX)] == []  # and it cleaned up
         if honoured:
             await backend.delete(KEY, if_match=second)
             assert await backend.get(KEY) is None
@@ -282,7 +283,7 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
 async def test_conditional_delete_false_refuses_without_a_request(s3_target: S3Target, proxy: FaultProxy) -> None:
     backend = through(s3_target, proxy, conditional_delete="false")
     try:
-        etag = await backend.put(KEY, b"1")
+        etag = (await backend.put(KEY, b"1")).etag
         proxy.reset_counts()
         with pytest.raises(ConditionalDeleteUnsupportedError, match="STATESTORE_S3_CONDITIONAL_DELETE=false"):
             await backend.delete(KEY, if_match=etag)

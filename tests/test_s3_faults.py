@@ -19,7 +19,7 @@ import pytest
 from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
-from statestore import BackendError, PreconditionFailed, RetryPolicy, StateType, Store
+from statestore import BackendError, PreconditionFailed, PutMode, RetryPolicy, StateType, Store
 from statestore.backends.base import md5_etag
 from statestore.backends.s3 import WRITES_METADATA, S3Backend
 from statestore.codec import encode
@@ -136,15 +136,15 @@ async def test_lost_response_of_a_write_already_replaced(
         )  # fmt: skip
 
     try:
-        first = await backend.put(KEY, b"base", if_none_match=True)
-        first = await backend.put(KEY, b"base, again", if_match=first)  # the If-Match form settles
+        first = (await backend.put(KEY, b"base", PutMode.CREATE)).etag
+        first = (await backend.put(KEY, b"base, again", PutMode.update(first))).etag  # the If-Match form settles
         target_proxy.add(Fault("PUT", "drop-after", after_forward=other_writer_on_top))
-        etag = await backend.put(KEY, b"mine", if_match=first)
+        etag = (await backend.put(KEY, b"mine", PutMode.update(first))).etag
         current = await other.get(KEY)
         assert current is not None and current.data == b"theirs"
         assert etag == md5_etag(b"mine") and etag != current.etag
         with pytest.raises(PreconditionFailed):  # the caller's next CAS re-reads instead of overwriting
-            await backend.put(KEY, b"next", if_match=etag)
+            await backend.put(KEY, b"next", PutMode.update(etag))
     finally:
         raw.close()
         await backend.aclose()
@@ -171,7 +171,7 @@ async def test_objects_with_identical_bytes_keep_their_own_write_histories(
         current = await backend.get(a)  # {"n": 2}: our write landed
         assert current is not None and current.data == encode({"n": 2})
         assert await backend.get(b) == (encode({"n": 2}), current.etag)  # same bytes, same ETag
-        await backend.put(a, encode({"n": 3}), if_match=current.etag)
+        await backend.put(a, encode({"n": 3}), PutMode.update(current.etag))
 
     def on_commit() -> None:
         asyncio.run_coroutine_threadsafe(same_process_writer_on_a(), loop).result(timeout=30)
@@ -194,13 +194,13 @@ async def test_412_from_someone_else_is_a_conflict_with_the_current_object(
 ) -> None:
     backend = s3_backend(moto_server, bucket)
     try:
-        first = await backend.put(KEY, b"1")
-        await backend.put(KEY, b"2", if_match=first)
+        first = (await backend.put(KEY, b"1")).etag
+        await backend.put(KEY, b"2", PutMode.update(first))
         with pytest.raises(PreconditionFailed) as info:
-            await backend.put(KEY, b"3", if_match=first)
+            await backend.put(KEY, b"3", PutMode.update(first))
         assert info.value.current_known and info.value.current is not None and info.value.current.data == b"2"
         with pytest.raises(PreconditionFailed) as missing:  # If-Match on a missing key: 404 NoSuchKey
-            await backend.put("other/key", b"3", if_match=first)
+            await backend.put("other/key", b"3", PutMode.update(first))
         assert missing.value.current_known and missing.value.current is None
     finally:
         await backend.aclose()
@@ -214,10 +214,10 @@ async def test_409_conditional_request_conflict_is_precondition_failed(
 ) -> None:
     backend = via_proxy(moto_server, proxy, bucket)
     try:
-        etag = await backend.put(KEY, b"1")
+        etag = (await backend.put(KEY, b"1")).etag
         proxy.add(Fault("PUT", "409"))
         with pytest.raises(PreconditionFailed) as info:
-            await backend.put(KEY, b"2", if_match=etag)
+            await backend.put(KEY, b"2", PutMode.update(etag))
         assert info.value.current_known and info.value.current is not None and info.value.current.data == b"1"
         got = await backend.get(KEY)
         assert got is not None and got.data == b"1"
@@ -278,7 +278,7 @@ async def test_5xx_on_put_that_never_landed_gives_up_with_backend_error(
     try:
         proxy.add(Fault("PUT", "500", times=100))
         with pytest.raises(BackendError, match=r"put of .*InternalError \(HTTP 500\)"):
-            await backend.put(KEY, b"1", if_none_match=True)
+            await backend.put(KEY, b"1", PutMode.CREATE)
         assert proxy.faulted["PUT"] == FAST_RETRY.attempts
         assert await backend.get(KEY) is None
     finally:
@@ -305,7 +305,7 @@ async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoS
     backend = s3_backend(moto_server, "no-such-bucket-statestore")
     try:
         with pytest.raises(BackendError, match="NoSuchBucket"):
-            await backend.put(KEY, b"1", if_match='"0123456789abcdef0123456789abcdef"')
+            await backend.put(KEY, b"1", PutMode.update('"0123456789abcdef0123456789abcdef"'))
         with pytest.raises(BackendError, match="NoSuchBucket"):
             await backend.delete(KEY, if_match='"0123456789abcdef0123456789abcdef"')
     finally:

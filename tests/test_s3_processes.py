@@ -24,14 +24,14 @@ SAVES = 40
 WORKER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from statestore import PreconditionFailed, RetryPolicy, S3Backend, StateType, Store, WrapperBackend
+    from statestore import PreconditionFailed, PutMode, RetryPolicy, S3Backend, StateType, Store, WrapperBackend
 
     class ConflictCounter(WrapperBackend):
         conflicts = 0
 
-        async def put(self, key, data, *, if_match=None, if_none_match=False):
+        async def put(self, key, data, mode=PutMode.OVERWRITE):
             try:
-                return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+                return await super().put(key, data, mode)
             except PreconditionFailed:
                 self.conflicts += 1
                 raise

@@ -18,7 +18,10 @@ from statestore import (
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
+    ObjectMeta,
     PreconditionFailed,
+    PutMode,
+    PutResult,
     RetryPolicy,
     StateStore,
     StateTooLargeError,
@@ -193,10 +196,11 @@ class AlwaysConflicting(WrapperBackend):
 
     writes = 0
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         self.writes += 1
         await self.inner.put(key, b'{"other":%d}' % self.writes)
-        return await self.inner.put(key, data, if_match=if_match or '"stale"', if_none_match=if_none_match)
+        stale = PutMode.update('"stale"') if mode == PutMode.OVERWRITE else mode
+        return await self.inner.put(key, data, stale)
 
 
 async def test_conflict_error_after_bounded_attempts() -> None:
@@ -219,16 +223,16 @@ class FailingBackend(WrapperBackend):
             raise OSError("disk on fire")
         return await super().get(key)
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         if "put" in self.failing:
             raise OSError("disk on fire")
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await super().put(key, data, mode)
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         if "list" in self.failing:
             raise OSError("disk on fire")
-        async for key in super().list(prefix):
-            yield key
+        async for meta in super().list(prefix):
+            yield meta
 
 
 async def test_failed_read_is_an_error_never_empty_state() -> None:
@@ -304,12 +308,12 @@ class ConflictOnce(WrapperBackend):
         super().__init__(inner)
         self.armed = True
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         if self.armed:
             self.armed = False
             await self.inner.put(key, b'{"other":"writer"}')
             raise PreconditionFailed(key)
-        return await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await self.inner.put(key, data, mode)
 
 
 async def test_conflict_rereads_and_reapplies() -> None:

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-from .base import ObjectBackend, PreconditionFailed, Versioned
-from .faults import FaultBackend, InjectedFault
+from ..errors import ConditionalDeleteUnsupportedError, InjectedFault, PreconditionFailed
+from .base import (
+    Create,
+    ObjectBackend,
+    ObjectMeta,
+    Overwrite,
+    PutMode,
+    PutResult,
+    Update,
+    Versioned,
+)
+from .faults import FaultBackend
 from .local import LocalBackend
 from .memory import MemoryBackend
-from .s3 import ConditionalDeleteUnsupportedError, S3Backend
-from .wrappers import CountingBackend, LatencyBackend, WrapperBackend
+from .s3 import S3Backend
+from .wrappers import CountingBackend, LatencyBackend, LoggingBackend, WrapperBackend
 
 __all__ = [
     "ConditionalDeleteUnsupportedError",
     "CountingBackend",
+    "Create",
     "FaultBackend",
     "InjectedFault",
     "LatencyBackend",
     "LocalBackend",
+    "LoggingBackend",
     "MemoryBackend",
     "ObjectBackend",
+    "ObjectMeta",
+    "Overwrite",
     "PreconditionFailed",
+    "PutMode",
+    "PutResult",
     "S3Backend",
+    "Update",
     "Versioned",
     "WrapperBackend",
 ]

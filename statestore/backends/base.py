@@ -1,8 +1,10 @@
 """The backend protocol: a tiny, byte-oriented object store with conditional writes.
 
-In the spirit of zarr's async ``Store`` ABC and Rust object_store's
-``PutMode::Create`` / ``PutMode::Update(etag)``: a backend stores bytes under
-keys, and knows nothing about JSON, state types, merging or retries.
+In the shape of Rust object_store (``PutMode``, ``PutResult``, ``ObjectMeta``)
+and zarr's async ``Store`` ABC: a backend stores bytes under keys, and knows
+nothing about JSON, state types, merging or retries. The precondition of a put
+is one value, so it cannot contradict itself; a listing yields each object's
+metadata, not only its key.
 """
 
 from __future__ import annotations
@@ -10,9 +12,26 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from typing import NamedTuple
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, NamedTuple, final
 
-from ..errors import StateStoreError
+from ..errors import InvalidInputError, PreconditionFailed
+
+__all__ = [
+    "Create",
+    "ObjectBackend",
+    "ObjectMeta",
+    "Overwrite",
+    "PreconditionFailed",
+    "PutMode",
+    "PutResult",
+    "Update",
+    "Versioned",
+    "check_put_mode",
+    "md5_etag",
+    "same_etag",
+]
 
 
 class Versioned(NamedTuple):
@@ -22,21 +41,95 @@ class Versioned(NamedTuple):
     etag: str
 
 
-class PreconditionFailed(StateStoreError):
-    """A conditional put or delete found another version than the one it expected.
+class PutMode:
+    """The precondition of a put, one of ``PutMode.OVERWRITE``, ``PutMode.CREATE`` or ``PutMode.update(etag)``.
 
-    Whatever the backend said (S3 412, S3 409 ConditionalRequestConflict, S3 404
-    on If-Match of a missing key, a local mismatch) it is this one type.
-    ``Store`` turns it into a retry; users never see it. When the backend could
-    see the current object at no extra cost it passes it as ``current``
-    (``None`` meaning "missing") and sets ``current_known``.
+    Backends tell them apart with ``isinstance`` (or ``match``) on
+    ``Overwrite``, ``Create`` and ``Update``; ``allows`` is the rule itself.
     """
 
-    def __init__(self, key: str, *, current: Versioned | None = None, current_known: bool = False) -> None:
-        super().__init__(f"precondition failed for object {key!r}")
-        self.key = key
-        self.current = current
-        self.current_known = current_known
+    __slots__ = ()
+
+    #: Write whatever is stored (no precondition).
+    OVERWRITE: ClassVar[Overwrite]
+    #: Write only if the key does not exist (S3 ``If-None-Match: *``).
+    CREATE: ClassVar[Create]
+
+    @staticmethod
+    def update(etag: str) -> Update:
+        """Write only if the object exists with this ETag (S3 ``If-Match``); quoted or not."""
+        return Update(etag)
+
+    def allows(self, current: str | None) -> bool:
+        """Whether this put may replace an object whose ETag is ``current`` (None: the key is missing)."""
+        raise NotImplementedError
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Overwrite(PutMode):
+    """``PutMode.OVERWRITE``: no precondition."""
+
+    def allows(self, current: str | None) -> bool:
+        return True
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Create(PutMode):
+    """``PutMode.CREATE``: only if the key does not exist."""
+
+    def allows(self, current: str | None) -> bool:
+        return current is None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Update(PutMode):
+    """``PutMode.update(etag)``: only if the object exists and its ETag is ``etag`` (quoted or not)."""
+
+    etag: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.etag, str) or not self.etag.strip('"'):
+            raise InvalidInputError(f"PutMode.update needs the ETag of the version to replace, got {self.etag!r}")
+
+    def allows(self, current: str | None) -> bool:
+        return current is not None and same_etag(current, self.etag)
+
+
+PutMode.OVERWRITE = Overwrite()
+PutMode.CREATE = Create()
+
+
+def check_put_mode(mode: object) -> PutMode:
+    """``mode`` if it is a ``PutMode``, else ``InvalidInputError`` (before any I/O)."""
+    if not isinstance(mode, PutMode):
+        raise InvalidInputError(
+            f"the mode of a put must be PutMode.OVERWRITE, PutMode.CREATE or PutMode.update(etag), not {mode!r}"
+        )
+    return mode
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a put returns: the ETag of the version it stored (quoted, as S3 returns it)."""
+
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """One listed object: its key, size in bytes, last change (aware, UTC) and ETag.
+
+    ``etag`` is None where the listing cannot know it without reading the
+    object (the local backend: its ETag is the MD5 of the content).
+    """
+
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str | None = None
 
 
 def md5_etag(data: bytes) -> str:
@@ -52,28 +145,30 @@ def same_etag(a: str, b: str) -> bool:
 class ObjectBackend(ABC):
     """An object store. Every method may raise ``BackendError`` (cause chained) for I/O failures."""
 
-    #: False where the server ignores ``if_match`` on delete (MinIO): ``Store`` must not rely on it.
-    supports_conditional_delete: bool = True
+    @property
+    def supports_conditional_delete(self) -> bool:
+        """False where ``delete(if_match=...)`` is not honoured (MinIO, Ceph RGW): ``Store`` must not rely on it.
+
+        A property, so a backend that learns it (S3's probe) and the wrappers
+        around it always tell the current answer.
+        """
+        return True
 
     @abstractmethod
     async def get(self, key: str) -> Versioned | None:
         """The object's bytes and ETag, or None if it does not exist."""
 
     @abstractmethod
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        """Store ``data`` and return its ETag.
-
-        ``if_match``: only if the current ETag is this one. ``if_none_match``: only
-        if the key does not exist. Otherwise raise ``PreconditionFailed``.
-        """
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        """Store ``data`` if ``mode`` allows it, and return the new ETag; else raise ``PreconditionFailed``."""
 
     @abstractmethod
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         """Remove the object; a missing key is not an error unless ``if_match`` is given."""
 
     @abstractmethod
-    def list(self, prefix: str) -> AsyncIterator[str]:
-        """Yield the keys that start with ``prefix``, streaming (never temp or lock files)."""
+    def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        """Yield the objects whose keys start with ``prefix``, streaming (never temp or lock files)."""
 
     @property
     def key_prefix(self) -> str:

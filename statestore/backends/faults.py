@@ -3,7 +3,7 @@
 Kinds of fault (each counted in ``counts`` as ``fault:<kind>``):
 
 - ``error``: the call fails before reaching the inner backend (``InjectedFault``,
-  a ``ConnectionError``): nothing happened, the caller sees an error.
+  a ``BackendError`` and a ``ConnectionError``): nothing happened, the caller sees an error.
 - ``conflict``: a put or delete fails with ``PreconditionFailed`` without
   telling the current object, as S3's 409 ConditionalRequestConflict does.
 - ``lost``: the call reaches the inner backend and succeeds, then its answer is
@@ -24,17 +24,18 @@ import asyncio
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
 
-from .base import ObjectBackend, PreconditionFailed, Versioned
+from ..errors import InjectedFault as InjectedFault  # re-exported (old home)
+from ..errors import PreconditionFailed
+from .base import ObjectBackend, ObjectMeta
 from .wrappers import WrapperBackend
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
 OPERATIONS = ("get", "put", "delete", "list")
 
-
-class InjectedFault(ConnectionError):
-    """A failure made up by ``FaultBackend``; a real backend never raises it."""
+T = TypeVar("T")
 
 
 class FaultBackend(WrapperBackend):
@@ -125,40 +126,23 @@ class FaultBackend(WrapperBackend):
         if kind == "lost":
             raise InjectedFault(f"injected lost response of {op} {key!r} (the call was applied)")
 
-    async def get(self, key: str) -> Versioned | None:
-        kind = self._pick("get")
-        await self._before("get", key, kind)
-        result = await self.inner.get(key)
-        self._after("get", key, kind)
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        kind = self._pick(op)
+        await self._before(op, key, kind)
+        try:
+            result = await call()
+        except PreconditionFailed:
+            self._count("conflict")
+            raise
+        self._after(op, key, kind)
         return result
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        kind = self._pick("put")
-        await self._before("put", key, kind)
-        try:
-            etag = await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
-        except PreconditionFailed:
-            self._count("conflict")
-            raise
-        self._after("put", key, kind)
-        return etag
-
-    async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        kind = self._pick("delete")
-        await self._before("delete", key, kind)
-        try:
-            await self.inner.delete(key, if_match=if_match)
-        except PreconditionFailed:
-            self._count("conflict")
-            raise
-        self._after("delete", key, kind)
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         kind = self._pick("list")
         await self._before("list", prefix, kind)
         if kind == "lost":  # the listing is done, then its answer is lost
             async for _ in self.inner.list(prefix):
                 pass
             self._after("list", prefix, kind)
-        async for key in self.inner.list(prefix):
-            yield key
+        async for meta in self.inner.list(prefix):
+            yield meta

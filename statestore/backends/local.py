@@ -29,13 +29,26 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 from ..errors import BackendError, InvalidInputError, LockTimeoutError
 from ..retry import RetryPolicy
-from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
+from .base import (
+    ObjectBackend,
+    ObjectMeta,
+    Overwrite,
+    PreconditionFailed,
+    PutMode,
+    PutResult,
+    Update,
+    Versioned,
+    check_put_mode,
+    md5_etag,
+    same_etag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +295,12 @@ class _Dir:
             with suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=self.fd)
 
-    def keys(self) -> Iterator[str]:
-        """Keys of all visible regular files below, in name order per directory; symlinks are skipped."""
+    def objects(self) -> Iterator[ObjectMeta]:
+        """All visible regular files below, in name order per directory; symlinks are skipped.
+
+        Size and time come from each entry's own status (``lstat``); the ETag is
+        left out, as only reading the file could tell it.
+        """
         with os.scandir(self.fd) as it:
             entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
@@ -293,9 +310,14 @@ class _Dir:
                 child = self.child(entry.name)
                 if child is not None:
                     with child:
-                        yield from child.keys()
+                        yield from child.objects()
             elif entry.is_file(follow_symlinks=False) and not _is_hidden(entry.name):
-                yield self.rel + entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # deleted since the directory was read
+                    continue
+                modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                yield ObjectMeta(self.rel + entry.name, st.st_size, modified)
 
 
 def _make_root(root: str, mode: int) -> None:
@@ -386,10 +408,11 @@ class LocalBackend(ObjectBackend):
 
     # -- conditional writes ----------------------------------------------------
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        check_put_mode(mode)
         parts, name = _split(key)
         data = bytes(data)
-        return await self._when_locked(key, lambda: self._put_sync(key, parts, name, data, if_match, if_none_match))
+        return PutResult(await self._when_locked(key, lambda: self._put_sync(key, parts, name, data, mode)))
 
     async def _when_locked(self, key: str, work: Callable[[], T]) -> T:
         """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here."""
@@ -410,9 +433,7 @@ class LocalBackend(ObjectBackend):
             await asyncio.sleep(min(left, random.uniform(delay / 2, delay)))
             delay = min(delay * 2, _LOCK_POLL_MAX)
 
-    def _put_sync(
-        self, key: str, parts: list[str], name: str, data: bytes, if_match: str | None, if_none_match: bool
-    ) -> str:
+    def _put_sync(self, key: str, parts: list[str], name: str, data: bytes, mode: PutMode) -> str:
         """Check the condition and replace the file, all under the object's lock; one thread hop per put."""
         etag = md5_etag(data)
         try:
@@ -421,7 +442,7 @@ class LocalBackend(ObjectBackend):
             with directory:
                 lock_fd = directory.lock(name, self.file_mode)
                 try:
-                    self._check(directory, key, name, if_match, if_none_match)
+                    self._check(directory, key, name, mode)
                     if directory.rel not in self._ready:
                         directory.remove_stale_temps(name)
                         self._remember(directory.rel)
@@ -453,19 +474,20 @@ class LocalBackend(ObjectBackend):
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         parts, name = _split(key)
-        await self._when_locked(key, lambda: self._delete_sync(key, parts, name, if_match))
+        mode = PutMode.OVERWRITE if if_match is None else PutMode.update(if_match)
+        await self._when_locked(key, lambda: self._delete_sync(key, parts, name, mode))
 
-    def _delete_sync(self, key: str, parts: list[str], name: str, if_match: str | None) -> None:
+    def _delete_sync(self, key: str, parts: list[str], name: str, mode: PutMode) -> None:
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
-                if if_match is not None:
+                if not isinstance(mode, Overwrite):
                     raise PreconditionFailed(key, current=None, current_known=True)
                 return
             with directory:
                 lock_fd = directory.lock(name, self.file_mode)
                 try:
-                    if self._check(directory, key, name, if_match, False) is not None:
+                    if self._check(directory, key, name, mode) is not None:
                         os.unlink(name, dir_fd=directory.fd)
                     _PINS.drop(self._pin_key(key))
                     directory.remove_stale_temps(name)
@@ -474,28 +496,24 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             raise BackendError(f"cannot delete {key}: {exc.strerror}") from exc
 
-    def _check(
-        self, directory: _Dir, key: str, name: str, if_match: str | None, if_none_match: bool
-    ) -> os.stat_result | None:
+    def _check(self, directory: _Dir, key: str, name: str, mode: PutMode) -> os.stat_result | None:
         """Raise ``PreconditionFailed`` unless the object meets the condition; returns its status (None: missing).
 
         Also refuses a symbolic link in the object's place, whatever the condition.
         """
         found = directory.lstat(name)
         pinned = _PINS.check(self._pin_key(key), _signature(found) if found else None)
-        if (if_match is None and not if_none_match) or (if_match is not None and same_etag(pinned or "", if_match)):
+        if isinstance(mode, Overwrite) or (isinstance(mode, Update) and same_etag(pinned or "", mode.etag)):
             return found
         read = directory.read(name) if found is not None else None
         current = Versioned(read[0], md5_etag(read[0])) if read is not None else None
-        if (if_none_match and current is not None) or (
-            if_match is not None and (current is None or not same_etag(current.etag, if_match))
-        ):
+        if not mode.allows(None if current is None else current.etag):
             raise PreconditionFailed(key, current=current, current_known=True)
         return found
 
     # -- listing ---------------------------------------------------------------
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         parts = base.split("/") if base else []
         if any(p in ("", ".", "..") for p in parts):
@@ -503,20 +521,20 @@ class LocalBackend(ObjectBackend):
         walker = self._walk(parts)
         while True:
             batch = await asyncio.to_thread(_take, walker, _LIST_BATCH)
-            for key in batch:
-                if key.startswith(prefix):
-                    yield key
+            for meta in batch:
+                if meta.key.startswith(prefix):
+                    yield meta
             if len(batch) < _LIST_BATCH:
                 return
 
-    def _walk(self, parts: Sequence[str]) -> Iterator[str]:
-        """Keys of all visible files under ``parts``, in key order."""
+    def _walk(self, parts: Sequence[str]) -> Iterator[ObjectMeta]:
+        """All visible files under ``parts``, in key order."""
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
                 return
             with directory:
-                yield from directory.keys()
+                yield from directory.objects()
         except OSError as exc:
             raise BackendError(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}") from exc
 
@@ -527,8 +545,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _take(iterator: Iterator[str], n: int) -> list[str]:
-    out: list[str] = []
+def _take(iterator: Iterator[T], n: int) -> list[T]:
+    out: list[T] = []
     for item in iterator:
         out.append(item)
         if len(out) >= n:

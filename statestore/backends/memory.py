@@ -4,43 +4,61 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import NamedTuple
 
-from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
+from .base import (
+    ObjectBackend,
+    ObjectMeta,
+    PreconditionFailed,
+    PutMode,
+    PutResult,
+    Versioned,
+    check_put_mode,
+    md5_etag,
+)
+
+
+class _Entry(NamedTuple):
+    object: Versioned
+    modified: datetime
 
 
 class MemoryBackend(ObjectBackend):
     """In-process objects; safe to share between threads and event loops."""
 
     def __init__(self) -> None:
-        self._objects: dict[str, Versioned] = {}
+        self._objects: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def _check(self, key: str, if_match: str | None, if_none_match: bool) -> None:
-        current = self._objects.get(key)
-        if (if_none_match and current is not None) or (
-            if_match is not None and (current is None or not same_etag(current.etag, if_match))
-        ):
+    def _check(self, key: str, mode: PutMode) -> None:
+        entry = self._objects.get(key)
+        current = None if entry is None else entry.object
+        if not mode.allows(None if current is None else current.etag):
             raise PreconditionFailed(key, current=current, current_known=True)
 
     async def get(self, key: str) -> Versioned | None:
         with self._lock:
-            return self._objects.get(key)
+            entry = self._objects.get(key)
+        return None if entry is None else entry.object
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        check_put_mode(mode)
         data = bytes(data)
         etag = md5_etag(data)
         with self._lock:
-            self._check(key, if_match, if_none_match)
-            self._objects[key] = Versioned(data, etag)
-        return etag
+            self._check(key, mode)
+            self._objects[key] = _Entry(Versioned(data, etag), datetime.now(UTC))
+        return PutResult(etag)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         with self._lock:
-            self._check(key, if_match, False)
+            if if_match is not None:
+                self._check(key, PutMode.update(if_match))
             self._objects.pop(key, None)
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         with self._lock:
-            keys = sorted(k for k in self._objects if k.startswith(prefix))
-        for key in keys:
-            yield key
+            found = sorted(((k, e) for k, e in self._objects.items() if k.startswith(prefix)), key=lambda item: item[0])
+        for key, entry in found:
+            yield ObjectMeta(key, len(entry.object.data), entry.modified, entry.object.etag)

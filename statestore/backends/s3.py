@@ -38,13 +38,28 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
+from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
 from ..lru import LRU
 from ..retry import RetryPolicy
-from .base import ObjectBackend, PreconditionFailed, Versioned, md5_etag, same_etag
+from .base import (
+    Create,
+    ObjectBackend,
+    ObjectMeta,
+    PreconditionFailed,
+    PutMode,
+    PutResult,
+    Update,
+    Versioned,
+    check_put_mode,
+    md5_etag,
+    same_etag,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -86,22 +101,6 @@ CONDITIONAL_DELETE_MODES = ("auto", "true", "false")
 #: Scratch objects of the conditional-delete probe live under this key (after the backend's prefix).
 PROBE_PREFIX = ".statestore-probe/"
 _WRONG_ETAG = '"00000000000000000000000000000000"'
-
-
-class ConditionalDeleteUnsupportedError(StateStoreError, NotImplementedError):
-    """``delete(if_match=...)`` where the server ignores If-Match on DeleteObject (MinIO, Ceph RGW).
-
-    Raised instead of deleting unconditionally, which would claim a guarantee
-    the server does not give. Nothing is deleted.
-    """
-
-
-class IfMatchRejectedError(BackendError):
-    """The server rejected If-Match holding the object's current ETag: not contention, a server quirk.
-
-    The object had not changed, so retrying cannot help; the message names the
-    forms tried and ``STATESTORE_S3_IF_MATCH``. Nothing was written.
-    """
 
 
 class _RejectedUnchanged(Exception):
@@ -269,6 +268,15 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BotoConnectionError | HTTPClientError | asyncio.TimeoutError | ConnectionError)
 
 
+def _object_meta(item: Any, strip: int) -> ObjectMeta:
+    """One ``Contents`` entry of ListObjectsV2 as ``ObjectMeta``, the backend's prefix (``strip`` chars) removed."""
+    modified: datetime = item["LastModified"]
+    if modified.tzinfo is None:  # botocore parses an aware time; be sure of it
+        modified = modified.replace(tzinfo=UTC)
+    etag = item.get("ETag")
+    return ObjectMeta(item["Key"][strip:], int(item["Size"]), modified.astimezone(UTC), _quoted(etag) if etag else None)
+
+
 def _safe_endpoint(url: str | None) -> str | None:
     """``url`` without any user:password part, for logs and ``describe``."""
     if not url:
@@ -340,7 +348,6 @@ class S3Backend(ObjectBackend):
         self.sse_kms_key_id = sse_kms_key_id
         self._if_match = _IfMatchForm(if_match_form)
         self._conditional_delete = _ConditionalDelete(conditional_delete)
-        self.supports_conditional_delete = self._conditional_delete.known is True  # auto: once probed
         self.profile = profile
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
@@ -537,8 +544,13 @@ class S3Backend(ObjectBackend):
         got = await self._get(key)
         return None if got is None else got[0]
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        data = bytes(data)
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        check_put_mode(mode)
+        if_match = mode.etag if isinstance(mode, Update) else None
+        return PutResult(await self._conditional_put(key, bytes(data), if_match, isinstance(mode, Create)))
+
+    async def _conditional_put(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+        """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
         write_id = secrets.token_hex(8)
         previous = (self._histories.get((key, if_match.strip('"'))) or ()) if if_match else ()
         history = (write_id, *previous[: HISTORY - 1])
@@ -686,11 +698,14 @@ class S3Backend(ObjectBackend):
         except Exception as exc:
             raise self._error("delete", key, exc) from exc
 
+    @property
+    def supports_conditional_delete(self) -> bool:
+        """Whether ``delete(if_match=...)`` is honoured, as far as known (``auto``: False until probed)."""
+        return self._conditional_delete.known is True
+
     async def conditional_delete_supported(self) -> bool:
         """Whether ``delete(if_match=...)`` is honoured: as configured, or (``auto``) probed once per backend."""
-        supported = await self._conditional_delete.supported(self._probe_conditional_delete)
-        self.supports_conditional_delete = supported
-        return supported
+        return await self._conditional_delete.supported(self._probe_conditional_delete)
 
     async def _probe_conditional_delete(self) -> bool:
         """Put a scratch object under the prefix, delete it with a wrong If-Match, see whether it survived.
@@ -698,7 +713,7 @@ class S3Backend(ObjectBackend):
         The scratch object is removed afterwards; nothing else is touched.
         """
         key = PROBE_PREFIX + secrets.token_hex(8)
-        await self.put(key, b"statestore: conditional-delete probe", if_none_match=True)
+        await self.put(key, b"statestore: conditional-delete probe", PutMode.CREATE)
         try:
             with suppress(PreconditionFailed):
                 await self._delete(key, _WRONG_ETAG)
@@ -711,7 +726,7 @@ class S3Backend(ObjectBackend):
         logger.info("%s %s If-Match on DeleteObject", self.describe(), "honours" if survived else "ignores")
         return survived
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         full_prefix = self.object_key(prefix)
         token: str | None = None
         while True:
@@ -729,7 +744,7 @@ class S3Backend(ObjectBackend):
             except Exception as exc:
                 raise self._error("list", prefix, exc) from exc
             for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+                yield _object_meta(item, len(self.prefix))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

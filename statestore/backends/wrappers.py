@@ -1,41 +1,56 @@
-"""Backends that wrap another backend to add behaviour: counting requests, adding latency.
+"""Backends that wrap another backend to add one behaviour: counting requests, latency, logging.
 
-Like zarr's ``LatencyStore`` / ``LoggingStore``: each wrapper forwards to
-``inner`` and adds one thing, so tests and benchmarks compose what they need.
+Like zarr's ``WrapperStore``: ``WrapperBackend`` forwards every call and
+property to ``inner``, and runs each ``get``, ``put`` and ``delete`` through one
+hook (``_around``), so a wrapper overrides only what it changes and tests and
+benchmarks compose what they need.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
-from .base import ObjectBackend, Versioned
+from .base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class WrapperBackend(ObjectBackend):
-    """Forwards every call to ``inner``; subclasses override what they change."""
+    """Forwards everything to ``inner``, capabilities included (read live, not copied)."""
 
     def __init__(self, inner: ObjectBackend) -> None:
         self.inner = inner
-        self.supports_conditional_delete = inner.supports_conditional_delete
+
+    @property
+    def supports_conditional_delete(self) -> bool:
+        return self.inner.supports_conditional_delete
 
     @property
     def key_prefix(self) -> str:
         return self.inner.key_prefix
 
-    async def get(self, key: str) -> Versioned | None:
-        return await self.inner.get(key)
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one ``get``, ``put`` or ``delete`` (``call``) of ``key``: the hook a wrapper overrides."""
+        return await call()
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        return await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
+    async def get(self, key: str) -> Versioned | None:
+        return await self._around("get", key, lambda: self.inner.get(key))
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        return await self._around("put", key, lambda: self.inner.put(key, data, mode))
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        await self.inner.delete(key, if_match=if_match)
+        await self._around("delete", key, lambda: self.inner.delete(key, if_match=if_match))
 
-    async def list(self, prefix: str) -> AsyncIterator[str]:
-        async for key in self.inner.list(prefix):
-            yield key
+    def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        return self.inner.list(prefix)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -57,39 +72,72 @@ class CountingBackend(WrapperBackend):
     def reset(self) -> None:
         self.counts.clear()
 
-    async def get(self, key: str) -> Versioned | None:
-        self.counts["get"] += 1
-        return await super().get(key)
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.counts[op] += 1
+        return await call()
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        self.counts["put"] += 1
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
-
-    async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        self.counts["delete"] += 1
-        await super().delete(key, if_match=if_match)
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         self.counts["list"] += 1
-        async for key in super().list(prefix):
-            yield key
+        async for meta in self.inner.list(prefix):
+            yield meta
 
 
 class LatencyBackend(WrapperBackend):
-    """Sleeps ``seconds`` before every call, to model a remote store in tests and benchmarks."""
+    """Sleeps ``seconds`` before every get, put and delete, to model a remote store in tests and benchmarks."""
 
     def __init__(self, inner: ObjectBackend, seconds: float) -> None:
         super().__init__(inner)
         self.seconds = seconds
 
-    async def get(self, key: str) -> Versioned | None:
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
         await asyncio.sleep(self.seconds)
-        return await super().get(key)
+        return await call()
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        await asyncio.sleep(self.seconds)
-        return await super().put(key, data, if_match=if_match, if_none_match=if_none_match)
 
-    async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        await asyncio.sleep(self.seconds)
-        await super().delete(key, if_match=if_match)
+def _outcome(op: str, result: object) -> str:
+    if isinstance(result, PutResult):
+        return f"ok, etag {result.etag}"
+    if isinstance(result, Versioned):
+        return f"found, {len(result.data)} bytes"
+    return "missing" if op == "get" else "ok"
+
+
+class LoggingBackend(WrapperBackend):
+    """Logs every call at DEBUG: operation, key (or prefix), outcome and duration; never the data.
+
+    A listing is logged when it ends, with the number of objects it yielded.
+
+    Records go to ``logging.getLogger("statestore.backends.wrappers")``. A
+    failed call is logged with its exception's type and re-raised unchanged.
+    """
+
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return await call()
+        start = time.perf_counter()
+        try:
+            result = await call()
+        except BaseException as exc:
+            self._log(op, key, f"failed: {type(exc).__name__}", start)
+            raise
+        self._log(op, key, _outcome(op, result), start)
+        return result
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        start = time.perf_counter()
+        listed = 0
+        try:
+            async for meta in self.inner.list(prefix):
+                listed += 1
+                yield meta
+        except GeneratorExit:  # the caller stopped early
+            self._log("list", prefix, f"closed after {listed} objects", start)
+            raise
+        except BaseException as exc:
+            self._log("list", prefix, f"failed after {listed} objects: {type(exc).__name__}", start)
+            raise
+        self._log("list", prefix, f"{listed} objects", start)
+
+    def _log(self, op: str, key: str, outcome: str, start: float) -> None:
+        ms = (time.perf_counter() - start) * 1000
+        logger.debug("%s %s %r: %s in %.1f ms", self.inner.describe(), op, key, outcome, ms)

@@ -1,0 +1,240 @@
+"""``BackendTests``: the backend contract as a pytest class that any ``ObjectBackend`` subclasses to prove it.
+
+Usage (see docs/testing.md)::
+
+    from statestore.testing import BackendTests
+
+    class TestMyBackend(BackendTests):
+        @pytest.fixture
+        def backend(self) -> MyBackend:
+            return MyBackend()  # fresh and empty for every test
+
+The fixture may also be ``async`` (and may ``yield``, to clean up): under
+pytest-asyncio's ``auto`` mode as is, in ``strict`` mode decorated with
+``@pytest_asyncio.fixture``. The tests are coroutines marked
+``pytest.mark.asyncio``, so pytest-asyncio (the ``test`` extra) must be
+installed. This module imports pytest; ``statestore.testing`` imports it only
+when ``BackendTests`` is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from .backends.base import ObjectBackend, ObjectMeta, PutMode, same_etag
+from .errors import ConditionalDeleteUnsupportedError, PreconditionFailed
+
+__all__ = ["BackendTests"]
+
+KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
+_NEVER_AN_ETAG = '"0123456789abcdef0123456789abcdef"'
+_CLOCK_SKEW = timedelta(minutes=5)  # a server's clock may differ a little from ours
+
+
+async def _listed(backend: ObjectBackend, prefix: str) -> list[ObjectMeta]:
+    return [meta async for meta in backend.list(prefix)]
+
+
+class BackendTests:
+    """The ``ObjectBackend`` contract: get, put in each ``PutMode``, delete, list with metadata, concurrency.
+
+    Subclass it as ``Test<Something>`` and define one fixture, ``backend``,
+    giving a fresh, empty backend per test. Every test uses only the public
+    protocol, so it holds for a backend of any storage (a dict, a database, a
+    cloud store).
+    """
+
+    pytestmark = pytest.mark.asyncio
+
+    @pytest.fixture
+    def backend(self) -> ObjectBackend:
+        """Override: a fresh, empty backend for each test."""
+        raise NotImplementedError("subclass BackendTests and define a `backend` fixture returning a fresh backend")
+
+    # -- get and put -------------------------------------------------------------
+
+    async def test_get_missing_is_none(self, backend: ObjectBackend) -> None:
+        assert await backend.get(KEY) is None
+
+    async def test_put_get_roundtrip_and_quoted_etag(self, backend: ObjectBackend) -> None:
+        result = await backend.put(KEY, b'{"a":1}')
+        assert result.etag.startswith('"') and result.etag.endswith('"')
+        got = await backend.get(KEY)
+        assert got is not None
+        assert got.data == b'{"a":1}'
+        assert same_etag(got.etag, result.etag)
+
+    async def test_overwrite_is_the_default_and_replaces_any_version(self, backend: ObjectBackend) -> None:
+        await backend.put(KEY, b"1", PutMode.CREATE)
+        await backend.put(KEY, b"2")
+        await backend.put(KEY, b"3", PutMode.OVERWRITE)
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"3"
+
+    async def test_create_creates_only_once(self, backend: ObjectBackend) -> None:
+        await backend.put(KEY, b"1", PutMode.CREATE)
+        with pytest.raises(PreconditionFailed) as info:
+            await backend.put(KEY, b"2", PutMode.CREATE)
+        if info.value.current_known:
+            assert info.value.current is not None and info.value.current.data == b"1"
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"1"
+
+    async def test_update_with_current_etag_succeeds_stale_fails(self, backend: ObjectBackend) -> None:
+        first = (await backend.put(KEY, b"1")).etag
+        second = (await backend.put(KEY, b"2", PutMode.update(first))).etag
+        assert not same_etag(first, second)
+        with pytest.raises(PreconditionFailed) as info:
+            await backend.put(KEY, b"3", PutMode.update(first))
+        if info.value.current_known:
+            assert info.value.current is not None and info.value.current.data == b"2"
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"2" and same_etag(got.etag, second)
+
+    async def test_update_accepts_an_unquoted_etag(self, backend: ObjectBackend) -> None:
+        etag = (await backend.put(KEY, b"1")).etag
+        await backend.put(KEY, b"2", PutMode.update(etag.strip('"')))
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"2"
+
+    async def test_update_of_a_missing_key_fails_and_creates_nothing(self, backend: ObjectBackend) -> None:
+        with pytest.raises(PreconditionFailed) as info:
+            await backend.put(KEY, b"1", PutMode.update(_NEVER_AN_ETAG))
+        if info.value.current_known:
+            assert info.value.current is None
+        assert await backend.get(KEY) is None
+
+    async def test_binary_and_empty_payloads(self, backend: ObjectBackend) -> None:
+        await backend.put(KEY, b"")
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b""
+        blob = bytes(range(256)) * 100
+        await backend.put(KEY, blob)
+        got = await backend.get(KEY)
+        assert got is not None and got.data == blob
+
+    # -- delete ------------------------------------------------------------------
+
+    async def test_delete(self, backend: ObjectBackend) -> None:
+        await backend.delete(KEY)  # missing: fine
+        await backend.put(KEY, b"1")
+        await backend.delete(KEY)
+        assert await backend.get(KEY) is None
+        assert await _listed(backend, KEY) == []
+
+    async def test_conditional_delete(self, backend: ObjectBackend) -> None:
+        """A stale If-Match never deletes: either the backend honours it, or it refuses every conditional delete."""
+        first = (await backend.put(KEY, b"1")).etag
+        await backend.put(KEY, b"2", PutMode.update(first))
+        current = await backend.get(KEY)
+        assert current is not None
+        try:
+            with pytest.raises(PreconditionFailed):
+                await backend.delete(KEY, if_match=first)
+        except ConditionalDeleteUnsupportedError:  # a server that ignores If-Match on delete (Ceph RGW, MinIO)
+            assert backend.supports_conditional_delete is False
+            with pytest.raises(ConditionalDeleteUnsupportedError):
+                await backend.delete(KEY, if_match=current.etag)
+            assert await backend.get(KEY) == current
+            return
+        assert backend.supports_conditional_delete is True
+        assert await backend.get(KEY) == current
+        await backend.delete(KEY, if_match=current.etag)
+        assert await backend.get(KEY) is None
+
+    # -- list --------------------------------------------------------------------
+
+    async def test_list_by_prefix(self, backend: ObjectBackend) -> None:
+        keys = [
+            "persistent-artifacts/apps/a/workflows/w1/config.json",
+            "persistent-artifacts/apps/a/workflows/w2/config.json",
+            "persistent-artifacts/apps/a/credentials/c1/config.json",
+            "persistent-artifacts/apps/b/workflows/w3/config.json",
+        ]
+        for key in keys:
+            await backend.put(key, b"{}")
+        listed = await _listed(backend, "persistent-artifacts/apps/a/workflows/")
+        assert sorted(meta.key for meta in listed) == keys[:2]
+        assert await _listed(backend, "persistent-artifacts/apps/none/") == []
+        assert sorted(meta.key for meta in await _listed(backend, "")) == sorted(keys)
+
+    async def test_list_yields_metadata(self, backend: ObjectBackend) -> None:
+        """Each listed object has its size, an aware UTC last-modified time and, where known, its current ETag."""
+        before = datetime.now(UTC) - _CLOCK_SKEW
+        small = (await backend.put("m/a/config.json", b"{}")).etag
+        first = (await backend.put("m/b/config.json", bytes(1000))).etag
+        big = (await backend.put("m/b/config.json", bytes(1500), PutMode.update(first))).etag
+        listed = {meta.key: meta for meta in await _listed(backend, "m/")}
+        assert sorted(listed) == ["m/a/config.json", "m/b/config.json"]
+        assert [listed[key].size for key in sorted(listed)] == [2, 1500]
+        for meta in listed.values():
+            assert isinstance(meta, ObjectMeta)
+            assert meta.last_modified.utcoffset() == timedelta(0)
+            assert before <= meta.last_modified <= datetime.now(UTC) + _CLOCK_SKEW
+        for key, etag in (("m/a/config.json", small), ("m/b/config.json", big)):
+            listed_etag = listed[key].etag
+            assert listed_etag is None or same_etag(listed_etag, etag)
+
+    async def test_list_streams_many(self, backend: ObjectBackend) -> None:
+        keys = sorted(f"p/x/{i:04d}/config.json" for i in range(600))
+        for key in keys:
+            await backend.put(key, b"{}")
+        assert sorted(meta.key for meta in await _listed(backend, "p/x/")) == keys
+
+    # -- capabilities and lifecycle ------------------------------------------------
+
+    async def test_capabilities_and_description(self, backend: ObjectBackend) -> None:
+        assert isinstance(backend.supports_conditional_delete, bool)
+        assert isinstance(backend.key_prefix, str)
+        assert isinstance(backend.describe(), str) and backend.describe()
+
+    async def test_usable_after_aclose(self, backend: ObjectBackend) -> None:
+        await backend.put(KEY, b"1")
+        await backend.aclose()
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"1"
+
+    # -- concurrency of conditional puts -------------------------------------------
+
+    async def test_concurrent_creates_exactly_one_wins(self, backend: ObjectBackend) -> None:
+        outcomes = await asyncio.gather(
+            *(backend.put(KEY, b"%d" % i, PutMode.CREATE) for i in range(8)), return_exceptions=True
+        )
+        winners = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, BaseException)]
+        assert len(winners) == 1, outcomes
+        assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"%d" % winners[0]
+
+    async def test_concurrent_updates_of_one_version_exactly_one_wins(self, backend: ObjectBackend) -> None:
+        base = (await backend.put(KEY, b"base")).etag
+        outcomes = await asyncio.gather(
+            *(backend.put(KEY, b"%d" % i, PutMode.update(base)) for i in range(8)), return_exceptions=True
+        )
+        winners = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, BaseException)]
+        assert len(winners) == 1, outcomes
+        assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"%d" % winners[0]
+
+    async def test_compare_and_swap_increments_are_never_lost(self, backend: ObjectBackend) -> None:
+        """Writers that read, add one and put with ``update`` (retrying on a failed condition) lose no increment."""
+        await backend.put(KEY, b"0", PutMode.CREATE)
+
+        async def increment() -> None:
+            while True:
+                current = await backend.get(KEY)
+                assert current is not None
+                await asyncio.sleep(0)  # let the other writers run between the read and the write
+                try:
+                    await backend.put(KEY, b"%d" % (int(current.data) + 1), PutMode.update(current.etag))
+                    return
+                except PreconditionFailed:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(increment() for _ in range(4 * 5)))
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"20"
