@@ -39,16 +39,18 @@ from .errors import (
     PathTraversalError,
     PreconditionFailed,
     SecretPolicyError,
+    StateExistsError,
     StateStoreError,
     StateTooLargeError,
     SyncStoreUsageError,
     UnencryptedStateError,
+    VersionConflictError,
 )
 from .facade import StateStore, build_state_store_path, build_store, get_default_store, set_default_store, use_store
 from .paths import validate_id
 from .retry import RetryPolicy
 from .statetype import StateType
-from .store import Store
+from .store import Store, VersionedState
 
 __all__ = [
     "BackendError",
@@ -83,6 +85,7 @@ __all__ = [
     "S3Backend",
     "SecretPolicyError",
     "Settings",
+    "StateExistsError",
     "StateStore",
     "StateStoreError",
     "StateTooLargeError",
@@ -91,7 +94,9 @@ __all__ = [
     "SyncStoreUsageError",
     "UnencryptedStateError",
     "Verdict",
+    "VersionConflictError",
     "Versioned",
+    "VersionedState",
     "WrapperBackend",
     "build_state_store_path",
     "build_store",

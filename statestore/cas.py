@@ -19,15 +19,19 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from .backends.base import ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
+from .backends.base import Create, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
+from .backends.base import Update as PutUpdate
 from .codec import Codec, check_json, copy_state, decode, encode
 from .errors import (
     BackendError,
+    ConditionalDeleteUnsupportedError,
     ConflictError,
     CorruptStateError,
     InvalidInputError,
+    StateExistsError,
     StateStoreError,
     StateTooLargeError,
+    VersionConflictError,
 )
 from .lru import LRU
 from .offload import OFFLOAD_BYTES, offload, run_check
@@ -96,6 +100,9 @@ class Unreadable(NamedTuple):
 
 #: The stored object: a state, something unreadable, or nothing (None).
 Seen: TypeAlias = Stored | Unreadable | None
+
+#: The version a versioned change expects: ``PutMode.CREATE`` (nothing stored) or ``PutMode.update(version)``.
+Expected: TypeAlias = Create | PutUpdate
 
 
 class Basis(Enum):
@@ -241,6 +248,23 @@ def _same_version(a: Seen, b: Seen) -> bool:
     return a is None and b is None
 
 
+def _etag(seen: Seen) -> str | None:
+    """The version of a sighting; None if nothing is stored."""
+    return None if seen is None else seen.etag
+
+
+def _conflict_error(skey: StateKey, expected: Expected, current: str | None) -> VersionConflictError:
+    """``StateExistsError`` for a create that found a state, else ``VersionConflictError``; both name ``current``."""
+    if isinstance(expected, Create):
+        return StateExistsError(
+            f"{skey} already exists (version {current}); nothing was changed", current_version=current
+        )
+    now = "it does not exist" if current is None else f"version {current} is stored"
+    return VersionConflictError(
+        f"{skey}: expected version {expected.etag}, but {now}; nothing was changed", current_version=current
+    )
+
+
 def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
     """Whether the pass leaves the stored object as it is (no change applied, or the same JSON and encoding)."""
     if not draft.applied:  # every change failed (or needed a readable state)
@@ -267,15 +291,19 @@ class CompareAndSwap:
 
     async def read_state(self, skey: StateKey) -> State:
         """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""
+        return (await self.read_versioned(skey))[0]
+
+    async def read_versioned(self, skey: StateKey) -> tuple[State, str | None]:
+        """``read_state`` and the version (ETag) read with it; None if there is no state."""
         current = await self._read(skey)
         if current is None:
-            return {}
+            return {}, None
         if isinstance(current, Unreadable):
             raise current.error
         state = await _decode(skey, current.plain)
         if not current.reseal:
             self._cache.put(skey.object_key, current)
-        return state
+        return state, current.etag
 
     async def outdated(self, skey: StateKey) -> bool:
         """Whether the codec says the stored form of this state is outdated, read afresh.
@@ -294,26 +322,54 @@ class CompareAndSwap:
         self._cache.put(skey.object_key, current)
         return True
 
-    async def delete(self, skey: StateKey) -> None:
-        self._cache.discard(skey.object_key)
-        await self._call(skey, "delete", self.backend.delete(skey.object_key))
+    async def delete(self, skey: StateKey, if_version: str | None = None) -> None:
+        """Remove the state; with ``if_version``, only if that version is stored (else ``VersionConflictError``).
 
-    async def apply(self, skey: StateKey, changes: Sequence[Change]) -> Outcome:
+        A versioned delete needs a backend that honours a conditional delete; where it
+        does not (``conditional_delete_supported``), it raises
+        ``ConditionalDeleteUnsupportedError`` and deletes nothing, rather than delete blindly.
+        """
+        self._cache.discard(skey.object_key)
+        if if_version is None:
+            await self._call(skey, "delete", self.backend.delete(skey.object_key))
+            return
+        supported = await self._call(skey, "probe", self.backend.conditional_delete_supported())
+        if not supported:
+            raise ConditionalDeleteUnsupportedError(
+                f"delete of {skey} with if_version: {self.backend.describe()} does not honour a conditional "
+                "delete, so it cannot be made only if unchanged; nothing was deleted"
+            )
+        try:
+            await self._call(skey, "delete", self.backend.delete(skey.object_key, if_match=if_version))
+        except PreconditionFailed as conflict:
+            raise await self._version_conflict(skey, PutMode.update(if_version), conflict) from None
+
+    async def apply(self, skey: StateKey, changes: Sequence[Change], expected: Expected | None = None) -> Outcome:
         """Apply ``changes`` in order and store the result, retrying on conflict.
 
         An outcome that writes nothing (no change, or every change failed) is returned only once
         the backend confirms the state it was computed from: a cached state may be stale, and a
         successful conditional write is what confirms it otherwise.
+
+        With ``expected`` (a versioned change: ``PutMode.CREATE`` or ``PutMode.update(version)``)
+        the changes apply only to that version, written with that precondition; finding or
+        meeting another version raises ``VersionConflictError`` (``StateExistsError`` for
+        ``CREATE``) at once, never a retry. ``CREATE`` stores even an empty state.
         """
         object_key = skey.object_key
         budget = self.retry.start()
         current: Seen = self._cache.get(object_key)
         basis = Basis.UNREAD if current is None else Basis.CACHE
+        if expected is not None and not expected.allows(_etag(current)):
+            basis = Basis.UNREAD  # the cache may be stale: only the backend can say the version is gone
         while True:
             if basis is Basis.UNREAD:
                 current, basis = await self._read(skey), Basis.BACKEND
+            if expected is not None and not expected.allows(_etag(current)):
+                raise _conflict_error(skey, expected, _etag(current))
             draft, refused, plain = await self._run(skey, current, changes)
-            if _nothing_to_write(current, draft, plain):
+            creates = isinstance(expected, Create) and draft.applied > 0
+            if _nothing_to_write(current, draft, plain) and not creates:
                 if basis is Basis.CACHE:  # only the cache says so: ask the backend
                     fresh = await self._read(skey)
                     basis = Basis.BACKEND
@@ -325,10 +381,14 @@ class CompareAndSwap:
                 return Outcome(skey, draft.state or {}, plain, refused)
             sealed = await offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
             try:
-                mode = PutMode.CREATE if current is None else PutMode.update(current.etag)
+                mode: PutMode = PutMode.CREATE if current is None else PutMode.update(current.etag)
+                if expected is not None:
+                    mode = expected
                 etag = (await self._call(skey, "put", self.backend.put(object_key, sealed, mode))).etag
             except PreconditionFailed as conflict:
                 self._cache.discard(object_key)
+                if expected is not None:  # the caller asked for that version: never retried
+                    raise await self._version_conflict(skey, expected, conflict) from None
                 retry_at_once = conflict.current_known and budget.tries == 1  # it said what it holds now
                 if not await budget.backoff(sleep=not retry_at_once):
                     raise ConflictError(
@@ -421,6 +481,17 @@ class CompareAndSwap:
         draft.large = draft.large or large
 
     # -- reading ------------------------------------------------------------------------
+
+    async def _version_conflict(
+        self, skey: StateKey, expected: Expected, conflict: PreconditionFailed
+    ) -> VersionConflictError:
+        """The error for a refused versioned change, with the version stored now (read if the refusal did not say)."""
+        if conflict.current_known:
+            current = None if conflict.current is None else conflict.current.etag
+        else:
+            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+            current = None if obj is None else obj.etag
+        return _conflict_error(skey, expected, current)
 
     async def _call(self, skey: StateKey, op: str, call: Awaitable[T]) -> T:
         """Await a backend call; anything but our own errors becomes ``BackendError``."""

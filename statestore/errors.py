@@ -118,3 +118,20 @@ class PreconditionFailed(StateStoreError):
         self.key = key
         self.current = current
         self.current_known = current_known
+
+
+class VersionConflictError(StateStoreError):
+    """A change made with ``if_version=`` found another version stored: nothing was changed.
+
+    Never retried, since the caller asked for that version. ``current_version`` is the
+    version stored now (None: the state does not exist); read it again with
+    ``get_versioned_state`` and decide.
+    """
+
+    def __init__(self, message: str, *, current_version: str | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+
+
+class StateExistsError(VersionConflictError):
+    """``create_state`` found the state already stored: nothing was changed (``current_version`` is its version)."""

@@ -23,7 +23,7 @@ from .config import Settings
 from .crypto import EncryptingCodec
 from .paths import state_path
 from .statetype import StateType
-from .store import State, Store, UpdateFn
+from .store import State, Store, UpdateFn, VersionedState
 
 _lock = threading.Lock()
 _default: Store | None = None
@@ -129,14 +129,29 @@ class StateStore:
         return await get_default_store().get_state(id, type)
 
     @classmethod
-    async def save_state(cls, key: str, value: Any, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Save a single state value, merging it into the existing state."""
-        await get_default_store().save_state(key, value, id, type)
+    async def save_state(
+        cls,
+        key: str,
+        value: Any,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Save a single state value, merging it into the existing state (only at ``if_version``, if given)."""
+        await get_default_store().save_state(key, value, id, type, if_version=if_version)
 
     @classmethod
-    async def save_state_object(cls, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
-        """Merge ``value`` into the state and return the complete updated state."""
-        return await get_default_store().save_state_object(id, value, type)
+    async def save_state_object(
+        cls,
+        id: str,  # noqa: A002
+        value: Mapping[str, Any],
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Merge ``value`` into the state and return the complete updated state (only at ``if_version``, if given)."""
+        return await get_default_store().save_state_object(id, value, type, if_version=if_version)
 
     @classmethod
     async def update_state(cls, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
@@ -144,14 +159,27 @@ class StateStore:
         return await get_default_store().update_state(id, type, fn)
 
     @classmethod
-    async def replace_state(cls, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
-        """Store ``value`` as the whole state, whatever is stored now."""
-        return await get_default_store().replace_state(id, type, value)
+    async def replace_state(
+        cls,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        value: Mapping[str, Any],
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Store ``value`` as the whole state, whatever is stored now (only at ``if_version``, if given)."""
+        return await get_default_store().replace_state(id, type, value, if_version=if_version)
 
     @classmethod
-    async def delete_state(cls, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Remove the state; a missing state is not an error."""
-        await get_default_store().delete_state(id, type)
+    async def delete_state(
+        cls,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Remove the state; a missing state is not an error (only at ``if_version``, if given)."""
+        await get_default_store().delete_state(id, type, if_version=if_version)
 
     @classmethod
     async def list_states(cls, type: StateType | str) -> list[str]:  # noqa: A002
@@ -173,3 +201,13 @@ class StateStore:
     ) -> dict[str, State]:
         """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
         return await get_default_store().get_states(ids, type, concurrency=concurrency)
+
+    @classmethod
+    async def get_versioned_state(cls, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
+        """The state and its version (None if it does not exist), for ``if_version=``."""
+        return await get_default_store().get_versioned_state(id, type)
+
+    @classmethod
+    async def create_state(cls, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+        """Store ``value`` only if no state exists, else ``StateExistsError``."""
+        return await get_default_store().create_state(id, type, value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
-from .backends.base import ObjectBackend
-from .cas import RESEAL, Change, CompareAndSwap, Merge, Replace, State, Update, UpdateFn
+from .backends.base import ObjectBackend, PutMode
+from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
 from .check import CheckReport, check_backend
 from .coalesce import Coalescer
 from .codec import Codec, check_json
@@ -25,9 +25,17 @@ from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_n
 from .retry import RetryPolicy
 from .statetype import StateType
 
-__all__ = ["State", "Store", "UpdateFn"]
+__all__ = ["State", "Store", "UpdateFn", "VersionedState"]
 
 _KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
+_MAX_VERSION_CHARS = 1024
+
+
+class VersionedState(NamedTuple):
+    """A state and its version: an opaque string to pass back as ``if_version=`` (None: no state stored)."""
+
+    state: State
+    version: str | None
 
 
 class Store:
@@ -99,21 +107,45 @@ class Store:
         """The stored state; ``{}`` only if it does not exist. Always asks the backend."""
         return await self._cas.read_state(self.key(id, type))
 
-    async def save_state(self, key: str, value: Any, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Set one top-level ``key`` of the state to ``value``, keeping every other key."""
+    async def save_state(
+        self,
+        key: str,
+        value: Any,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Set one top-level ``key`` of the state to ``value``, keeping every other key.
+
+        With ``if_version`` (from ``get_versioned_state``), only if that version is still
+        stored; else ``VersionConflictError`` and nothing changes.
+        """
         skey = self.key(id, type)
         if not isinstance(key, str):
             raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
+        expected = _expected(if_version)
         values = {key: value}
         large = await self._check(skey, values, value)
-        await self._submit(skey, Merge(values, large=large), returns=False)
+        await self._submit(skey, Merge(values, large=large), returns=False, expected=expected)
 
-    async def save_state_object(self, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
-        """Shallow-merge ``value`` into the state and return the complete merged state."""
+    async def save_state_object(
+        self,
+        id: str,  # noqa: A002
+        value: Mapping[str, Any],
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Shallow-merge ``value`` into the state and return the complete merged state.
+
+        With ``if_version``, only if that version is still stored (else ``VersionConflictError``).
+        """
         skey = self.key(id, type)
+        expected = _expected(if_version)
         values = _as_dict(value)
         large = await self._check(skey, values, values)
-        return await self._submit(skey, Merge(values, large=large))
+        return await self._submit(skey, Merge(values, large=large), expected=expected)
 
     # -- updating, replacing, deleting, listing --------------------------------
 
@@ -132,16 +164,41 @@ class Store:
             raise InvalidInputError("fn must be callable")
         return await self._submit(skey, Update(fn))
 
-    async def replace_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
-        """Store ``value`` as the whole state, whatever is stored now (also a corrupt state)."""
+    async def replace_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        value: Mapping[str, Any],
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Store ``value`` as the whole state, whatever is stored now (also a corrupt state).
+
+        With ``if_version``, only if that version is still stored (else ``VersionConflictError``).
+        """
         skey = self.key(id, type)
+        expected = _expected(if_version)
         values = _as_dict(value)
         large = await self._check(skey, values, values)
-        return await self._submit(skey, Replace(values, large=large))
+        return await self._submit(skey, Replace(values, large=large), expected=expected)
 
-    async def delete_state(self, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Remove the state; a missing state is not an error."""
-        await self._cas.delete(self.key(id, type))
+    async def delete_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Remove the state; a missing state is not an error.
+
+        With ``if_version``, only if that version is still stored, else ``VersionConflictError``
+        (also when the state is gone). It needs a backend that honours a conditional delete:
+        on a server that ignores it (MinIO, Ceph RGW) it raises ``ConditionalDeleteUnsupportedError``
+        and deletes nothing.
+        """
+        skey = self.key(id, type)
+        _expected(if_version)
+        await self._cas.delete(skey, if_version)
 
     async def iter_states(self, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
         """Yield the ids of this app's states of ``type`` as the backend lists them (streaming, unsorted)."""
@@ -282,6 +339,25 @@ class Store:
             )
         return cls(backend, **options)
 
+    async def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
+        """The stored state and its version (``({}, None)`` if it does not exist). Always asks the backend.
+
+        Pass the version back as ``if_version=`` to change the state only if nobody changed it
+        meanwhile: a read-modify-write that spans your own code (a request, a human).
+        """
+        state, version = await self._cas.read_versioned(self.key(id, type))
+        return VersionedState(state, version)
+
+    async def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+        """Store ``value`` only if no state exists, else ``StateExistsError``; returns what was stored.
+
+        Of concurrent creators (tasks, processes, machines) exactly one wins.
+        """
+        skey = self.key(id, type)
+        values = _as_dict(value)
+        large = await self._check(skey, values, values)
+        return await self._submit(skey, Replace(values, large=large), expected=PutMode.CREATE)
+
     # -- the work behind the public API --------------------------------------------
 
     async def _check(self, skey: StateKey, values: dict[str, Any], size_of: Any) -> bool:
@@ -297,8 +373,19 @@ class Store:
 
         return await run_check(size_of, check)
 
-    async def _submit(self, skey: StateKey, change: Change, returns: bool = True) -> State:
-        """Apply one change, coalesced with concurrent changes to the same state unless ``coalesce`` is off."""
+    async def _submit(
+        self, skey: StateKey, change: Change, returns: bool = True, expected: Expected | None = None
+    ) -> State:
+        """Apply one change, coalesced with concurrent changes to the same state unless ``coalesce`` is off.
+
+        A versioned change (``expected``) is never coalesced: it is written alone, with its own precondition.
+        """
+        if expected is not None:
+            outcome = await self._cas.apply(skey, [change], expected)
+            error = outcome.refused.get(0)
+            if error is not None:
+                raise error
+            return outcome.state
         if not self.coalesce:
             return await self._coalescer.alone(skey, change)
         return await self._coalescer.submit(skey, change, returns)
@@ -309,6 +396,23 @@ class Store:
             return False
         await self._submit(skey, RESEAL, returns=False)
         return True
+
+
+def _expected(version: str | None) -> Expected | None:
+    """The precondition ``if_version=`` asks for (None: none); ``InvalidInputError`` for anything but a version."""
+    if version is None:
+        return None
+    if (
+        version.__class__ is not str
+        or not version.strip('"')
+        or len(version) > _MAX_VERSION_CHARS
+        or not (version.isascii() and version.isprintable())
+    ):
+        shown = repr(version) if len(repr(version)) <= 80 else repr(version)[:76] + "..."
+        raise InvalidInputError(
+            f"if_version must be a version from get_versioned_state (a non-empty string), not {shown}"
+        )
+    return PutMode.update(version)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

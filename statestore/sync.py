@@ -31,7 +31,7 @@ from .errors import InvalidInputError, SyncStoreUsageError
 from .facade import build_store
 from .paths import StateKey
 from .statetype import StateType
-from .store import State, Store, UpdateFn
+from .store import State, Store, UpdateFn, VersionedState
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]
 
@@ -184,13 +184,28 @@ class SyncStore:
         """The stored state; ``{}`` only if it does not exist."""
         return self._run(self.store.get_state, id, type)
 
-    def save_state(self, key: str, value: Any, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Set one top-level ``key`` of the state to ``value``, keeping every other key."""
-        self._run(self.store.save_state, key, value, id, type)
+    def save_state(
+        self,
+        key: str,
+        value: Any,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Set one top-level ``key`` of the state to ``value``, keeping every other key (only at ``if_version``)."""
+        self._run(self.store.save_state, key, value, id, type, if_version=if_version)
 
-    def save_state_object(self, id: str, value: Mapping[str, Any], type: StateType | str) -> State:  # noqa: A002
-        """Shallow-merge ``value`` into the state and return the complete merged state."""
-        return self._run(self.store.save_state_object, id, value, type)
+    def save_state_object(
+        self,
+        id: str,  # noqa: A002
+        value: Mapping[str, Any],
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Shallow-merge ``value`` into the state and return the complete merged state (only at ``if_version``)."""
+        return self._run(self.store.save_state_object, id, value, type, if_version=if_version)
 
     def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
         """Replace the state with ``fn(copy of state)`` and return what was stored.
@@ -200,13 +215,26 @@ class SyncStore:
         """
         return self._run(self.store.update_state, id, type, fn)
 
-    def replace_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
-        """Store ``value`` as the whole state, whatever is stored now."""
-        return self._run(self.store.replace_state, id, type, value)
+    def replace_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        value: Mapping[str, Any],
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Store ``value`` as the whole state, whatever is stored now (only at ``if_version``, if given)."""
+        return self._run(self.store.replace_state, id, type, value, if_version=if_version)
 
-    def delete_state(self, id: str, type: StateType | str) -> None:  # noqa: A002
-        """Remove the state; a missing state is not an error."""
-        self._run(self.store.delete_state, id, type)
+    def delete_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Remove the state; a missing state is not an error (only at ``if_version``, if given)."""
+        self._run(self.store.delete_state, id, type, if_version=if_version)
 
     def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
         """The ids of this app's states of ``type``, sorted."""
@@ -229,3 +257,11 @@ class SyncStore:
     def check(self) -> CheckReport:
         """Probe the backend on scratch objects: is compare-and-swap safe on it?"""
         return self._run(self.store.check)
+
+    def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
+        """The state and its version (None if it does not exist), for ``if_version=``."""
+        return self._run(self.store.get_versioned_state, id, type)
+
+    def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+        """Store ``value`` only if no state exists, else ``StateExistsError``."""
+        return self._run(self.store.create_state, id, type, value)

@@ -181,3 +181,11 @@ class ObjectBackend(ABC):
     def describe(self) -> str:
         """A one-line description for logs and ``statestore config`` (never a credential)."""
         return type(self).__name__
+
+    async def conditional_delete_supported(self) -> bool:
+        """Whether ``delete(if_match=...)`` is honoured, finding out if need be (S3's ``auto`` probes once).
+
+        ``supports_conditional_delete`` tells what is known now without I/O; this is the
+        answer to rely on before a conditional delete.
+        """
+        return self.supports_conditional_delete

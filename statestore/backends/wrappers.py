@@ -58,6 +58,9 @@ class WrapperBackend(ObjectBackend):
     def describe(self) -> str:
         return f"{type(self).__name__}({self.inner.describe()})"
 
+    async def conditional_delete_supported(self) -> bool:
+        return await self.inner.conditional_delete_supported()
+
 
 class CountingBackend(WrapperBackend):
     """Counts calls by operation (``get``, ``put``, ``delete``, ``list``) in ``counts``.
