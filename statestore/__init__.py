@@ -25,7 +25,10 @@ from .codec import Codec
 from .config import Settings
 from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
+    AccessDeniedError,
+    BackendConfigError,
     BackendError,
+    BackendUnavailableError,
     ConditionalDeleteUnsupportedError,
     ConflictError,
     CorruptStateError,
@@ -48,10 +51,13 @@ from .facade import StateStore, build_state_store_path, build_store, get_default
 from .paths import validate_id
 from .retry import RetryPolicy
 from .statetype import StateType
-from .store import Store
+from .store import StateInfo, Store
 
 __all__ = [
+    "AccessDeniedError",
+    "BackendConfigError",
     "BackendError",
+    "BackendUnavailableError",
     "CheckReport",
     "Codec",
     "ConditionalDeleteUnsupportedError",
@@ -83,6 +89,7 @@ __all__ = [
     "S3Backend",
     "SecretPolicyError",
     "Settings",
+    "StateInfo",
     "StateStore",
     "StateStoreError",
     "StateTooLargeError",
