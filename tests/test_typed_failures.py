@@ -126,6 +126,16 @@ async def test_missing_bucket_is_a_config_error(moto_server: MotoServer) -> None
             await store.list_states(W)
 
 
+@pytest.mark.parametrize("endpoint", ["not-a-url", "http://exa mple.com", "ftp://127.0.0.1:1"])
+async def test_bad_endpoint_is_a_config_error(moto_server: MotoServer, endpoint: str) -> None:
+    backend = s3_backend(moto_server, "bucket", endpoint_url=endpoint, aws_secret_access_key=SECRET)
+    async with Store(backend, app_name="appName") as store:
+        with pytest.raises(BackendConfigError) as caught:
+            await store.save_state_object("wf", {"n": 1}, W)
+        assert caught.value.operation == "save_state_object" and caught.value.state_id == "wf"
+        assert_clean(caught.value)
+
+
 async def test_local_root_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
     root = tmp_path / "file"
     root.write_bytes(b"")

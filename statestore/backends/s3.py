@@ -302,6 +302,7 @@ def _error_class(exc: BaseException) -> type[BackendError]:
     """Which ``BackendError`` a failure is: unavailable (retry later), access denied, or configuration (fix it)."""
     from botocore.exceptions import (
         ClientError,
+        EndpointResolutionError,
         InvalidEndpointConfigurationError,
         InvalidRegionError,
         NoCredentialsError,
@@ -320,7 +321,8 @@ def _error_class(exc: BaseException) -> type[BackendError]:
         return BackendError
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return AccessDeniedError
-    if isinstance(exc, InvalidEndpointConfigurationError | InvalidRegionError | NoRegionError | ValueError):
+    bad_config = EndpointResolutionError | InvalidEndpointConfigurationError | InvalidRegionError | NoRegionError
+    if isinstance(exc, bad_config | ValueError):
         return BackendConfigError  # botocore says "Invalid endpoint" with a ValueError
     if _is_transient(exc):
         return BackendUnavailableError
