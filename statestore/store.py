@@ -439,7 +439,10 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 class StateInfo(NamedTuple):
-    """What the listing says of one state: ``version`` is its ETag (None where the listing cannot know it)."""
+    """What the listing says of one state: ``version`` is its ETag (None where the listing cannot know it).
+
+    ``size`` is the bytes stored (sealed, if encrypted), not the plain JSON.
+    """
 
     id: str
     version: str | None
