@@ -25,7 +25,10 @@ from .codec import Codec
 from .config import Settings
 from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
+    AccessDeniedError,
+    BackendConfigError,
     BackendError,
+    BackendUnavailableError,
     ConditionalDeleteUnsupportedError,
     ConflictError,
     CorruptStateError,
@@ -50,10 +53,13 @@ from .facade import StateStore, build_state_store_path, build_store, get_default
 from .paths import validate_id
 from .retry import RetryPolicy
 from .statetype import StateType
-from .store import Store, VersionedState
+from .store import StateInfo, Store, VersionedState
 
 __all__ = [
+    "AccessDeniedError",
+    "BackendConfigError",
     "BackendError",
+    "BackendUnavailableError",
     "CheckReport",
     "Codec",
     "ConditionalDeleteUnsupportedError",
@@ -86,6 +92,7 @@ __all__ = [
     "SecretPolicyError",
     "Settings",
     "StateExistsError",
+    "StateInfo",
     "StateStore",
     "StateStoreError",
     "StateTooLargeError",

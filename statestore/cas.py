@@ -520,3 +520,33 @@ class CompareAndSwap:
         if obj is None:
             self._cache.discard(skey.object_key)
         return await self._opened(skey, obj)
+
+    # -- pruning ------------------------------------------------------------------------
+
+    async def current_etag(self, skey: StateKey) -> str | None:
+        """The stored object's ETag, read now (None: missing); the object is not opened."""
+        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        return None if obj is None else obj.etag
+
+    async def delete_if(self, skey: StateKey, etag: str) -> bool:
+        """Delete the state only if it is still version ``etag``; False if it changed or is gone.
+
+        Raises ``ConditionalDeleteUnsupportedError`` (nothing deleted) where the server ignores the condition.
+        """
+        self._cache.discard(skey.object_key)
+        try:
+            await self._call(skey, "delete", self.backend.delete(skey.object_key, if_match=etag))
+        except PreconditionFailed:
+            return False
+        return True
+
+    async def delete_if_unchanged(self, skey: StateKey, etag: str) -> bool:
+        """Re-read, then delete unconditionally if still version ``etag``: NOT atomic (servers without the condition).
+
+        A write landing between the read and the delete is lost; callers must have asked for this.
+        """
+        current = await self.current_etag(skey)
+        if current is None or not same_etag(current, etag):
+            return False
+        await self.delete(skey)
+        return True

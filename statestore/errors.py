@@ -14,7 +14,18 @@ if TYPE_CHECKING:
 
 
 class StateStoreError(Exception):
-    """Base class of every error raised by statestore."""
+    """Base class of every error raised by statestore.
+
+    An error raised for one state says which: ``state_id``, ``state_type`` (its
+    value, e.g. ``"workflows"``) and ``operation`` (the ``Store`` method, e.g.
+    ``"save_state"``); None where not known. Never a credential.
+    """
+
+    state_id: str | None = None
+    state_type: str | None = None
+    operation: str | None = None
+    #: Whether the same call may succeed later unchanged (``BackendUnavailableError``).
+    retryable: bool = False
 
 
 class InvalidInputError(StateStoreError, ValueError):
@@ -135,3 +146,27 @@ class VersionConflictError(StateStoreError):
 
 class StateExistsError(VersionConflictError):
     """``create_state`` found the state already stored: nothing was changed (``current_version`` is its version)."""
+
+
+class BackendUnavailableError(BackendError):
+    """The object store could not be reached or answered with a failure of its own, and retries ran out.
+
+    Network errors, timeouts, HTTP 5xx and throttling: the same call may
+    succeed later, so ``retryable`` is True.
+    """
+
+    retryable = True
+
+
+class AccessDeniedError(BackendError):
+    """The object store refused the request: HTTP 401/403, bad, expired or missing credentials, a denied path.
+
+    Retrying does not help; fix the credentials or the permissions.
+    """
+
+
+class BackendConfigError(BackendError):
+    """The backend is configured wrongly: a missing bucket, a bad endpoint, a local root that is a file.
+
+    Retrying does not help; fix the configuration.
+    """

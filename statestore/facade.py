@@ -10,9 +10,10 @@ this is the one module that does so.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from .backends.base import ObjectBackend
@@ -23,7 +24,7 @@ from .config import Settings
 from .crypto import EncryptingCodec
 from .paths import state_path
 from .statetype import StateType
-from .store import State, Store, UpdateFn, VersionedState
+from .store import State, StateInfo, Store, UpdateFn, VersionedState
 
 _lock = threading.Lock()
 _default: Store | None = None
@@ -211,3 +212,28 @@ class StateStore:
     async def create_state(cls, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
         """Store ``value`` only if no state exists, else ``StateExistsError``."""
         return await get_default_store().create_state(id, type, value)
+
+    @classmethod
+    def iter_state_info(cls, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
+        """Stream id, version, size and last change of the default app's states of ``type`` (listing only)."""
+        return get_default_store().iter_state_info(type)
+
+    @classmethod
+    async def list_state_info(cls, type: StateType | str) -> list[StateInfo]:  # noqa: A002
+        """``iter_state_info``, sorted by id."""
+        return await get_default_store().list_state_info(type)
+
+    @classmethod
+    async def prune_states(
+        cls,
+        type: StateType | str,  # noqa: A002
+        *,
+        older_than: timedelta,
+        dry_run: bool = False,
+        allow_unconditional: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Delete states of ``type`` unchanged for ``older_than``, each only if unchanged since listed."""
+        return await get_default_store().prune_states(
+            type, older_than=older_than, dry_run=dry_run, allow_unconditional=allow_unconditional, progress=progress
+        )

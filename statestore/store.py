@@ -8,7 +8,11 @@ into one pass of the compare-and-swap loop (``CompareAndSwap`` in ``cas.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -19,13 +23,15 @@ from .coalesce import Coalescer
 from .codec import Codec, check_json
 from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
 from .crypto import EncryptingCodec
-from .errors import BackendError, InvalidInputError, StateStoreError
+from .errors import BackendError, ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError
 from .offload import run_check
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
 
-__all__ = ["State", "Store", "UpdateFn", "VersionedState"]
+__all__ = ["State", "StateInfo", "Store", "UpdateFn", "VersionedState"]
+
+logger = logging.getLogger(__name__)
 
 _KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
 _MAX_VERSION_CHARS = 1024
@@ -397,6 +403,120 @@ class Store:
         await self._submit(skey, RESEAL, returns=False)
         return True
 
+    # -- metadata and pruning ------------------------------------------------------
+
+    async def iter_state_info(self, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
+        """Yield the id, version, size and last change of each state of ``type``, from the listing alone (unsorted).
+
+        No state is read: ``version`` is the ETag where the listing carries it (S3, memory) and
+        None where it does not (the local backend).
+        """
+        stype = StateType.coerce(type)
+        prefix = type_prefix(self.app_name, stype)
+        try:
+            async for meta in self.backend.list(prefix):
+                state_id = id_from_key(prefix, meta.key)
+                if state_id is not None:
+                    yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
+
+    async def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
+        """``iter_state_info``, sorted by id."""
+        return sorted([info async for info in self.iter_state_info(type)], key=lambda info: info.id)
+
+    async def prune_states(
+        self,
+        type: StateType | str,  # noqa: A002
+        *,
+        older_than: timedelta,
+        dry_run: bool = False,
+        allow_unconditional: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Delete the states of ``type`` last changed before now - ``older_than``; returns their ids, sorted.
+
+        Each is deleted only if it is still the version listed (a conditional delete), so a state
+        updated meanwhile is kept. Where the listing has no version (local), it is read, and kept
+        unless a second listing shows it unchanged. Where the server ignores conditional deletes
+        (MinIO, Ceph RGW) this raises ``ConditionalDeleteUnsupportedError`` before deleting anything,
+        unless ``allow_unconditional``: then each is re-read and deleted unconditionally if unchanged,
+        which can lose an update made in between (see docs/decisions/0034). ``dry_run`` deletes
+        nothing and returns the ids a run would consider. ``progress(done, total)`` is called per state.
+        """
+        stype = StateType.coerce(type)
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+            raise InvalidInputError(f"older_than must be a positive timedelta, not {older_than!r}")
+        for name, flag in (("dry_run", dry_run), ("allow_unconditional", allow_unconditional)):
+            if not isinstance(flag, bool):
+                raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
+        if progress is not None and not callable(progress):
+            raise InvalidInputError("progress must be callable")
+        cutoff = datetime.now(UTC) - older_than
+        stale = sorted(
+            [info async for info in self.iter_state_info(stype) if info.last_modified < cutoff], key=lambda i: i.id
+        )
+        if dry_run:
+            return [info.id for info in stale]
+        stale = await self._with_versions(stype, stale)
+        pruned: list[str] = []
+        conditional = True
+        for done, info in enumerate(stale, 1):
+            skey = self.key(info.id, stype)
+            assert info.version is not None
+            try:
+                if conditional:
+                    try:
+                        deleted = await self._cas.delete_if(skey, info.version)
+                    except ConditionalDeleteUnsupportedError as exc:
+                        if not allow_unconditional:
+                            raise ConditionalDeleteUnsupportedError(
+                                f"{exc}; prune deletes only states unchanged since listed, which this server "
+                                "cannot guarantee: pass allow_unconditional=True (statestore prune "
+                                "--allow-unconditional) to accept losing an update made during the prune"
+                            ) from exc
+                        logger.warning(
+                            "%s ignores conditional deletes: pruning unconditionally", self.backend.describe()
+                        )
+                        conditional = False
+                if not conditional:
+                    deleted = await self._cas.delete_if_unchanged(skey, info.version)
+            except StateStoreError as exc:
+                _annotate(exc, "prune_states", info.id, stype.value)
+                raise
+            if deleted:
+                pruned.append(info.id)
+            if progress is not None:
+                progress(done, len(stale))
+        return pruned
+
+    async def _with_versions(self, stype: StateType, stale: list[StateInfo]) -> list[StateInfo]:
+        """``stale`` with a version each: read where the listing had none, kept if a second listing agrees.
+
+        A state read after it changed would give the new version; the second listing (after the
+        reads) shows its change, so it is dropped rather than deleted.
+        """
+        unknown = [info for info in stale if info.version is None]
+        if not unknown:
+            return stale
+        read: dict[str, str] = {}
+        for info in unknown:
+            etag = await self._cas.current_etag(self.key(info.id, stype))
+            if etag is not None:
+                read[info.id] = etag
+        again = {info.id: info async for info in self.iter_state_info(stype)}
+        kept: list[StateInfo] = []
+        for info in stale:
+            if info.version is not None:
+                kept.append(info)
+                continue
+            now = again.get(info.id)
+            if info.id in read and now is not None and (now.size, now.last_modified) == (info.size, info.last_modified):
+                kept.append(info._replace(version=read[info.id]))
+        return kept
+
 
 def _expected(version: str | None) -> Expected | None:
     """The precondition ``if_version=`` asks for (None: none); ``InvalidInputError`` for anything but a version."""
@@ -420,3 +540,74 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
     return dict(value)
+
+
+class StateInfo(NamedTuple):
+    """What the listing says of one state: ``version`` is its ETag (None where the listing cannot know it).
+
+    ``size`` is the bytes stored (sealed, if encrypted), not the plain JSON.
+    """
+
+    id: str
+    version: str | None
+    size: int
+    last_modified: datetime  # timezone-aware, UTC
+
+
+# -- which state an error is about -------------------------------------------------
+
+_NOT_ANNOTATED = frozenset({"aclose", "check"})
+
+
+def _annotate(exc: StateStoreError, operation: str, state_id: Any, state_type: Any) -> None:
+    """Say on ``exc`` which call failed, and for which state where known (an inner call's state is kept)."""
+    exc.operation = operation
+    if exc.state_id is None and isinstance(state_id, str):
+        exc.state_id = state_id
+    if exc.state_type is None:
+        if isinstance(state_type, StateType):
+            exc.state_type = state_type.value
+        elif isinstance(state_type, str):
+            exc.state_type = state_type
+
+
+def _annotating(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with every ``StateStoreError`` it raises annotated (``_annotate``); arguments found by name."""
+    signature = inspect.signature(method)
+
+    def about(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            bound = signature.bind(*args, **kwargs).arguments
+        except TypeError:
+            return None, None
+        return bound.get("id"), bound.get("type")
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(*args, **kwargs):
+                    yield item
+            except StateStoreError as exc:
+                _annotate(exc, name, *about(args, kwargs))
+                raise
+
+        return iterate
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except StateStoreError as exc:
+            _annotate(exc, name, *about(args, kwargs))
+            raise
+
+    return call
+
+
+for _name, _method in list(vars(Store).items()):
+    if _name.startswith("_") or _name in _NOT_ANNOTATED:
+        continue
+    if inspect.iscoroutinefunction(_method) or inspect.isasyncgenfunction(_method):
+        setattr(Store, _name, _annotating(_name, _method))

@@ -9,9 +9,9 @@ thread that runs an event loop raises ``SyncStoreUsageError`` instead of blockin
 on the private loop and stops its thread; a ``SyncStore`` dropped unclosed stops its thread
 when it is garbage-collected.
 
-``iter_states`` is not offered: a blocking iterator would keep an async generator (and, on S3, a
-listing) open on the private loop between ``next()`` calls for as long as the caller holds it;
-``list_states`` returns every id. Nothing here is imported by ``import statestore``.
+``iter_states`` and ``iter_state_info`` are not offered: a blocking iterator would keep an async
+generator (and, on S3, a listing) open on the private loop between ``next()`` calls for as long as the caller holds it;
+``list_states`` and ``list_state_info`` return everything. Nothing here is imported by ``import statestore``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,7 +32,7 @@ from .errors import InvalidInputError, SyncStoreUsageError
 from .facade import build_store
 from .paths import StateKey
 from .statetype import StateType
-from .store import State, Store, UpdateFn, VersionedState
+from .store import State, StateInfo, Store, UpdateFn, VersionedState
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]
 
@@ -265,3 +266,29 @@ class SyncStore:
     def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
         """Store ``value`` only if no state exists, else ``StateExistsError``."""
         return self._run(self.store.create_state, id, type, value)
+
+    def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
+        """Id, version, size and last change of each state of ``type``, sorted by id (listing only)."""
+        return self._run(self.store.list_state_info, type)
+
+    def prune_states(
+        self,
+        type: StateType | str,  # noqa: A002
+        *,
+        older_than: timedelta,
+        dry_run: bool = False,
+        allow_unconditional: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Delete states of ``type`` unchanged for ``older_than``, each only if unchanged since listed.
+
+        ``progress`` runs in this store's loop thread.
+        """
+        return self._run(
+            self.store.prune_states,
+            type,
+            older_than=older_than,
+            dry_run=dry_run,
+            allow_unconditional=allow_unconditional,
+            progress=progress,
+        )

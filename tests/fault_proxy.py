@@ -4,8 +4,8 @@ It forwards every request, except that:
 
 - a queued ``Fault`` can drop the response of a request the server has already
   committed (closing the connection instead of answering), answer 503 after
-  committing, answer late (past the client's read timeout), or answer 409 / 500
-  without forwarding at all;
+  committing, answer late (past the client's read timeout), or answer 403 / 409 /
+  500 / 503 without forwarding at all;
 - ``reject_if_match`` answers 412 to every PutObject whose If-Match is in one of
   the given forms (``quoted``, ``unquoted``) without forwarding it, as Ceph RGW
   does for the quoted form;
@@ -33,6 +33,7 @@ SLOW_SECONDS = 2.0  # the client times out after half of it: long enough for a l
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
 
 _ERRORS = {
+    403: ("AccessDenied", "Access Denied"),
     409: ("ConditionalRequestConflict", "A conflicting conditional operation is currently in progress."),
     412: ("PreconditionFailed", ""),
     500: ("InternalError", "We encountered an internal error. Please try again."),
@@ -52,7 +53,7 @@ class Fault:
     """What to do to the next ``times`` requests with ``method`` whose path contains ``path``."""
 
     method: str
-    action: str  # "drop-after" | "503-after" | "slow-after" | "409" | "500"
+    action: str  # "drop-after" | "503-after" | "slow-after" | "403" | "409" | "500" | "503"
     path: str = ""
     times: int = 1
     after_forward: Callable[[], None] | None = None
@@ -158,7 +159,7 @@ class FaultProxy:
                     self._error(412)
                     return
                 fault = proxy.take(self.command, self.path)
-                if fault is not None and fault.action in ("409", "500"):
+                if fault is not None and fault.action in ("403", "409", "500", "503"):
                     self._error(int(fault.action))
                     return
                 ignored = self.command == "DELETE" and proxy.ignore_delete_if_match

@@ -229,21 +229,23 @@ def test_corrupt_state_exits_3_until_replaced_or_deleted(tmp_path: Path) -> None
     assert ok(statestore(*r, "get", "wf", cwd=tmp_path)) == "{}\n"
 
 
-def test_backend_failure_exits_1_with_traceback_only_under_debug(tmp_path: Path) -> None:
+def test_backend_misconfigured_exits_7_with_traceback_only_under_debug(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_bytes(b"")
     r = ["--root", str(not_a_dir)]
-    line = failed(statestore(*r, "set", "wf", "k", "1", cwd=tmp_path), 1, "backend failed")
+    line = failed(statestore(*r, "set", "wf", "k", "1", cwd=tmp_path), 7, "backend misconfigured")
     assert "not a directory" in line.lower()
     debug = statestore(*r, "--debug", "merge", "wf", '{"k": 1}', cwd=tmp_path)
-    assert debug.returncode == 1 and debug.stdout == ""
-    assert "Traceback" in debug.stderr and "BackendError" in debug.stderr
-    assert debug.stderr.splitlines()[-1].startswith("statestore: backend failed")
+    assert debug.returncode == 7 and debug.stdout == ""
+    assert "Traceback" in debug.stderr and "BackendConfigError" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("statestore: backend misconfigured")
     as_json = statestore(*r, "--json", "set", "wf", "k", "1", cwd=tmp_path)
-    assert as_json.returncode == 1
+    assert as_json.returncode == 7
     error = orjson.loads(as_json.stderr)
     assert (
-        error["error"] == "BackendError" and error["exit_code"] == 1 and "not a directory" in error["message"].lower()
+        error["error"] == "BackendConfigError"
+        and error["exit_code"] == 7
+        and "not a directory" in error["message"].lower()
     )
 
 
@@ -304,7 +306,8 @@ def test_demo_with_root_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["get", "set", "merge", "replace", "delete", "list", "path", "config", "demo", "reencrypt", None]
+    "command",
+    ["get", "set", "merge", "replace", "delete", "list", "path", "config", "demo", "reencrypt", "prune", None],
 )
 def test_every_command_has_help_with_an_example(command: str | None) -> None:
     result = CliRunner().invoke(cli, [command, "--help"] if command else ["--help"])
@@ -444,7 +447,7 @@ def test_round_trip_on_s3(tmp_path: Path, s3_target: S3Target) -> None:
         assert shown["aws"]["AWS_SECRET_ACCESS_KEY"] == "<set>"
 
 
-def test_s3_corrupt_object_exits_3_and_unreachable_endpoint_exits_1(tmp_path: Path, moto_server: MotoServer) -> None:
+def test_s3_corrupt_object_exits_3_and_unreachable_endpoint_exits_5(tmp_path: Path, moto_server: MotoServer) -> None:
     import botocore.session
 
     bucket = moto_server.create_bucket()
@@ -468,7 +471,7 @@ def test_s3_corrupt_object_exits_3_and_unreachable_endpoint_exits_1(tmp_path: Pa
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     closed_args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", f"http://user:pw@127.0.0.1:{closed}"]
-    line = failed(statestore(*closed_args, "get", "wf", cwd=tmp_path, env=env), 1, "backend failed")
+    line = failed(statestore(*closed_args, "get", "wf", cwd=tmp_path, env=env), 5, "backend unavailable")
     assert ":pw@" not in line
     failed(statestore("--backend", "s3", "get", "wf", cwd=tmp_path, env=env), 2, "bucket")
 

@@ -36,6 +36,7 @@ C = StateType.CREDENTIALS
 NOT_OFFERED = {
     "aclose": "close",  # and ``with``
     "iter_states": "list_states",  # see statestore.sync's docstring
+    "iter_state_info": "list_state_info",
 }
 
 

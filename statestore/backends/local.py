@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
-from ..errors import BackendError, InvalidInputError, LockTimeoutError
+from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
 from ..retry import RetryPolicy
 from .base import (
     ObjectBackend,
@@ -192,7 +192,7 @@ class _Dir:
             _make_root(root, make)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except NotADirectoryError:
-            raise BackendError(f"the root {root} is not a directory") from None
+            raise BackendConfigError(f"the root {root} is not a directory") from None
         current: _Dir | None = cls(fd, "")
         for name in parts:
             if current is None:
@@ -402,7 +402,7 @@ class LocalBackend(ObjectBackend):
                 with directory:
                     found = directory.read(name)
         except OSError as exc:
-            raise BackendError(f"cannot read {key}: {exc.strerror}") from exc
+            raise _os_error(f"cannot read {key}: {exc.strerror}", exc) from exc
         _PINS.check(self._pin_key(key), _signature(found[1]) if found else None)  # closes a pin gone stale
         return Versioned(found[0], md5_etag(found[0])) if found else None
 
@@ -463,7 +463,7 @@ class LocalBackend(ObjectBackend):
                 finally:
                     os.close(lock_fd)  # closing the descriptor releases the lock
         except OSError as exc:
-            raise BackendError(f"cannot write {key}: {exc.strerror}") from exc
+            raise _os_error(f"cannot write {key}: {exc.strerror}", exc) from exc
         return etag
 
     def _remember(self, rel: str) -> None:
@@ -494,7 +494,7 @@ class LocalBackend(ObjectBackend):
                 finally:
                     os.close(lock_fd)
         except OSError as exc:
-            raise BackendError(f"cannot delete {key}: {exc.strerror}") from exc
+            raise _os_error(f"cannot delete {key}: {exc.strerror}", exc) from exc
 
     def _check(self, directory: _Dir, key: str, name: str, mode: PutMode) -> os.stat_result | None:
         """Raise ``PreconditionFailed`` unless the object meets the condition; returns its status (None: missing).
@@ -536,7 +536,14 @@ class LocalBackend(ObjectBackend):
             with directory:
                 yield from directory.objects()
         except OSError as exc:
-            raise BackendError(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}") from exc
+            raise _os_error(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}", exc) from exc
+
+
+def _os_error(message: str, exc: OSError) -> BackendError:
+    """The ``BackendError`` for a failed file operation: ``AccessDeniedError`` where permission was denied."""
+    if isinstance(exc, PermissionError):
+        return AccessDeniedError(message)
+    return BackendError(message)
 
 
 def _write_all(fd: int, data: bytes) -> None:

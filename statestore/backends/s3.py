@@ -42,7 +42,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..errors import (
+    AccessDeniedError,
+    BackendConfigError,
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    StateStoreError,
+)
 from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
 from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
 from ..lru import LRU
@@ -268,6 +275,60 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BotoConnectionError | HTTPClientError | asyncio.TimeoutError | ConnectionError)
 
 
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "UnrecognizedClientException",
+    }
+)
+_CONFIG_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
+    }
+)
+
+
+def _error_class(exc: BaseException) -> type[BackendError]:
+    """Which ``BackendError`` a failure is: unavailable (retry later), access denied, or configuration (fix it)."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointResolutionError,
+        InvalidEndpointConfigurationError,
+        InvalidRegionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(exc, ClientError):
+        code, status = _error_code(exc)
+        if code in _DENIED_CODES or status in (401, 403):
+            return AccessDeniedError
+        if code in _CONFIG_CODES or status == 301:
+            return BackendConfigError
+        if _is_transient(exc):
+            return BackendUnavailableError
+        return BackendError
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AccessDeniedError
+    bad_config = EndpointResolutionError | InvalidEndpointConfigurationError | InvalidRegionError | NoRegionError
+    if isinstance(exc, bad_config | ValueError):
+        return BackendConfigError  # botocore says "Invalid endpoint" with a ValueError
+    if _is_transient(exc):
+        return BackendUnavailableError
+    return BackendError
+
+
 def _object_meta(item: Any, strip: int) -> ObjectMeta:
     """One ``Contents`` entry of ListObjectsV2 as ``ObjectMeta``, the backend's prefix (``strip`` chars) removed."""
     modified: datetime = item["LastModified"]
@@ -443,7 +504,9 @@ class S3Backend(ObjectBackend):
             )
         except Exception as exc:
             await stack.aclose()
-            raise BackendError(f"cannot open an S3 client for bucket {self.bucket!r} ({type(exc).__name__})") from exc
+            kind = _error_class(exc)
+            kind = BackendConfigError if kind is BackendError else kind  # a client that cannot be made: its settings
+            raise kind(f"cannot open an S3 client for bucket {self.bucket!r} ({type(exc).__name__})") from exc
         entry = _LoopClient(loop, client, stack)
         # An async generator parked at its yield is closed by loop.shutdown_asyncgens(), which
         # asyncio.run (and asyncio.Runner) call before closing the loop: the client closes on its own loop.
@@ -516,7 +579,7 @@ class S3Backend(ObjectBackend):
         """A ``BackendError`` naming the operation, key and S3 error code, never a server message or credential."""
         code, status = _error_code(exc)
         what = f"{code or 'error'} (HTTP {status})" if status else code or type(exc).__name__
-        return BackendError(f"S3 {op} of {key!r} in bucket {self.bucket!r} failed: {what}")
+        return _error_class(exc)(f"S3 {op} of {key!r} in bucket {self.bucket!r} failed: {what}")
 
     async def _get(self, key: str) -> tuple[Versioned, tuple[str, ...]] | None:
         from botocore.exceptions import ClientError

@@ -80,7 +80,8 @@ def cli(
 
     Options given here override the STATESTORE_* environment variables.
     Exit codes: 0 ok, 1 backend failure or conflict, 2 invalid input,
-    3 corrupt or undecryptable state, 4 'check' found the backend unsafe.
+    3 corrupt or undecryptable state, 4 'check' found the backend unsafe,
+    5 backend unavailable (retry later), 6 access denied, 7 backend misconfigured.
 
     \b
     Example:
@@ -112,6 +113,7 @@ for _command in (
     demo,
     commands.reencrypt,
     commands.check,
+    commands.prune,
 ):
     cli.add_command(_command)
 

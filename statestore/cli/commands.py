@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import click
@@ -15,8 +17,8 @@ from ..statetype import StateType
 from ..store import Store
 from .exit_codes import CHECK_EXIT
 from .options import Options, pass_options, run_on_store, show_secrets_option, type_option
-from .parsing import parse_value, read_object
-from .render import echo_config, echo_json, echo_state, effective_config, render_check
+from .parsing import parse_duration, parse_value, read_object
+from .render import echo_config, echo_json, echo_state, effective_config, info_json, info_line, render_check
 
 
 @click.command()
@@ -132,17 +134,22 @@ def delete(opts: Options, state_id: str, state_type: str | None) -> None:
 
 @click.command(name="list")
 @type_option
+@click.option("--long", "-l", "long_format", is_flag=True, help="Also size, last modified (UTC) and version.")
 @pass_options
-def list_(opts: Options, state_type: str | None) -> None:
+def list_(opts: Options, state_type: str | None, long_format: bool) -> None:
     """List the ids of all states of one type, one per line, unsorted.
 
     Ids stream as the backend lists them: nothing is loaded into memory
-    all at once. With --json the output is one JSON array.
+    all at once. With --json the output is one JSON array. With --long each
+    line is id, size in bytes, last modified (UTC, ISO 8601) and version
+    (the ETag; '-' where the listing has none), from the listing alone; with
+    --json each entry is then an object with those fields.
 
     \b
     Example:
       statestore list --type credentials
       statestore --json list
+      statestore list --long
     """
     stype = opts.resolve_type(state_type)
 
@@ -150,11 +157,13 @@ def list_(opts: Options, state_type: str | None) -> None:
         first = True
         if opts.json:
             click.echo("[", nl=False)
-        async for state_id in store.iter_states(stype):
+        items: AsyncIterator[Any] = store.iter_state_info(stype) if long_format else store.iter_states(stype)
+        async for item in items:
             if opts.json:
-                click.echo(("" if first else ",") + orjson.dumps(state_id).decode(), nl=False)
+                shown = info_json(item) if long_format else item
+                click.echo(("" if first else ",") + orjson.dumps(shown).decode(), nl=False)
             else:
-                click.echo(state_id)
+                click.echo(info_line(item) if long_format else item)
             first = False
         if opts.json:
             click.echo("]")
@@ -275,3 +284,64 @@ def check(opts: Options, json_output: bool) -> int:
     else:
         render_check(report)
     return code
+
+
+@click.command()
+@type_option
+@click.option("--older-than", required=True, metavar="DURATION", help="Age to prune at: 30d, 12h, 15m, 90s, 1d12h.")
+@click.option("--dry-run", is_flag=True, help="Delete nothing; print what would be pruned.")
+@click.option(
+    "--allow-unconditional",
+    is_flag=True,
+    help="On servers that ignore conditional deletes (MinIO, Ceph RGW): delete anyway, "
+    "accepting that an update made during the prune can be lost.",
+)
+@pass_options
+def prune(opts: Options, state_type: str | None, older_than: str, dry_run: bool, allow_unconditional: bool) -> None:
+    """Delete the states of one type not changed for DURATION, and print their ids and a count.
+
+    A state is deleted only if it is still the version listed, so one updated
+    during the prune is kept. On servers that ignore conditional deletes it
+    refuses (exit 1, nothing deleted) unless --allow-unconditional. A progress
+    bar shows on a terminal.
+
+    \b
+    Example:
+      statestore prune --type workflows --older-than 30d --dry-run
+      statestore prune --type workflows --older-than 30d
+    """
+    stype = opts.resolve_type(state_type)
+    age = parse_duration(older_than)
+    show_bar = sys.stderr.isatty() and not opts.json and not dry_run
+
+    async def go(store: Store) -> list[str]:
+        if not show_bar:
+            return await store.prune_states(
+                stype, older_than=age, dry_run=dry_run, allow_unconditional=allow_unconditional
+            )
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=_stderr_console()) as bar:
+            task = bar.add_task(f"pruning {stype.value}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return await store.prune_states(
+                stype, older_than=age, dry_run=dry_run, allow_unconditional=allow_unconditional, progress=advance
+            )
+
+    ids = run_on_store(opts.settings(), go)
+    verb = "would prune" if dry_run else "pruned"
+    if opts.json:
+        echo_json(opts, {"type": stype.value, "dry_run": dry_run, "count": len(ids), "pruned": ids})
+        return
+    for state_id in ids:
+        click.echo(state_id)
+    click.echo(f"{verb} {len(ids)} {stype.value} state{'' if len(ids) == 1 else 's'}", err=True)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from ..check import Verdict
-from ..errors import BackendError, ConflictError, CorruptStateError, DecryptionError, InvalidInputError, StateStoreError
+from ..errors import (
+    AccessDeniedError,
+    BackendConfigError,
+    BackendError,
+    BackendUnavailableError,
+    ConflictError,
+    CorruptStateError,
+    DecryptionError,
+    InvalidInputError,
+    StateStoreError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the backend failed, retries ran out, or anything unexpected
@@ -12,6 +22,9 @@ EXIT_CORRUPT = 3  # CorruptStateError, including DecryptionError
 EXIT_UNSAFE = 4  # ``check``: the backend would lose concurrent updates
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (``statestore list | head``)
 EXIT_INTERRUPTED = 130
+EXIT_UNAVAILABLE = 5  # BackendUnavailableError: unreachable, timeouts, 5xx, throttling; try again later
+EXIT_ACCESS_DENIED = 6  # AccessDeniedError: 401/403, bad or missing credentials, permission denied
+EXIT_BACKEND_CONFIG = 7  # BackendConfigError: missing bucket, bad endpoint, a local root that is a file
 
 CHECK_EXIT = {
     Verdict.SAFE: EXIT_OK,
@@ -34,6 +47,12 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         )
     if isinstance(exc, ConflictError):
         return f"conflict: {exc}", EXIT_FAILED
+    if isinstance(exc, BackendUnavailableError):
+        return f"backend unavailable (try again later): {exc} (--debug shows the cause)", EXIT_UNAVAILABLE
+    if isinstance(exc, AccessDeniedError):
+        return f"access denied (check credentials and permissions): {exc} (--debug shows the cause)", EXIT_ACCESS_DENIED
+    if isinstance(exc, BackendConfigError):
+        return f"backend misconfigured: {exc} (--debug shows the cause)", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendError):
         # The cause's own message is left to --debug: SDK messages can hold URLs with credentials in them.
         return f"backend failed: {exc} (--debug shows the cause)", EXIT_FAILED

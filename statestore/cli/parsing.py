@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from datetime import timedelta
 from typing import Any
 
 from ..codec import loads
@@ -49,3 +51,24 @@ def parse_value(text: str) -> Any:
         raise InvalidInputError(
             f"VALUE is not valid JSON ({exc}); write a string with spaces as JSON, e.g. '\"two words\"'"
         ) from None
+
+
+_DURATION = re.compile(r"(\d+)([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A positive duration such as ``30d``, ``12h``, ``15m``, ``90s`` or ``1d12h``; else ``InvalidInputError``."""
+    spelled = text.strip().lower()
+    parts = _DURATION.findall(spelled)
+    if not parts or "".join(n + u for n, u in parts) != spelled:
+        raise InvalidInputError(f"a duration is a number and a unit (d, h, m or s), e.g. 30d or 12h; got {text!r}")
+    duration = timedelta()
+    try:
+        for number, unit in parts:
+            duration += timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        raise InvalidInputError(f"the duration {text!r} is too long") from None
+    if duration <= timedelta(0):
+        raise InvalidInputError(f"the duration must be positive, got {text!r}")
+    return duration

@@ -19,7 +19,7 @@ from ..codec import dumps
 from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
 from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
 from ..statetype import StateType
-from ..store import State, Store
+from ..store import State, StateInfo, Store
 from .options import Options
 
 
@@ -124,3 +124,18 @@ def render_check(report: CheckReport) -> None:
     if report.verdict is Verdict.SAFE:
         shown = " ".join(f"{name}={value}" for name, value in report.settings.items())
         console.print(f"settings to use: {shown}" if shown else "settings to use: none needed")
+
+
+# -- list --long -------------------------------------------------------------------
+
+
+def info_json(info: StateInfo) -> dict[str, Any]:
+    """One ``list --long --json`` entry."""
+    modified = info.last_modified.isoformat().replace("+00:00", "Z")
+    return {"id": info.id, "size": info.size, "last_modified": modified, "version": info.version}
+
+
+def info_line(info: StateInfo) -> str:
+    """One ``list --long`` line: id, size, last modified (UTC), version ('-' if unknown), tab-separated."""
+    modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{info.id}\t{info.size}\t{modified}\t{info.version or '-'}"
