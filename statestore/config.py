@@ -18,6 +18,7 @@ from .backends.s3 import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_TRANSIENT_RETRY,
     IF_MATCH_FORMS,
+    S3_CLIENTS,
     SSE_MODES,
 )
 from .crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
@@ -128,6 +129,7 @@ class Settings:
     s3_if_match: str = IF_MATCH_FORMS[0]  # auto | quoted | unquoted: the If-Match form the server honours
     s3_conditional_delete: str = CONDITIONAL_DELETE_MODES[0]  # auto | true | false: DeleteObject honours If-Match
     s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+    s3_client: str = S3_CLIENTS[0]  # auto | aioboto3 | boto3: auto is boto3 under moto's mock_aws, else aioboto3
 
     def __post_init__(self) -> None:
         self._check_store()
@@ -186,6 +188,10 @@ class Settings:
             )
         if self.s3_max_attempts < 1:
             raise InvalidInputError(f"STATESTORE_S3_MAX_ATTEMPTS must be at least 1, got {self.s3_max_attempts}")
+        if self.s3_client not in S3_CLIENTS:
+            raise InvalidInputError(
+                f"STATESTORE_S3_CLIENT must be one of {', '.join(S3_CLIENTS)}, got {self.s3_client!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -219,6 +225,7 @@ class Settings:
             "s3_if_match": _lower(env, "STATESTORE_S3_IF_MATCH", IF_MATCH_FORMS[0]),
             "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
             "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
+            "s3_client": _lower(env, "STATESTORE_S3_CLIENT", S3_CLIENTS[0]),
         }
         url = env.get("STATESTORE_URL")
         if url:  # one URL replaces STATESTORE_BACKEND and its companions at once

@@ -60,6 +60,7 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
             if_match_form=settings.s3_if_match,
             conditional_delete=settings.s3_conditional_delete,
             retry=replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
+            client=settings.s3_client,
         )
     return LocalBackend(settings.local_root)
 

@@ -33,13 +33,14 @@ import atexit
 import logging
 import os
 import secrets
+import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import (
@@ -107,6 +108,8 @@ IF_MATCH_FORMS = ("auto", "quoted", "unquoted")
 CONDITIONAL_DELETE_MODES = ("auto", "true", "false")
 #: Scratch objects of the conditional-delete probe live under this key (after the backend's prefix).
 PROBE_PREFIX = ".statestore-probe/"
+#: ``client`` / ``STATESTORE_S3_CLIENT``: the transport. ``auto`` is ``boto3`` while moto's ``mock_aws`` is active.
+S3_CLIENTS = ("auto", "aioboto3", "boto3")
 _WRONG_ETAG = '"00000000000000000000000000000000"'
 
 
@@ -194,6 +197,7 @@ class _LoopClient:
     stack: AsyncExitStack
     closer: AsyncGenerator[None, None] | None = None
     closed: bool = False
+    transport: str = "aioboto3"
 
 
 _live_backends: weakref.WeakSet[S3Backend] = weakref.WeakSet()
@@ -232,17 +236,22 @@ def _new_botocore_session() -> Any:
     again (~150 ms); the loader caches them, so a client for a new event loop
     opens in a few ms.
     """
-    global _loader
     from aiobotocore.session import get_session
+
+    session = get_session()
+    session.register_component("data_loader", _shared_loader())
+    return session
+
+
+def _shared_loader() -> Any:
+    """The process-wide botocore data loader (it caches the parsed service models)."""
+    global _loader
     from botocore.loaders import create_loader
 
     with _atexit_lock:
         if _loader is None:
             _loader = create_loader()
-        loader = _loader
-    session = get_session()
-    session.register_component("data_loader", loader)
-    return session
+        return _loader
 
 
 def _quoted(etag: str) -> str:
@@ -362,7 +371,10 @@ class S3Backend(ObjectBackend):
     honours If-Match on DeleteObject; ``auto`` probes once, on first need.
     Where it does not (MinIO, Ceph RGW), ``delete(if_match=...)`` raises
     ``ConditionalDeleteUnsupportedError`` and deletes nothing. ``retry`` bounds
-    the retries of transient failures.
+    the retries of transient failures. ``client`` (``auto``, ``aioboto3``,
+    ``boto3``) picks the transport: ``boto3`` runs botocore's synchronous
+    client in worker threads (``s3_boto3``), which moto's in-process
+    ``mock_aws`` serves; ``auto`` uses it while that mock is active, else aioboto3.
     """
 
     def __init__(
@@ -385,6 +397,7 @@ class S3Backend(ObjectBackend):
         aws_session_token: str | None = None,
         max_pool_connections: int = 10,
         list_page_size: int = 1000,
+        client: str = "auto",
     ) -> None:
         if not isinstance(bucket, str) or not bucket.strip():
             raise InvalidInputError("S3Backend needs a bucket name (STATESTORE_BUCKET)")
@@ -398,6 +411,9 @@ class S3Backend(ObjectBackend):
             raise InvalidInputError("list_page_size must be between 1 and 1000")
         if (aws_access_key_id is None) != (aws_secret_access_key is None):
             raise InvalidInputError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        if client not in S3_CLIENTS:
+            raise InvalidInputError(f"client must be one of {', '.join(S3_CLIENTS)}, got {client!r}")
+        self.client = client
         self.bucket = bucket.strip()
         self.endpoint_url = endpoint_url or None
         self.region = region or None
@@ -465,18 +481,34 @@ class S3Backend(ObjectBackend):
     async def _client(self) -> S3Client:
         """This event loop's client, opened on first use."""
         loop = asyncio.get_running_loop()
+        transport = self.transport
         entry = self._clients.get(loop)
-        if entry is not None and not entry.closed:
+        if entry is not None and not entry.closed and entry.transport == transport:
             return entry.client
         with self._lock:
             lock = self._open_locks.setdefault(loop, asyncio.Lock())
         async with lock:
             entry = self._clients.get(loop)
+            if entry is not None and not entry.closed and entry.transport != transport:
+                await self._shutdown(entry)  # moto's mock_aws started or stopped since it was opened
             if entry is None or entry.closed:
-                entry = await self._open(loop)
+                entry = await self._open(loop, transport)
         return entry.client
 
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
+    @property
+    def transport(self) -> str:
+        """The client in use now: ``aioboto3``, or ``boto3`` (set, or ``auto`` under moto's mock_aws)."""
+        if self.client != "auto":
+            return self.client
+        if "moto.core.models" not in sys.modules:  # never import moto (or s3_boto3) where it is not loaded
+            return "aioboto3"
+        from .s3_boto3 import moto_mock_active
+
+        return "boto3" if moto_mock_active() else "aioboto3"
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, transport: str = "aioboto3") -> _LoopClient:
+        if transport == "boto3":
+            return await self._open_threaded(loop)
         import aioboto3
         from aiobotocore.config import AioConfig
 
@@ -504,10 +536,43 @@ class S3Backend(ObjectBackend):
             )
         except Exception as exc:
             await stack.aclose()
-            kind = _error_class(exc)
-            kind = BackendConfigError if kind is BackendError else kind  # a client that cannot be made: its settings
-            raise kind(f"cannot open an S3 client for bucket {self.bucket!r} ({type(exc).__name__})") from exc
-        entry = _LoopClient(loop, client, stack)
+            raise self._open_error(exc) from exc
+        return await self._register(_LoopClient(loop, client, stack))
+
+    async def _open_threaded(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
+        """botocore's synchronous client in worker threads (``s3_boto3``): what moto's mock_aws serves."""
+        from .s3_boto3 import moto_mock_active, open_threaded_client
+
+        endpoint = self.effective_endpoint_url
+        try:
+            threaded = await open_threaded_client(
+                loader=_shared_loader(),
+                profile=self.profile,
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                credentials=self.__credentials,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_pool_connections=self.max_pool_connections,
+                path_style=bool(endpoint),
+                mocked=moto_mock_active(),
+            )
+        except Exception as exc:
+            raise self._open_error(exc) from exc
+        stack = AsyncExitStack()
+        stack.push_async_callback(threaded.close)
+        client = cast("S3Client", threaded)  # the same methods, arguments and answers
+        return await self._register(_LoopClient(loop, client, stack, transport="boto3"))
+
+    def _open_error(self, exc: Exception) -> BackendError:
+        """What a client that cannot be opened is: unavailable or denied, else (its settings) misconfigured."""
+        kind = _error_class(exc)
+        kind = BackendConfigError if kind is BackendError else kind
+        return kind(f"cannot open an S3 client for bucket {self.bucket!r} ({type(exc).__name__})")
+
+    async def _register(self, entry: _LoopClient) -> _LoopClient:
+        """Keep ``entry`` as its loop's client, closed when that loop shuts down."""
+        loop = entry.loop
         # An async generator parked at its yield is closed by loop.shutdown_asyncgens(), which
         # asyncio.run (and asyncio.Runner) call before closing the loop: the client closes on its own loop.
         closer = self._close_with_loop(entry)
