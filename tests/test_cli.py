@@ -38,6 +38,7 @@ from statestore import (
     Settings,
     StateTooLargeError,
     Store,
+    VersionConflictError,
     generate_key,
     key_id,
 )
@@ -396,6 +397,11 @@ def test_effective_config_redacts_secret_named_and_binary_settings(tmp_path: Pat
         (CorruptStateError("not JSON"), 3, "corrupt state:"),
         (DecryptionError("wrong key"), 3, "cannot decrypt:"),
         (ConflictError("gave up"), 1, "conflict:"),
+        (
+            VersionConflictError("wf changed", current_version='"e1"'),
+            1,
+            'version conflict: wf changed (stored version: "e1")',
+        ),
         (BackendError("down"), 1, "backend failed:"),
         (RuntimeError("bug"), 1, "internal error: RuntimeError: bug"),
     ],

@@ -13,6 +13,7 @@ from ..errors import (
     DecryptionError,
     InvalidInputError,
     StateStoreError,
+    VersionConflictError,
 )
 
 EXIT_OK = 0
@@ -47,6 +48,8 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         )
     if isinstance(exc, ConflictError):
         return f"conflict: {exc}", EXIT_FAILED
+    if isinstance(exc, VersionConflictError):
+        return f"version conflict: {exc} (stored version: {exc.current_version or 'none'})", EXIT_FAILED
     if isinstance(exc, BackendUnavailableError):
         return f"backend unavailable (try again later): {exc} (--debug shows the cause)", EXIT_UNAVAILABLE
     if isinstance(exc, AccessDeniedError):
