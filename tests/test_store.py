@@ -273,18 +273,6 @@ async def test_stale_cache_costs_a_retry_not_an_update(make_backend: Callable[[]
     assert await two.get_state("wf", W) == {"a": 1, "b": 2, "c": 3}
 
 
-async def test_lone_writer_costs_one_put_per_save(make_backend: Callable[[], ObjectBackend]) -> None:
-    counting = CountingBackend(make_backend())
-    store = Store(counting)
-    await store.save_state("k", 0, "wf", W)
-    counting.reset()
-    for i in range(1, 21):
-        await store.save_state("k", i, "wf", W)
-    assert counting.counts == {"put": 20}
-    await store.save_state("k", 20, "wf", W)  # no change: no write, one read to rule out a stale cache
-    assert counting.counts == {"put": 20, "get": 1}
-
-
 def test_credentials_files_are_private(tmp_path: Path) -> None:
     import asyncio
 

@@ -21,6 +21,7 @@ import pytest
 from statestore import (
     BackendError,
     CountingBackend,
+    EncryptingCodec,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -33,6 +34,7 @@ from statestore import (
     Store,
     Versioned,
     WrapperBackend,
+    generate_key,
 )
 from statestore.backends.base import md5_etag
 
@@ -68,18 +70,23 @@ async def test_cold_operations(make_backend: Callable[[], ObjectBackend]) -> Non
     assert other_counts.counts == {"get": 1, "put": 1}
 
 
-async def test_steady_single_writer_costs_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend)
-    await store.save_state("k", 0, "wf", W)
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_steady_single_writer_costs_one_put(make_backend: Callable[[], ObjectBackend], encrypted: bool) -> None:
+    """A lone writer pays one PUT per change and no GET, also with encryption; a read or a no-op pays one GET."""
+    kind = StateType.CREDENTIALS if encrypted else W
+    store, counting = counting_store(make_backend, codec=EncryptingCodec(generate_key()) if encrypted else None)
+    await store.save_state("k", 0, "wf", kind)
     counting.reset()
     for i in range(1, 6):
-        await store.save_state("k", i, "wf", W)
-        state = await store.save_state_object("wf", {"o": i}, W)
+        await store.save_state("k", i, "wf", kind)
+        state = await store.save_state_object("wf", {"o": i}, kind)
         assert (state["k"], state["o"]) == (i, i)
-        await store.update_state("wf", W, appender(i))
+        await store.update_state("wf", kind, appender(i))
     assert counting.counts == {"put": 15}
-    assert await store.get_state("wf", W) == {"k": 5, "o": 5, "log": [1, 2, 3, 4, 5]}
+    assert await store.get_state("wf", kind) == {"k": 5, "o": 5, "log": [1, 2, 3, 4, 5]}
     assert counting.counts == {"put": 15, "get": 1}  # reads always ask the backend
+    await store.save_state("k", 5, "wf", kind)  # no change: no write, one read to rule out a stale cache
+    assert counting.counts == {"put": 15, "get": 2}
 
 
 async def test_concurrent_tasks_share_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
