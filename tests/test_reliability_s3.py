@@ -1,4 +1,4 @@
-"""S3 reliability over real HTTP: contention across processes, random faults, failed reads.
+"""S3 reliability over real HTTP: contention across processes and random faults (failed reads: test_s3_faults.py).
 
 ``FaultProxy`` (tests/fault_proxy.py) sits between ``S3Backend`` and the moto
 server on 127.0.0.1 and makes a seeded random share of the requests fail (500,
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -160,72 +159,3 @@ async def test_updates_that_give_up_are_not_applied(moto_server: MotoServer, buc
     _, gave_up, _, _ = run
     assert gave_up, "nothing gave up, so this test proved nothing"
     assert all(isinstance(e, BackendError) and "S3 put" in str(e) for _, e in gave_up)
-
-
-# -- read failures -------------------------------------------------------------------
-
-
-async def seeded(moto_server: MotoServer, bucket: str) -> tuple[Store, bytes]:
-    """A store on the real server with one state stored; returns it and the stored bytes."""
-    store = Store(s3_backend(moto_server, bucket), app_name="app")
-    await store.save_state("k", "original", "wf", WF)
-    got = await store.backend.get(store.key("wf", WF).object_key)
-    assert got is not None
-    return store, got.data
-
-
-async def assert_read_fails_and_save_writes_nothing(failing: Store, direct: Store, original: bytes) -> None:
-    with pytest.raises(BackendError):
-        await failing.get_state("wf", WF)
-    for save in (
-        failing.save_state("k", "lost?", "wf", WF),
-        failing.save_state_object("wf", {"k": "lost?"}, WF),
-        failing.update_state("wf", WF, lambda s: {**s, "k": "lost?"}),
-    ):
-        with pytest.raises(BackendError):
-            await save
-    got = await direct.backend.get(direct.key("wf", WF).object_key)
-    assert got is not None and got.data == original
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def test_server_down(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    fast = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, deadline=5)
-    failing = Store(
-        s3_backend(
-            moto_server, bucket, endpoint_url=f"http://127.0.0.1:{unused_port()}", retry=fast, connect_timeout=0.5
-        ),
-        app_name="app",
-    )
-    await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-    await direct.aclose()
-    await failing.aclose()
-
-
-async def test_bucket_missing(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    failing = Store(s3_backend(moto_server, f"{bucket}-missing"), app_name="app")
-    await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-    with pytest.raises(BackendError, match="NoSuchBucket"):
-        await failing.list_states(WF)
-    await direct.aclose()
-    await failing.aclose()
-
-
-async def test_access_denied(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    with FaultProxy(moto_server.endpoint_url, deny=lambda method, path: True) as proxy:
-        failing = Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url), app_name="app")
-        await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-        with pytest.raises(BackendError, match="AccessDenied"):
-            await failing.get_state("wf", WF)
-        await failing.aclose()
-    assert proxy.forwarded == Counter()
-    await direct.aclose()
