@@ -6,13 +6,22 @@ It forwards every request, except that:
   committed (closing the connection instead of answering), answer 503 after
   committing, answer late (past the client's read timeout), or answer 403 / 409 /
   500 / 503 without forwarding at all;
+- with ``rate`` > 0 a seeded random share of the requests (of ``methods``)
+  fails with one of ``kinds`` (``CHAOS_KINDS``): ``500`` / ``503`` (not
+  forwarded), ``reset`` (connection reset, not forwarded), ``timeout`` (held
+  ``slow_seconds``, then closed, not forwarded) or ``lost`` (forwarded and
+  committed, then the connection is reset);
+- ``deny(method, path)`` answers 403 AccessDenied without forwarding;
 - ``reject_if_match`` answers 412 to every PutObject whose If-Match is in one of
   the given forms (``quoted``, ``unquoted``) without forwarding it, as Ceph RGW
   does for the quoted form;
-- ``ignore_delete_if_match`` forwards DeleteObject without its If-Match, as
-  MinIO and Ceph RGW ignore it (it changes a signed header: moto only).
+- ``drop_on_put`` forwards PutObject without the named headers (a server that
+  ignores If-Match / If-None-Match), and ``ignore_delete_if_match`` forwards
+  DeleteObject without its If-Match, as MinIO and Ceph RGW ignore it (both change
+  signed headers: moto only).
 
-It counts what reached the server (``forwarded``), what it faulted, and the
+It counts what reached the server (``forwarded``), what it faulted (queued
+faults by method in ``faulted``, random ones by kind in ``chaos``), and the
 If-Match forms it saw. The ``Host`` header goes through unchanged, so servers
 that check signatures (Ceph RGW) accept the forwarded requests.
 """
@@ -20,6 +29,9 @@ that check signatures (Ceph RGW) accept the forwarded requests.
 from __future__ import annotations
 
 import http.client
+import random
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -30,11 +42,12 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 SLOW_SECONDS = 2.0  # the client times out after half of it: long enough for a loaded machine to answer a normal put
+CHAOS_KINDS = ("500", "503", "reset", "timeout", "lost")
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
 
 _ERRORS = {
-    403: ("AccessDenied", "Access Denied"),
     409: ("ConditionalRequestConflict", "A conflicting conditional operation is currently in progress."),
+    403: ("AccessDenied", "Access Denied"),
     412: ("PreconditionFailed", ""),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     503: ("SlowDown", "Please reduce your request rate."),
@@ -53,7 +66,7 @@ class Fault:
     """What to do to the next ``times`` requests with ``method`` whose path contains ``path``."""
 
     method: str
-    action: str  # "drop-after" | "503-after" | "slow-after" | "403" | "409" | "500" | "503"
+    action: str  # "drop-after" | "503-after" | "slow-after" | "403" | "409" | "500", or one of CHAOS_KINDS
     path: str = ""
     times: int = 1
     after_forward: Callable[[], None] | None = None
@@ -67,22 +80,46 @@ def if_match_form(value: str) -> str:
 class FaultProxy:
     """A forwarding HTTP proxy on 127.0.0.1 with queued faults; counts what reached the server."""
 
-    def __init__(self, upstream: str, *, reject_if_match: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        reject_if_match: frozenset[str] = frozenset(),
+        drop_on_put: tuple[str, ...] = (),
+        ignore_delete_if_match: bool = False,
+        deny: Callable[[str, str], bool] | None = None,
+        rate: float = 0.0,
+        kinds: tuple[str, ...] = CHAOS_KINDS,
+        methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "DELETE", "POST"),
+        seed: int = 0,
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.faults: list[Fault] = []
         self.reject_if_match = reject_if_match
-        self.ignore_delete_if_match = False
+        self.drop_on_put = {h.lower() for h in drop_on_put}
+        self.ignore_delete_if_match = ignore_delete_if_match
+        self.deny = deny
+        self.rate, self.kinds, self.methods = rate, kinds, methods
+        self.slow_seconds = SLOW_SECONDS
         self.forwarded: Counter[str] = Counter()
         self.faulted: Counter[str] = Counter()
+        self.chaos: Counter[str] = Counter()  # random faults by kind
         self.if_match_seen: Counter[str] = Counter()  # "PUT quoted", "DELETE unquoted"...
         self.paths: list[tuple[str, str]] = []  # (method, path) of every request received
+        self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -102,6 +139,15 @@ class FaultProxy:
             self.faulted.clear()
             self.if_match_seen.clear()
             self.paths.clear()
+
+    def pick(self, method: str) -> str | None:
+        """A random fault kind for this request, at ``rate`` (None: no fault)."""
+        with self._lock:
+            if self.rate and method in self.methods and self._random.random() < self.rate:
+                kind = self._random.choice(self.kinds)
+                self.chaos[kind] += 1
+                return kind
+        return None
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -149,8 +195,12 @@ class FaultProxy:
             def handle_one_request(self) -> None:
                 try:
                     super().handle_one_request()
-                except ConnectionError:
+                except (ConnectionError, TimeoutError):
                     self.close_connection = True
+
+            def _reset(self) -> None:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
 
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -158,22 +208,39 @@ class FaultProxy:
                 if proxy._received(self.command, self.path, self.headers.get("If-Match")):
                     self._error(412)
                     return
-                fault = proxy.take(self.command, self.path)
-                if fault is not None and fault.action in ("403", "409", "500", "503"):
-                    self._error(int(fault.action))
+                if proxy.deny is not None and proxy.deny(self.command, self.path):
+                    self._error(403)
                     return
-                ignored = self.command == "DELETE" and proxy.ignore_delete_if_match
-                dropped = _HOP_HEADERS | {"if-match"} if ignored else _HOP_HEADERS
+                fault = proxy.take(self.command, self.path)
+                kind = fault.action if fault is not None else proxy.pick(self.command)
+                if kind in ("403", "409", "500", "503"):
+                    self._error(int(kind))
+                    return
+                if kind in ("reset", "timeout"):
+                    if kind == "timeout":
+                        time.sleep(proxy.slow_seconds)  # past the client's read timeout
+                        self.close_connection = True
+                    else:
+                        self._reset()
+                    return
+                dropped = set(_HOP_HEADERS)
+                if self.command == "PUT":
+                    dropped |= proxy.drop_on_put
+                if self.command == "DELETE" and proxy.ignore_delete_if_match:
+                    dropped.add("if-match")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
                 answer = proxy.forward(self.command, self.path, headers, body)
-                if fault is not None:
-                    if fault.after_forward is not None:
-                        fault.after_forward()
-                    if fault.action in ("drop-after", "slow-after"):
-                        if fault.action == "slow-after":
-                            time.sleep(SLOW_SECONDS)  # past the client's read timeout
-                        self.close_connection = True  # the server committed; the client never hears of it
-                        return
+                if fault is not None and fault.after_forward is not None:
+                    fault.after_forward()
+                if kind == "lost":  # the server committed; the client never hears of it
+                    self._reset()
+                    return
+                if kind in ("drop-after", "slow-after"):
+                    if kind == "slow-after":
+                        time.sleep(proxy.slow_seconds)  # past the client's read timeout
+                    self.close_connection = True  # the server committed; the client never hears of it
+                    return
+                if kind == "503-after":
                     self._error(503)
                     return
                 self.send_response_only(answer.status, answer.reason)
@@ -199,7 +266,8 @@ class FaultProxy:
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
 

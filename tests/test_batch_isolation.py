@@ -8,6 +8,8 @@
   threads while update functions run on the event loop. Counted by spies
   around the real codec functions (timings live in scripts/bench_stalls.py).
 - Callers that get the state back each own theirs.
+- A caller cancelled while it waits is not written; a cancelled writer hands the
+  waiting callers on; a failed write reaches every caller in it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,19 @@ import pytest
 
 import statestore.cas as cas_module
 import statestore.store as store_module
-from statestore import InvalidInputError, MemoryBackend, ObjectBackend, StateTooLargeError, StateType, Store
+from statestore import (
+    BackendError,
+    CountingBackend,
+    InvalidInputError,
+    MemoryBackend,
+    ObjectBackend,
+    PutMode,
+    PutResult,
+    StateTooLargeError,
+    StateType,
+    Store,
+    WrapperBackend,
+)
 from statestore.codec import check_json, copy_state, decode, encode
 
 W = StateType.WORKFLOWS
@@ -301,3 +315,137 @@ async def test_a_lone_caller_gets_the_state_with_no_copy(spy: Spy) -> None:
     state = await store.save_state_object("wf", {"k": 1}, W)
     assert state["k"] == 1
     assert [c.name for c in spy.calls if c.nbytes >= size] == ["decode", "encode"]
+
+
+# -- bad changes, cancelled and failed writes in a batch, with its requests counted -------------------------
+
+
+async def test_failing_change_fails_only_its_caller(make_backend: Callable[[], ObjectBackend]) -> None:
+    counting = CountingBackend(make_backend())
+    store = Store(counting, max_state_bytes=1000)
+    await store.save_state("log", [], "wf", W)
+    counting.reset()
+
+    def broken(state: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("no")
+
+    calls = [store.update_state("wf", W, appender(i)) for i in range(3)]
+    calls.append(store.update_state("wf", W, broken))
+    calls.append(store.save_state("big", "x" * 2000, "wf", W))
+    calls.append(store.update_state("wf", W, lambda s: {"not": {1, 2}}))  # not JSON
+    calls.extend(store.update_state("wf", W, appender(i)) for i in range(3, 6))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[3], ValueError)
+    assert isinstance(results[4], StateTooLargeError)
+    assert isinstance(results[5], InvalidInputError)
+    assert all(isinstance(r, dict) for r in results[:3] + results[6:])
+    assert counting.counts == {"put": 1}
+    assert await store.get_state("wf", W) == {"log": [0, 1, 2, 3, 4, 5]}
+
+
+async def test_one_oversized_change_alone_fails_and_writes_nothing(make_backend: Callable[[], ObjectBackend]) -> None:
+    counting = CountingBackend(make_backend())
+    store = Store(counting, max_state_bytes=100)
+    await store.save_state("k", 1, "wf", W)
+    counting.reset()
+    with pytest.raises(StateTooLargeError):
+        await store.save_state("big", "x" * 200, "wf", W)
+    with pytest.raises(StateTooLargeError):
+        await store.save_state("big", "x" * 200, "other", W)
+    assert counting.counts["put"] == 0
+    assert await store.get_state("wf", W) == {"k": 1}
+    assert await store.get_state("other", W) == {}
+
+
+class Gate(WrapperBackend):
+    """Holds every put until ``release`` is set; ``fail`` makes released puts raise."""
+
+    def __init__(self, inner: ObjectBackend) -> None:
+        super().__init__(inner)
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.fail = False
+        self.puts = 0
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        self.puts += 1
+        self.entered.set()
+        await self.release.wait()
+        if self.fail:
+            raise OSError("disk on fire")
+        return await super().put(key, data, mode)
+
+
+async def gated_store() -> tuple[Store, Gate]:
+    gate = Gate(MemoryBackend())
+    store = Store(gate)
+    gate.release.set()
+    await store.save_state("seed", 0, "wf", W)
+    gate.release.clear()
+    gate.entered.clear()
+    gate.puts = 0
+    return store, gate
+
+
+async def test_cancelled_waiting_caller_is_not_written() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()  # first is being written; the next ones wait for it
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    third = asyncio.create_task(store.save_state("c", 3, "wf", W))
+    await asyncio.sleep(0.01)
+    second.cancel()
+    gate.release.set()
+    await first
+    await third
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await store.get_state("wf", W) == {"seed": 0, "a": 1, "c": 3}
+    assert gate.puts == 2
+
+
+async def test_cancelled_writer_hands_the_waiting_callers_on() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    await asyncio.sleep(0.01)
+    first.cancel()  # its put was never sent (the gate holds it): its change is not written
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    gate.release.set()
+    await second
+    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
+
+
+async def test_caller_cancelled_before_its_write_starts() -> None:
+    store, gate = await gated_store()
+    gate.release.set()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
+    await asyncio.sleep(0)  # both have queued; the first waits one loop turn for company
+    first.cancel()
+    await second
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
+
+
+async def test_failed_write_reaches_every_caller_in_it() -> None:
+    store, gate = await gated_store()
+    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
+    await gate.entered.wait()
+    gate.fail = True
+    waiting = [asyncio.create_task(store.save_state(f"w{i}", i, "wf", W)) for i in range(3)]
+    await asyncio.sleep(0.01)
+    gate.release.set()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert all(isinstance(r, BackendError) for r in results)
+    assert gate.puts == 2  # the first write, then one for all three waiting callers
+    gate.fail = False
+    assert await store.get_state("wf", W) == {"seed": 0}
+    await store.save_state("after", True, "wf", W)  # the store is usable afterwards
+    assert await store.get_state("wf", W) == {"seed": 0, "after": True}
+
+
+# -- imports ------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """``statestore check`` and ``Store.check()``: what each backend really does, the verdict and the exit code.
 
 S3 probes run over HTTP against moto, the S3 target (``-m s3_server`` with
-``STATESTORE_TEST_S3_*`` set: e.g. Ceph RGW), and ``QuirkyProxy`` -- the fault
-proxy of test_s3_faults.py with server quirks added: drop conditional headers
-(a server that ignores them), refuse quoted If-Match and ignore If-Match on
-DELETE (as RGW does), or deny one kind of request (403).
+``STATESTORE_TEST_S3_*`` set: e.g. Ceph RGW), and ``FaultProxy`` -- the fault
+proxy of tests/fault_proxy.py with its server quirks switched on: drop conditional
+headers (a server that ignores them), refuse quoted If-Match and ignore If-Match
+on DELETE (as RGW does), or deny one kind of request (403).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import S3Location, S3Target, s3_backend
-from fault_proxy import FaultProxy, _Answer
+from fault_proxy import FaultProxy
 from test_cli import clean_env, statestore
 
 from statestore import (
@@ -48,50 +48,13 @@ PROTOCOL_PROBES = ["create-if-absent", "stale-if-match", "if-match-missing"]
 # -- a proxy with server quirks ---------------------------------------------------
 
 
-def _error(status: int, code: str) -> _Answer:
-    body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message></Message></Error>".encode()
-    return _Answer(status, code, [("Content-Type", "application/xml")], body)
-
-
-class QuirkyProxy(FaultProxy):
-    """``FaultProxy`` that also changes what the server seems to do, and records every request line."""
-
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        drop_on_put: tuple[str, ...] = (),
-        refuse_quoted_if_match: bool = False,
-        ignore_if_match_on_delete: bool = False,
-        deny: Callable[[str, str], bool] | None = None,
-    ) -> None:
-        super().__init__(upstream)
-        self.drop_on_put = {h.lower() for h in drop_on_put}
-        self.refuse_quoted_if_match = refuse_quoted_if_match
-        self.ignore_if_match_on_delete = ignore_if_match_on_delete
-        self.deny = deny
-        self.requests: list[tuple[str, str]] = []
-
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
-        self.requests.append((method, path))
-        if self.deny is not None and self.deny(method, path):
-            return _error(403, "AccessDenied")
-        if_match = next((v for k, v in headers.items() if k.lower() == "if-match"), None)
-        if method == "PUT":
-            headers = {k: v for k, v in headers.items() if k.lower() not in self.drop_on_put}
-            if self.refuse_quoted_if_match and if_match is not None and if_match.startswith('"'):
-                return _error(412, "PreconditionFailed")
-        if method == "DELETE" and self.ignore_if_match_on_delete:
-            headers = {k: v for k, v in headers.items() if k.lower() != "if-match"}
-        return super().forward(method, path, headers, body)
-
-
 @pytest.fixture
-def quirky(moto_server: MotoServer) -> Iterator[Callable[..., QuirkyProxy]]:
-    proxies: list[QuirkyProxy] = []
+def quirky(moto_server: MotoServer) -> Iterator[Callable[..., FaultProxy]]:
+    """``FaultProxy`` instances on moto with server quirks (its switches) given as keywords; stopped afterwards."""
+    proxies: list[FaultProxy] = []
 
-    def make(**quirks: Any) -> QuirkyProxy:
-        proxy = QuirkyProxy(moto_server.endpoint_url, **quirks).start()
+    def make(**quirks: Any) -> FaultProxy:
+        proxy = FaultProxy(moto_server.endpoint_url, **quirks).start()
         proxies.append(proxy)
         return proxy
 
@@ -313,7 +276,7 @@ async def test_check_on_a_versioned_bucket_removes_the_versions_too(moto_server:
 
 
 async def test_every_object_request_is_under_the_scratch_prefix(
-    moto_server: MotoServer, quirky: Callable[..., QuirkyProxy]
+    moto_server: MotoServer, quirky: Callable[..., FaultProxy]
 ) -> None:
     proxy = quirky()
     bucket = moto_server.create_bucket()
@@ -322,20 +285,20 @@ async def test_every_object_request_is_under_the_scratch_prefix(
         assert (await store.check()).safe
     finally:
         await store.aclose()
-    object_requests = [(m, p) for m, p in proxy.requests if p.split("?")[0].rstrip("/") != f"/{bucket}"]
+    object_requests = [(m, p) for m, p in proxy.paths if p.split("?")[0].rstrip("/") != f"/{bucket}"]
     assert object_requests and all(
         p.startswith(f"/{bucket}/tenant/persistent-artifacts/apps/app/{SCRATCH}/") for _, p in object_requests
     ), object_requests
-    listings = [p for m, p in proxy.requests if "list-type=2" in p]
+    listings = [p for m, p in proxy.paths if "list-type=2" in p]
     scratch = "prefix=tenant%2Fpersistent-artifacts%2Fapps%2Fapp%2F.statestore-check%2F"
     assert listings and all(scratch in p for p in listings), listings
 
 
 def test_a_server_like_rgw_on_moto_gets_unquoted_and_no_conditional_delete(
-    moto_server: MotoServer, quirky: Callable[..., QuirkyProxy], cli: InProcess
+    moto_server: MotoServer, quirky: Callable[..., FaultProxy], cli: InProcess
 ) -> None:
     """Quoted If-Match refused, If-Match on DELETE ignored: still safe, with the settings that say so."""
-    proxy = quirky(refuse_quoted_if_match=True, ignore_if_match_on_delete=True)
+    proxy = quirky(reject_if_match=frozenset({"quoted"}), ignore_delete_if_match=True)
     bucket = moto_server.create_bucket()
     code, report = cli.json(*s3_args(bucket, proxy.endpoint_url), env=moto_env(moto_server))
     assert (code, report["verdict"]) == (0, "safe")
@@ -357,7 +320,7 @@ def test_a_server_like_rgw_on_moto_gets_unquoted_and_no_conditional_delete(
 )
 def test_a_server_that_ignores_conditions_on_put_is_unsafe_exit_4(
     moto_server: MotoServer,
-    quirky: Callable[..., QuirkyProxy],
+    quirky: Callable[..., FaultProxy],
     cli: InProcess,
     dropped: tuple[str, ...],
     unsafe: set[str],
@@ -391,7 +354,7 @@ def test_a_server_that_ignores_conditions_on_put_is_unsafe_exit_4(
 )
 def test_denied_credentials_name_the_permission_exit_2(
     moto_server: MotoServer,
-    quirky: Callable[..., QuirkyProxy],
+    quirky: Callable[..., FaultProxy],
     cli: InProcess,
     method: str,
     where: str,

@@ -144,20 +144,7 @@ async def test_workflows_plain_by_default_encrypted_when_asked(make_store: MakeS
     assert await raw(plain, "wf", W) == orjson.dumps({"step": TOKEN, "n": 1})
 
 
-# -- lone-writer cost, CAS merges ----------------------------------------------------
-
-
-async def test_lone_writer_costs_one_put_and_no_get_with_encryption(backend: ObjectBackend) -> None:
-    counting = CountingBackend(backend)
-    store = Store(counting, app_name="app", codec=EncryptingCodec(generate_key()))
-    await store.save_state_object("c", {"host": "h"}, C)  # first write: learns the etag
-    counting.reset()
-    await store.save_state("password", PASSWORD, "c", C)
-    assert dict(counting.counts) == {"put": 1}
-    counting.reset()
-    assert await store.save_state_object("c", {"port": 1}, C) == {"host": "h", "password": PASSWORD, "port": 1}
-    assert dict(counting.counts) == {"put": 1}
-    assert_no_sentinels(await raw(store, "c"))
+# -- CAS merges ----------------------------------------------------------------------
 
 
 async def test_concurrent_writers_merge_with_encryption(make_store: MakeStore) -> None:

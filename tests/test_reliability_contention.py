@@ -162,12 +162,13 @@ def _run_threads(stores: list[Store], updates: int) -> None:
 
 def test_threads_with_their_own_event_loops(tmp_path: Path) -> None:
     """Threads each running ``asyncio.run``: one shared store, then one store (own cache) per thread."""
-    started = time.monotonic()
-    backend = FaultBackend(LocalBackend(tmp_path / "shared-store"))
-    shared = Store(backend, app_name="rel")
-    _run_threads([shared] * THREADS, UPDATES)
-    check_final(asyncio.run(shared.get_state(ID, WF)), THREADS, UPDATES)
-    report(f"local {THREADS} threads x {UPDATES}, one store", backend.counts, time.monotonic() - started)
+    for what, inner in (("local", LocalBackend(tmp_path / "shared-store")), ("memory", MemoryBackend())):
+        started = time.monotonic()
+        backend = FaultBackend(inner)
+        shared = Store(backend, app_name="rel")
+        _run_threads([shared] * THREADS, UPDATES)
+        check_final(asyncio.run(shared.get_state(ID, WF)), THREADS, UPDATES)
+        report(f"{what} {THREADS} threads x {UPDATES}, one store", backend.counts, time.monotonic() - started)
 
     started = time.monotonic()
     backends = [FaultBackend(LocalBackend(tmp_path / "own-stores")) for _ in range(THREADS)]
@@ -191,6 +192,7 @@ async def _tasks(inner: ObjectBackend, what: str, **options: Any) -> None:
 async def test_tasks_on_one_store(tmp_path: Path) -> None:
     await _tasks(LocalBackend(tmp_path / "coalesced"), "local coalesced")
     await _tasks(LocalBackend(tmp_path / "uncoalesced"), "local uncoalesced", coalesce=False)
+    await _tasks(MemoryBackend(), "memory coalesced")
     await _tasks(MemoryBackend(), "memory uncoalesced", coalesce=False)
 
 

@@ -4,7 +4,7 @@ The service this replaces turned every read error into ``{}`` and then
 overwrote the real state on the next save. Here: a local root that is a file,
 a state file that cannot be read, and (through ``FaultBackend``) a store whose
 reads fail on any backend. The S3 cases (server down, bucket missing, access
-denied) are in ``test_reliability_s3.py``.
+denied) are in ``test_s3_faults.py``; ``FaultBackend`` itself is tested in ``test_wrappers.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from statestore import (
     InjectedFault,
     LocalBackend,
     MemoryBackend,
-    PreconditionFailed,
-    PutMode,
     StateType,
     Store,
 )
@@ -115,34 +113,3 @@ async def test_failing_writes_leave_the_state_and_raise(tmp_path: Path) -> None:
     results = await asyncio.gather(*(store.save_state(f"k{i}", i, "wf", WF) for i in range(4)), return_exceptions=True)
     assert all(isinstance(r, BackendError) for r in results)
     assert await seed.get_state("wf", WF) == {"k": "original"}
-
-
-async def test_fault_backend_queued_faults_and_validation() -> None:
-    """``inject_next`` fails exactly the next calls, in order; ``lost`` applies the call; bad settings are refused."""
-    inner = MemoryBackend()
-    faulty = FaultBackend(inner, delay=0.01)
-    faulty.inject_next("delay", "lost", "conflict", "error")
-    etag = (await faulty.put("k", b"1")).etag  # delayed, then forwarded
-    with pytest.raises(InjectedFault):
-        await faulty.put("k", b"2", PutMode.update(etag))  # applied, answer lost
-    landed = await inner.get("k")
-    assert landed is not None and landed.data == b"2"
-    with pytest.raises(PreconditionFailed):
-        await faulty.delete("k")
-    with pytest.raises(InjectedFault):
-        await faulty.get("k")
-    assert await faulty.get("k") is not None
-    assert faulty.faults == 4 and faulty.counts["conflict"] == 1
-    assert dict(faulty.counts) == {
-        "put": 2,
-        "delete": 1,
-        "get": 2,
-        "conflict": 1,
-        "fault:delay": 1,
-        "fault:lost": 1,
-        "fault:conflict": 1,
-        "fault:error": 1,
-    }
-    for bad in ({"rate": 1.5}, {"kinds": ("melt",)}, {"ops": ("stat",)}, {"delay": -1.0}):
-        with pytest.raises(ValueError):
-            FaultBackend(inner, **bad)  # type: ignore[arg-type]

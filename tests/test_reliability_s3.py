@@ -1,15 +1,8 @@
-"""S3 reliability over real HTTP: contention across processes, random faults, failed reads.
+"""S3 reliability over real HTTP: contention across processes and random faults (failed reads: test_s3_faults.py).
 
-``ChaosProxy`` sits between ``S3Backend`` and the moto server on 127.0.0.1 and
-makes a share of the requests fail, at random (seeded), with one of:
-
-- ``500``: InternalError, not forwarded;
-- ``503``: SlowDown (S3's XML error body), not forwarded;
-- ``reset``: the connection is reset before anything is forwarded;
-- ``timeout``: the request is held past the client's read timeout, then the
-  connection is closed; it is never forwarded;
-- ``lost``: the request is forwarded and the server commits it, then the
-  connection is dropped instead of answering.
+``FaultProxy`` (tests/fault_proxy.py) sits between ``S3Backend`` and the moto
+server on 127.0.0.1 and makes a seeded random share of the requests fail (500,
+503, connection reset, timeout, or a response lost after the server committed).
 
 Under 20 % faults every ``update_state`` either succeeds and is applied exactly
 once, or raises a typed ``StateStoreError`` and is not applied.
@@ -18,178 +11,23 @@ once, or raises a typed ``StateStoreError`` and is not applied.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import os
-import random
-import socket
-import struct
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from conftest import s3_backend
+from fault_proxy import CHAOS_KINDS, FaultProxy
 from test_reliability_contention import check_final, report, run_processes
 
 from statestore import BackendError, RetryPolicy, StateStoreError, StateType, Store
-from statestore.backends.s3 import S3Backend
 from statestore.testing import MotoServer
 
 WF = StateType.WORKFLOWS
-FAULT_KINDS = ("500", "503", "reset", "timeout", "lost")
 READ_TIMEOUT = 0.4
 TRANSIENT_RETRY = RetryPolicy(attempts=5, base_delay=0.02, max_delay=0.2, deadline=15)
-_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
-_ERRORS = {
-    "500": (500, "InternalError", "We encountered an internal error. Please try again."),
-    "503": (503, "SlowDown", "Please reduce your request rate."),
-    "403": (403, "AccessDenied", "Access Denied"),
-}
-
-
-def s3(server_url: str, bucket: str, **options: Any) -> S3Backend:
-    """An ``S3Backend`` with moto's dummy credentials."""
-    return S3Backend(
-        bucket,
-        endpoint_url=server_url,
-        region="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        **options,
-    )
-
-
-class ChaosProxy:
-    """A forwarding HTTP proxy on 127.0.0.1 failing a ``rate`` share of requests with random ``kinds``."""
-
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        rate: float = 0.0,
-        kinds: tuple[str, ...] = FAULT_KINDS,
-        methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "DELETE", "POST"),
-        seed: int = 0,
-    ) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.rate = rate
-        self.kinds = kinds
-        self.methods = methods
-        self.always: str | None = None  # a fault for every request (e.g. "403")
-        self.faults: Counter[str] = Counter()
-        self.requests: Counter[str] = Counter()
-        self.forwarded: Counter[str] = Counter()
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
-
-    def __enter__(self) -> ChaosProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def pick(self, method: str) -> str | None:
-        with self._lock:
-            self.requests[method] += 1
-            kind = self.always
-            if kind is None and method in self.methods and self._random.random() < self.rate:
-                kind = self._random.choice(self.kinds)
-            if kind is not None:
-                self.faults[kind] += 1
-            return kind
-
-    def forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[http.client.HTTPResponse, bytes]:
-        """Send the request to the server; its response (headers) and body."""
-        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
-        try:
-            conn.request(method, path, body=body if body or method in ("PUT", "POST") else None, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        finally:
-            conn.close()
-        with self._lock:
-            self.forwarded[method] += 1
-        return response, data
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive and Expect: 100-continue, as S3 speaks
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def handle_one_request(self) -> None:
-                try:
-                    super().handle_one_request()
-                except (ConnectionError, TimeoutError):
-                    self.close_connection = True
-
-            def _reset(self) -> None:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-
-            def _error(self, kind: str) -> None:
-                status, code, message = _ERRORS[kind]
-                body = (
-                    f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                    f"<Message>{message}</Message><RequestId>chaos</RequestId></Error>"
-                ).encode()
-                self.send_response_only(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                kind = proxy.pick(self.command)
-                if kind in _ERRORS:
-                    self._error(kind)
-                    return
-                if kind == "reset":
-                    self._reset()
-                    return
-                if kind == "timeout":
-                    time.sleep(READ_TIMEOUT * 2)
-                    self.close_connection = True
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                answer, data = proxy.forward(self.command, self.path, headers, body)
-                if kind == "lost":  # the server committed; the client never hears of it
-                    self._reset()
-                    return
-                self.send_response_only(answer.status, answer.reason)
-                for name, value in answer.getheaders():
-                    if name.lower() not in _HOP:
-                        self.send_header(name, value)
-                if self.command == "HEAD":
-                    self.send_header("Content-Length", answer.getheader("Content-Length") or "0")
-                    self.end_headers()
-                    return
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
-
-        return Handler
 
 
 @pytest.fixture
@@ -208,7 +46,7 @@ def test_processes_on_one_s3_object(moto_server: MotoServer, bucket: str, tmp_pa
     report(f"s3 {workers} processes x {updates}", counts, time.monotonic() - started)
 
     async def final() -> dict[str, Any]:
-        async with Store(s3(moto_server.endpoint_url, bucket), app_name="rel") as store:
+        async with Store(s3_backend(moto_server, bucket), app_name="rel") as store:
             return await store.get_state("shared", WF)
 
     check_final(asyncio.run(final()), workers, updates)
@@ -218,7 +56,7 @@ def test_processes_on_one_s3_object(moto_server: MotoServer, bucket: str, tmp_pa
 # -- random faults -------------------------------------------------------------------
 
 
-ChaosRun = tuple[list[str], list[tuple[str, StateStoreError]], ChaosProxy, float]
+ChaosRun = tuple[list[str], list[tuple[str, StateStoreError]], FaultProxy, float]
 
 
 async def chaos_run(
@@ -230,8 +68,16 @@ async def chaos_run(
     which changes were applied, and how often. Returns the tokens that
     succeeded, those that gave up (with their error), the proxy and the time.
     """
-    with ChaosProxy(moto_server.endpoint_url, rate=0.2, seed=seed, methods=methods) as proxy:
-        backend = s3(proxy.endpoint_url, bucket, read_timeout=READ_TIMEOUT, connect_timeout=1.0, retry=transient)
+    with FaultProxy(moto_server.endpoint_url, rate=0.2, seed=seed, methods=methods) as proxy:
+        proxy.slow_seconds = READ_TIMEOUT * 2
+        backend = s3_backend(
+            moto_server,
+            bucket,
+            endpoint_url=proxy.endpoint_url,
+            read_timeout=READ_TIMEOUT,
+            connect_timeout=1.0,
+            retry=transient,
+        )
         stores = [
             Store(backend, app_name="chaos", retry=RetryPolicy(attempts=50, base_delay=0.01, max_delay=0.2)),
             Store(backend, app_name="chaos", coalesce=False),
@@ -260,14 +106,14 @@ async def chaos_run(
 
 async def check_exactly_once(moto_server: MotoServer, bucket: str, what: str, run: ChaosRun) -> None:
     done, gave_up, proxy, elapsed = run
-    async with Store(s3(moto_server.endpoint_url, bucket), app_name="chaos") as clean:
+    async with Store(s3_backend(moto_server, bucket), app_name="chaos") as clean:
         state = await clean.get_state("counter", WF)
     ops = state.get("ops", [])
     print(
         f"\n[reliability] s3 {what}: {len(done) + len(gave_up)} update_state calls in {elapsed:.1f} s, "
         f"{len(done)} succeeded, {len(gave_up)} gave up {dict(Counter(type(e).__name__ for _, e in gave_up))}; "
-        f"{sum(proxy.requests.values())} requests {dict(proxy.requests)}, "
-        f"{sum(proxy.faults.values())} faults injected {dict(proxy.faults)}, forwarded {dict(proxy.forwarded)}"
+        f"{len(proxy.paths)} requests {dict(Counter(m for m, _ in proxy.paths))}, "
+        f"{sum(proxy.chaos.values())} faults injected {dict(proxy.chaos)}, forwarded {dict(proxy.forwarded)}"
     )
     doubled = sorted(t for t, n in Counter(ops).items() if n > 1)
     lost = sorted(t for t in done if t not in ops)
@@ -290,7 +136,7 @@ async def test_updates_under_20_percent_faults_apply_exactly_once(moto_server: M
     )
     await check_exactly_once(moto_server, bucket, "chaos, 5 tries", run)
     done, _, proxy, _ = run
-    assert set(proxy.faults) == set(FAULT_KINDS), "some kind of fault was never injected"
+    assert set(proxy.chaos) == set(CHAOS_KINDS), "some kind of fault was never injected"
     assert len(done) >= 45, "too few updates got through to prove anything"
 
 
@@ -313,68 +159,3 @@ async def test_updates_that_give_up_are_not_applied(moto_server: MotoServer, buc
     _, gave_up, _, _ = run
     assert gave_up, "nothing gave up, so this test proved nothing"
     assert all(isinstance(e, BackendError) and "S3 put" in str(e) for _, e in gave_up)
-
-
-# -- read failures -------------------------------------------------------------------
-
-
-async def seeded(moto_server: MotoServer, bucket: str) -> tuple[Store, bytes]:
-    """A store on the real server with one state stored; returns it and the stored bytes."""
-    store = Store(s3(moto_server.endpoint_url, bucket), app_name="app")
-    await store.save_state("k", "original", "wf", WF)
-    got = await store.backend.get(store.key("wf", WF).object_key)
-    assert got is not None
-    return store, got.data
-
-
-async def assert_read_fails_and_save_writes_nothing(failing: Store, direct: Store, original: bytes) -> None:
-    with pytest.raises(BackendError):
-        await failing.get_state("wf", WF)
-    for save in (
-        failing.save_state("k", "lost?", "wf", WF),
-        failing.save_state_object("wf", {"k": "lost?"}, WF),
-        failing.update_state("wf", WF, lambda s: {**s, "k": "lost?"}),
-    ):
-        with pytest.raises(BackendError):
-            await save
-    got = await direct.backend.get(direct.key("wf", WF).object_key)
-    assert got is not None and got.data == original
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def test_server_down(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    fast = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, deadline=5)
-    failing = Store(s3(f"http://127.0.0.1:{unused_port()}", bucket, retry=fast, connect_timeout=0.5), app_name="app")
-    await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-    await direct.aclose()
-    await failing.aclose()
-
-
-async def test_bucket_missing(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    failing = Store(s3(moto_server.endpoint_url, f"{bucket}-missing"), app_name="app")
-    await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-    with pytest.raises(BackendError, match="NoSuchBucket"):
-        await failing.list_states(WF)
-    await direct.aclose()
-    await failing.aclose()
-
-
-async def test_access_denied(moto_server: MotoServer, bucket: str) -> None:
-    direct, original = await seeded(moto_server, bucket)
-    with ChaosProxy(moto_server.endpoint_url) as proxy:
-        proxy.always = "403"
-        failing = Store(s3(proxy.endpoint_url, bucket), app_name="app")
-        await assert_read_fails_and_save_writes_nothing(failing, direct, original)
-        with pytest.raises(BackendError, match="AccessDenied"):
-            await failing.get_state("wf", WF)
-        await failing.aclose()
-    assert proxy.forwarded == Counter()
-    await direct.aclose()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,13 +170,28 @@ async def test_aws_endpoint_url_s3_is_used_for_requests(
         await backend.aclose()
 
 
-def test_importing_statestore_does_not_import_boto() -> None:
-    code = (
-        "import sys, statestore; from statestore import S3Backend; statestore.Store(statestore.LocalBackend('x'));"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aioboto3','aiobotocore','botocore','aiohttp')))"
+def test_importing_statestore_and_using_the_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
+    """Naming ``S3Backend`` and saving and reading through the env-configured local facade load no AWS SDK."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import statestore
+        from statestore import S3Backend, StateStore, StateType
+
+        async def main() -> None:
+            await StateStore.save_state("k", 1, "wf", StateType.WORKFLOWS)
+            assert await StateStore.get_state("wf", StateType.WORKFLOWS) == {"k": 1}
+
+        statestore.Store(statestore.LocalBackend("x"))
+        asyncio.run(main())
+        sdk = ("aioboto3", "aiobotocore", "botocore", "boto3", "aiohttp")
+        print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in sdk)))
+        """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]", out.stdout
+    env = {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
 
 
 # -- puts: SSE, metadata, prefix -------------------------------------------------

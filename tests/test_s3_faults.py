@@ -1,4 +1,4 @@
-"""S3 failure paths over real HTTP: lost responses, 409s, 5xx, failed reads, wrong bucket, stopped server.
+"""S3 failure paths over real HTTP: lost responses, 409s, 5xx, failed reads, 403, wrong bucket, stopped server.
 
 ``FaultProxy`` (tests/fault_proxy.py) sits between the backend and the S3
 server on 127.0.0.1: it drops the response of a request the server has already
@@ -11,6 +11,7 @@ test``) with each If-Match form.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,17 @@ def via_proxy(moto_server: MotoServer, proxy: FaultProxy, bucket: str, **options
 
 def bump(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "n": state.get("n", 0) + 1}
+
+
+async def assert_saves_fail(store: Store) -> None:
+    """Every kind of save on ``w1`` raises ``BackendError`` (the caller then checks nothing was written)."""
+    for save in (
+        store.save_state("k", "lost?", "w1", StateType.WORKFLOWS),
+        store.save_state_object("w1", {"k": "lost?"}, StateType.WORKFLOWS),
+        store.update_state("w1", StateType.WORKFLOWS, bump),
+    ):
+        with pytest.raises(BackendError):
+            await save
 
 
 # -- lost responses --------------------------------------------------------------
@@ -262,13 +274,28 @@ async def test_failed_read_is_an_error_and_the_save_writes_nothing(
         with pytest.raises(BackendError, match=r"get of .*InternalError \(HTTP 500\)") as info:
             await store.get_state("w1", StateType.WORKFLOWS)
         assert info.value.__cause__ is not None
-        with pytest.raises(BackendError):
-            await store.save_state("new", 1, "w1", StateType.WORKFLOWS)
+        await assert_saves_fail(store)
         assert proxy.forwarded["PUT"] == 0
         assert await direct.get_state("w1", StateType.WORKFLOWS) == {"keep": "me"}
     finally:
         await store.aclose()
         await direct.aclose()
+
+
+async def test_access_denied_is_a_backend_error_and_nothing_is_forwarded(moto_server: MotoServer, bucket: str) -> None:
+    direct = Store(s3_backend(moto_server, bucket))
+    await direct.save_state_object("w1", {"keep": "me"}, StateType.WORKFLOWS)
+    with FaultProxy(moto_server.endpoint_url, deny=lambda method, path: True) as proxy:
+        store = Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url))
+        try:
+            with pytest.raises(BackendError, match="AccessDenied"):
+                await store.get_state("w1", StateType.WORKFLOWS)
+            await assert_saves_fail(store)
+        finally:
+            await store.aclose()
+    assert proxy.forwarded == Counter()
+    assert await direct.get_state("w1", StateType.WORKFLOWS) == {"keep": "me"}
+    await direct.aclose()
 
 
 async def test_5xx_on_put_that_never_landed_gives_up_with_backend_error(
@@ -293,10 +320,14 @@ async def test_wrong_bucket_is_a_backend_error(moto_server: MotoServer) -> None:
     try:
         with pytest.raises(BackendError, match=r"NoSuchBucket \(HTTP 404\)"):
             await store.get_state("w1", StateType.WORKFLOWS)
-        with pytest.raises(BackendError, match="NoSuchBucket"):
-            await store.save_state("a", 1, "w1", StateType.WORKFLOWS)
-        with pytest.raises(BackendError, match="NoSuchBucket"):
-            await store.list_states(StateType.WORKFLOWS)
+        for save in (
+            store.save_state("a", 1, "w1", StateType.WORKFLOWS),
+            store.save_state_object("w1", {"a": 1}, StateType.WORKFLOWS),
+            store.update_state("w1", StateType.WORKFLOWS, bump),
+            store.list_states(StateType.WORKFLOWS),
+        ):
+            with pytest.raises(BackendError, match="NoSuchBucket"):
+                await save
     finally:
         await store.aclose()
 
@@ -343,10 +374,7 @@ async def test_server_stopped_mid_run(moto_server: MotoServer) -> None:
         with pytest.raises(BackendError, match="get of") as info:
             await store.get_state("w1", StateType.WORKFLOWS)
         assert info.value.__cause__ is not None
-        with pytest.raises(BackendError):
-            await store.save_state("b", 2, "w1", StateType.WORKFLOWS)
-        with pytest.raises(BackendError):
-            await store.update_state("w1", StateType.WORKFLOWS, bump)
+        await assert_saves_fail(store)
     finally:
         server.stop()
         await store.aclose()

@@ -1,4 +1,7 @@
-"""S3 against real processes: contention on one state, and a server that checks credentials."""
+"""S3 against real processes: a counter configured from the environment alone, and a server that checks credentials.
+
+Mixed writers contending on one S3 state live in test_reliability_s3.py.
+"""
 
 from __future__ import annotations
 
@@ -13,87 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import S3Target, s3_backend
+from conftest import S3Target
 
 from statestore import BackendError, StateType, Store
 from statestore.testing import MotoServer
-
-WORKERS = 6
-SAVES = 40
-
-WORKER = textwrap.dedent(
-    """
-    import asyncio, json, sys
-    from statestore import PreconditionFailed, PutMode, RetryPolicy, S3Backend, StateType, Store, WrapperBackend
-
-    class ConflictCounter(WrapperBackend):
-        conflicts = 0
-
-        async def put(self, key, data, mode=PutMode.OVERWRITE):
-            try:
-                return await super().put(key, data, mode)
-            except PreconditionFailed:
-                self.conflicts += 1
-                raise
-
-    async def main(worker, saves, endpoint, bucket):
-        backend = ConflictCounter(S3Backend(bucket, endpoint_url=endpoint, region="us-east-1"))
-        store = Store(backend, retry=RetryPolicy(attempts=60, base_delay=0.01, max_delay=0.5, deadline=120))
-        await store.list_states(StateType.WORKFLOWS)  # client open before the start line
-        print("ready", flush=True)
-        sys.stdin.readline()
-        for i in range(saves):
-            await store.save_state(f"w{worker}-{i}", i, "shared", StateType.WORKFLOWS)
-        await store.aclose()
-        print(json.dumps({"conflicts": backend.conflicts}), flush=True)
-
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]))
-    """
-)
-
-
-def _env(server: MotoServer) -> dict[str, str]:
-    return {**os.environ, **server.fake_credentials()}
-
-
-def test_processes_contending_on_one_state_lose_nothing(moto_server: MotoServer) -> None:
-    bucket = moto_server.create_bucket()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(w), str(SAVES), moto_server.endpoint_url, bucket],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(moto_server),
-        )
-        for w in range(WORKERS)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
-    conflicts = sum(json.loads(out.strip().splitlines()[-1])["conflicts"] for out, _ in results)
-    print(f"\n{WORKERS} processes x {SAVES} save_state on one S3 state: {conflicts} conflicts retried")
-    store = Store(s3_backend(moto_server, bucket))
-
-    async def read() -> dict[str, Any]:
-        async with store:
-            return await store.get_state("shared", StateType.WORKFLOWS)
-
-    state = asyncio.run(read())
-    assert state == {f"w{w}-{i}": i for w in range(WORKERS) for i in range(SAVES)}
-
 
 COUNTER_WORKER = textwrap.dedent(
     """

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -13,26 +13,23 @@ from statestore import (
     BackendError,
     ConflictError,
     CorruptStateError,
-    CountingBackend,
+    FaultBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
     ObjectMeta,
-    PreconditionFailed,
-    PutMode,
-    PutResult,
     RetryPolicy,
     StateStore,
     StateTooLargeError,
     StateType,
     Store,
-    Versioned,
     WrapperBackend,
 )
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS
+T = TypeVar("T")
 
 
 async def raw(store: Store, id: str, type: StateType = W) -> bytes | None:  # noqa: A002
@@ -191,42 +188,26 @@ async def test_corrupt_state_raises_on_read_and_save_and_can_be_recovered(store:
     assert await store.get_state("wf", W) == {"k": 1}
 
 
-class AlwaysConflicting(WrapperBackend):
-    """Another writer changes the object between every read and write."""
-
-    writes = 0
-
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        self.writes += 1
-        await self.inner.put(key, b'{"other":%d}' % self.writes)
-        stale = PutMode.update('"stale"') if mode == PutMode.OVERWRITE else mode
-        return await self.inner.put(key, data, stale)
-
-
 async def test_conflict_error_after_bounded_attempts() -> None:
-    counting = CountingBackend(AlwaysConflicting(MemoryBackend()))
-    store = Store(counting, retry=RetryPolicy(attempts=4, base_delay=0.001))
+    """Every put conflicts (another writer each time): the store gives up after its attempts, one put each."""
+    faulty = FaultBackend(MemoryBackend(), rate=1.0, kinds=("conflict",), ops=("put",))
+    store = Store(faulty, retry=RetryPolicy(attempts=4, base_delay=0.001))
     with pytest.raises(ConflictError, match="gave up after 4 attempts"):
         await store.save_state("k", 1, "wf", W)
-    assert counting.counts["put"] == 4
+    assert (faulty.counts["put"], faulty.counts["fault:conflict"]) == (4, 4)
 
 
 class FailingBackend(WrapperBackend):
-    """Fails chosen operations the way a broken disk or network would."""
+    """Fails chosen operations with an ``OSError`` (not a statestore error), as a broken disk or network would."""
 
     def __init__(self, inner: ObjectBackend, failing: set[str]) -> None:
         super().__init__(inner)
         self.failing = failing
 
-    async def get(self, key: str) -> Versioned | None:
-        if "get" in self.failing:
+    async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        if op in self.failing:
             raise OSError("disk on fire")
-        return await super().get(key)
-
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        if "put" in self.failing:
-            raise OSError("disk on fire")
-        return await super().put(key, data, mode)
+        return await call()
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         if "list" in self.failing:
@@ -264,27 +245,6 @@ async def test_failed_write_forgets_cached_etag() -> None:
     assert await store.get_state("wf", W) == {"k": 1, "j": 3}
 
 
-async def test_stale_cache_costs_a_retry_not_an_update(make_backend: Callable[[], ObjectBackend]) -> None:
-    one = Store(CountingBackend(make_backend()))
-    two = Store(make_backend())
-    await one.save_state("a", 1, "wf", W)
-    await two.save_state("b", 2, "wf", W)  # one's cached etag is now stale
-    await one.save_state("c", 3, "wf", W)
-    assert await two.get_state("wf", W) == {"a": 1, "b": 2, "c": 3}
-
-
-async def test_lone_writer_costs_one_put_per_save(make_backend: Callable[[], ObjectBackend]) -> None:
-    counting = CountingBackend(make_backend())
-    store = Store(counting)
-    await store.save_state("k", 0, "wf", W)
-    counting.reset()
-    for i in range(1, 21):
-        await store.save_state("k", i, "wf", W)
-    assert counting.counts == {"put": 20}
-    await store.save_state("k", 20, "wf", W)  # no change: no write, one read to rule out a stale cache
-    assert counting.counts == {"put": 20, "get": 1}
-
-
 def test_credentials_files_are_private(tmp_path: Path) -> None:
     import asyncio
 
@@ -299,23 +259,3 @@ def test_credentials_files_are_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     for directory in (path.parent, path.parent.parent, tmp_path / "root" / "persistent-artifacts"):
         assert directory.stat().st_mode & 0o777 == 0o700
-
-
-class ConflictOnce(WrapperBackend):
-    """Makes the first conditional put fail as if another writer had just written."""
-
-    def __init__(self, inner: ObjectBackend) -> None:
-        super().__init__(inner)
-        self.armed = True
-
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        if self.armed:
-            self.armed = False
-            await self.inner.put(key, b'{"other":"writer"}')
-            raise PreconditionFailed(key)
-        return await self.inner.put(key, data, mode)
-
-
-async def test_conflict_rereads_and_reapplies() -> None:
-    store = Store(ConflictOnce(MemoryBackend()))
-    assert await store.save_state_object("wf", {"mine": 1}, W) == {"other": "writer", "mine": 1}

@@ -1,4 +1,4 @@
-"""Wrapper backends: one forwarding base whose capabilities are read live, and the logging wrapper."""
+"""Wrapper backends: one forwarding base whose capabilities are read live, the logging wrapper, and FaultBackend."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from conftest import s3_backend
 from statestore import (
     CountingBackend,
     FaultBackend,
+    InjectedFault,
     LatencyBackend,
     LoggingBackend,
     MemoryBackend,
@@ -104,3 +105,34 @@ async def test_logging_backend_is_silent_unless_debug(caplog: pytest.LogCaptureF
     assert await backend.get(KEY) is not None
     assert [r for r in caplog.records if r.name == "statestore.backends.wrappers"] == []
     assert backend.describe() == "LoggingBackend(MemoryBackend)"
+
+
+async def test_fault_backend_queued_faults_and_validation() -> None:
+    """``inject_next`` fails exactly the next calls, in order; ``lost`` applies the call; bad settings are refused."""
+    inner = MemoryBackend()
+    faulty = FaultBackend(inner, delay=0.01)
+    faulty.inject_next("delay", "lost", "conflict", "error")
+    etag = (await faulty.put("k", b"1")).etag  # delayed, then forwarded
+    with pytest.raises(InjectedFault):
+        await faulty.put("k", b"2", PutMode.update(etag))  # applied, answer lost
+    landed = await inner.get("k")
+    assert landed is not None and landed.data == b"2"
+    with pytest.raises(PreconditionFailed):
+        await faulty.delete("k")
+    with pytest.raises(InjectedFault):
+        await faulty.get("k")
+    assert await faulty.get("k") is not None
+    assert faulty.faults == 4 and faulty.counts["conflict"] == 1
+    assert dict(faulty.counts) == {
+        "put": 2,
+        "delete": 1,
+        "get": 2,
+        "conflict": 1,
+        "fault:delay": 1,
+        "fault:lost": 1,
+        "fault:conflict": 1,
+        "fault:error": 1,
+    }
+    for bad in ({"rate": 1.5}, {"kinds": ("melt",)}, {"ops": ("stat",)}, {"delay": -1.0}):
+        with pytest.raises(ValueError):
+            FaultBackend(inner, **bad)  # type: ignore[arg-type]

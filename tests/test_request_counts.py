@@ -17,22 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_batch_isolation import appender
 
 from statestore import (
-    BackendError,
     CountingBackend,
-    InvalidInputError,
+    EncryptingCodec,
     LocalBackend,
-    MemoryBackend,
     ObjectBackend,
     PreconditionFailed,
     PutMode,
-    PutResult,
-    StateTooLargeError,
     StateType,
     Store,
     Versioned,
-    WrapperBackend,
+    generate_key,
 )
 from statestore.backends.base import md5_etag
 
@@ -43,14 +40,6 @@ TASKS = 8
 def counting_store(make_backend: Callable[[], ObjectBackend], **options: Any) -> tuple[Store, CountingBackend]:
     counting = CountingBackend(make_backend())
     return Store(counting, **options), counting
-
-
-def appender(item: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def fn(state: dict[str, Any]) -> dict[str, Any]:
-        state["log"] = [*state.get("log", []), item]
-        return state
-
-    return fn
 
 
 # -- requests per operation ------------------------------------------------------------------------
@@ -68,18 +57,23 @@ async def test_cold_operations(make_backend: Callable[[], ObjectBackend]) -> Non
     assert other_counts.counts == {"get": 1, "put": 1}
 
 
-async def test_steady_single_writer_costs_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend)
-    await store.save_state("k", 0, "wf", W)
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_steady_single_writer_costs_one_put(make_backend: Callable[[], ObjectBackend], encrypted: bool) -> None:
+    """A lone writer pays one PUT per change and no GET, also with encryption; a read or a no-op pays one GET."""
+    kind = StateType.CREDENTIALS if encrypted else W
+    store, counting = counting_store(make_backend, codec=EncryptingCodec(generate_key()) if encrypted else None)
+    await store.save_state("k", 0, "wf", kind)
     counting.reset()
     for i in range(1, 6):
-        await store.save_state("k", i, "wf", W)
-        state = await store.save_state_object("wf", {"o": i}, W)
+        await store.save_state("k", i, "wf", kind)
+        state = await store.save_state_object("wf", {"o": i}, kind)
         assert (state["k"], state["o"]) == (i, i)
-        await store.update_state("wf", W, appender(i))
+        await store.update_state("wf", kind, appender(i))
     assert counting.counts == {"put": 15}
-    assert await store.get_state("wf", W) == {"k": 5, "o": 5, "log": [1, 2, 3, 4, 5]}
+    assert await store.get_state("wf", kind) == {"k": 5, "o": 5, "log": [1, 2, 3, 4, 5]}
     assert counting.counts == {"put": 15, "get": 1}  # reads always ask the backend
+    await store.save_state("k", 5, "wf", kind)  # no change: no write, one read to rule out a stale cache
+    assert counting.counts == {"put": 15, "get": 2}
 
 
 async def test_concurrent_tasks_share_one_put(make_backend: Callable[[], ObjectBackend]) -> None:
@@ -195,157 +189,6 @@ async def test_coalesced_changes_apply_in_call_order(make_backend: Callable[[], 
         assert state["log"][: i + 1] == list(range(i + 1))
     results[0]["log"].append("mine")  # and owns what it got
     assert results[1]["log"] == list(range(TASKS))
-
-
-async def test_failing_change_fails_only_its_caller(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend, max_state_bytes=1000)
-    await store.save_state("log", [], "wf", W)
-    counting.reset()
-
-    def broken(state: dict[str, Any]) -> dict[str, Any]:
-        raise ValueError("no")
-
-    calls = [store.update_state("wf", W, appender(i)) for i in range(3)]
-    calls.append(store.update_state("wf", W, broken))
-    calls.append(store.save_state("big", "x" * 2000, "wf", W))
-    calls.append(store.update_state("wf", W, lambda s: {"not": {1, 2}}))  # not JSON
-    calls.extend(store.update_state("wf", W, appender(i)) for i in range(3, 6))
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results[3], ValueError)
-    assert isinstance(results[4], StateTooLargeError)
-    assert isinstance(results[5], InvalidInputError)
-    assert all(isinstance(r, dict) for r in results[:3] + results[6:])
-    assert counting.counts == {"put": 1}
-    assert await store.get_state("wf", W) == {"log": [0, 1, 2, 3, 4, 5]}
-
-
-async def test_one_oversized_change_alone_fails_and_writes_nothing(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend, max_state_bytes=100)
-    await store.save_state("k", 1, "wf", W)
-    counting.reset()
-    with pytest.raises(StateTooLargeError):
-        await store.save_state("big", "x" * 200, "wf", W)
-    with pytest.raises(StateTooLargeError):
-        await store.save_state("big", "x" * 200, "other", W)
-    assert counting.counts["put"] == 0
-    assert await store.get_state("wf", W) == {"k": 1}
-    assert await store.get_state("other", W) == {}
-
-
-class Gate(WrapperBackend):
-    """Holds every put until ``release`` is set; ``fail`` makes released puts raise."""
-
-    def __init__(self, inner: ObjectBackend) -> None:
-        super().__init__(inner)
-        self.release = asyncio.Event()
-        self.entered = asyncio.Event()
-        self.fail = False
-        self.puts = 0
-
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        self.puts += 1
-        self.entered.set()
-        await self.release.wait()
-        if self.fail:
-            raise OSError("disk on fire")
-        return await super().put(key, data, mode)
-
-
-async def gated_store() -> tuple[Store, Gate]:
-    gate = Gate(MemoryBackend())
-    store = Store(gate)
-    gate.release.set()
-    await store.save_state("seed", 0, "wf", W)
-    gate.release.clear()
-    gate.entered.clear()
-    gate.puts = 0
-    return store, gate
-
-
-async def test_cancelled_waiting_caller_is_not_written() -> None:
-    store, gate = await gated_store()
-    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
-    await gate.entered.wait()  # first is being written; the next ones wait for it
-    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
-    third = asyncio.create_task(store.save_state("c", 3, "wf", W))
-    await asyncio.sleep(0.01)
-    second.cancel()
-    gate.release.set()
-    await first
-    await third
-    with pytest.raises(asyncio.CancelledError):
-        await second
-    assert await store.get_state("wf", W) == {"seed": 0, "a": 1, "c": 3}
-    assert gate.puts == 2
-
-
-async def test_cancelled_writer_hands_the_waiting_callers_on() -> None:
-    store, gate = await gated_store()
-    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
-    await gate.entered.wait()
-    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
-    await asyncio.sleep(0.01)
-    first.cancel()  # its put was never sent (the gate holds it): its change is not written
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    gate.release.set()
-    await second
-    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
-
-
-async def test_caller_cancelled_before_its_write_starts() -> None:
-    store, gate = await gated_store()
-    gate.release.set()
-    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
-    second = asyncio.create_task(store.save_state("b", 2, "wf", W))
-    await asyncio.sleep(0)  # both have queued; the first waits one loop turn for company
-    first.cancel()
-    await second
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    assert await store.get_state("wf", W) == {"seed": 0, "b": 2}
-
-
-async def test_failed_write_reaches_every_caller_in_it() -> None:
-    store, gate = await gated_store()
-    first = asyncio.create_task(store.save_state("a", 1, "wf", W))
-    await gate.entered.wait()
-    gate.fail = True
-    waiting = [asyncio.create_task(store.save_state(f"w{i}", i, "wf", W)) for i in range(3)]
-    await asyncio.sleep(0.01)
-    gate.release.set()
-    results = await asyncio.gather(first, *waiting, return_exceptions=True)
-    assert all(isinstance(r, BackendError) for r in results)
-    assert gate.puts == 2  # the first write, then one for all three waiting callers
-    gate.fail = False
-    assert await store.get_state("wf", W) == {"seed": 0}
-    await store.save_state("after", True, "wf", W)  # the store is usable afterwards
-    assert await store.get_state("wf", W) == {"seed": 0, "after": True}
-
-
-# -- imports ------------------------------------------------------------------------------------------
-
-
-def test_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
-    script = textwrap.dedent(
-        """
-        import asyncio, sys
-        import statestore
-        from statestore import StateStore, StateType
-
-        async def main() -> None:
-            await StateStore.save_state("k", 1, "wf", StateType.WORKFLOWS)
-            assert await StateStore.get_state("wf", StateType.WORKFLOWS) == {"k": 1}
-
-        asyncio.run(main())
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("aioboto3", "aiobotocore", "botocore", "boto3"))
-        print(",".join(loaded))
-        """
-    )
-    env = {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
 
 
 # -- local backend: the ETag check without a read --------------------------------------------------------
