@@ -465,3 +465,10 @@ async def test_cache_bytes_zero_turns_the_cache_off(make_backend: Callable[[], O
     await store.save_state("k", 1, "a", W)
     await store.save_state("k", 2, "a", W)
     assert counting.counts == {"get": 2, "put": 2}
+
+
+async def test_coalescing_queues_are_dropped_when_empty(make_backend: Callable[[], ObjectBackend]) -> None:
+    """The coalescer keeps a queue only while a state has callers waiting: nothing per state afterwards."""
+    store, _ = counting_store(make_backend)
+    await asyncio.gather(*(store.update_state(f"s{i % 40}", W, appender(i)) for i in range(120)))
+    assert store._coalescer._queues == {}
