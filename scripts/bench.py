@@ -37,7 +37,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -476,6 +476,235 @@ def chart(path: Path, series: dict[str, list[float]]) -> None:
     print(f"\nchart written to {path}")
 
 
+# -- scale: memory and listing as states grow in number and size ------------------------------------------
+
+SCALE_SIZES = (1_000, 100_000, 1_000_000)  # bytes per state in the RSS run
+
+#: Runs one scale measurement with the statestore found in argv[1] (a source tree: this one, or a baseline).
+SCALE_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, os, sys, time, tracemalloc
+    sys.path.insert(0, sys.argv[1])
+    import statestore
+    from statestore import LocalBackend, StateType, Store
+    W = StateType.WORKFLOWS
+    job = json.loads(sys.argv[2])
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def bare(base):
+        n = 0
+        with os.scandir(base) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    with os.scandir(entry.path) as inner:
+                        for f in inner:
+                            if f.name == "config.json" and f.is_file(follow_symlinks=False):
+                                n += 1
+        return n
+
+    async def listing(store, reps, base=None):
+        out = {"list": 1e9, "iter": 1e9, "first": 1e9, "list_cpu": 1e9, "bare": 1e9, "bare_cpu": 1e9}
+        await store.get_state("warm-up", W)  # opens the S3 client: not part of a listing
+        for _ in range(reps):
+            if base:
+                t, c = time.perf_counter(), time.process_time()
+                bare(base)
+                out["bare"] = min(out["bare"], time.perf_counter() - t)
+                out["bare_cpu"] = min(out["bare_cpu"], time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
+            ids = await store.list_states(W)
+            out["list"] = min(out["list"], time.perf_counter() - t)
+            out["list_cpu"] = min(out["list_cpu"], time.process_time() - c)
+            t, first, n = time.perf_counter(), None, 0
+            async for _ in store.iter_states(W):
+                first = time.perf_counter() - t if first is None else first
+                n += 1
+            out["iter"] = min(out["iter"], time.perf_counter() - t)
+            out["first"] = min(out["first"], first or 0.0)
+        tracemalloc.start()
+        async for _ in store.iter_states(W):
+            pass
+        out["peak"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out["n"] = len(ids)
+        return out
+
+    async def main():
+        if job["kind"] == "rss":
+            store = Store(LocalBackend(job["root"], durable=False))
+            blob = "x" * job["size"]
+            await store.save_state_object("warm-up", {"blob": blob, "i": -1}, W)
+            before = rss()
+            for i in range(job["n"]):
+                await store.save_state_object(f"s{i:05d}", {"blob": blob, "i": i}, W)
+            return {"growth": rss() - before}
+        if job["kind"] == "local":
+            base = os.path.join(job["root"], "persistent-artifacts/apps/default/workflows")
+            return await listing(Store(LocalBackend(job["root"])), job["reps"], base)
+        store = Store(statestore.S3Backend(job["bucket"], endpoint_url=job["endpoint"], region="us-east-1"))
+        try:
+            return await listing(store, job["reps"])
+        finally:
+            await store.aclose()
+
+    print(json.dumps(asyncio.run(main())))
+    """
+)
+
+
+def scale_job(src: Path, job: dict[str, Any]) -> dict[str, float]:
+    """One scale measurement in a fresh process, with the statestore of source tree ``src``."""
+    out = subprocess.run(
+        [sys.executable, "-c", SCALE_WORKER, str(src), json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scale worker failed on {src}: {out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def make_tree(root: Path, n: int) -> Path:
+    """``n`` small workflow states laid out as the local backend writes them (made once, reused in the run)."""
+    base = root / "persistent-artifacts" / "apps" / "default" / "workflows"
+    if not base.exists():
+        base.mkdir(parents=True)
+        for i in range(n):
+            state = base / f"wf-{i:06d}"
+            state.mkdir()
+            (state / "config.json").write_bytes(b'{"i":%d}' % i)
+            (state / ".config.json.lock").touch()
+    return root
+
+
+async def fill_bucket(endpoint: str, bucket: str, n: int) -> None:
+    async with raw_client(endpoint) as client:
+        await client.create_bucket(Bucket=bucket)
+        limit = asyncio.Semaphore(32)
+
+        async def put(i: int) -> None:
+            async with limit:
+                key = f"persistent-artifacts/apps/default/workflows/wf-{i:06d}/config.json"
+                await client.put_object(Bucket=bucket, Key=key, Body=b'{"i":%d}' % i)
+
+        await asyncio.gather(*(put(i) for i in range(n)))
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) -> dict[str, dict[str, float]]:
+    """RSS growth of one store over many distinct states, and listings against a bare walk; before/after."""
+    here = Path(__file__).resolve().parent.parent
+    versions = {"after": here} if args.baseline is None else {"before": args.baseline.resolve(), "after": here}
+    states = 100 if args.quick else 1000
+    reps = 2 if args.quick else 3
+    figures: dict[str, dict[str, float]] = {}
+
+    rows = []
+    for size in SCALE_SIZES:
+        cells = [f"{size // 1000} KB x {states}"]
+        for name, src in versions.items():
+            got = scale_job(src, {"kind": "rss", "root": str(root / f"rss-{name}-{size}"), "size": size, "n": states})
+            figures[f"rss {name} {size}"] = got
+            cells.append(mib(got["growth"]))
+        if len(versions) == 2:
+            cells.append(
+                f"{figures[f'rss after {size}']['growth'] / max(figures[f'rss before {size}']['growth'], 1):.2f}"
+            )
+        rows.append(Row(cells))
+    header = ["states", *(f"RSS growth {name}" for name in versions)] + (["after/before"] if len(versions) == 2 else [])
+    print_section(f"Scale: RSS growth of one store saving {states} distinct states (cache bound 64 MiB)", header, rows)
+
+    rows = []
+    counts = [1_000, 10_000] + ([100_000] if args.scale_100k else [])
+    for n in counts:
+        tree = make_tree(root / f"tree-{n}", n)
+        cells = [f"{n:,}"]
+        for name, src in versions.items():
+            got = scale_job(src, {"kind": "local", "root": str(tree), "reps": reps})
+            figures[f"local {name} {n}"] = got
+            cells += [
+                f"{got['list'] / got['bare']:.2f}",
+                f"{got['list_cpu'] / got['bare_cpu']:.2f}",
+                f"{got['iter'] / got['bare']:.2f}",
+                ms(got["first"]),
+                f"{got['peak'] / 1024:.0f} KB",
+            ]
+        cells.insert(1, ms(figures[f"local after {n}"]["bare"]))
+        rows.append(Row(cells))
+    header = ["local states", "bare walk"]
+    for name in versions:
+        header += [f"list x bare {name}", f"(CPU) {name}", f"iter x bare {name}", f"1st id {name}", f"iter peak {name}"]
+    print_section(f"Scale: listing local states (best of {reps}; bare = os.scandir walk + file check)", header, rows)
+
+    if endpoint is not None:
+        n = 1_000 if args.quick else 10_000
+        asyncio.run(fill_bucket(endpoint, "scale", n))
+        cells = [f"{n:,}"]
+        for name, src in versions.items():
+            got = scale_job(src, {"kind": "s3", "endpoint": endpoint, "bucket": "scale", "reps": reps})
+            figures[f"s3 {name} {n}"] = got
+            cells += [ms(got["iter"]), ms(got["first"]), f"{got['peak'] / 1024:.0f} KB"]
+        rows = [Row(cells)]
+        header = ["S3 states"]
+        for name in versions:
+            header += [f"iter {name}", f"1st id {name}", f"iter peak {name}"]
+        print_section("Scale: iter_states on S3 (moto, pages of 1000)", header, rows)
+    scale_chart(args.scale_chart, figures, versions, counts)
+    return figures
+
+
+def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict[str, Path], counts: list[int]) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"\nmatplotlib is missing (pip install -e '.[bench]'); no chart written to {path}")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rss, lists) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=80)
+    for name in versions:
+        rss.plot(
+            [s / 1000 for s in SCALE_SIZES],
+            [figures[f"rss {name} {s}"]["growth"] / 2**20 for s in SCALE_SIZES],
+            marker="o",
+            label=name,
+        )
+        lists.plot(
+            counts,
+            [figures[f"local {name} {n}"]["list"] / figures[f"local {name} {n}"]["bare"] for n in counts],
+            marker="o",
+            label=f"list_states, {name}",
+        )
+    rss.axhline(64, linestyle="--", color="grey", label="cache bound")
+    rss.set_xscale("log")
+    rss.set_xlabel("state size (KB)")
+    rss.set_ylabel("RSS growth (MiB)")
+    rss.set_title("one store, many distinct states")
+    lists.axhline(2, linestyle="--", color="grey", label="target")
+    lists.set_xscale("log")
+    lists.set_xlabel("local states")
+    lists.set_ylabel("time / bare os.scandir walk")
+    lists.set_title("listing")
+    for ax in (rss, lists):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"\nchart written to {path}")
+
+
 # -- main ------------------------------------------------------------------------------------------------------
 
 
@@ -537,6 +766,13 @@ def main() -> None:
     parser.add_argument("--chart", type=Path, default=Path("docs/bench-writers.png"), help="where to write the PNG")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke test, noisy figures)")
     parser.add_argument("--no-s3", action="store_true", help="skip everything that needs the moto server")
+    parser.add_argument("--scale", action="store_true", help="also run the scale section (memory, listings)")
+    parser.add_argument("--scale-only", action="store_true", help="run only the scale section")
+    parser.add_argument("--scale-100k", action="store_true", help="also list 100,000 local states (slow to build)")
+    parser.add_argument(
+        "--baseline", type=Path, help="source tree of the version to compare the scale figures with (e.g. main)"
+    )
+    parser.add_argument("--scale-chart", type=Path, default=Path("docs/bench-scale.png"), help="the scale PNG")
     args = parser.parse_args()
     for name, value in MotoServer.fake_credentials().items():
         os.environ.setdefault(name, value)
@@ -544,13 +780,17 @@ def main() -> None:
     use_s3 = not args.no_s3 and s3_available()
     if not use_s3 and not args.no_s3:
         print("S3Backend is not available in this checkout: S3 figures skipped")
-    with tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp:
-        if use_s3:
-            with moto_server() as endpoint:
-                series = asyncio.run(run(args, endpoint, Path(tmp)))
-        else:
-            series = asyncio.run(run(args, None, Path(tmp)))
-    chart(args.chart, series)
+    series: dict[str, list[float]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp,
+        moto_server() if use_s3 else nullcontext() as endpoint,
+    ):
+        if not args.scale_only:
+            series = asyncio.run(run(args, endpoint, Path(tmp)))
+        if args.scale or args.scale_only:
+            scale_section(args, endpoint, Path(tmp))
+    if series:
+        chart(args.chart, series)
     print(f"\nbenchmark took {time.monotonic() - started:.0f} s")
 
 

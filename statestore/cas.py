@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 from .backends.base import Create, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from .backends.base import Update as PutUpdate
 from .codec import Codec, check_json, copy_state, decode, encode
+from .config import DEFAULT_CACHE_BYTES
 from .errors import (
     BackendError,
     ConditionalDeleteUnsupportedError,
@@ -274,6 +275,14 @@ def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
     return isinstance(current, Stored) and plain == current.plain and not current.reseal
 
 
+_ENTRY_OVERHEAD = 256  # bytes a cache entry costs beyond its JSON and ETag (objects, key, links)
+
+
+def _weigh(stored: Stored) -> int:
+    """What a cache entry holds in memory, roughly: its JSON, its ETag, and the objects around them."""
+    return len(stored.plain) + len(stored.etag) + _ENTRY_OVERHEAD
+
+
 # -- the loop -----------------------------------------------------------------------
 
 
@@ -281,13 +290,21 @@ class CompareAndSwap:
     """Conditional writes of changes to states on one backend, and the (plain, ETag) last seen per state."""
 
     def __init__(
-        self, backend: ObjectBackend, codec: Codec, retry: RetryPolicy, max_state_bytes: int, cache_size: int
+        self,
+        backend: ObjectBackend,
+        codec: Codec,
+        retry: RetryPolicy,
+        max_state_bytes: int,
+        cache_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.backend = backend
         self.codec = codec
         self.retry = retry
         self.max_state_bytes = max_state_bytes
-        self._cache: LRU[str, Stored] = LRU(cache_size)
+        # At most cache_size states weighing cache_bytes in all; a state over 1/8 of that is not kept
+        # (its next update reads it first: 1 GET + 1 PUT instead of 1 PUT).
+        self._cache: LRU[str, Stored] = LRU(cache_size, max_bytes=cache_bytes, weigh=_weigh)
 
     async def read_state(self, skey: StateKey) -> State:
         """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""

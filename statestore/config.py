@@ -32,6 +32,7 @@ DEFAULT_LOCAL_ROOT = "./local/tmp/"
 DEFAULT_APP_NAME = "default"
 DEFAULT_MAX_STATE_BYTES = 8 * 1024 * 1024
 DEFAULT_CACHE_SIZE = 1024
+DEFAULT_CACHE_BYTES = 64 * 2**20  # what a store's cache of last-seen states may weigh (STATESTORE_CACHE_BYTES)
 DEFAULT_S3_MAX_ATTEMPTS = DEFAULT_TRANSIENT_RETRY.attempts
 
 #: The AWS variables ``statestore config`` shows: the secret ones only as set or not.
@@ -130,6 +131,7 @@ class Settings:
     s3_conditional_delete: str = CONDITIONAL_DELETE_MODES[0]  # auto | true | false: DeleteObject honours If-Match
     s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
     s3_client: str = S3_CLIENTS[0]  # auto | aioboto3 | boto3: auto is boto3 under moto's mock_aws, else aioboto3
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
     def __post_init__(self) -> None:
         self._check_store()
@@ -144,6 +146,8 @@ class Settings:
             raise InvalidInputError(f"STATESTORE_MAX_STATE_BYTES must be positive, got {self.max_state_bytes}")
         if self.cache_size < 0:
             raise InvalidInputError(f"STATESTORE_CACHE_SIZE must be 0 or more, got {self.cache_size}")
+        if self.cache_bytes < 0:
+            raise InvalidInputError(f"STATESTORE_CACHE_BYTES must be 0 or more, got {self.cache_bytes}")
 
     def _check_encryption(self) -> None:
         """Parse the keys (errors name the variable, never the value) and check the policy."""
@@ -226,6 +230,7 @@ class Settings:
             "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
             "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
             "s3_client": _lower(env, "STATESTORE_S3_CLIENT", S3_CLIENTS[0]),
+            "cache_bytes": _int(env, "STATESTORE_CACHE_BYTES", DEFAULT_CACHE_BYTES),
         }
         url = env.get("STATESTORE_URL")
         if url:  # one URL replaces STATESTORE_BACKEND and its companions at once

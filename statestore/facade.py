@@ -39,6 +39,7 @@ def build_store(settings: Settings | None = None) -> Store:
         codec=codec_from_settings(settings),
         max_state_bytes=settings.max_state_bytes,
         cache_size=settings.cache_size,
+        cache_bytes=settings.cache_bytes,
     )
 
 

@@ -1,9 +1,10 @@
-"""``LRU``: a small thread-safe mapping that drops its least recently used entry past ``size``."""
+"""``LRU``: a small thread-safe mapping that drops its least recently used entries past a count (and a byte) bound."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -11,32 +12,63 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
-    """At most ``size`` entries (``size <= 0`` keeps none); safe to share between threads."""
+    """At most ``size`` entries (``size <= 0`` keeps none); safe to share between threads.
 
-    def __init__(self, size: int) -> None:
+    With ``max_bytes`` and ``weigh`` (an entry's size in bytes), the entries also
+    weigh at most ``max_bytes`` in all, and an entry heavier than ``max_item``
+    (default ``max_bytes // 8``) is not kept at all: putting it drops what the key held.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        max_bytes: int | None = None,
+        weigh: Callable[[V], int] | None = None,
+        max_item: int | None = None,
+    ) -> None:
         self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.max_item = max_item if max_item is not None else (max_bytes // 8 if max_bytes is not None else None)
+        self._weigh = weigh
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def nbytes(self) -> int:
+        """What the entries weigh now (0 without ``weigh``)."""
+        return self._bytes
+
     def get(self, key: K) -> V | None:
         with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
 
     def put(self, key: K, item: V) -> None:
         if self.size <= 0:
             return
+        weight = self._weigh(item) if self._weigh is not None else 0
         with self._lock:
-            self._items[key] = item
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._pop(key)
+            if self.max_item is not None and weight > self.max_item:
+                return
+            self._items[key] = (item, weight)
+            self._bytes += weight
+            while len(self._items) > self.size or (self.max_bytes is not None and self._bytes > self.max_bytes):
+                self._pop(next(iter(self._items)))
 
     def discard(self, key: K) -> None:
         with self._lock:
-            self._items.pop(key, None)
+            self._pop(key)
+
+    def _pop(self, key: K) -> None:
+        found = self._items.pop(key, None)
+        if found is not None:
+            self._bytes -= found[1]

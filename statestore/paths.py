@@ -41,7 +41,8 @@ def _check_name(value: object, what: str) -> str:
         raise InvalidInputError(f"{what} must not be empty")
     if value in (".", ".."):
         raise PathTraversalError(f"{what} {value!r} would leave its directory")
-    for ch in value:
+    plain = value.isascii() and value.isprintable() and "/" not in value and "\\" not in value
+    for ch in () if plain else value:  # plain ASCII has no separator or control character: no need to look
         if ch in "/\\":
             raise PathTraversalError(f"{what} {value!r} contains a path separator {ch!r}")
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):

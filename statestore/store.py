@@ -21,7 +21,7 @@ from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State
 from .check import CheckReport, check_backend
 from .coalesce import Coalescer
 from .codec import Codec, check_json
-from .config import DEFAULT_APP_NAME, DEFAULT_MAX_STATE_BYTES
+from .config import DEFAULT_APP_NAME, DEFAULT_CACHE_BYTES, DEFAULT_MAX_STATE_BYTES
 from .crypto import EncryptingCodec
 from .errors import BackendError, ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError
 from .offload import run_check
@@ -62,11 +62,12 @@ class Store:
         max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
         cache_size: int = 1024,
         coalesce: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.app_name = validate_app_name(app_name)
         self.coalesce = coalesce
         codec = codec if codec is not None else EncryptingCodec()
-        self._cas = CompareAndSwap(backend, codec, retry or RetryPolicy(), max_state_bytes, cache_size)
+        self._cas = CompareAndSwap(backend, codec, retry or RetryPolicy(), max_state_bytes, cache_size, cache_bytes)
         self._coalescer: Coalescer[Change] = Coalescer(self._cas.apply)
         self._keys: dict[tuple[str, str], StateKey] = {}
 

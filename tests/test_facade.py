@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from statestore import (
+    CountingBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -83,6 +84,16 @@ async def test_set_and_use_store(clean_default: object) -> None:
 def test_build_store_from_settings(tmp_path: Path) -> None:
     store = build_store(Settings(backend="local", local_root=str(tmp_path), app_name="x", cache_size=3))
     assert isinstance(store.backend, LocalBackend) and store.backend.root == tmp_path and store.app_name == "x"
+
+
+async def test_build_store_bounds_the_cache_in_bytes(tmp_path: Path) -> None:
+    """``cache_bytes`` reaches the store: with 0, every update reads the state first."""
+    store = build_store(Settings(backend="local", local_root=str(tmp_path), cache_bytes=0))
+    counting = CountingBackend(store.backend)
+    store._cas.backend = counting
+    await store.save_state("k", 1, "wf", StateType.WORKFLOWS)
+    await store.save_state("k", 2, "wf", StateType.WORKFLOWS)
+    assert counting.counts == {"get": 2, "put": 2}
 
 
 def test_demo_command_runs_on_the_local_default(tmp_path: Path) -> None:

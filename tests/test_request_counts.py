@@ -267,3 +267,51 @@ def test_stale_cache_after_another_process_wrote(tmp_path: Path) -> None:
     counting.reset()
     assert asyncio.run(store.save_state_object("wf", {"more": 2}, W)) == {"mine": 1, "shared": "old", "more": 2}
     assert counting.counts == {"put": 1}
+
+
+# -- the cache is bounded in bytes -----------------------------------------------------------------
+
+
+async def test_cache_is_bounded_in_bytes(make_backend: Callable[[], ObjectBackend]) -> None:
+    """Past ``cache_bytes`` the least recently used states are dropped, well before ``cache_size`` is reached."""
+    store, counting = counting_store(make_backend, cache_bytes=40_000)  # about 12 states of 3 KB
+    for i in range(20):
+        await store.save_state("k", "x" * 3000, f"s{i}", W)
+    counting.reset()
+    await store.save_state("k", "y", "s19", W)  # recent: still cached
+    assert counting.counts == {"put": 1}
+    counting.reset()
+    await store.save_state("k", "y", "s0", W)  # pushed out by bytes, not by count
+    assert counting.counts == {"get": 1, "put": 1}
+
+
+async def test_a_state_over_an_eighth_of_the_bound_is_not_cached(make_backend: Callable[[], ObjectBackend]) -> None:
+    """A huge state costs 1 GET + 1 PUT per update; a small one next to it still 1 PUT."""
+    store, counting = counting_store(make_backend, cache_bytes=80_000)
+    await store.save_state("k", "x" * 20_000, "huge", W)
+    await store.save_state("k", 0, "small", W)
+    for i in range(3):
+        counting.reset()
+        await store.save_state("n", i, "huge", W)
+        assert counting.counts == {"get": 1, "put": 1}
+        counting.reset()
+        await store.save_state("n", i, "small", W)
+        assert counting.counts == {"put": 1}
+    assert (await store.get_state("huge", W))["n"] == 2
+    counting.reset()
+    await store.save_state("n", 3, "huge", W)  # a read does not cache it either
+    assert counting.counts == {"get": 1, "put": 1}
+
+
+async def test_cache_bytes_zero_turns_the_cache_off(make_backend: Callable[[], ObjectBackend]) -> None:
+    store, counting = counting_store(make_backend, cache_bytes=0)
+    await store.save_state("k", 1, "a", W)
+    await store.save_state("k", 2, "a", W)
+    assert counting.counts == {"get": 2, "put": 2}
+
+
+async def test_coalescing_queues_are_dropped_when_empty(make_backend: Callable[[], ObjectBackend]) -> None:
+    """The coalescer keeps a queue only while a state has callers waiting: nothing per state afterwards."""
+    store, _ = counting_store(make_backend)
+    await asyncio.gather(*(store.update_state(f"s{i % 40}", W, appender(i)) for i in range(120)))
+    assert store._coalescer._queues == {}

@@ -306,6 +306,16 @@ def test_one_backend_across_several_asyncio_run(moto_server: MotoServer) -> None
     asyncio.run(store.aclose())
 
 
+def test_a_long_lived_backend_forgets_closed_loops(moto_server: MotoServer) -> None:
+    """What the backend keeps per event loop (client, lock) does not grow with every ``asyncio.run``."""
+    backend = s3_backend(moto_server, moto_server.create_bucket())
+    store = Store(backend)
+    for i in range(6):
+        asyncio.run(store.save_state("n", i, "w", StateType.WORKFLOWS))
+        assert len(backend._clients) <= 1 and len(backend._open_locks) <= 2
+    asyncio.run(store.aclose())
+
+
 async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> None:
     backend = s3_backend(moto_server, moto_server.create_bucket())
     try:

@@ -81,3 +81,12 @@ def test_statestore_url_decides_the_backend_and_its_settings() -> None:
     assert Settings.from_env({"STATESTORE_URL": "file:rel/dir"}).local_root == "rel/dir"
     with pytest.raises(InvalidInputError, match="unknown store URL scheme"):
         Settings.from_env({"STATESTORE_URL": "gs://bucket"})
+
+
+def test_cache_bytes_comes_from_the_environment_and_is_checked() -> None:
+    assert Settings().cache_bytes == 64 * 2**20
+    assert Settings.from_env({"STATESTORE_CACHE_BYTES": "1000"}).cache_bytes == 1000
+    with pytest.raises(InvalidInputError, match="STATESTORE_CACHE_BYTES must be 0 or more"):
+        Settings.from_env({"STATESTORE_CACHE_BYTES": "-1"})
+    with pytest.raises(InvalidInputError, match="STATESTORE_CACHE_BYTES must be an integer"):
+        Settings.from_env({"STATESTORE_CACHE_BYTES": "64M"})

@@ -56,7 +56,8 @@ T = TypeVar("T")
 
 TEMP_SUFFIX = ".tmp"
 LOCK_SUFFIX = ".lock"
-_LIST_BATCH = 256
+_LIST_BATCH = 256  # the first batch a listing takes from the file system; later ones are larger
+_LIST_BATCH_MAX = 1024
 _READY_DIRS = 4096
 _PIN_FILES = 128
 _PIN_BYTES = 32 * 2**20
@@ -296,28 +297,69 @@ class _Dir:
                 os.unlink(temp, dir_fd=self.fd)
 
     def objects(self) -> Iterator[ObjectMeta]:
-        """All visible regular files below, in name order per directory; symlinks are skipped.
+        """All visible regular files below, in no particular order; symlinks are skipped.
 
-        Size and time come from each entry's own status (``lstat``); the ETag is
-        left out, as only reading the file could tell it.
+        Depth first, holding one descriptor and one open listing per level and
+        nothing per entry, so memory stays flat however many objects there are.
+        Entry types come from the listing itself (``d_type``): only the visible
+        files cost a status call (``lstat``), for their size and time; the ETag
+        is left out, as only reading the file could tell it.
         """
-        with os.scandir(self.fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            if entry.is_symlink():
-                logger.warning("skipping %s%s: a symbolic link below the root is never followed", self.rel, entry.name)
-            elif entry.is_dir(follow_symlinks=False):
-                child = self.child(entry.name)
-                if child is not None:
-                    with child:
-                        yield from child.objects()
-            elif entry.is_file(follow_symlinks=False) and not _is_hidden(entry.name):
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # deleted since the directory was read
-                    continue
-                modified = datetime.fromtimestamp(st.st_mtime, UTC)
-                yield ObjectMeta(self.rel + entry.name, st.st_size, modified)
+        levels: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []  # open directories: fd, rel, listing
+        meta, stamp, utc = ObjectMeta, datetime.fromtimestamp, UTC
+        try:
+            levels.append((self.fd, self.rel, os.scandir(self.fd)))
+            while levels:
+                fd, rel, entries = levels[-1]
+                for entry in entries:
+                    name = entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        child = self._open_below(fd, rel, name)
+                        if child >= 0:
+                            try:
+                                levels.append((child, f"{rel}{name}/", os.scandir(child)))
+                            except BaseException:
+                                os.close(child)
+                                raise
+                            break
+                    elif entry.is_file(follow_symlinks=False):
+                        if name[0] == ".":  # temp and lock files (``_is_hidden``)
+                            continue
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:  # deleted since the directory was read
+                            continue
+                        yield meta(rel + name, st.st_size, stamp(st.st_mtime, utc))
+                    elif entry.is_symlink():
+                        logger.warning("skipping %s%s: a symbolic link below the root is never followed", rel, name)
+                else:  # this directory is done
+                    levels.pop()
+                    _close_level(self.fd, fd, entries)
+        finally:
+            for fd, _, entries in levels:
+                _close_level(self.fd, fd, entries)
+
+    @staticmethod
+    def _open_below(parent: int, rel: str, name: str) -> int:
+        """``child``'s open, on a bare descriptor: -1 if ``name`` is gone or a file now, ``BackendError`` if a link."""
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            return -1
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            _Dir(parent, rel).lstat(name)  # raises if it is a link
+            return -1
+
+
+def _close_level(own: int, fd: int, entries: Iterator[os.DirEntry[str]]) -> None:
+    """Close a listing of ``objects`` and its directory (but not ``own``, the caller's)."""
+    close = getattr(entries, "close", None)
+    if close is not None:
+        close()
+    if fd != own:
+        os.close(fd)
 
 
 def _make_root(root: str, mode: int) -> None:
@@ -519,16 +561,24 @@ class LocalBackend(ObjectBackend):
         if any(p in ("", ".", "..") for p in parts):
             return  # no valid key lies below such a directory (and ".." must not lead out of the root)
         walker = self._walk(parts)
+        size = _LIST_BATCH
+        batch = await asyncio.to_thread(_take, walker, size)
         while True:
-            batch = await asyncio.to_thread(_take, walker, _LIST_BATCH)
-            for meta in batch:
+            # The thread walks on while the caller takes this batch: listing streams at the file system's pace.
+            more = len(batch) >= size
+            if more:
+                size = min(size * 4, _LIST_BATCH_MAX)
+                ahead = asyncio.ensure_future(asyncio.to_thread(_take, walker, size))
+                ahead.add_done_callback(_retrieved)
+            for meta in batch:  # a caller that stops early leaves the thread to finish its batch alone
                 if meta.key.startswith(prefix):
                     yield meta
-            if len(batch) < _LIST_BATCH:
+            if not more:
                 return
+            batch = await ahead
 
     def _walk(self, parts: Sequence[str]) -> Iterator[ObjectMeta]:
-        """All visible files under ``parts``, in key order."""
+        """All visible files under ``parts``, in no particular order."""
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
@@ -550,6 +600,12 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _retrieved(future: asyncio.Future[list[ObjectMeta]]) -> None:
+    """Mark a read-ahead's error as seen, for a caller that stopped listing before it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _take(iterator: Iterator[T], n: int) -> list[T]:

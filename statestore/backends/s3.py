@@ -177,6 +177,8 @@ class _ConditionalDelete:
         """The known answer, or ``probe()``'s (one probe at a time per event loop; the first answer is kept)."""
         if self.known is None:
             with self._lock:
+                for closed in [lp for lp in self._probe_locks if lp.is_closed()]:  # a failed probe's
+                    del self._probe_locks[closed]
                 lock = self._probe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
             async with lock:
                 if self.known is None:
@@ -578,9 +580,9 @@ class S3Backend(ObjectBackend):
         closer = self._close_with_loop(entry)
         await closer.__anext__()
         entry.closer = closer
-        with self._lock:
-            for old_loop in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[old_loop]
+        with self._lock:  # forget closed loops: their clients and locks (a loop whose client closed has only a lock)
+            for old_loop in [lp for lp in (*self._clients, *self._open_locks) if lp.is_closed()]:
+                self._clients.pop(old_loop, None)
                 self._open_locks.pop(old_loop, None)
             self._clients[loop] = entry
         _register_atexit()
