@@ -1,4 +1,4 @@
-"""An activity that checkpoints every 100 items, as on the API page, so a restarted run resumes."""
+"""An activity that checkpoints every 100 items, so a restarted run resumes where it stopped."""
 
 from __future__ import annotations
 

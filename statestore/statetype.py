@@ -1,4 +1,4 @@
-"""``StateType``: the two kinds of state, as on the API page."""
+"""``StateType``: the two kinds of state, workflows and credentials."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class StateType(StrEnum):
     CREDENTIALS = "credentials"
 
     @classmethod
-    def is_member(cls, type: str) -> bool:  # noqa: A002 - the API page names it ``type``
+    def is_member(cls, type: str) -> bool:  # noqa: A002 - callers pass it as ``type``
         """True if ``type`` is the exact (case-sensitive) value of a member."""
         return isinstance(type, str) and type in cls._value2member_map_
 
