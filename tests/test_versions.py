@@ -65,6 +65,14 @@ async def test_versioned_state_of_a_missing_and_a_stored_state(store: Store) -> 
 
 # -- changes at a version ----------------------------------------------------------------
 
+
+async def skip_without_conditional_delete(store: Store) -> None:
+    """On a server that ignores If-Match on DeleteObject (Ceph RGW, MinIO) a versioned delete is refused instead:
+    ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing`` covers that; here it is a skip."""
+    if not await store.backend.conditional_delete_supported():
+        pytest.skip("the server ignores If-Match on DeleteObject: a versioned delete is refused there")
+
+
 Op = Callable[[Store, str], Awaitable[Any]]
 
 OPS: dict[str, Op] = {
@@ -83,6 +91,8 @@ EXPECTED = {
 
 @pytest.mark.parametrize("op", OPS)
 async def test_a_change_at_the_current_version_applies(store: Store, op: str) -> None:
+    if op == "delete_state":
+        await skip_without_conditional_delete(store)
     await store.replace_state(ID, W, {"n": 1, "keep": True})
     version = (await store.get_versioned_state(ID, W)).version
     assert version is not None
@@ -94,6 +104,8 @@ async def test_a_change_at_the_current_version_applies(store: Store, op: str) ->
 async def test_a_stale_version_never_overwrites(
     store: Store, make_backend: Callable[[], ObjectBackend], op: str
 ) -> None:
+    if op == "delete_state":
+        await skip_without_conditional_delete(store)
     other = Store(make_backend(), app_name=store.app_name)
     stale, current = await stale_and_current(store, other)
     with pytest.raises(VersionConflictError) as caught:
@@ -106,6 +118,8 @@ async def test_a_stale_version_never_overwrites(
 
 @pytest.mark.parametrize("op", OPS)
 async def test_a_version_of_a_state_that_is_gone_conflicts(store: Store, op: str) -> None:
+    if op == "delete_state":
+        await skip_without_conditional_delete(store)
     await store.save_state_object(ID, {"n": 1}, W)
     version = (await store.get_versioned_state(ID, W)).version
     assert version is not None
@@ -328,6 +342,7 @@ async def test_statestore_facade_has_versions(store: Store) -> None:
     v2 = (await StateStore.get_versioned_state(ID, W)).version
     assert v2 is not None
     assert await StateStore.replace_state(ID, W, {"c": 3}, if_version=v2) == {"c": 3}
+    await skip_without_conditional_delete(store)
     with pytest.raises(VersionConflictError):
         await StateStore.delete_state(ID, W, if_version=v2)
     await StateStore.delete_state(ID, W, if_version=(await StateStore.get_versioned_state(ID, W)).version)
