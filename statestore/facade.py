@@ -12,15 +12,10 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from .backends.base import ObjectBackend
-from .backends.local import LocalBackend
-from .backends.memory import MemoryBackend
-from .backends.s3 import DEFAULT_TRANSIENT_RETRY, S3Backend
-from .config import Settings
+from .config import Settings, backend_from_settings
 from .crypto import EncryptingCodec
 from .paths import state_path
 from .statetype import StateType
@@ -41,29 +36,6 @@ def build_store(settings: Settings | None = None) -> Store:
         cache_size=settings.cache_size,
         cache_bytes=settings.cache_bytes,
     )
-
-
-def backend_from_settings(settings: Settings) -> ObjectBackend:
-    """The backend ``settings.backend`` names, configured from ``settings``."""
-    if settings.backend == "memory":
-        return MemoryBackend()
-    if settings.backend == "s3":
-        assert settings.bucket is not None  # Settings refuses s3 without a bucket
-        return S3Backend(
-            settings.bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            prefix=settings.s3_prefix,
-            connect_timeout=settings.s3_connect_timeout,
-            read_timeout=settings.s3_read_timeout,
-            sse=settings.s3_sse,
-            sse_kms_key_id=settings.s3_sse_kms_key_id,
-            if_match_form=settings.s3_if_match,
-            conditional_delete=settings.s3_conditional_delete,
-            retry=replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
-            client=settings.s3_client,
-        )
-    return LocalBackend(settings.local_root)
 
 
 def codec_from_settings(settings: Settings) -> EncryptingCodec:

@@ -21,13 +21,14 @@ from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State
 from .check import CheckReport, check_backend
 from .coalesce import Coalescer
 from .codec import Codec, check_json
-from .config import DEFAULT_APP_NAME, DEFAULT_CACHE_BYTES, DEFAULT_MAX_STATE_BYTES
+from .config import DEFAULT_APP_NAME, DEFAULT_CACHE_BYTES, DEFAULT_MAX_STATE_BYTES, Settings, backend_from_settings
 from .crypto import EncryptingCodec
 from .errors import BackendError, ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError
 from .offload import run_check
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
+from .url import parse_store_url
 
 __all__ = ["State", "StateInfo", "Store", "UpdateFn", "VersionedState"]
 
@@ -323,28 +324,11 @@ class Store:
 
         ``file:///abs/path`` or ``file:relative/path``, ``memory://``, or
         ``s3://bucket[/prefix][?endpoint_url=...&region=...]`` (credentials from the AWS chain).
+        The URL decides the backend and its place, as ``STATESTORE_URL`` does; the other backend
+        settings (timeouts, SSE, If-Match form...) come from the environment, as for the default store.
         """
-        from .url import parse_store_url
-
-        parsed = parse_store_url(url)
-        backend: ObjectBackend
-        if parsed.kind == "memory":
-            from .backends.memory import MemoryBackend
-
-            backend = MemoryBackend()
-        elif parsed.kind == "local":
-            from .backends.local import LocalBackend
-
-            assert parsed.local_root is not None
-            backend = LocalBackend(parsed.local_root)
-        else:
-            from .backends.s3 import S3Backend
-
-            assert parsed.bucket is not None
-            backend = S3Backend(
-                parsed.bucket, prefix=parsed.prefix, endpoint_url=parsed.endpoint_url, region=parsed.region
-            )
-        return cls(backend, **options)
+        settings = Settings.from_env(**parse_store_url(url).settings_fields())
+        return cls(backend_from_settings(settings), **options)
 
     async def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
         """The stored state and its version (``({}, None)`` if it does not exist). Always asks the backend.
