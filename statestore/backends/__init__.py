@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConditionalDeleteUnsupportedError, InjectedFault, PreconditionFailed
 from .base import (
     Create,
+    NotModified,
     ObjectBackend,
     ObjectMeta,
     Overwrite,
@@ -29,6 +30,7 @@ __all__ = [
     "LocalBackend",
     "LoggingBackend",
     "MemoryBackend",
+    "NotModified",
     "ObjectBackend",
     "ObjectMeta",
     "Overwrite",

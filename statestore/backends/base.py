@@ -20,6 +20,7 @@ from ..errors import InvalidInputError, PreconditionFailed
 
 __all__ = [
     "Create",
+    "NotModified",
     "ObjectBackend",
     "ObjectMeta",
     "Overwrite",
@@ -38,6 +39,12 @@ class Versioned(NamedTuple):
     """An object's bytes and its ETag (quoted, as S3 returns it)."""
 
     data: bytes
+    etag: str
+
+
+class NotModified(NamedTuple):
+    """The answer to ``get(key, if_none_match=etag)`` when the object still has that ETag: no bytes were sent."""
+
     etag: str
 
 
