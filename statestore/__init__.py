@@ -23,6 +23,7 @@ from .backends import (
 from .check import CheckReport, Outcome, Probe, Verdict, check_backend
 from .codec import Codec
 from .config import Settings
+from .copying import CopyFailure, CopyItem, CopyReport, copy_states
 from .crypto import EncryptingCodec, generate_key, key_id
 from .errors import (
     AccessDeniedError,
@@ -64,6 +65,9 @@ __all__ = [
     "Codec",
     "ConditionalDeleteUnsupportedError",
     "ConflictError",
+    "CopyFailure",
+    "CopyItem",
+    "CopyReport",
     "CorruptStateError",
     "CountingBackend",
     "DecryptionError",
@@ -108,6 +112,7 @@ __all__ = [
     "build_state_store_path",
     "build_store",
     "check_backend",
+    "copy_states",
     "generate_key",
     "get_default_store",
     "key_id",

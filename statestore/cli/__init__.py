@@ -114,6 +114,7 @@ for _command in (
     commands.reencrypt,
     commands.check,
     commands.prune,
+    commands.copy,
 ):
     cli.add_command(_command)
 

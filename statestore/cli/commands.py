@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import os
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from ..check import configuration_report
-from ..config import aws_environment, requested_backend
+from ..config import Settings, aws_environment, requested_backend
 from ..errors import InvalidInputError
+from ..facade import build_store
 from ..paths import state_key, state_path
 from ..statetype import StateType
 from ..store import Store
-from .exit_codes import CHECK_EXIT
+from ..url import parse_store_url
+from .exit_codes import CHECK_EXIT, EXIT_FAILED, EXIT_OK, describe_error
 from .options import Options, pass_options, run_on_store, show_secrets_option, type_option
 from .parsing import parse_duration, parse_value, read_object
 from .render import echo_config, echo_json, echo_state, effective_config, info_json, info_line, render_check
+
+if TYPE_CHECKING:
+    from ..copying import CopyReport
 
 
 @click.command()
@@ -345,3 +354,160 @@ def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+# -- copy ------------------------------------------------------------------------
+
+_COPY_TYPES = {
+    "all": None,
+    "workflow": StateType.WORKFLOWS,
+    "workflows": StateType.WORKFLOWS,
+    "credential": StateType.CREDENTIALS,
+    "credentials": StateType.CREDENTIALS,
+}
+
+
+def _side_settings(opts: Options, given: str, key_env: str | None, which: str) -> Settings:
+    """The settings of one side of ``copy``: ``-`` is the store of the global options, anything else a URL."""
+    if given == "-":
+        settings = opts.settings()
+    else:
+        settings = Settings.from_env(
+            **parse_store_url(given).settings_fields(),
+            **{k: v for k, v in opts.overrides.items() if k == "app_name"},
+        )
+    if key_env is not None:
+        value = (os.environ.get(key_env) or "").strip()
+        if not value:
+            raise InvalidInputError(f"--{which}-key-env names {key_env}, which is not set")
+        settings = dataclasses.replace(settings, encryption_key=value, encryption_old_keys=())
+    return settings
+
+
+@click.command(name="copy")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option(
+    "--type",
+    "state_type",
+    type=click.Choice(sorted(_COPY_TYPES)),
+    help="States to copy (default all; overrides the global --type).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace states the destination has (compare-and-swap, never blind).")
+@click.option("--dry-run", is_flag=True, help="Write nothing; report what a run would do.")
+@click.option("--progress", "force_progress", is_flag=True, help="Show progress on stderr even when not a terminal.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(min=1), help="States copied at once.")
+@click.option("--source-key-env", metavar="VAR", help="Environment variable holding the source's encryption key.")
+@click.option("--dest-key-env", metavar="VAR", help="Environment variable holding the destination's encryption key.")
+@pass_options
+def copy(
+    opts: Options,
+    source: str,
+    destination: str,
+    state_type: str | None,
+    overwrite: bool,
+    dry_run: bool,
+    force_progress: bool,
+    concurrency: int,
+    source_key_env: str | None,
+    dest_key_env: str | None,
+) -> int:
+    """Copy the app's states from the store SRC to the store DST, and print a summary.
+
+    SRC and DST are store URLs (file:///path, file:relative/path,
+    s3://bucket[/prefix][?endpoint_url=...&region=...]), or '-' for the store
+    the global options (--root, --bucket, --url...) and the environment name.
+    A state DST already has is skipped (--overwrite replaces it with a
+    compare-and-swap write of the version just read). Credentials are
+    decrypted with the source's key and sealed with the destination's: by
+    default both are STATESTORE_ENCRYPTION_KEY; --source-key-env and
+    --dest-key-env name other variables (a key never goes on the command
+    line). A state that fails does not stop the others; the exit code is
+    then that of its failure (all alike) or 1. Safe to run again: what an
+    earlier run copied is skipped.
+
+    \b
+    Example:
+      statestore copy file:./local/tmp 's3://my-bucket?endpoint_url=http://minio:9000' --dry-run
+      statestore --root ./local/dapr/objectstore copy - file:./local/tmp --type credentials
+    """
+    from ..copying import copy_states
+
+    chosen = state_type or opts.state_type or "all"
+    if chosen not in _COPY_TYPES:
+        raise InvalidInputError(f"unknown state type {chosen!r}: expected one of {', '.join(sorted(_COPY_TYPES))}")
+    if source != "-" and destination != "-":
+        given = {"backend", "local_root", "bucket", "s3_endpoint_url"}.intersection(opts.overrides)
+        if given or opts.url is not None:
+            raise InvalidInputError("the backend options apply to the side given as '-'; neither SRC nor DST is '-'")
+    src_settings = _side_settings(opts, source, source_key_env, "source")
+    dst_settings = _side_settings(opts, destination, dest_key_env, "dest")
+
+    async def go() -> CopyReport:
+        src, dst = build_store(src_settings), build_store(dst_settings)
+        try:
+            with progress_reporter(opts, "copying", force_progress) as advance:
+                return await copy_states(
+                    src,
+                    dst,
+                    types=_COPY_TYPES[chosen] or "all",
+                    overwrite=overwrite,
+                    dry_run=dry_run,
+                    progress=advance,
+                    concurrency=concurrency,
+                )
+        finally:
+            await src.aclose()
+            await dst.aclose()
+
+    report = asyncio.run(go())
+    codes = {describe_error(failure.error)[1] for failure in report.failed}
+    code = EXIT_OK if not codes else codes.pop() if len(codes) == 1 else EXIT_FAILED
+    if opts.json:
+        echo_json(opts, {**report.to_dict(), "exit_code": code})
+        return code
+    would = "would copy" if dry_run else "copied"
+    for item in report.copied:
+        click.echo(f"{would}\t{item.type}\t{item.id}" + ("\t(overwrite)" if item in report.overwritten else ""))
+    for item in report.skipped:
+        click.echo(f"skipped\t{item.type}\t{item.id}\t({item.reason})")
+    for failure in report.failed:
+        message = " ".join(describe_error(failure.error)[0].split())
+        click.echo(f"failed\t{failure.type}\t{failure.id}\t{type(failure.error).__name__}: {message}")
+    click.echo(
+        f"{would} {len(report.copied)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    return code
+
+
+@contextlib.contextmanager
+def progress_reporter(opts: Options, label: str, force: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(done, total)`` callback drawing on stderr: a bar on a terminal, else lines with ``force``.
+
+    None (no progress) when stderr is not a terminal and ``force`` is off, or with --json unless ``force``.
+    """
+    tty = sys.stderr.isatty()
+    if not force and (opts.json or not tty):
+        yield None
+        return
+    if not tty:
+        step = [0]
+
+        def lines(done: int, total: int) -> None:
+            percent = done * 100 // total if total else 100
+            if done == total or percent >= step[0]:
+                step[0] = percent + 10
+                click.echo(f"{label}: {done}/{total}", err=True)
+
+        yield lines
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance

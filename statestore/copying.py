@@ -1,0 +1,215 @@
+"""Copying an app's states from one store to another: ``copy_states`` and its ``CopyReport``.
+
+Each state is read through the source store (decrypted with the source's keys) and written
+through the destination store (sealed with the destination's codec and key), so a credentials
+state never lands in plain JSON where the destination encrypts. Writes are conditional: a create
+where the destination has nothing, and with ``overwrite`` a compare-and-swap replace of the
+version just read. A rerun skips what an earlier run copied. ``statestore copy`` calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .errors import InvalidInputError, StateExistsError, StateStoreError
+from .statetype import StateType
+from .store import State, Store
+
+__all__ = ["CopyFailure", "CopyItem", "CopyReport", "copy_states"]
+
+logger = logging.getLogger(__name__)
+
+
+class CopyItem(NamedTuple):
+    """One state of a copy: its type (value, e.g. ``"workflows"``), its id, and why it was skipped if it was."""
+
+    type: str
+    id: str
+    reason: str = ""
+
+
+class CopyFailure(NamedTuple):
+    """A state that could not be copied, and the typed error that stopped it (its message holds no secret)."""
+
+    type: str
+    id: str
+    error: StateStoreError
+
+
+@dataclass
+class CopyReport:
+    """What ``copy_states`` did (or, with ``dry_run``, would do), each list sorted by type and id.
+
+    ``copied``: written to the destination (``overwritten`` says which of them replaced a state there).
+    ``skipped``: left alone, with a reason (``exists``, ``identical``, ``gone``).
+    ``failed``: not copied, with the error; the other states were still copied.
+    """
+
+    dry_run: bool = False
+    copied: list[CopyItem] = field(default_factory=list)
+    overwritten: list[CopyItem] = field(default_factory=list)
+    skipped: list[CopyItem] = field(default_factory=list)
+    failed: list[CopyFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True if no state failed."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON (what ``statestore copy --json`` prints)."""
+        return {
+            "dry_run": self.dry_run,
+            "counts": {"copied": len(self.copied), "skipped": len(self.skipped), "failed": len(self.failed)},
+            "copied": [{"type": i.type, "id": i.id} for i in self.copied],
+            "overwritten": [{"type": i.type, "id": i.id} for i in self.overwritten],
+            "skipped": [{"type": i.type, "id": i.id, "reason": i.reason} for i in self.skipped],
+            "failed": [
+                {"type": f.type, "id": f.id, "error": type(f.error).__name__, "message": str(f.error)}
+                for f in self.failed
+            ],
+        }
+
+    def _sort(self) -> None:
+        for items in (self.copied, self.overwritten, self.skipped):
+            items.sort(key=lambda i: (i.type, i.id))
+        self.failed.sort(key=lambda f: (f.type, f.id))
+
+
+def _types(types: StateType | str | Iterable[StateType | str] | None) -> list[StateType]:
+    if types is None or types == "all":
+        return [StateType.WORKFLOWS, StateType.CREDENTIALS]
+    if isinstance(types, str):
+        return [StateType.coerce(types)]
+    chosen = [StateType.coerce(t) for t in types]
+    if not chosen:
+        raise InvalidInputError("types names no state type")
+    return list(dict.fromkeys(chosen))
+
+
+async def copy_states(
+    src: Store,
+    dst: Store,
+    *,
+    types: StateType | str | Iterable[StateType | str] | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    concurrency: int = 8,
+) -> CopyReport:
+    """Copy the states of ``types`` (default both; ``"all"`` too) from ``src``'s app to ``dst``'s app.
+
+    A state the destination already has is skipped, unless ``overwrite``: then it is replaced by a
+    compare-and-swap write of the version read just before (a concurrent update there makes that
+    state fail with ``VersionConflictError``; it is never overwritten blindly), and skipped if it
+    already holds the same content. A state that cannot be read or written fails alone, with its
+    typed error in ``failed`` (for example ``SecretPolicyError`` where the destination refuses raw
+    secrets in plain JSON); the others are still copied. ``dry_run`` reads both sides and writes
+    nothing. ``progress(done, total)`` is called after each state.
+    """
+    for name, flag in (("overwrite", overwrite), ("dry_run", dry_run)):
+        if not isinstance(flag, bool):
+            raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
+    if progress is not None and not callable(progress):
+        raise InvalidInputError("progress must be callable")
+    if concurrency.__class__ is not int or concurrency < 1:
+        raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+    if src is dst or (
+        src.backend.describe() == dst.backend.describe()
+        and src.app_name == dst.app_name
+        and type(src.backend) is type(dst.backend)
+    ):
+        raise InvalidInputError("the source and the destination are the same store: nothing to copy")
+    chosen = _types(types)
+    todo: list[tuple[StateType, str]] = []
+    for stype in chosen:
+        todo.extend((stype, state_id) for state_id in await src.list_states(stype))
+    report = CopyReport(dry_run=dry_run)
+    existing: dict[StateType, set[str]] = {}
+    if dry_run:  # what the destination holds, from its listing: a dry run reads no destination state
+        existing = {stype: set(await dst.list_states(stype)) for stype in chosen}
+    queue = iter(todo)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for stype, state_id in queue:  # a plain iterator shared by the workers: each state is taken once
+            try:
+                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report)
+            except StateStoreError as exc:
+                logger.debug("copying %s state %r failed: %s", stype.value, state_id, type(exc).__name__)
+                report.failed.append(CopyFailure(stype.value, state_id, exc))
+            done += 1
+            if progress is not None:
+                progress(done, len(todo))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    report._sort()
+    return report
+
+
+async def _copy_one(
+    src: Store,
+    dst: Store,
+    stype: StateType,
+    state_id: str,
+    overwrite: bool,
+    existing: dict[StateType, set[str]] | None,
+    report: CopyReport,
+) -> None:
+    """Copy one state; a typed error fails it alone (the caller records it).
+
+    ``existing`` (a dry run): the ids the destination lists; then nothing is written.
+    """
+    dry_run = existing is not None
+    state, version = await src.get_versioned_state(state_id, stype)
+    if version is None:  # deleted at the source since it was listed
+        report.skipped.append(CopyItem(stype.value, state_id, "gone"))
+        return
+    if not overwrite:
+        if existing is not None:
+            _check_writable(dst, stype, state_id, state)
+            if state_id in existing[stype]:
+                report.skipped.append(CopyItem(stype.value, state_id, "exists"))
+            else:
+                report.copied.append(CopyItem(stype.value, state_id))
+            return
+        try:
+            await dst.create_state(state_id, stype, state)
+        except StateExistsError:
+            report.skipped.append(CopyItem(stype.value, state_id, "exists"))
+            return
+        report.copied.append(CopyItem(stype.value, state_id))
+        return
+    current, current_version = await dst.get_versioned_state(state_id, stype)
+    if current_version is not None and current == state:
+        report.skipped.append(CopyItem(stype.value, state_id, "identical"))
+        return
+    if dry_run:
+        _check_writable(dst, stype, state_id, state)
+    elif current_version is None:
+        await dst.create_state(state_id, stype, state)
+    else:
+        await dst.replace_state(state_id, stype, state, if_version=current_version)
+    report.copied.append(CopyItem(stype.value, state_id))
+    if current_version is not None:
+        report.overwritten.append(CopyItem(stype.value, state_id))
+
+
+def _check_writable(dst: Store, stype: StateType, state_id: str, state: State) -> None:
+    """What a write would refuse before any I/O (the destination's secret policy, reserved keys), for a dry run."""
+    try:
+        dst.codec.check(dst.key(state_id, stype), state)
+    except StateStoreError as exc:
+        exc.state_id, exc.state_type, exc.operation = state_id, stype.value, "copy_states"
+        raise

@@ -1,0 +1,276 @@
+"""``copy_states`` and ``statestore copy``: between a local root and moto over HTTP, both ways.
+
+What is checked is what the destination really stores: objects listed and read with a plain S3
+client, files read from disk, states read back through a store with the destination's key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import s3_backend
+from test_cli import clean_env, failed, ok, statestore
+
+from statestore import (
+    CopyReport,
+    DecryptionError,
+    EncryptingCodec,
+    InvalidInputError,
+    LocalBackend,
+    MemoryBackend,
+    SecretPolicyError,
+    StateType,
+    Store,
+    copy_states,
+    generate_key,
+)
+from statestore.testing import MotoServer
+
+W, C = StateType.WORKFLOWS, StateType.CREDENTIALS
+SECRET = "hunter2-very-secret"
+KEY = "persistent-artifacts/apps/default/{type}/{id}/config.json"
+
+
+def s3_objects(server: MotoServer, bucket: str) -> dict[str, bytes]:
+    """Every object in ``bucket``, read with a plain client: key -> bytes."""
+    client = server.client()
+    try:
+        found: dict[str, bytes] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for entry in page.get("Contents", []):
+                found[entry["Key"]] = client.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+        return found
+    finally:
+        client.close()
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(LocalBackend(tmp_path / "src"), codec=EncryptingCodec(generate_key()))
+    yield store
+    await store.aclose()
+
+
+async def seed(store: Store, workflows: int = 5) -> None:
+    for i in range(workflows):
+        await store.create_state(f"wf-{i}", W, {"n": i, "status": "running"})
+    await store.create_state("db", C, {"host": "db", "password": SECRET})
+    await store.create_state("ref", C, {"host": "db", "password_ref": "vault:db"})
+
+
+async def test_local_to_s3_and_back_copies_both_types(tmp_path: Path, local: Store, moto_server: MotoServer) -> None:
+    await seed(local)
+    bucket = moto_server.create_bucket()
+    dst_key = generate_key()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(dst_key))
+    try:
+        report = await copy_states(local, s3)
+        assert report.ok and not report.skipped
+        assert sorted((i.type, i.id) for i in report.copied) == [
+            ("credentials", "db"),
+            ("credentials", "ref"),
+            *[("workflows", f"wf-{i}") for i in range(5)],
+        ]
+        assert await s3.get_state("wf-3", W) == {"n": 3, "status": "running"}
+        assert await s3.get_state("db", C) == {"host": "db", "password": SECRET}
+        stored = s3_objects(moto_server, bucket)
+        assert len(stored) == 7 and all(SECRET.encode() not in body for body in stored.values())
+
+        back = Store(LocalBackend(tmp_path / "back"), codec=EncryptingCodec(dst_key))
+        report = await copy_states(s3, back, types="credentials")
+        assert [i.id for i in report.copied] == ["db", "ref"] and report.ok
+        assert await back.list_states(W) == []
+        assert await back.get_state("db", C) == {"host": "db", "password": SECRET}
+        assert SECRET.encode() not in (tmp_path / "back" / KEY.format(type="credentials", id="db")).read_bytes()
+    finally:
+        await s3.aclose()
+
+
+async def test_credentials_are_resealed_with_the_destination_key(
+    tmp_path: Path, local: Store, moto_server: MotoServer
+) -> None:
+    await seed(local, workflows=0)
+    bucket = moto_server.create_bucket()
+    dst_key = generate_key()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(dst_key))
+    try:
+        assert (await copy_states(local, s3)).ok
+        raw = s3_objects(moto_server, bucket)[KEY.format(type="credentials", id="db")]
+        assert SECRET.encode() not in raw and b'"ciphertext"' in raw
+        assert await s3.get_state("db", C) == {"password": SECRET, "host": "db"}
+        source_key_only = Store(s3_backend(moto_server, bucket), codec=local.codec)
+        with pytest.raises(DecryptionError):
+            await source_key_only.get_state("db", C)  # sealed with the destination's key, not the source's
+        await source_key_only.aclose()
+    finally:
+        await s3.aclose()
+
+
+async def test_a_refused_state_fails_alone_and_no_plaintext_secret_lands(
+    tmp_path: Path, local: Store, moto_server: MotoServer
+) -> None:
+    """A destination without a key refuses raw secrets: that state fails typed, the others are copied."""
+    await seed(local, workflows=2)
+    bucket = moto_server.create_bucket()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec())
+    try:
+        report = await copy_states(local, s3)
+        assert [(f.type, f.id) for f in report.failed] == [("credentials", "db")]
+        assert isinstance(report.failed[0].error, SecretPolicyError)
+        assert SECRET not in str(report.failed[0].error) and SECRET not in orjson.dumps(report.to_dict()).decode()
+        assert sorted(i.id for i in report.copied) == ["ref", "wf-0", "wf-1"]
+        stored = s3_objects(moto_server, bucket)
+        assert KEY.format(type="credentials", id="db") not in stored
+        assert all(SECRET.encode() not in body for body in stored.values())
+    finally:
+        await s3.aclose()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+async def test_rerun_after_an_interrupted_copy_skips_what_landed(local: Store, moto_server: MotoServer) -> None:
+    await seed(local, workflows=20)
+    bucket = moto_server.create_bucket()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
+
+    def stop_after_five(done: int, total: int) -> None:
+        if done == 5:
+            raise _Interrupted
+
+    try:
+        with pytest.raises(_Interrupted):
+            await copy_states(local, s3, types=W, progress=stop_after_five, concurrency=2)
+        landed = set(await s3.list_states(W))
+        assert 5 <= len(landed) < 20
+        seen: list[tuple[int, int]] = []
+        report = await copy_states(local, s3, progress=lambda done, total: seen.append((done, total)))
+        assert {i.id for i in report.skipped} == landed and {i.reason for i in report.skipped} == {"exists"}
+        assert len(report.copied) == 22 - len(landed) and report.ok
+        assert seen[-1] == (22, 22) and len(seen) == 22
+        assert await s3.get_states([f"wf-{i}" for i in range(20)], W) == {
+            f"wf-{i}": {"n": i, "status": "running"} for i in range(20)
+        }
+        again = await copy_states(local, s3)
+        assert not again.copied and len(again.skipped) == 22
+    finally:
+        await s3.aclose()
+
+
+async def test_existing_states_are_skipped_unless_overwrite(local: Store, moto_server: MotoServer) -> None:
+    await seed(local, workflows=3)
+    bucket = moto_server.create_bucket()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
+    try:
+        await s3.create_state("wf-0", W, {"theirs": True})
+        await s3.create_state("wf-1", W, {"n": 1, "status": "running"})  # already the same
+        report = await copy_states(local, s3, types=W)
+        assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists"), ("wf-1", "exists")]
+        assert await s3.get_state("wf-0", W) == {"theirs": True}
+
+        report = await copy_states(local, s3, types=W, overwrite=True)
+        assert [i.id for i in report.copied] == ["wf-0"] and [i.id for i in report.overwritten] == ["wf-0"]
+        assert [(i.id, i.reason) for i in report.skipped] == [("wf-1", "identical"), ("wf-2", "identical")]
+        assert await s3.get_state("wf-0", W) == {"n": 0, "status": "running"}
+    finally:
+        await s3.aclose()
+
+
+async def test_dry_run_writes_nothing(tmp_path: Path, local: Store, moto_server: MotoServer) -> None:
+    await seed(local, workflows=4)
+    bucket = moto_server.create_bucket()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec())  # refuses the raw secret of "db"
+    try:
+        await s3.create_state("wf-0", W, {"theirs": True})
+        before = s3_objects(moto_server, bucket)
+        src_before = files(tmp_path / "src")
+        report = await copy_states(local, s3, dry_run=True)
+        assert report.dry_run
+        assert sorted(i.id for i in report.copied) == ["ref", "wf-1", "wf-2", "wf-3"]
+        assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists")]
+        assert [(f.id, type(f.error)) for f in report.failed] == [("db", SecretPolicyError)]
+        over = await copy_states(local, s3, dry_run=True, overwrite=True, types=W)
+        assert [i.id for i in over.overwritten] == ["wf-0"]
+        assert s3_objects(moto_server, bucket) == before
+        assert files(tmp_path / "src") == src_before
+    finally:
+        await s3.aclose()
+
+
+async def test_bad_arguments_are_refused_before_any_io(local: Store) -> None:
+    with pytest.raises(InvalidInputError, match="same store"):
+        await copy_states(local, local)
+    other = Store(MemoryBackend(), app_name="x")
+    with pytest.raises(InvalidInputError):
+        await copy_states(local, other, types="nope")
+    with pytest.raises(InvalidInputError):
+        await copy_states(local, other, overwrite="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await copy_states(local, other, concurrency=0)
+    assert isinstance(CopyReport().to_dict()["counts"], dict)
+
+
+# -- the command -------------------------------------------------------------------
+
+
+def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, moto_server: MotoServer) -> None:
+    src_key, dst_key = generate_key(), generate_key()
+    root = tmp_path / "old"
+    env = clean_env(**moto_server.fake_credentials(), STATESTORE_ENCRYPTION_KEY=src_key, DEST_KEY=dst_key)
+    r = ["--root", str(root)]
+    ok(statestore(*r, "merge", "wf-1", '{"a": 1}', cwd=tmp_path, env=env))
+    ok(statestore(*r, "merge", "wf-2", '{"a": 2}', cwd=tmp_path, env=env))
+    ok(statestore(*r, "--type", "credentials", "merge", "db", f'{{"password": "{SECRET}"}}', cwd=tmp_path, env=env))
+    bucket = moto_server.create_bucket()
+    url = f"s3://{bucket}/team?endpoint_url={moto_server.endpoint_url}&region=us-east-1"
+
+    dry = orjson.loads(ok(statestore(*r, "--json", "copy", "-", url, "--dry-run", cwd=tmp_path, env=env)))
+    assert dry["dry_run"] and dry["counts"] == {"copied": 3, "skipped": 0, "failed": 0} and dry["exit_code"] == 0
+    assert s3_objects(moto_server, bucket) == {}
+
+    args = [*r, "copy", "-", url, "--dest-key-env", "DEST_KEY", "--progress", "--type", "workflow"]
+    result = statestore(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "copying: 2/2" in result.stderr
+    assert result.stdout.splitlines() == [
+        "copied\tworkflows\twf-1",
+        "copied\tworkflows\twf-2",
+        "copied 2, skipped 0, failed 0",
+    ]
+    args = [*r, "--json", "copy", "-", url, "--dest-key-env", "DEST_KEY"]
+    summary = orjson.loads(ok(statestore(*args, cwd=tmp_path, env=env)))
+    assert summary["counts"] == {"copied": 1, "skipped": 2, "failed": 0}
+    raw = s3_objects(moto_server, bucket)["team/" + KEY.format(type="credentials", id="db")]
+    assert SECRET.encode() not in raw
+    dst_env = {**env, "STATESTORE_ENCRYPTION_KEY": dst_key}
+    shown = statestore("--url", url, "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=dst_env)
+    assert orjson.loads(ok(shown)) == {"password": SECRET}
+
+    # back to a new local root with no key: the credentials state is refused (exit 2), the rest copied
+    back = tmp_path / "back"
+    no_key = clean_env(**moto_server.fake_credentials(), SRC_KEY=dst_key)
+    result = statestore("copy", url, f"file://{back}", "--source-key-env", "SRC_KEY", cwd=tmp_path, env=no_key)
+    assert result.returncode == 2, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "copied 2, skipped 0, failed 1"
+    assert any(line.startswith("failed\tcredentials\tdb\tSecretPolicyError") for line in lines)
+    assert SECRET not in result.stdout + result.stderr
+    assert not (back / KEY.format(type="credentials", id="db")).exists()
+    assert (back / KEY.format(type="workflows", id="wf-2")).is_file()
+
+
+def test_copy_command_refuses_bad_input(tmp_path: Path) -> None:
+    failed(statestore("copy", "file:a", "ftp://x", cwd=tmp_path), 2, "unknown store URL scheme")
+    failed(statestore("--root", "x", "copy", "file:a", "file:b", cwd=tmp_path), 2, "'-'")
+    failed(statestore("copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET", cwd=tmp_path), 2, "NOPE_UNSET")
+    failed(statestore("copy", "file:a", "file:a", cwd=tmp_path), 2, "same store")
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
