@@ -176,7 +176,10 @@ class Settings:
 
     def _check_s3(self) -> None:
         if self.backend == "s3" and not self.bucket:
-            raise InvalidInputError("STATESTORE_BACKEND=s3 needs a bucket: set STATESTORE_BUCKET")
+            raise InvalidInputError(
+                "the s3 backend needs a bucket: set STATESTORE_BUCKET (statestore command: --bucket BUCKET), "
+                "or name the store as a URL: STATESTORE_URL or --url s3://BUCKET[/prefix]"
+            )
         if self.s3_sse is not None and self.s3_sse not in SSE_MODES:
             raise InvalidInputError(f"STATESTORE_S3_SSE must be {' or '.join(SSE_MODES)}, got {self.s3_sse!r}")
         if self.s3_sse_kms_key_id is not None and self.s3_sse != "aws:kms":

@@ -226,7 +226,13 @@ class Store:
         """The ids of this app's states of ``type``, sorted."""
         return sorted([state_id async for state_id in self.iter_states(type)])
 
-    async def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
+    async def reencrypt_states(
+        self,
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 8,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Rewrite every state of ``type`` whose stored form is outdated; returns how many were outdated.
 
         Outdated means what the codec flags with ``reseal``: sealed under an
@@ -237,18 +243,25 @@ class Store:
         and this one is skipped). A state that cannot be read (``DecryptionError``: a key
         nobody configured) stops the run with that error; states done before
         it stay done, and running again is safe. ``statestore reencrypt`` calls it.
+        ``progress(done, total)`` is called after each state.
         """
         stype = StateType.coerce(type)
         if concurrency < 1:
             raise InvalidInputError("concurrency must be at least 1")
-        ids = iter(await self.list_states(stype))
-        count = 0
+        if progress is not None and not callable(progress):
+            raise InvalidInputError("progress must be callable")
+        listed = await self.list_states(stype)
+        ids = iter(listed)
+        count = done = 0
 
         async def worker() -> None:
-            nonlocal count
+            nonlocal count, done
             for state_id in ids:  # a plain iterator shared by the workers: each id is taken once
                 if await self._reseal(self.key(state_id, stype)):
                     count += 1
+                done += 1
+                if progress is not None:
+                    progress(done, len(listed))
 
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         try:

@@ -299,6 +299,7 @@ def test_demo_with_root_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert "checkpointing" in result.stderr and "100%" in result.stderr  # rich's bar, on stderr
     assert orjson.loads(result.stdout) == {
         "state_file": str(path),
+        "location": str(path),
         "state": {"last_processed_index": 199, "status": "completed"},
     }
 
@@ -419,11 +420,11 @@ class _AlwaysLoses(MemoryBackend):
 
 
 def test_run_maps_a_real_conflict_to_exit_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     store = Store(_AlwaysLoses(), retry=RetryPolicy(attempts=3, base_delay=0.0))
     monkeypatch.setattr("statestore.cli.options.build_store", lambda settings: store)
-    assert run(["--backend", "memory", "set", "wf", "k", "1"]) == 1
+    assert run(["--root", str(tmp_path), "set", "wf", "k", "1"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert (

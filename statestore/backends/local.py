@@ -192,8 +192,8 @@ class _Dir:
                 return None
             _make_root(root, make)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except NotADirectoryError:
-            raise BackendConfigError(f"the root {root} is not a directory") from None
+        except NotADirectoryError as exc:
+            raise BackendConfigError(f"the root {root} is not a directory") from exc
         current: _Dir | None = cls(fd, "")
         for name in parts:
             if current is None:

@@ -23,9 +23,10 @@ from typing import Any, NoReturn
 import click
 
 from ..config import BACKENDS, DEFAULT_BACKEND
+from ..hygiene import mask_secret_text
 from . import commands
 from .demo import demo
-from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, describe_error
+from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, cause_chain, describe_error
 from .options import TYPE_NAMES, Options, pass_options
 from .parsing import parse_value
 from .render import effective_config, report_error
@@ -46,10 +47,23 @@ class _Group(click.Group):
         except BrokenPipeError as exc:
             raise _StdoutClosed from exc
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first sentence (click would cut it to the width with '...'); lines wrap."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "--backend", type=click.Choice(BACKENDS), help=f"Backend (env STATESTORE_BACKEND; default {DEFAULT_BACKEND})."
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help=f"Backend (env STATESTORE_BACKEND; default {DEFAULT_BACKEND}; memory: demo, config, check only).",
 )
 @click.option(
     "--url",
@@ -58,7 +72,7 @@ class _Group(click.Group):
 )
 @click.option("--root", help="Root directory of the local backend (env STATESTORE_LOCAL_ROOT).")
 @click.option("--app", help="Application name, the <app> in every key (env STATESTORE_APP_NAME).")
-@click.option("--bucket", help="Bucket of the s3 backend (env STATESTORE_BUCKET).")
+@click.option("--bucket", help="Bucket of the s3 backend (env STATESTORE_BUCKET; or --url s3://bucket).")
 @click.option("--endpoint-url", help="S3 endpoint for MinIO or moto (env STATESTORE_S3_ENDPOINT_URL).")
 @click.option("--type", "state_type", metavar="|".join(TYPE_NAMES), help="State type for every command.")
 @click.option("--json", "json_output", is_flag=True, help="Machine output: compact JSON on stdout and stderr.")
@@ -147,6 +161,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if opts.debug:
             traceback.print_exception(exc)
+            for cause in cause_chain(exc):
+                shown = mask_secret_text(" ".join(str(cause).split()))
+                click.echo(f"statestore: caused by {type(cause).__name__}: {shown}", err=True)
         message, code = describe_error(exc)
         report_error(opts, type(exc).__name__, message, code)
         return code

@@ -17,14 +17,31 @@ from ..check import configuration_report
 from ..config import Settings, aws_environment, requested_backend
 from ..errors import InvalidInputError
 from ..facade import build_store
-from ..paths import state_key, state_path
+from ..paths import state_key
 from ..statetype import StateType
 from ..store import Store
 from ..url import parse_store_url
 from .exit_codes import CHECK_EXIT, EXIT_FAILED, EXIT_OK, describe_error
-from .options import Options, pass_options, run_on_store, show_secrets_option, type_option
+from .options import (
+    Options,
+    pass_options,
+    progress_option,
+    refuse_memory,
+    run_on_store,
+    show_secrets_option,
+    type_option,
+)
 from .parsing import parse_duration, parse_value, read_object
-from .render import echo_config, echo_json, echo_state, effective_config, info_json, info_line, render_check
+from .render import (
+    echo_config,
+    echo_json,
+    echo_state,
+    effective_config,
+    info_json,
+    info_line,
+    render_check,
+    state_location,
+)
 
 if TYPE_CHECKING:
     from ..copying import CopyReport
@@ -144,8 +161,9 @@ def delete(opts: Options, state_id: str, state_type: str | None) -> None:
 @click.command(name="list")
 @type_option
 @click.option("--long", "-l", "long_format", is_flag=True, help="Also size, last modified (UTC) and version.")
+@progress_option
 @pass_options
-def list_(opts: Options, state_type: str | None, long_format: bool) -> None:
+def list_(opts: Options, state_type: str | None, long_format: bool, force_progress: bool) -> None:
     """List the ids of all states of one type, one per line, unsorted.
 
     Ids stream as the backend lists them: nothing is loaded into memory
@@ -164,16 +182,23 @@ def list_(opts: Options, state_type: str | None, long_format: bool) -> None:
 
     async def stream(store: Store) -> None:
         first = True
+        count = 0
         if opts.json:
             click.echo("[", nl=False)
         items: AsyncIterator[Any] = store.iter_state_info(stype) if long_format else store.iter_states(stype)
-        async for item in items:
-            if opts.json:
-                shown = info_json(item) if long_format else item
-                click.echo(("" if first else ",") + orjson.dumps(shown).decode(), nl=False)
-            else:
-                click.echo(info_line(item) if long_format else item)
-            first = False
+        with progress_reporter(opts, f"listing {stype.value}", force_progress, unknown_total=True) as advance:
+            async for item in items:
+                if opts.json:
+                    shown = info_json(item) if long_format else item
+                    click.echo(("" if first else ",") + orjson.dumps(shown).decode(), nl=False)
+                else:
+                    click.echo(info_line(item) if long_format else item)
+                first = False
+                count += 1
+                if advance is not None:
+                    advance(count, 0)
+            if advance is not None:
+                advance(count, count)
         if opts.json:
             click.echo("]")
 
@@ -185,10 +210,11 @@ def list_(opts: Options, state_type: str | None, long_format: bool) -> None:
 @type_option
 @pass_options
 def path(opts: Options, state_id: str, state_type: str | None) -> None:
-    """Print where the state of ID lives (build_state_store_path).
+    """Print where the state of ID lives: a file, or s3://bucket/prefix/key.
 
-    The path is under the local root; on S3 the same key, without the root,
-    is the object key in the bucket (--json prints both).
+    On the local backend the file under the root (build_state_store_path);
+    on S3 the bucket and object key (never the endpoint or credentials).
+    --json prints it and the object key.
 
     \b
     Example:
@@ -196,11 +222,12 @@ def path(opts: Options, state_id: str, state_type: str | None) -> None:
     """
     stype = opts.resolve_type(state_type)
     settings = opts.settings()
-    local = state_path(settings.local_root, settings.app_name, state_id, stype)
+    refuse_memory(settings)
+    where = state_location(settings, state_id, stype)
     if opts.json:
-        echo_json(opts, {"path": local, "object_key": state_key(settings.app_name, stype, state_id).object_key})
+        echo_json(opts, {"path": where, "object_key": state_key(settings.app_name, stype, state_id).object_key})
     else:
-        click.echo(local)
+        click.echo(where)
 
 
 @click.command()
@@ -220,7 +247,7 @@ def config(opts: Options) -> None:
     async def describe(store: Store) -> dict[str, Any]:
         return effective_config(settings, store, aws_environment())
 
-    echo_config(opts, run_on_store(settings, describe))
+    echo_config(opts, run_on_store(settings, describe, one_shot=False))
 
 
 @click.command()
@@ -228,8 +255,9 @@ def config(opts: Options) -> None:
 @click.option(
     "--concurrency", default=8, show_default=True, type=click.IntRange(min=1), help="States rewritten at once."
 )
+@progress_option
 @pass_options
-def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
+def reencrypt(opts: Options, state_type: str | None, concurrency: int, force_progress: bool) -> None:
     """Rewrite every state whose stored form is outdated, and print how many per type.
 
     Outdated: encrypted under an old key (after a key rotation), plain JSON
@@ -248,7 +276,11 @@ def reencrypt(opts: Options, state_type: str | None, concurrency: int) -> None:
     types = [opts.resolve_type(chosen)] if chosen else [StateType.CREDENTIALS, StateType.WORKFLOWS]
 
     async def rewrite(store: Store) -> dict[str, int]:
-        return {t.value: await store.reencrypt_states(t, concurrency=concurrency) for t in types}
+        counts: dict[str, int] = {}
+        for t in types:
+            with progress_reporter(opts, f"reencrypting {t.value}", force_progress) as advance:
+                counts[t.value] = await store.reencrypt_states(t, concurrency=concurrency, progress=advance)
+        return counts
 
     counts = run_on_store(opts.settings(), rewrite)
     if opts.json:
@@ -283,7 +315,7 @@ def check(opts: Options, json_output: bool) -> int:
     opts.json = opts.json or json_output
     try:
         settings = opts.settings()
-        report = run_on_store(settings, lambda store: store.check())
+        report = run_on_store(settings, lambda store: store.check(), one_shot=False)
     except InvalidInputError as exc:  # no store can be built from this configuration
         backend = opts.overrides.get("backend") or requested_backend()
         report = configuration_report(str(backend), str(exc))
@@ -376,6 +408,7 @@ def _side_settings(opts: Options, given: str, key_env: str | None, which: str) -
             **parse_store_url(given).settings_fields(),
             **{k: v for k, v in opts.overrides.items() if k == "app_name"},
         )
+    refuse_memory(settings)
     if key_env is not None:
         value = (os.environ.get(key_env) or "").strip()
         if not value:
@@ -482,10 +515,13 @@ def copy(
 
 
 @contextlib.contextmanager
-def progress_reporter(opts: Options, label: str, force: bool) -> Iterator[Callable[[int, int], None] | None]:
+def progress_reporter(
+    opts: Options, label: str, force: bool, *, unknown_total: bool = False
+) -> Iterator[Callable[[int, int], None] | None]:
     """A ``progress(done, total)`` callback drawing on stderr: a bar on a terminal, else lines with ``force``.
 
-    None (no progress) when stderr is not a terminal and ``force`` is off, or with --json unless ``force``.
+    None (no progress) when stderr is not a terminal, or with --json, unless ``force``. With
+    ``unknown_total`` the total is given as 0 until the last call (``done == total``).
     """
     tty = sys.stderr.isatty()
     if not force and (opts.json or not tty):
@@ -495,10 +531,13 @@ def progress_reporter(opts: Options, label: str, force: bool) -> Iterator[Callab
         step = [0]
 
         def lines(done: int, total: int) -> None:
-            percent = done * 100 // total if total else 100
-            if done == total or percent >= step[0]:
-                step[0] = percent + 10
-                click.echo(f"{label}: {done}/{total}", err=True)
+            if done == total:
+                click.echo(f"{label}: {done}/{total} done", err=True)
+                return
+            mark = done * 100 // total if total else done // 1000
+            if mark >= step[0]:
+                step[0] = mark + (10 if total else 1)
+                click.echo(f"{label}: {done}/{total or '?'}", err=True)
 
         yield lines
         return
@@ -508,6 +547,6 @@ def progress_reporter(opts: Options, label: str, force: bool) -> Iterator[Callab
         task = bar.add_task(label, total=None)
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total or None)
 
         yield advance

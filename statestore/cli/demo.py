@@ -5,11 +5,10 @@ from __future__ import annotations
 import click
 
 from ..facade import StateStore, use_store
-from ..paths import state_path
 from ..statetype import StateType
 from ..store import State, Store
 from .options import Options, pass_options, run_on_store
-from .render import echo_json
+from .render import echo_json, state_location
 
 
 async def _demo(store: Store, workflow_id: str, items: int) -> State:
@@ -50,10 +49,11 @@ def demo(opts: Options, workflow_id: str, items: int) -> None:
       statestore demo --items 500
     """
     settings = opts.settings()
-    state = run_on_store(settings, lambda store: _demo(store, workflow_id, items))
-    state_file = state_path(settings.local_root, settings.app_name, workflow_id, StateType.WORKFLOWS)
+    state = run_on_store(settings, lambda store: _demo(store, workflow_id, items), one_shot=False)
+    where = state_location(settings, workflow_id, StateType.WORKFLOWS)
+    local = settings.backend == "local"
     if opts.json:
-        echo_json(opts, {"state_file": state_file, "state": state})
+        echo_json(opts, {"state_file": where if local else None, "location": where, "state": state})
         return
-    click.echo(f"state file: {state_file}")
+    click.echo(f"state file: {where}" if local else f"state object: {where}")
     echo_json(opts, state)

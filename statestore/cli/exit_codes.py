@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from ..check import Verdict
 from ..errors import (
     AccessDeniedError,
@@ -42,23 +44,49 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, DecryptionError):
         return f"cannot decrypt: {exc}", EXIT_CORRUPT
     if isinstance(exc, CorruptStateError):
-        return (
-            f"corrupt state: {exc}; repair it with 'statestore replace ID JSON' or 'statestore delete ID'",
-            EXIT_CORRUPT,
-        )
+        return f"corrupt state: {exc}; {_repair_hint(exc)}", EXIT_CORRUPT
     if isinstance(exc, ConflictError):
         return f"conflict: {exc}", EXIT_FAILED
     if isinstance(exc, VersionConflictError):
         return f"version conflict: {exc} (stored version: {exc.current_version or 'none'})", EXIT_FAILED
     if isinstance(exc, BackendUnavailableError):
-        return f"backend unavailable (try again later): {exc} (--debug shows the cause)", EXIT_UNAVAILABLE
+        return f"backend unavailable (try again later): {exc}{_cause_hint(exc)}", EXIT_UNAVAILABLE
     if isinstance(exc, AccessDeniedError):
-        return f"access denied (check credentials and permissions): {exc} (--debug shows the cause)", EXIT_ACCESS_DENIED
+        return f"access denied (check credentials and permissions): {exc}{_cause_hint(exc)}", EXIT_ACCESS_DENIED
     if isinstance(exc, BackendConfigError):
-        return f"backend misconfigured: {exc} (--debug shows the cause)", EXIT_BACKEND_CONFIG
+        return f"backend misconfigured: {exc}{_cause_hint(exc)}", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendError):
         # The cause's own message is left to --debug: SDK messages can hold URLs with credentials in them.
-        return f"backend failed: {exc} (--debug shows the cause)", EXIT_FAILED
+        return f"backend failed: {exc}{_cause_hint(exc)}", EXIT_FAILED
     if isinstance(exc, StateStoreError):
         return f"error: {exc}", EXIT_FAILED
     return f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", EXIT_FAILED
+
+
+def _repair_hint(exc: CorruptStateError) -> str:
+    """The commands that repair this state, with its real id (shell-quoted) and type."""
+    state_id = shlex.quote(exc.state_id) if exc.state_id is not None else "ID"
+    of_type = f" --type {exc.state_type}" if exc.state_type not in (None, "workflows") else ""
+    return f"repair it with 'statestore replace {state_id} JSON{of_type}' or 'statestore delete {state_id}{of_type}'"
+
+
+def _cause_hint(exc: BaseException) -> str:
+    """`` (--debug shows the cause)`` when there is a cause to show, else nothing."""
+    return " (--debug shows the cause)" if cause_chain(exc) else ""
+
+
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """The exceptions behind ``exc``: its ``__cause__``, that one's, and so on (or an unsuppressed context)."""
+    chain: list[BaseException] = []
+    seen = {id(exc)}
+    current: BaseException | None = exc
+    while current is not None:
+        nxt = current.__cause__
+        if nxt is None and not current.__suppress_context__:
+            nxt = current.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        chain.append(nxt)
+        current = nxt
+    return chain

@@ -68,8 +68,13 @@ def show_secrets_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def run_on_store(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``operation`` on a fresh store built from ``settings``, then close the store."""
+def run_on_store(settings: Settings, operation: Callable[[Store], Awaitable[T]], *, one_shot: bool = True) -> T:
+    """Run ``operation`` on a fresh store built from ``settings``, then close the store.
+
+    ``one_shot``: the command reads or changes stored states, so the memory backend is refused.
+    """
+    if one_shot:
+        refuse_memory(settings)
 
     async def go() -> T:
         store = build_store(settings)
@@ -79,3 +84,19 @@ def run_on_store(settings: Settings, operation: Callable[[Store], Awaitable[T]])
             await store.aclose()
 
     return asyncio.run(go())
+
+
+def refuse_memory(settings: Settings) -> None:
+    """Refuse the memory backend for a command that reads or changes states: it would forget them at exit."""
+    if settings.backend == "memory":
+        raise InvalidInputError(
+            "the memory backend keeps states only while one process runs, and each statestore command is a "
+            "process of its own ('set' then 'get' would find nothing): use --root DIR, --url file:DIR or "
+            "--url s3://BUCKET (memory is fine for 'demo', 'config' and 'check')"
+        )
+
+
+def progress_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--progress", "force_progress", is_flag=True, help="Show progress on stderr even when not a terminal."
+    )(f)

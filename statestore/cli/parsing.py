@@ -45,11 +45,12 @@ def parse_value(text: str) -> Any:
     """``set``'s VALUE: JSON if it parses, else a bare word (no spaces, not starting like JSON) is a string."""
     try:
         return loads(text)
-    except ValueError as exc:
+    except ValueError:
         if text and text[0] not in '{["' and not any(ch.isspace() for ch in text):
             return text
-        raise InvalidInputError(
-            f"VALUE is not valid JSON ({exc}); write a string with spaces as JSON, e.g. '\"two words\"'"
+        raise InvalidInputError(  # the value is not repeated: it may be a secret
+            "VALUE is not valid JSON, nor a bare word (no spaces): to store a string with spaces, "
+            "quote it as JSON inside shell quotes, e.g. '\"two words\"'"
         ) from None
 
 

@@ -18,6 +18,7 @@ from ..check import CheckReport, Outcome, Verdict
 from ..codec import dumps
 from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
 from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
+from ..paths import state_key, state_path
 from ..statetype import StateType
 from ..store import State, StateInfo, Store
 from .options import Options
@@ -139,3 +140,21 @@ def info_line(info: StateInfo) -> str:
     """One ``list --long`` line: id, size, last modified (UTC), version ('-' if unknown), tab-separated."""
     modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{info.id}\t{info.size}\t{modified}\t{info.version or '-'}"
+
+
+# -- where a state lives -------------------------------------------------------------
+
+
+def state_location(settings: Settings, state_id: str, stype: StateType) -> str:
+    """Where the state of ``state_id`` lives: a file under the local root, or ``s3://bucket/prefix/key``.
+
+    The S3 form names the bucket and the key only, never the endpoint (which may carry credentials).
+    Memory: ``memory://`` and the key.
+    """
+    key = state_key(settings.app_name, stype, state_id).object_key
+    if settings.backend == "s3":
+        prefix = settings.s3_prefix.strip("/")
+        return f"s3://{settings.bucket}/{prefix + '/' if prefix else ''}{key}"
+    if settings.backend == "memory":
+        return f"memory://{key}"
+    return state_path(settings.local_root, settings.app_name, state_id, stype)
