@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +26,7 @@ from statestore import (
     SecretPolicyError,
     StateType,
     Store,
+    VersionConflictError,
     copy_states,
     generate_key,
 )
@@ -274,3 +276,31 @@ def test_copy_command_refuses_bad_input(tmp_path: Path) -> None:
     failed(statestore("copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET", cwd=tmp_path), 2, "NOPE_UNSET")
     failed(statestore("copy", "file:a", "file:a", cwd=tmp_path), 2, "same store")
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+async def test_overwrite_never_overwrites_a_change_made_after_its_read(local: Store, moto_server: MotoServer) -> None:
+    """A writer that changes the destination between the copy's read and its write wins; that state fails."""
+    await seed(local, workflows=2)
+    bucket = moto_server.create_bucket()
+    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
+    other = Store(s3_backend(moto_server, bucket), codec=s3.codec)
+    try:
+        await s3.create_state("wf-0", W, {"old": True})
+        await s3.create_state("wf-1", W, {"old": True})
+        read = s3.get_versioned_state
+
+        async def read_then_someone_writes(state_id: str, stype: Any) -> Any:
+            seen = await read(state_id, stype)
+            if state_id == "wf-0":
+                await other.save_state("theirs", 1, state_id, stype)  # lands after the copy's read
+            return seen
+
+        s3.get_versioned_state = read_then_someone_writes  # type: ignore[method-assign]
+        report = await copy_states(local, s3, types=W, overwrite=True)
+        assert [(f.id, type(f.error)) for f in report.failed] == [("wf-0", VersionConflictError)]
+        assert [i.id for i in report.overwritten] == ["wf-1"]
+        assert await other.get_state("wf-0", W) == {"old": True, "theirs": 1}
+        assert await other.get_state("wf-1", W) == {"n": 1, "status": "running"}
+    finally:
+        await other.aclose()
+        await s3.aclose()
