@@ -251,9 +251,18 @@ class SyncStore:
         """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
         return self._run(self.store.get_states, ids, type, concurrency=concurrency)
 
-    def reencrypt_states(self, type: StateType | str, *, concurrency: int = 8) -> int:  # noqa: A002
-        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were."""
-        return self._run(self.store.reencrypt_states, type, concurrency=concurrency)
+    def reencrypt_states(
+        self,
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 8,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were.
+
+        ``progress(done, total)`` runs on the store's loop thread.
+        """
+        return self._run(self.store.reencrypt_states, type, concurrency=concurrency, progress=progress)
 
     def check(self) -> CheckReport:
         """Probe the backend on scratch objects: is compare-and-swap safe on it?"""
