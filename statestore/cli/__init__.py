@@ -114,6 +114,9 @@ for _command in (
     commands.reencrypt,
     commands.check,
     commands.prune,
+    commands.history,
+    commands.show,
+    commands.restore,
 ):
     cli.add_command(_command)
 

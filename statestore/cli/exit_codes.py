@@ -14,6 +14,7 @@ from ..errors import (
     InvalidInputError,
     StateStoreError,
     VersionConflictError,
+    VersionsUnsupportedError,
 )
 
 EXIT_OK = 0
@@ -54,6 +55,8 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"backend unavailable (try again later): {exc} (--debug shows the cause)", EXIT_UNAVAILABLE
     if isinstance(exc, AccessDeniedError):
         return f"access denied (check credentials and permissions): {exc} (--debug shows the cause)", EXIT_ACCESS_DENIED
+    if isinstance(exc, VersionsUnsupportedError):  # no cause to show: the message says what to do
+        return f"no history: {exc}", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendConfigError):
         return f"backend misconfigured: {exc} (--debug shows the cause)", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendError):

@@ -19,7 +19,7 @@ from ..codec import dumps
 from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
 from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
 from ..statetype import StateType
-from ..store import State, StateInfo, Store
+from ..store import State, StateInfo, StateVersion, Store
 from .options import Options
 
 
@@ -139,3 +139,18 @@ def info_line(info: StateInfo) -> str:
     """One ``list --long`` line: id, size, last modified (UTC), version ('-' if unknown), tab-separated."""
     modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{info.id}\t{info.size}\t{modified}\t{info.version or '-'}"
+
+
+# -- history -------------------------------------------------------------------------
+
+
+def version_json(version: StateVersion) -> dict[str, Any]:
+    """One ``history --json`` entry."""
+    modified = version.last_modified.isoformat().replace("+00:00", "Z")
+    return {"version": version.version, "last_modified": modified, "size": version.size, "deleted": version.deleted}
+
+
+def version_line(version: StateVersion) -> str:
+    """One ``history`` line: version, time (UTC), size ('deleted' for a deletion), tab-separated."""
+    modified = version.last_modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{version.version}\t{modified}\t{'deleted' if version.deleted else version.size}"
