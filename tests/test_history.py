@@ -49,11 +49,12 @@ def versioned_bucket(server: MotoServer) -> str:
     return bucket
 
 
-def s3(server: MotoServer, bucket: str, prefix: str = "") -> S3Backend:
+def s3(server: MotoServer, bucket: str, prefix: str = "", list_page_size: int = 1000) -> S3Backend:
     creds = server.fake_credentials()
     return S3Backend(
         bucket,
         prefix=prefix,
+        list_page_size=list_page_size,
         endpoint_url=server.endpoint_url,
         region=creds["AWS_DEFAULT_REGION"],
         aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
@@ -94,6 +95,21 @@ async def test_history_is_newest_first_with_sizes_and_each_version_reads_back(st
     await store.replace_state("wf-10", W, {"other": True})  # a key the first one is a prefix of
     assert await store.state_history(ID, W) == history
     assert await store.state_history("never-written", W) == []
+
+
+async def test_history_pages_through_many_versions(moto_server: MotoServer, bucket: str) -> None:
+    store = Store(s3(moto_server, bucket, prefix="p", list_page_size=2), app_name="app")
+    states: list[dict[str, object]] = [{"n": i} for i in range(7)]
+    await store.replace_state("wf", W, {"before": True})  # keys the exact key is a prefix of, either side
+    await store.replace_state("wf-0", W, {"other": True})
+    history = await write_versions(store, states, id_="wf")
+    await store.delete_state("wf-0", W)
+    assert [await store.get_state_version("wf", W, v.version) for v in history] == [
+        *reversed(states),
+        {"before": True},
+    ]
+    assert len(await store.state_history("wf-0", W)) == 2
+    await store.aclose()
 
 
 async def test_restore_writes_the_old_content_as_a_new_version(store: Store) -> None:

@@ -917,7 +917,12 @@ class S3Backend(ObjectBackend):
         found: list[tuple[bool, ObjectVersion]] = []
         markers: dict[str, Any] = {}
         while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_key, **markers}
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": full_key,
+                "MaxKeys": self.list_page_size,
+                **markers,
+            }
 
             async def call(client: S3Client, args: dict[str, Any] = args) -> Any:
                 return await client.list_object_versions(**args)
