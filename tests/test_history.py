@@ -211,7 +211,7 @@ async def test_restored_credentials_are_sealed_with_the_current_key(moto_server:
         await s.aclose()
 
 
-async def test_facade_and_sync_store_offer_history(store: Store) -> None:
+async def test_the_facade_offers_history(store: Store) -> None:
     history = await write_versions(store, [{"n": 1}, {"n": 2}])
     with use_store(store):
         assert await StateStore.state_history(ID, W) == history
