@@ -14,6 +14,7 @@ from .backends import (
     MemoryBackend,
     ObjectBackend,
     ObjectMeta,
+    ObjectVersion,
     PutMode,
     PutResult,
     S3Backend,
@@ -49,12 +50,14 @@ from .errors import (
     SyncStoreUsageError,
     UnencryptedStateError,
     VersionConflictError,
+    VersionNotFoundError,
+    VersionsUnsupportedError,
 )
 from .facade import StateStore, build_state_store_path, build_store, get_default_store, set_default_store, use_store
 from .paths import validate_id
 from .retry import RetryPolicy
 from .statetype import StateType
-from .store import StateInfo, Store, VersionedState
+from .store import StateInfo, StateVersion, Store, VersionedState
 
 __all__ = [
     "AccessDeniedError",
@@ -85,6 +88,7 @@ __all__ = [
     "MotoUnavailableError",
     "ObjectBackend",
     "ObjectMeta",
+    "ObjectVersion",
     "Outcome",
     "PathTraversalError",
     "PreconditionFailed",
@@ -101,13 +105,16 @@ __all__ = [
     "StateStoreError",
     "StateTooLargeError",
     "StateType",
+    "StateVersion",
     "Store",
     "SyncStoreUsageError",
     "UnencryptedStateError",
     "Verdict",
     "VersionConflictError",
+    "VersionNotFoundError",
     "Versioned",
     "VersionedState",
+    "VersionsUnsupportedError",
     "WrapperBackend",
     "build_state_store_path",
     "build_store",

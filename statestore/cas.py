@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from .backends.base import Create, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
+from .backends.base import Create, ObjectBackend, ObjectVersion, PreconditionFailed, PutMode, Versioned, same_etag
 from .backends.base import Update as PutUpdate
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_CACHE_BYTES
@@ -567,3 +567,23 @@ class CompareAndSwap:
             return False
         await self.delete(skey)
         return True
+
+    # -- kept versions (history and restore) ----------------------------------------------
+
+    async def versions(self, skey: StateKey) -> list[ObjectVersion]:
+        """The backend's kept versions of the state, newest first (``VersionsUnsupportedError`` where none are kept)."""
+        return await self._call(skey, "versions", self.backend.versions(skey.object_key))
+
+    async def read_version(self, skey: StateKey, version_id: str) -> State | None:
+        """One kept version, opened by the codec (decrypted) and decoded; None if there is none of that id.
+
+        A version the codec cannot open, or that is not a JSON object, raises its ``CorruptStateError``.
+        """
+        obj = await self._call(skey, "get_version", self.backend.get_version(skey.object_key, version_id))
+        if obj is None:
+            return None
+        seen = await self._opened(skey, obj)
+        if isinstance(seen, Unreadable):
+            raise seen.error
+        assert seen is not None
+        return await _decode(skey, seen.plain)

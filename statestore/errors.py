@@ -170,3 +170,16 @@ class BackendConfigError(BackendError):
 
     Retrying does not help; fix the configuration.
     """
+
+
+class VersionsUnsupportedError(BackendConfigError):
+    """The backend keeps no earlier versions of a state, so there is no history to show or restore from.
+
+    S3 keeps them once the bucket has versioning enabled (``aws s3api put-bucket-versioning
+    --bucket BUCKET --versioning-configuration Status=Enabled``); the local and memory
+    backends never do. Nothing was read or written.
+    """
+
+
+class VersionNotFoundError(InvalidInputError, LookupError):
+    """A version asked for is not in the state's history, or is a deletion (it has no content): nothing changed."""

@@ -19,7 +19,7 @@ from .config import Settings, backend_from_settings
 from .crypto import EncryptingCodec
 from .paths import state_path
 from .statetype import StateType
-from .store import State, StateInfo, Store, UpdateFn, VersionedState
+from .store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 
 _lock = threading.Lock()
 _default: Store | None = None
@@ -211,3 +211,25 @@ class StateStore:
         return await get_default_store().prune_states(
             type, older_than=older_than, dry_run=dry_run, allow_unconditional=allow_unconditional, progress=progress
         )
+
+    @classmethod
+    async def state_history(cls, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
+        """The kept versions of the state, newest first (a backend that keeps versions: S3 with versioning)."""
+        return await get_default_store().state_history(id, type)
+
+    @classmethod
+    async def get_state_version(cls, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
+        """The state as it was at ``version`` (from ``state_history``)."""
+        return await get_default_store().get_state_version(id, type, version)
+
+    @classmethod
+    async def restore_state(
+        cls,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        version: str,
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Write the content of ``version`` as the state again, by compare-and-swap."""
+        return await get_default_store().restore_state(id, type, version, if_version=if_version)

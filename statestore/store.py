@@ -23,14 +23,20 @@ from .coalesce import Coalescer
 from .codec import Codec, check_json
 from .config import DEFAULT_APP_NAME, DEFAULT_CACHE_BYTES, DEFAULT_MAX_STATE_BYTES, Settings, backend_from_settings
 from .crypto import EncryptingCodec
-from .errors import BackendError, ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError
+from .errors import (
+    BackendError,
+    ConditionalDeleteUnsupportedError,
+    InvalidInputError,
+    StateStoreError,
+    VersionNotFoundError,
+)
 from .offload import run_check
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
 from .url import parse_store_url
 
-__all__ = ["State", "StateInfo", "Store", "UpdateFn", "VersionedState"]
+__all__ = ["State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
 
 logger = logging.getLogger(__name__)
 
@@ -515,6 +521,57 @@ class Store:
                 kept.append(info._replace(version=read[info.id]))
         return kept
 
+    # -- history and restore (backends that keep versions) -----------------------------
+
+    async def state_history(self, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
+        """The kept versions of the state, newest first: version id, last change, size stored, deletion or not.
+
+        Needs a backend that keeps versions (S3 with bucket versioning on); any other raises
+        ``VersionsUnsupportedError``, saying how to enable them. A state never written has none.
+        """
+        skey = self.key(id, type)
+        return [StateVersion(v.version_id, v.last_modified, v.size, v.deleted) for v in await self._cas.versions(skey)]
+
+    async def get_state_version(self, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
+        """The state as it was at ``version`` (an id from ``state_history``), decrypted as a current read is.
+
+        ``VersionNotFoundError`` if the state has no such version, or that version is a deletion.
+        """
+        skey = self.key(id, type)
+        return await self._state_version(skey, _version_id(version))
+
+    async def restore_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        version: str,
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Make the state what it was at ``version`` (from ``state_history``) again; returns what was stored.
+
+        The restore is a new write through the compare-and-swap loop, like ``replace_state``: it never
+        overwrites blindly, credentials are sealed anew with the current key, and the version restored
+        from stays in the history. With ``if_version`` (from ``get_versioned_state``) only if that version
+        is still the current one (else ``VersionConflictError``). An unknown ``version`` raises
+        ``VersionNotFoundError`` and writes nothing.
+        """
+        skey = self.key(id, type)
+        version_id = _version_id(version)
+        expected = _expected(if_version)
+        values = await self._state_version(skey, version_id)
+        large = await self._check(skey, values, values)
+        return await self._submit(skey, Replace(values, large=large), expected=expected)
+
+    async def _state_version(self, skey: StateKey, version_id: str) -> State:
+        state = await self._cas.read_version(skey, version_id)
+        if state is None:
+            raise VersionNotFoundError(
+                f"{skey} has no version {version_id!r} with content (not in its history, or a deletion); "
+                "see state_history (statestore history ID)"
+            )
+        return state
+
 
 def _expected(version: str | None) -> Expected | None:
     """The precondition ``if_version=`` asks for (None: none); ``InvalidInputError`` for anything but a version."""
@@ -540,6 +597,19 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _version_id(version: Any) -> str:
+    """``version`` if it can be a kept version's id (a short printable string), else ``InvalidInputError``."""
+    if (
+        version.__class__ is not str
+        or not version
+        or len(version) > _MAX_VERSION_CHARS
+        or not (version.isascii() and version.isprintable())
+    ):
+        shown = repr(version) if len(repr(version)) <= 80 else repr(version)[:76] + "..."
+        raise InvalidInputError(f"version must be a version id from state_history (a non-empty string), not {shown}")
+    return version
+
+
 class StateInfo(NamedTuple):
     """What the listing says of one state: ``version`` is its ETag (None where the listing cannot know it).
 
@@ -550,6 +620,18 @@ class StateInfo(NamedTuple):
     version: str | None
     size: int
     last_modified: datetime  # timezone-aware, UTC
+
+
+class StateVersion(NamedTuple):
+    """One kept version of a state (``state_history``): its id, when it was written, bytes stored, deletion or not.
+
+    ``size`` is the bytes stored (sealed, if encrypted); a deletion has no content (size 0).
+    """
+
+    version: str
+    last_modified: datetime  # timezone-aware, UTC
+    size: int
+    deleted: bool = False
 
 
 # -- which state an error is about -------------------------------------------------

@@ -32,7 +32,7 @@ from .errors import InvalidInputError, SyncStoreUsageError
 from .facade import build_store
 from .paths import StateKey
 from .statetype import StateType
-from .store import State, StateInfo, Store, UpdateFn, VersionedState
+from .store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]
 
@@ -301,3 +301,22 @@ class SyncStore:
             allow_unconditional=allow_unconditional,
             progress=progress,
         )
+
+    def state_history(self, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
+        """The kept versions of the state, newest first (a backend that keeps versions: S3 with versioning)."""
+        return self._run(self.store.state_history, id, type)
+
+    def get_state_version(self, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
+        """The state as it was at ``version`` (from ``state_history``)."""
+        return self._run(self.store.get_state_version, id, type, version)
+
+    def restore_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        version: str,
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Write the content of ``version`` as the state again, by compare-and-swap."""
+        return self._run(self.store.restore_state, id, type, version, if_version=if_version)

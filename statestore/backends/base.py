@@ -9,6 +9,7 @@ metadata, not only its key.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, NamedTuple, final
 
-from ..errors import InvalidInputError, PreconditionFailed
+from ..errors import InvalidInputError, PreconditionFailed, VersionsUnsupportedError
 
 __all__ = [
     "Create",
     "NotModified",
     "ObjectBackend",
     "ObjectMeta",
+    "ObjectVersion",
     "Overwrite",
     "PreconditionFailed",
     "PutMode",
@@ -139,6 +141,20 @@ class ObjectMeta:
     etag: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One kept version of an object: its id, ETag, last change (aware, UTC), size, and whether it is a deletion.
+
+    A deletion (S3's delete marker) has no content: ``etag`` is None and ``size`` 0.
+    """
+
+    version_id: str
+    etag: str | None
+    last_modified: datetime
+    size: int
+    deleted: bool = False
+
+
 def md5_etag(data: bytes) -> str:
     """The ETag S3 gives a single-part upload: the quoted hex MD5 of the content."""
     return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
@@ -196,3 +212,23 @@ class ObjectBackend(ABC):
         answer to rely on before a conditional delete.
         """
         return self.supports_conditional_delete
+
+    async def versions(self, key: str) -> builtins.list[ObjectVersion]:
+        """The kept versions of ``key``, newest first, deletions included (else ``VersionsUnsupportedError``).
+
+        An optional capability: a backend that keeps versions (S3 with bucket versioning) overrides
+        this and ``get_version``.
+        """
+        raise VersionsUnsupportedError(_no_versions(self))
+
+    async def get_version(self, key: str, version_id: str) -> Versioned | None:
+        """The bytes and ETag of one kept version of ``key``; None if there is no such version or it is a deletion."""
+        raise VersionsUnsupportedError(_no_versions(self))
+
+
+def _no_versions(backend: ObjectBackend) -> str:
+    return (
+        f"{backend.describe()} keeps no earlier versions of a state, so there is no history: the local and "
+        "memory backends never do; use S3 with bucket versioning enabled (aws s3api put-bucket-versioning "
+        "--bucket BUCKET --versioning-configuration Status=Enabled)"
+    )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import builtins
 import logging
 import os
 import secrets
@@ -50,6 +51,7 @@ from ..errors import (
     BackendUnavailableError,
     InvalidInputError,
     StateStoreError,
+    VersionsUnsupportedError,
 )
 from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
 from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
@@ -59,6 +61,7 @@ from .base import (
     Create,
     ObjectBackend,
     ObjectMeta,
+    ObjectVersion,
     PreconditionFailed,
     PutMode,
     PutResult,
@@ -878,3 +881,110 @@ class S3Backend(ObjectBackend):
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+    # -- kept versions (bucket versioning) -------------------------------------------
+
+    #: Whether the bucket was seen with versioning on (it cannot be turned off again, only suspended).
+    _versioning_seen: bool = False
+
+    async def _require_versioning(self, op: str, key: str) -> None:
+        """``VersionsUnsupportedError`` unless the bucket has (or had: suspended) versioning; on is remembered."""
+        if self._versioning_seen:
+            return
+
+        async def call(client: S3Client) -> Any:
+            return await client.get_bucket_versioning(Bucket=self.bucket)
+
+        try:
+            response = await self._retrying(call)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise self._error(op, key, exc) from exc
+        if response.get("Status") not in ("Enabled", "Suspended"):
+            raise VersionsUnsupportedError(
+                f"S3 bucket {self.bucket!r} does not keep versions (bucket versioning was never enabled), "
+                "so there is no history; enable it with: aws s3api put-bucket-versioning "
+                f"--bucket {self.bucket} --versioning-configuration Status=Enabled "
+                "(versions are kept from then on)"
+            )
+        self._versioning_seen = True
+
+    async def versions(self, key: str) -> builtins.list[ObjectVersion]:
+        """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included."""
+        await self._require_versioning("versions", key)
+        full_key = self.object_key(key)
+        found: list[tuple[bool, ObjectVersion]] = []
+        markers: dict[str, Any] = {}
+        while True:
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": full_key,
+                "MaxKeys": self.list_page_size,
+                **markers,
+            }
+
+            async def call(client: S3Client, args: dict[str, Any] = args) -> Any:
+                return await client.list_object_versions(**args)
+
+            try:
+                page = await self._retrying(call)
+            except StateStoreError:
+                raise
+            except Exception as exc:
+                raise self._error("versions", key, exc) from exc
+            for item in page.get("Versions", []):
+                if item["Key"] == full_key:
+                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=False)))
+            for item in page.get("DeleteMarkers", []):
+                if item["Key"] == full_key:
+                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=True)))
+            beyond = any(item["Key"] > full_key for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])))
+            if beyond or not page.get("IsTruncated"):
+                break
+            markers = {"KeyMarker": page.get("NextKeyMarker"), "VersionIdMarker": page.get("NextVersionIdMarker")}
+            if not markers["KeyMarker"]:
+                break
+        # S3 lists a key's versions newest first, but versions and delete markers apart: merge by time, latest first
+        found.sort(key=lambda pair: (not pair[0], -pair[1].last_modified.timestamp()))
+        return [version for _, version in found]
+
+    async def get_version(self, key: str, version_id: str) -> Versioned | None:
+        """One kept version (GetObject with VersionId); None if there is none of that id or it is a delete marker."""
+        from botocore.exceptions import ClientError
+
+        await self._require_versioning("get_version", key)
+
+        async def call(client: S3Client) -> Versioned:
+            response = await client.get_object(Bucket=self.bucket, Key=self.object_key(key), VersionId=version_id)
+            async with response["Body"] as body:
+                data = await body.read()
+            return Versioned(data, _quoted(response["ETag"]))
+
+        try:
+            return await self._retrying(call)
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            # NoSuchVersion; a malformed id is InvalidArgument (400); a delete marker answers 405
+            if code in ("NoSuchVersion", "NoSuchKey", "InvalidArgument", "MethodNotAllowed") or status in (404, 405):
+                return None
+            raise self._error("get_version", key, exc) from exc
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise self._error("get_version", key, exc) from exc
+
+
+def _object_version(item: Any, *, deleted: bool) -> ObjectVersion:
+    """One ``Versions`` or ``DeleteMarkers`` entry of ListObjectVersions as ``ObjectVersion``."""
+    modified: datetime = item["LastModified"]
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    etag = item.get("ETag")
+    return ObjectVersion(
+        str(item["VersionId"]),
+        _quoted(etag) if etag and not deleted else None,
+        modified.astimezone(UTC),
+        0 if deleted else int(item.get("Size", 0)),
+        deleted,
+    )

@@ -104,6 +104,9 @@ class ThreadedS3Client:
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
 
+    async def get_bucket_versioning(self, **args: Any) -> Any:
+        return await self._call("get_bucket_versioning", args)
+
 
 async def open_threaded_client(
     *,

@@ -9,13 +9,14 @@ benchmarks compose what they need.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from .base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
+from .base import ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,12 @@ class WrapperBackend(ObjectBackend):
 
     async def conditional_delete_supported(self) -> bool:
         return await self.inner.conditional_delete_supported()
+
+    async def versions(self, key: str) -> builtins.list[ObjectVersion]:
+        return await self.inner.versions(key)
+
+    async def get_version(self, key: str, version_id: str) -> Versioned | None:
+        return await self.inner.get_version(key, version_id)
 
 
 class CountingBackend(WrapperBackend):

@@ -129,6 +129,9 @@ for _command in (
     commands.check,
     commands.prune,
     commands.copy,
+    commands.history,
+    commands.show,
+    commands.restore,
 ):
     cli.add_command(_command)
 

@@ -1,4 +1,5 @@
-"""The commands on states (get, set, merge, replace, delete, list, path, reencrypt) and on the setup (config, check)."""
+"""The commands on states (get, set, merge, replace, delete, list, path, reencrypt, prune, history, show, restore)
+and on the setup (config, check)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ from .render import (
     info_line,
     render_check,
     state_location,
+    version_json,
+    version_line,
 )
 
 if TYPE_CHECKING:
@@ -51,8 +54,9 @@ if TYPE_CHECKING:
 @click.argument("state_id", metavar="ID")
 @type_option
 @show_secrets_option
+@click.option("--version", "version", metavar="V", help="An earlier version (from 'statestore history'); as 'show'.")
 @pass_options
-def get(opts: Options, state_id: str, state_type: str | None, show_secrets: bool) -> None:
+def get(opts: Options, state_id: str, state_type: str | None, show_secrets: bool, version: str | None) -> None:
     """Print the state of ID as a JSON object ({} if none is stored).
 
     Credentials are printed with secret-looking values (password, token,
@@ -65,6 +69,10 @@ def get(opts: Options, state_id: str, state_type: str | None, show_secrets: bool
       statestore get --type credentials cred-db-1
     """
     stype = opts.resolve_type(state_type)
+    if version is not None:
+        state = run_on_store(opts.settings(), lambda store: store.get_state_version(state_id, stype, version))
+        echo_state(opts, state, stype, show_secrets)
+        return
     state = run_on_store(opts.settings(), lambda store: store.get_state(state_id, stype))
     echo_state(opts, state, stype, show_secrets)
 
@@ -550,3 +558,81 @@ def progress_reporter(
             bar.update(task, completed=done, total=total or None)
 
         yield advance
+
+
+# -- history and restore (S3 buckets with versioning) ----------------------------------
+
+
+@click.command()
+@click.argument("state_id", metavar="ID")
+@type_option
+@pass_options
+def history(opts: Options, state_id: str, state_type: str | None) -> None:
+    """List the kept versions of ID's state, newest first: version, time (UTC), size in bytes.
+
+    A deletion shows as 'deleted'. Needs a store that keeps versions: an S3
+    bucket with versioning enabled (aws s3api put-bucket-versioning --bucket
+    BUCKET --versioning-configuration Status=Enabled); elsewhere it fails
+    with exit 7 and says so. Pass a version to 'show' or 'restore'.
+
+    \b
+    Example:
+      statestore history wf-123
+      statestore --json history wf-123
+    """
+    stype = opts.resolve_type(state_type)
+    versions = run_on_store(opts.settings(), lambda store: store.state_history(state_id, stype))
+    if opts.json:
+        echo_json(opts, {"id": state_id, "type": stype.value, "versions": [version_json(v) for v in versions]})
+        return
+    if not versions:
+        click.echo(f"no versions kept of {stype.value} state {state_id!r}", err=True)
+        return
+    click.echo("version\ttime\tsize")
+    for version in versions:
+        click.echo(version_line(version))
+
+
+@click.command()
+@click.argument("state_id", metavar="ID")
+@click.option("--version", "version", required=True, metavar="V", help="The version (from 'statestore history').")
+@type_option
+@show_secrets_option
+@pass_options
+def show(opts: Options, state_id: str, version: str, state_type: str | None, show_secrets: bool) -> None:
+    """Print ID's state as it was at version V (from 'statestore history'), as 'get' prints it.
+
+    Credentials are decrypted with the configured keys and their secrets
+    redacted unless --show-secrets. An unknown version fails with exit 2.
+
+    \b
+    Example:
+      statestore show wf-123 --version 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
+    """
+    stype = opts.resolve_type(state_type)
+    state = run_on_store(opts.settings(), lambda store: store.get_state_version(state_id, stype, version))
+    echo_state(opts, state, stype, show_secrets)
+
+
+@click.command()
+@click.argument("state_id", metavar="ID")
+@click.option("--version", "version", required=True, metavar="V", help="The version to bring back.")
+@type_option
+@show_secrets_option
+@pass_options
+def restore(opts: Options, state_id: str, version: str, state_type: str | None, show_secrets: bool) -> None:
+    """Store ID's state as it was at version V again, and print it.
+
+    The restore is a new compare-and-swap write, so an update made meanwhile
+    by another writer is never overwritten blindly, and the versions in
+    between stay in the history. Credentials are sealed anew with the
+    current key. An unknown version fails with exit 2 and writes nothing.
+
+    \b
+    Example:
+      statestore history wf-123
+      statestore restore wf-123 --version 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
+    """
+    stype = opts.resolve_type(state_type)
+    state = run_on_store(opts.settings(), lambda store: store.restore_state(state_id, stype, version))
+    echo_state(opts, state, stype, show_secrets)

@@ -16,6 +16,7 @@ from ..errors import (
     InvalidInputError,
     StateStoreError,
     VersionConflictError,
+    VersionsUnsupportedError,
 )
 
 EXIT_OK = 0
@@ -53,6 +54,8 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"backend unavailable (try again later): {exc}{_cause_hint(exc)}", EXIT_UNAVAILABLE
     if isinstance(exc, AccessDeniedError):
         return f"access denied (check credentials and permissions): {exc}{_cause_hint(exc)}", EXIT_ACCESS_DENIED
+    if isinstance(exc, VersionsUnsupportedError):  # no cause to show: the message says what to do
+        return f"no history: {exc}", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendConfigError):
         return f"backend misconfigured: {exc}{_cause_hint(exc)}", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendError):

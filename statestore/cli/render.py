@@ -20,7 +20,7 @@ from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
 from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
 from ..paths import state_key, state_path
 from ..statetype import StateType
-from ..store import State, StateInfo, Store
+from ..store import State, StateInfo, StateVersion, Store
 from .options import Options
 
 
@@ -158,3 +158,18 @@ def state_location(settings: Settings, state_id: str, stype: StateType) -> str:
     if settings.backend == "memory":
         return f"memory://{key}"
     return state_path(settings.local_root, settings.app_name, state_id, stype)
+
+
+# -- history -------------------------------------------------------------------------
+
+
+def version_json(version: StateVersion) -> dict[str, Any]:
+    """One ``history --json`` entry."""
+    modified = version.last_modified.isoformat().replace("+00:00", "Z")
+    return {"version": version.version, "last_modified": modified, "size": version.size, "deleted": version.deleted}
+
+
+def version_line(version: StateVersion) -> str:
+    """One ``history`` line: version, time (UTC), size ('deleted' for a deletion), tab-separated."""
+    modified = version.last_modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{version.version}\t{modified}\t{'deleted' if version.deleted else version.size}"

@@ -1,0 +1,329 @@
+"""History and restore: kept versions on a versioned S3 bucket (moto over HTTP), and the clear error elsewhere."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from test_cli import clean_env, failed, ok, statestore
+from test_credentials import RacingBackend
+
+from statestore import (
+    EncryptingCodec,
+    FaultBackend,
+    InvalidInputError,
+    LocalBackend,
+    MemoryBackend,
+    StateStore,
+    StateType,
+    StateVersion,
+    Store,
+    VersionConflictError,
+    VersionNotFoundError,
+    VersionsUnsupportedError,
+    generate_key,
+    key_id,
+    use_store,
+)
+from statestore.backends.s3 import S3Backend
+from statestore.sync import SyncStore
+from statestore.testing import MotoServer
+
+W = StateType.WORKFLOWS
+C = StateType.CREDENTIALS
+ID = "wf-1"
+ENABLE = "aws s3api put-bucket-versioning"
+
+
+def versioned_bucket(server: MotoServer) -> str:
+    """A new bucket with versioning enabled."""
+    bucket = server.create_bucket()
+    client = server.client()
+    try:
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    finally:
+        client.close()
+    return bucket
+
+
+def s3(server: MotoServer, bucket: str, prefix: str = "", list_page_size: int = 1000) -> S3Backend:
+    creds = server.fake_credentials()
+    return S3Backend(
+        bucket,
+        prefix=prefix,
+        list_page_size=list_page_size,
+        endpoint_url=server.endpoint_url,
+        region=creds["AWS_DEFAULT_REGION"],
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def bucket(moto_server: MotoServer) -> str:
+    return versioned_bucket(moto_server)
+
+
+@pytest.fixture
+async def store(moto_server: MotoServer, bucket: str) -> AsyncIterator[Store]:
+    s = Store(s3(moto_server, bucket, prefix="team"), app_name="app")
+    yield s
+    await s.aclose()
+
+
+async def write_versions(store: Store, states: list[dict[str, object]], id_: str = ID) -> list[StateVersion]:
+    for state in states:
+        await store.replace_state(id_, W, state)
+    return await store.state_history(id_, W)
+
+
+# -- the API ---------------------------------------------------------------------------
+
+
+async def test_history_is_newest_first_with_sizes_and_each_version_reads_back(store: Store) -> None:
+    states: list[dict[str, object]] = [{"n": 1}, {"n": 2, "pad": "x" * 50}, {"n": 3, "status": "done"}]
+    history = await write_versions(store, states)
+    assert [v.size for v in history] == [len(orjson.dumps(s)) for s in reversed(states)]
+    assert len({v.version for v in history}) == 3
+    assert [v.last_modified for v in history] == sorted((v.last_modified for v in history), reverse=True)
+    assert all(v.last_modified.tzinfo is not None and not v.deleted for v in history)
+    for version, state in zip(history, reversed(states), strict=True):
+        assert await store.get_state_version(ID, W, version.version) == state
+    await store.replace_state("wf-10", W, {"other": True})  # a key the first one is a prefix of
+    assert await store.state_history(ID, W) == history
+    assert await store.state_history("never-written", W) == []
+
+
+async def test_history_pages_through_many_versions(moto_server: MotoServer, bucket: str) -> None:
+    store = Store(s3(moto_server, bucket, prefix="p", list_page_size=2), app_name="app")
+    states: list[dict[str, object]] = [{"n": i} for i in range(7)]
+    await store.replace_state("wf", W, {"before": True})  # keys the exact key is a prefix of, either side
+    await store.replace_state("wf-0", W, {"other": True})
+    history = await write_versions(store, states, id_="wf")
+    await store.delete_state("wf-0", W)
+    assert [await store.get_state_version("wf", W, v.version) for v in history] == [
+        *reversed(states),
+        {"before": True},
+    ]
+    assert len(await store.state_history("wf-0", W)) == 2
+    await store.aclose()
+
+
+async def test_restore_writes_the_old_content_as_a_new_version(store: Store) -> None:
+    history = await write_versions(store, [{"n": 1, "old": True}, {"n": 2}])
+    restored = await store.restore_state(ID, W, history[1].version)
+    assert restored == {"n": 1, "old": True}
+    assert await store.get_state(ID, W) == {"n": 1, "old": True}
+    after = await store.state_history(ID, W)
+    assert len(after) == 3 and after[1:] == history  # a new version on top; the others stay
+    assert await store.get_state_version(ID, W, after[1].version) == {"n": 2}
+
+
+async def test_history_shows_a_deletion_and_restore_brings_the_state_back(store: Store) -> None:
+    history = await write_versions(store, [{"n": 1}])
+    await store.delete_state(ID, W)
+    after = await store.state_history(ID, W)
+    assert [v.deleted for v in after] == [True, False] and after[0].size == 0
+    with pytest.raises(VersionNotFoundError, match="deletion"):
+        await store.get_state_version(ID, W, after[0].version)
+    assert await store.restore_state(ID, W, history[0].version) == {"n": 1}
+    assert await store.get_state(ID, W) == {"n": 1}
+
+
+async def test_an_unknown_version_is_a_typed_error_naming_it_and_writes_nothing(store: Store) -> None:
+    history = await write_versions(store, [{"n": 1}, {"n": 2}])
+    for bad in ("no-such-version", "null"):
+        with pytest.raises(VersionNotFoundError, match=bad) as caught:
+            await store.restore_state(ID, W, bad)
+        assert caught.value.state_id == ID and caught.value.operation == "restore_state"
+        with pytest.raises(VersionNotFoundError, match=bad):
+            await store.get_state_version(ID, W, bad)
+    other = (await write_versions(store, [{"other": 1}], id_="wf-2"))[0].version
+    with pytest.raises(VersionNotFoundError):  # a version of another state is not one of this state
+        await store.restore_state(ID, W, other)
+    for junk in ("", None, 5, "x" * 2000, "bad\nid"):
+        with pytest.raises(InvalidInputError, match="version"):
+            await store.restore_state(ID, W, junk)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await store.state_history("../escape", W)
+    assert await store.state_history(ID, W) == history
+    assert await store.get_state(ID, W) == {"n": 2}
+
+
+async def test_restore_is_a_compare_and_swap_write(moto_server: MotoServer, bucket: str) -> None:
+    """An update landing between the restore's read and its write is seen (the write is refused and redone)."""
+    writer = Store(s3(moto_server, bucket), app_name="app")
+    history = await write_versions(writer, [{"n": 1}, {"n": 2}])
+
+    async def concurrent_update() -> None:
+        await writer.update_state(ID, W, lambda s: {**s, "n": s["n"] + 10})
+
+    faults = FaultBackend(RacingBackend(s3(moto_server, bucket), writer.key(ID, W).object_key, concurrent_update))
+    restorer = Store(faults, app_name="app")
+    await restorer.get_state(ID, W)  # the restorer has seen (and cached) version 2
+    assert await restorer.restore_state(ID, W, history[1].version) == {"n": 1}
+    assert faults.counts["conflict"] == 1  # its first write was conditional on version 2, and refused
+    after = await writer.state_history(ID, W)
+    assert [await writer.get_state_version(ID, W, v.version) for v in after] == [
+        {"n": 1},
+        {"n": 12},
+        {"n": 2},
+        {"n": 1},
+    ]
+
+    # an update that starts after the restore lands on top of the restored content
+    assert await writer.update_state(ID, W, lambda s: {**s, "later": True}) == {"n": 1, "later": True}
+    await writer.aclose()
+    await restorer.aclose()
+
+
+async def test_restore_with_if_version_refuses_when_the_state_changed(store: Store) -> None:
+    history = await write_versions(store, [{"n": 1}, {"n": 2}])
+    seen = (await store.get_versioned_state(ID, W)).version
+    await store.save_state("n", 3, ID, W)
+    with pytest.raises(VersionConflictError):
+        await store.restore_state(ID, W, history[1].version, if_version=seen)
+    assert await store.get_state(ID, W) == {"n": 3}
+    now = (await store.get_versioned_state(ID, W)).version
+    assert await store.restore_state(ID, W, history[1].version, if_version=now) == {"n": 1}
+
+
+async def test_restored_credentials_are_sealed_with_the_current_key(moto_server: MotoServer, bucket: str) -> None:
+    old_key, new_key = generate_key(), generate_key()
+    before = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(old_key))
+    await before.replace_state("db", C, {"password": "first-secret"})
+    await before.replace_state("db", C, {"password": "second-secret"})
+    first = (await before.state_history("db", C))[1].version
+    await before.aclose()
+
+    rotated = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key, [old_key]))
+    assert await rotated.get_state_version("db", C, first) == {"password": "first-secret"}
+    assert await rotated.restore_state("db", C, first) == {"password": "first-secret"}
+    raw = await rotated.backend.get(rotated.key("db", C).object_key)
+    assert raw is not None and b"first-secret" not in raw.data
+    assert orjson.loads(raw.data)["key_id"] == key_id(base64.b64decode(new_key))
+    only_new = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key))
+    assert await only_new.get_state("db", C) == {"password": "first-secret"}
+    for s in (rotated, only_new):
+        await s.aclose()
+
+
+async def test_the_facade_offers_history(store: Store) -> None:
+    history = await write_versions(store, [{"n": 1}, {"n": 2}])
+    with use_store(store):
+        assert await StateStore.state_history(ID, W) == history
+        assert await StateStore.get_state_version(ID, W, history[1].version) == {"n": 1}
+        assert await StateStore.restore_state(ID, W, history[1].version) == {"n": 1}
+
+
+def test_sync_store_offers_history(moto_server: MotoServer, bucket: str) -> None:
+    with SyncStore(Store(s3(moto_server, bucket), app_name="app")) as sync:
+        sync.replace_state(ID, W, {"n": 1})
+        sync.replace_state(ID, W, {"n": 2})
+        history = sync.state_history(ID, W)
+        assert sync.get_state_version(ID, W, history[1].version) == {"n": 1}
+        assert sync.restore_state(ID, W, history[1].version) == {"n": 1}
+        assert len(sync.state_history(ID, W)) == 3
+
+
+# -- stores that keep no versions --------------------------------------------------------
+
+
+@pytest.fixture
+def unversioned(moto_server: MotoServer, tmp_path: Path) -> Iterator[list[Store]]:
+    yield [
+        Store(s3(moto_server, moto_server.create_bucket()), app_name="app"),
+        Store(LocalBackend(str(tmp_path)), app_name="app"),
+        Store(MemoryBackend(), app_name="app"),
+    ]
+
+
+async def test_a_store_without_versions_says_how_to_enable_them(unversioned: list[Store]) -> None:
+    for store in unversioned:
+        await store.replace_state(ID, W, {"n": 1})
+        for call in (
+            store.state_history(ID, W),
+            store.get_state_version(ID, W, "null"),
+            store.restore_state(ID, W, "null"),
+        ):
+            with pytest.raises(VersionsUnsupportedError, match=ENABLE) as caught:
+                await call
+            assert caught.value.state_id == ID
+        assert await store.get_state(ID, W) == {"n": 1}
+        await store.aclose()
+
+
+async def test_the_s3_error_names_the_bucket(moto_server: MotoServer) -> None:
+    bucket = moto_server.create_bucket()
+    store = Store(s3(moto_server, bucket), app_name="app")
+    with pytest.raises(VersionsUnsupportedError, match=f"--bucket {bucket} --versioning-configuration Status=Enabled"):
+        await store.state_history(ID, W)
+    await store.aclose()
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
+    env = clean_env(**moto_server.fake_credentials(), STATESTORE_S3_MAX_ATTEMPTS="1")
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    ok(statestore(*args, "replace", ID, '{"n": 1, "status": "good"}', cwd=tmp_path, env=env))
+    ok(statestore(*args, "replace", ID, '{"n": 2, "status": "broken"}', cwd=tmp_path, env=env))
+
+    lines = ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()
+    assert lines[0].split("\t") == ["version", "time", "size"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [int(row[2]) for row in rows] == [len(b'{"n":2,"status":"broken"}'), len(b'{"n":1,"status":"good"}')]
+    assert all(row[1].endswith("Z") for row in rows)
+    old = rows[1][0]
+
+    listed = orjson.loads(ok(statestore(*args, "--json", "history", ID, cwd=tmp_path, env=env)))
+    assert [v["version"] for v in listed["versions"]] == [row[0] for row in rows]
+    assert listed["versions"][0]["deleted"] is False and listed["id"] == ID
+
+    shown = orjson.loads(ok(statestore(*args, "show", ID, "--version", old, cwd=tmp_path, env=env)))
+    assert shown == {"n": 1, "status": "good"}
+    assert orjson.loads(ok(statestore(*args, "get", ID, "--version", old, cwd=tmp_path, env=env))) == shown
+    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env)))["n"] == 2
+
+    failed(statestore(*args, "restore", ID, "--version", "nope", cwd=tmp_path, env=env), 2, "nope", "history")
+    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env)))["n"] == 2
+    restored = orjson.loads(ok(statestore(*args, "restore", ID, "--version", old, cwd=tmp_path, env=env)))
+    assert restored == {"n": 1, "status": "good"}
+    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env))) == restored
+    assert len(ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()) == 4
+
+
+def test_cli_show_redacts_credentials(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
+    key = generate_key()
+    env = clean_env(**moto_server.fake_credentials(), STATESTORE_ENCRYPTION_KEY=key)
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url, "--type", "credentials"]
+    ok(statestore(*args, "replace", "db", '{"password": "hunter2-secret"}', cwd=tmp_path, env=env))
+    [row] = [
+        line.split("\t") for line in ok(statestore(*args, "history", "db", cwd=tmp_path, env=env)).splitlines()[1:]
+    ]
+    shown = ok(statestore(*args, "show", "db", "--version", row[0], cwd=tmp_path, env=env))
+    assert "hunter2-secret" not in shown and orjson.loads(shown) == {"password": "<redacted>"}
+    revealed = ok(statestore(*args, "show", "db", "--version", row[0], "--show-secrets", cwd=tmp_path, env=env))
+    assert orjson.loads(revealed) == {"password": "hunter2-secret"}
+    restored = ok(statestore(*args, "restore", "db", "--version", row[0], cwd=tmp_path, env=env))
+    assert "hunter2-secret" not in restored
+
+
+def test_cli_without_versions_fails_with_the_misconfigured_code(tmp_path: Path, moto_server: MotoServer) -> None:
+    root = ["--root", str(tmp_path / "root")]
+    ok(statestore(*root, "set", ID, "n", "1", cwd=tmp_path))
+    for command in (["history", ID], ["show", ID, "--version", "v"], ["restore", ID, "--version", "v"]):
+        failed(statestore(*root, *command, cwd=tmp_path), 7, "no history", ENABLE, "local")
+    as_json = statestore(*root, "--json", "history", ID, cwd=tmp_path)
+    assert as_json.returncode == 7 and as_json.stdout == ""
+    error = orjson.loads(as_json.stderr)
+    assert error["error"] == "VersionsUnsupportedError" and error["exit_code"] == 7 and ENABLE in error["message"]
+    bucket = moto_server.create_bucket()
+    env = clean_env(**moto_server.fake_credentials())
+    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    failed(statestore(*args, "history", ID, cwd=tmp_path, env=env), 7, f"--bucket {bucket}", ENABLE)
+    failed(statestore(*root, "show", ID, cwd=tmp_path), 2, "--version")
