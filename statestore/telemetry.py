@@ -1,0 +1,427 @@
+"""OpenTelemetry spans and metrics for every public ``Store`` operation, when ``opentelemetry-api`` is installed.
+
+Whether OpenTelemetry is importable is decided once, when this module is
+imported (``ENABLED``). Without it nothing of it is imported, no wrapper is
+installed and the two hooks below are never called: statestore costs exactly
+what it costs without this module.
+
+With it, ``instrument`` wraps each public async method of ``Store`` in a span
+``statestore.<operation>``, and each store's backend is wrapped in a
+``TelemetryBackend`` that counts requests and bytes. The compare-and-swap loop
+calls ``note_conflict`` before it retries after a failed precondition, and the
+S3 backend calls ``note_retry`` before it retries a transient failure.
+
+Spans and metrics go to the global tracer and meter providers (read on each
+call, so a provider set after statestore was imported is used), or to the
+providers passed to ``configure``. While neither global provider is set and
+``configure`` was given none, an operation skips all of it. No attribute ever
+holds a state's value or a credential; a state's id only with
+``STATESTORE_OTEL_IDS=true`` (``Settings.otel_ids``), as ids may be sensitive.
+Error messages are never recorded (they name the id): an error is its class name.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .backends.base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
+from .backends.wrappers import WrapperBackend
+from .statetype import StateType
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Histogram, MeterProvider
+    from opentelemetry.trace import Tracer, TracerProvider
+
+__all__ = [
+    "ENABLED",
+    "TelemetryBackend",
+    "backend_kind",
+    "configure",
+    "instrument",
+    "is_traced",
+    "note_conflict",
+    "note_retry",
+]
+
+
+def _importable() -> bool:
+    try:
+        import opentelemetry.metrics
+        import opentelemetry.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: Whether ``opentelemetry-api`` is importable (decided once): without it nothing here is used.
+ENABLED = _importable()
+
+#: Methods of ``Store`` that are not operations, so get no span.
+NOT_TRACED = frozenset({"aclose"})
+
+_MAX_ID_CHARS = 256
+# Upper bounds (seconds) of the duration histogram's buckets: from a cached local read to a slow S3 retry.
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class _Op:
+    """The operation running in this task: its metric attributes and what the layers below reported."""
+
+    attributes: dict[str, str]
+    attempts: int = 1
+    retries: int = 0
+    requests: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def request_attributes(self, kind: str) -> dict[str, str]:
+        found = self.requests.get(kind)
+        if found is None:
+            found = self.requests[kind] = {**self.attributes, "statestore.request": kind}
+        return found
+
+
+_CURRENT: ContextVar[_Op | None] = ContextVar("statestore_telemetry_op", default=None)
+
+
+class _Telemetry:
+    """The tracer, the instruments and the id setting in use."""
+
+    def __init__(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None, record_ids: bool
+    ) -> None:
+        from opentelemetry import metrics, trace
+
+        version = _version()
+        self.explicit = tracer_provider is not None or meter_provider is not None
+        self.record_ids = record_ids
+        self.tracer: Tracer = trace.get_tracer("statestore", version, tracer_provider=tracer_provider)
+        meter = metrics.get_meter("statestore", version, meter_provider=meter_provider)
+        self.duration: Histogram = _histogram(meter)
+        self.conflicts: Counter = meter.create_counter(
+            "statestore.conflicts", "{conflict}", "Compare-and-swap retries after a failed precondition"
+        )
+        self.retries: Counter = meter.create_counter(
+            "statestore.retries", "{retry}", "Backend requests retried after a transient failure"
+        )
+        self.requests: Counter = meter.create_counter(
+            "statestore.backend.requests", "{request}", "Requests to the backend, by kind (get, put, delete, list)"
+        )
+        self.bytes_read: Counter = meter.create_counter(
+            "statestore.backend.bytes_read", "By", "Bytes of stored objects read (as stored: sealed if encrypted)"
+        )
+        self.bytes_written: Counter = meter.create_counter(
+            "statestore.backend.bytes_written", "By", "Bytes of objects stored (as stored: sealed if encrypted)"
+        )
+
+
+def _histogram(meter: Any) -> Histogram:
+    name, unit, description = "statestore.operation.duration", "s", "Duration of statestore operations"
+    try:
+        histogram: Histogram = meter.create_histogram(
+            name, unit, description, explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS)
+        )
+    except TypeError:  # opentelemetry-api before 1.23 takes no advice
+        histogram = meter.create_histogram(name, unit, description)
+    return histogram
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("statestore")
+    except PackageNotFoundError:
+        return "0"
+
+
+_state: _Telemetry | None = None
+
+
+def configure(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    record_ids: bool | None = None,
+) -> None:
+    """Send statestore's spans and metrics to these providers (None: the global ones), from now on.
+
+    ``record_ids`` puts each state's id on its span (None: ``STATESTORE_OTEL_IDS``). Call it
+    with no arguments to go back to the global providers and the environment. Raises
+    ``RuntimeError`` if ``opentelemetry-api`` is not installed.
+    """
+    global _state
+    if not ENABLED:
+        raise RuntimeError("statestore telemetry needs opentelemetry-api: pip install 'statestore[otel]'")
+    if record_ids is None:
+        from .config import otel_ids_from_env
+
+        record_ids = otel_ids_from_env()
+    _state = _Telemetry(tracer_provider, meter_provider, record_ids)
+
+
+def _globals_unset() -> bool:
+    """Whether neither a global tracer provider nor a global meter provider was set: then nothing would be recorded."""
+    from opentelemetry import metrics, trace
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return False
+    return type(metrics.get_meter_provider()) is _PROXY_METER_PROVIDER
+
+
+def _proxy_meter_provider() -> type | None:
+    if not ENABLED:
+        return None
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:  # another API version: treat the global meter provider as always set
+        return None
+    return _ProxyMeterProvider
+
+
+_PROXY_METER_PROVIDER = _proxy_meter_provider()
+
+
+def _active() -> _Telemetry | None:
+    """The telemetry to record to, or None when nothing would record it (no provider given, none set globally)."""
+    state = _state
+    if state is None:
+        configure()
+        state = _state
+        assert state is not None
+    if state.explicit or not _globals_unset():
+        return state
+    return None
+
+
+# -- hooks called by the layers below ----------------------------------------------
+
+
+def note_conflict() -> None:
+    """The compare-and-swap loop retries after a failed precondition: count it, and one more attempt."""
+    state = _active()
+    op = _CURRENT.get()
+    if op is not None:
+        op.attempts += 1
+    if state is not None:
+        state.conflicts.add(1, op.attributes if op is not None else None)
+
+
+def note_retry() -> None:
+    """A backend retries a request after a transient failure: count it."""
+    state = _active()
+    op = _CURRENT.get()
+    if op is not None:
+        op.retries += 1
+    if state is not None:
+        state.retries.add(1, op.attributes if op is not None else None)
+
+
+# -- the backend wrapper -----------------------------------------------------------
+
+
+def backend_kind(backend: ObjectBackend) -> str:
+    """``local``, ``memory``, ``s3`` or ``other``: the backend under any wrappers."""
+    from .backends.local import LocalBackend
+    from .backends.memory import MemoryBackend
+    from .backends.s3 import S3Backend
+
+    while isinstance(backend, WrapperBackend):
+        backend = backend.inner
+    if isinstance(backend, LocalBackend):
+        return "local"
+    if isinstance(backend, MemoryBackend):
+        return "memory"
+    if isinstance(backend, S3Backend):
+        return "s3"
+    return "other"
+
+
+class TelemetryBackend(WrapperBackend):
+    """Counts the requests one store makes to its backend, by kind, and the bytes it reads and writes.
+
+    Each count carries the attributes of the operation that made it (operation, app, state
+    type, backend kind); ``describe`` is the inner backend's, so messages read as without it.
+    """
+
+    def __init__(self, inner: ObjectBackend, app_name: str) -> None:
+        super().__init__(inner)
+        self.attributes = {"statestore.app": app_name, "statestore.backend": backend_kind(inner)}
+        self._outside = _Op(self.attributes)  # attributes of requests made outside any operation
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def _request(self, state: _Telemetry, kind: str) -> dict[str, str]:
+        op = _CURRENT.get() or self._outside
+        attributes = op.request_attributes(kind)
+        state.requests.add(1, attributes)
+        return attributes
+
+    async def _around(self, op: str, key: str, call: Callable[[], Any]) -> Any:
+        state = _active()
+        if state is None:
+            return await call()
+        attributes = self._request(state, op)
+        result = await call()
+        if isinstance(result, Versioned):
+            state.bytes_read.add(len(result.data), attributes)
+        return result
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        result = await super().put(key, data, mode)
+        state = _active()
+        if state is not None:
+            op = _CURRENT.get() or self._outside
+            state.bytes_written.add(len(data), op.request_attributes("put"))
+        return result
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        state = _active()
+        if state is not None:
+            self._request(state, "list")
+        async for meta in self.inner.list(prefix):
+            yield meta
+
+
+# -- spans around the Store's operations -------------------------------------------
+
+
+def _argument(params: list[str], name: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """A reader of argument ``name`` from a call's ``args`` and ``kwargs`` (None where the method has none)."""
+    if name not in params:
+        return lambda args, kwargs: None
+    position = params.index(name)
+
+    def read(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return args[position] if position < len(args) else kwargs.get(name)
+
+    return read
+
+
+def _type_value(value: Any) -> str | None:
+    """The state type's value if ``value`` is a state type (never an arbitrary string a caller passed)."""
+    if isinstance(value, StateType):
+        return value.value
+    return value if StateType.is_member(value) else None
+
+
+class _Call:
+    """What the wrapper of one ``Store`` method knows: its name and where its id and type arguments are."""
+
+    def __init__(self, name: str, method: Callable[..., Any]) -> None:
+        params = list(inspect.signature(method).parameters)
+        self.name = name
+        self.span_name = f"statestore.{name}"
+        self.id = _argument(params, "id")
+        self.type = _argument(params, "type")
+
+    def start(self, state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Op, dict[str, Any]]:
+        """The operation's record (its metric attributes) and its span's attributes."""
+        store = args[0]
+        backend = store._cas.backend
+        base = backend.attributes if isinstance(backend, TelemetryBackend) else _store_attributes(store)
+        attributes = {"statestore.operation": self.name, **base}
+        state_type = _type_value(self.type(args, kwargs))
+        if state_type is not None:
+            attributes["statestore.state_type"] = state_type
+        span_attributes: dict[str, Any] = dict(attributes)
+        if state.record_ids:
+            state_id = self.id(args, kwargs)
+            if isinstance(state_id, str):
+                span_attributes["statestore.state_id"] = state_id[:_MAX_ID_CHARS]
+        return _Op(attributes), span_attributes
+
+    def finish(self, state: _Telemetry, op: _Op, span: Any, outcome: str, seconds: float) -> None:
+        state.duration.record(seconds, {**op.attributes, "statestore.outcome": outcome})
+        if span.is_recording():
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute("statestore.attempts", op.attempts)
+            span.set_attribute("statestore.retries", op.retries)
+            span.set_attribute("statestore.outcome", outcome)
+            if outcome != "ok":
+                span.set_status(Status(StatusCode.ERROR, outcome))
+
+
+def _store_attributes(store: Any) -> dict[str, str]:
+    return {"statestore.app": store.app_name, "statestore.backend": backend_kind(store.backend)}
+
+
+def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` in a span ``statestore.<name>``, its duration recorded; untouched while nothing would record."""
+    from opentelemetry import trace
+
+    about = _Call(name, method)
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            state = _active()
+            if state is None:
+                async for item in method(*args, **kwargs):
+                    yield item
+                return
+            op, span_attributes = about.start(state, args, kwargs)
+            # Not made current: a generator's body runs in its consumer's context, between yields too.
+            span = state.tracer.start_span(about.span_name, attributes=span_attributes)
+            started = time.perf_counter()
+            outcome = "ok"
+            try:
+                async for item in method(*args, **kwargs):
+                    yield item
+            except GeneratorExit:  # the consumer stopped early: not an error
+                raise
+            except BaseException as exc:
+                outcome = exc.__class__.__name__
+                raise
+            finally:
+                about.finish(state, op, span, outcome, time.perf_counter() - started)
+                span.end()
+
+        iterate.__statestore_traced__ = True  # type: ignore[attr-defined]
+        return iterate
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        state = _active()
+        if state is None:
+            return await method(*args, **kwargs)
+        op, span_attributes = about.start(state, args, kwargs)
+        token = _CURRENT.set(op)
+        span = state.tracer.start_span(about.span_name, attributes=span_attributes)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                return await method(*args, **kwargs)
+        except BaseException as exc:
+            outcome = exc.__class__.__name__
+            raise
+        finally:
+            _CURRENT.reset(token)
+            about.finish(state, op, span, outcome, time.perf_counter() - started)
+            span.end()
+
+    call.__statestore_traced__ = True  # type: ignore[attr-defined]
+    return call
+
+
+def instrument(cls: type) -> None:
+    """Wrap each public async method of ``cls`` (``Store``) in a span; called once, only when ``ENABLED``."""
+    for name, method in list(vars(cls).items()):
+        if name.startswith("_") or name in NOT_TRACED:
+            continue
+        if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+            setattr(cls, name, _traced(name, method))
+
+
+def is_traced(method: Any) -> bool:
+    """Whether ``method`` is wrapped in a span by ``instrument``."""
+    return bool(getattr(method, "__statestore_traced__", False))
