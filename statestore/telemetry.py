@@ -6,10 +6,11 @@ installed and the two hooks below are never called: statestore costs exactly
 what it costs without this module.
 
 With it, ``instrument`` wraps each public async method of ``Store`` in a span
-``statestore.<operation>``, and each store's backend is wrapped in a
-``TelemetryBackend`` that counts requests and bytes. The compare-and-swap loop
-calls ``note_conflict`` before it retries after a failed precondition, and the
-S3 backend calls ``note_retry`` before it retries a transient failure.
+``statestore.<operation>`` and installs the hooks of ``statestore.hooks``
+(``note_conflict``: the compare-and-swap loop retries after a failed
+precondition; ``note_retry``: the S3 backend retries a transient failure), and
+each store's backend is wrapped in a ``TelemetryBackend`` that counts requests
+and bytes.
 
 Spans and metrics go to the global tracer and meter providers (read on each
 call, so a provider set after statestore was imported is used), or to the
@@ -30,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import hooks
 from .backends.base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
 from .backends.wrappers import WrapperBackend
 from .statetype import StateType
@@ -414,7 +416,9 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument(cls: type) -> None:
-    """Wrap each public async method of ``cls`` (``Store``) in a span; called once, only when ``ENABLED``."""
+    """Wrap each public async method of ``cls`` (``Store``) in a span and install the hooks; only when ``ENABLED``."""
+    hooks.on_conflict = note_conflict
+    hooks.on_retry = note_retry
     for name, method in list(vars(cls).items()):
         if name.startswith("_") or name in NOT_TRACED:
             continue

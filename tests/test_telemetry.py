@@ -38,6 +38,7 @@ from statestore import (
     Settings,
     StateType,
     Store,
+    hooks,
     telemetry,
 )
 
@@ -323,7 +324,7 @@ _WITHOUT = textwrap.dedent(
     """
     import asyncio, json, sys
     sys.modules["opentelemetry"] = None  # not importable, as when opentelemetry-api is not installed
-    from statestore import LocalBackend, StateType, Store, telemetry
+    from statestore import LocalBackend, StateType, Store, hooks, telemetry
 
     async def main():
         store = Store(LocalBackend(sys.argv[1]))
@@ -337,6 +338,7 @@ _WITHOUT = textwrap.dedent(
             "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" and sys.modules[m]),
             "backend": type(store._cas.backend).__name__,
             "traced": [n for n in ("get_state", "save_state", "iter_states") if telemetry.is_traced(getattr(Store, n))],
+            "hooks": [h for h in ("on_conflict", "on_retry") if getattr(hooks, h) is not None],
         }))
 
     asyncio.run(main())
@@ -349,11 +351,19 @@ def test_without_opentelemetry_nothing_is_imported_or_wrapped(tmp_path: Path) ->
         [sys.executable, "-c", _WITHOUT, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
     )
     report = json.loads(out.stdout)
-    assert report == {"state": {"k": "v"}, "enabled": False, "loaded": [], "backend": "LocalBackend", "traced": []}
+    assert report == {
+        "state": {"k": "v"},
+        "enabled": False,
+        "loaded": [],
+        "backend": "LocalBackend",
+        "traced": [],
+        "hooks": [],
+    }
     # here, where it is installed, the same checks see the wrapping (so the subprocess's answer means something)
     assert telemetry.ENABLED
     assert telemetry.is_traced(Store.get_state) and telemetry.is_traced(Store.iter_states)
     assert type(Store(MemoryBackend())._cas.backend) is telemetry.TelemetryBackend
+    assert hooks.on_conflict is telemetry.note_conflict and hooks.on_retry is telemetry.note_retry
 
 
 _GLOBAL = textwrap.dedent(
