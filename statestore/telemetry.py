@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import hooks
@@ -37,7 +37,7 @@ from .backends.wrappers import WrapperBackend
 from .statetype import StateType
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter, Histogram, MeterProvider
+    from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
     from opentelemetry.trace import Tracer, TracerProvider
 
 __all__ = [
@@ -72,19 +72,37 @@ _MAX_ID_CHARS = 256
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-@dataclass
+#: A set of metric attributes as a hashable key: ``(name, value)`` pairs.
+_Key = tuple[tuple[str, str], ...]
+
+#: The counters: name, unit, description. They are observable counters over totals kept here, so that
+#: counting a request costs a dict update under a lock instead of a synchronous SDK measurement.
+_COUNTERS = {
+    "conflicts": ("statestore.conflicts", "{conflict}", "Compare-and-swap retries after a failed precondition"),
+    "retries": ("statestore.retries", "{retry}", "Backend requests retried after a transient failure"),
+    "requests": ("statestore.backend.requests", "{request}", "Requests to the backend, by kind"),
+    "bytes_read": ("statestore.backend.bytes_read", "By", "Bytes of objects read, as stored (sealed if encrypted)"),
+    "bytes_written": ("statestore.backend.bytes_written", "By", "Bytes of objects stored (sealed if encrypted)"),
+}
+
+
 class _Op:
     """The operation running in this task: its metric attributes and what the layers below reported."""
 
-    attributes: dict[str, str]
-    attempts: int = 1
-    retries: int = 0
-    requests: dict[str, dict[str, str]] = field(default_factory=dict)
+    __slots__ = ("attempts", "attributes", "key", "requests", "retries", "state")
 
-    def request_attributes(self, kind: str) -> dict[str, str]:
+    def __init__(self, state: _Telemetry, attributes: dict[str, str]) -> None:
+        self.state = state
+        self.attributes = attributes
+        self.key: _Key = tuple(attributes.items())
+        self.attempts = 1
+        self.retries = 0
+        self.requests: dict[str, _Key] = {}
+
+    def request_key(self, kind: str) -> _Key:
         found = self.requests.get(kind)
         if found is None:
-            found = self.requests[kind] = {**self.attributes, "statestore.request": kind}
+            found = self.requests[kind] = (*self.key, ("statestore.request", kind))
         return found
 
 
@@ -92,7 +110,7 @@ _CURRENT: ContextVar[_Op | None] = ContextVar("statestore_telemetry_op", default
 
 
 class _Telemetry:
-    """The tracer, the instruments and the id setting in use."""
+    """The tracer, the instruments, the counters' totals and the id setting in use."""
 
     def __init__(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None, record_ids: bool
@@ -105,21 +123,25 @@ class _Telemetry:
         self.tracer: Tracer = trace.get_tracer("statestore", version, tracer_provider=tracer_provider)
         meter = metrics.get_meter("statestore", version, meter_provider=meter_provider)
         self.duration: Histogram = _histogram(meter)
-        self.conflicts: Counter = meter.create_counter(
-            "statestore.conflicts", "{conflict}", "Compare-and-swap retries after a failed precondition"
-        )
-        self.retries: Counter = meter.create_counter(
-            "statestore.retries", "{retry}", "Backend requests retried after a transient failure"
-        )
-        self.requests: Counter = meter.create_counter(
-            "statestore.backend.requests", "{request}", "Requests to the backend, by kind (get, put, delete, list)"
-        )
-        self.bytes_read: Counter = meter.create_counter(
-            "statestore.backend.bytes_read", "By", "Bytes of stored objects read (as stored: sealed if encrypted)"
-        )
-        self.bytes_written: Counter = meter.create_counter(
-            "statestore.backend.bytes_written", "By", "Bytes of objects stored (as stored: sealed if encrypted)"
-        )
+        self._lock = threading.Lock()
+        self._totals: dict[str, dict[_Key, int]] = {counter: {} for counter in _COUNTERS}
+        for counter, (name, unit, description) in _COUNTERS.items():
+            meter.create_observable_counter(name, [self._observer(counter)], unit, description)
+
+    def add(self, counter: str, key: _Key, amount: int = 1) -> None:
+        with self._lock:
+            totals = self._totals[counter]
+            totals[key] = totals.get(key, 0) + amount
+
+    def _observer(self, counter: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        from opentelemetry.metrics import Observation
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                totals = list(self._totals[counter].items())
+            return [Observation(value, dict(key)) for key, value in totals]
+
+        return observe
 
 
 def _histogram(meter: Any) -> Histogram:
@@ -167,36 +189,57 @@ def configure(
     _state = _Telemetry(tracer_provider, meter_provider, record_ids)
 
 
-def _globals_unset() -> bool:
-    """Whether neither a global tracer provider nor a global meter provider was set: then nothing would be recorded."""
+def _unset_check() -> Callable[[], bool]:
+    """A test of whether neither global provider is set yet (then nothing would record what statestore reports).
+
+    A global provider is set at most once, so a False answer is final. The test reads the API's
+    module globals (a public call costs an environment lookup, too much for every operation),
+    after a public call that installs a provider named by ``OTEL_PYTHON_*_PROVIDER``.
+    """
     from opentelemetry import metrics, trace
 
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return False
-    return type(metrics.get_meter_provider()) is _PROXY_METER_PROVIDER
-
-
-def _proxy_meter_provider() -> type | None:
-    if not ENABLED:
-        return None
+    trace.get_tracer_provider()
+    metrics.get_meter_provider()
     try:
-        from opentelemetry.metrics._internal import _ProxyMeterProvider
-    except ImportError:  # another API version: treat the global meter provider as always set
-        return None
-    return _ProxyMeterProvider
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        trace.__dict__["_TRACER_PROVIDER"]
+        metrics_internal.__dict__["_METER_PROVIDER"]
+    except (ImportError, KeyError):  # another API version: the public way
+        proxy_meter = type(metrics.NoOpMeterProvider())  # never the proxy: "set" unless proven unset
+
+        def public() -> bool:
+            return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and isinstance(
+                metrics.get_meter_provider(), proxy_meter
+            )
+
+        return public
+    tracing, metering = trace.__dict__, metrics_internal.__dict__
+
+    def unset() -> bool:
+        return tracing["_TRACER_PROVIDER"] is None and metering["_METER_PROVIDER"] is None
+
+    return unset
 
 
-_PROXY_METER_PROVIDER = _proxy_meter_provider()
+_globals_unset: Callable[[], bool] | None = None
 
 
 def _active() -> _Telemetry | None:
     """The telemetry to record to, or None when nothing would record it (no provider given, none set globally)."""
+    global _globals_unset
     state = _state
     if state is None:
         configure()
         state = _state
         assert state is not None
-    if state.explicit or not _globals_unset():
+    if state.explicit:
+        return state
+    unset = _globals_unset
+    if unset is None:
+        unset = _globals_unset = _unset_check()
+    if not unset():
+        state.explicit = True  # a global provider stays set: no need to look again
         return state
     return None
 
@@ -206,22 +249,18 @@ def _active() -> _Telemetry | None:
 
 def note_conflict() -> None:
     """The compare-and-swap loop retries after a failed precondition: count it, and one more attempt."""
-    state = _active()
     op = _CURRENT.get()
     if op is not None:
         op.attempts += 1
-    if state is not None:
-        state.conflicts.add(1, op.attributes if op is not None else None)
+        op.state.add("conflicts", op.key)
 
 
 def note_retry() -> None:
     """A backend retries a request after a transient failure: count it."""
-    state = _active()
     op = _CURRENT.get()
     if op is not None:
         op.retries += 1
-    if state is not None:
-        state.retries.add(1, op.attributes if op is not None else None)
+        op.state.add("retries", op.key)
 
 
 # -- the backend wrapper -----------------------------------------------------------
@@ -254,39 +293,40 @@ class TelemetryBackend(WrapperBackend):
     def __init__(self, inner: ObjectBackend, app_name: str) -> None:
         super().__init__(inner)
         self.attributes = {"statestore.app": app_name, "statestore.backend": backend_kind(inner)}
-        self._outside = _Op(self.attributes)  # attributes of requests made outside any operation
 
     def describe(self) -> str:
         return self.inner.describe()
 
-    def _request(self, state: _Telemetry, kind: str) -> dict[str, str]:
-        op = _CURRENT.get() or self._outside
-        attributes = op.request_attributes(kind)
-        state.requests.add(1, attributes)
-        return attributes
+    def _op(self) -> _Op | None:
+        """The operation a request belongs to (one of its own outside any), or None if nothing records it."""
+        op = _CURRENT.get()
+        if op is not None:
+            return op
+        state = _active()
+        return None if state is None else _Op(state, self.attributes)
 
     async def _around(self, op: str, key: str, call: Callable[[], Any]) -> Any:
-        state = _active()
-        if state is None:
+        current = self._op()
+        if current is None:
             return await call()
-        attributes = self._request(state, op)
+        counted = current.request_key(op)
+        current.state.add("requests", counted)
         result = await call()
         if isinstance(result, Versioned):
-            state.bytes_read.add(len(result.data), attributes)
+            current.state.add("bytes_read", counted, len(result.data))
         return result
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         result = await super().put(key, data, mode)
-        state = _active()
-        if state is not None:
-            op = _CURRENT.get() or self._outside
-            state.bytes_written.add(len(data), op.request_attributes("put"))
+        current = self._op()
+        if current is not None:
+            current.state.add("bytes_written", current.request_key("put"), len(data))
         return result
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
-        state = _active()
-        if state is not None:
-            self._request(state, "list")
+        current = self._op()
+        if current is not None:
+            current.state.add("requests", current.request_key("list"))
         async for meta in self.inner.list(prefix):
             yield meta
 
@@ -337,16 +377,16 @@ class _Call:
             state_id = self.id(args, kwargs)
             if isinstance(state_id, str):
                 span_attributes["statestore.state_id"] = state_id[:_MAX_ID_CHARS]
-        return _Op(attributes), span_attributes
+        return _Op(state, attributes), span_attributes
 
     def finish(self, state: _Telemetry, op: _Op, span: Any, outcome: str, seconds: float) -> None:
         state.duration.record(seconds, {**op.attributes, "statestore.outcome": outcome})
         if span.is_recording():
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute("statestore.attempts", op.attempts)
-            span.set_attribute("statestore.retries", op.retries)
-            span.set_attribute("statestore.outcome", outcome)
+            span.set_attributes(
+                {"statestore.attempts": op.attempts, "statestore.retries": op.retries, "statestore.outcome": outcome}
+            )
             if outcome != "ok":
                 span.set_status(Status(StatusCode.ERROR, outcome))
 
@@ -371,12 +411,22 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
                     yield item
                 return
             op, span_attributes = about.start(state, args, kwargs)
-            # Not made current: a generator's body runs in its consumer's context, between yields too.
             span = state.tracer.start_span(about.span_name, attributes=span_attributes)
             started = time.perf_counter()
             outcome = "ok"
+            items = method(*args, **kwargs)
             try:
-                async for item in method(*args, **kwargs):
+                while True:
+                    # The operation is current only while the generator runs (its body runs in its
+                    # consumer's context): set and reset within each step, never across a yield.
+                    token = _CURRENT.set(op)
+                    try:
+                        with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                            item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        _CURRENT.reset(token)
                     yield item
             except GeneratorExit:  # the consumer stopped early: not an error
                 raise
@@ -384,6 +434,7 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
                 outcome = exc.__class__.__name__
                 raise
             finally:
+                await items.aclose()
                 about.finish(state, op, span, outcome, time.perf_counter() - started)
                 span.end()
 

@@ -304,7 +304,7 @@ async def test_requests_by_kind_and_bytes_are_counted(otel: Recorded, tmp_path: 
     stored = len('{"k":"' + "v" * 100 + '"}')
     assert otel.total("statestore.backend.requests", request="get") == 2
     assert otel.total("statestore.backend.requests", request="put") == 1
-    assert otel.total("statestore.backend.requests", request="list", operation="list_states") == 1
+    assert otel.total("statestore.backend.requests", request="list", operation="iter_states") == 1
     assert otel.total("statestore.backend.requests", request="delete", operation="delete_state") == 1
     assert otel.total("statestore.backend.bytes_written", operation="save_state_object", app="app1") == stored
     assert otel.total("statestore.backend.bytes_read", operation="get_state", backend="local") == stored
