@@ -40,16 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
     from opentelemetry.trace import Tracer, TracerProvider
 
-__all__ = [
-    "ENABLED",
-    "TelemetryBackend",
-    "backend_kind",
-    "configure",
-    "instrument",
-    "is_traced",
-    "note_conflict",
-    "note_retry",
-]
+__all__ = ["ENABLED", "configure"]
 
 
 def _importable() -> bool:

@@ -393,3 +393,31 @@ _GLOBAL = textwrap.dedent(
 def test_a_global_provider_set_later_receives_the_spans() -> None:
     out = subprocess.run([sys.executable, "-c", _GLOBAL], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "statestore.get_state"
+
+
+def test_the_example_in_the_docs_runs_and_prints_the_spans(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "telemetry.md").read_text(encoding="utf-8")
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    )
+    spans = [json.loads(chunk) for chunk in _json_objects(out.stdout) if '"trace_id"' in chunk]
+    assert [s["name"] for s in spans] == ["statestore.save_state", "statestore.get_state"]
+    assert spans[0]["attributes"]["statestore.app"] == "orders"
+    assert "{'status': 'paid'}" in out.stdout
+    assert "statestore.operation.duration" in out.stdout and "statestore.backend.requests" in out.stdout
+
+
+def _json_objects(text: str) -> list[str]:
+    """The top-level JSON objects printed one after another (the console exporters indent them)."""
+    found, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                found.append(text[start : i + 1])
+    return found
