@@ -705,6 +705,105 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     print(f"\nchart written to {path}")
 
 
+# -- telemetry overhead ----------------------------------------------------------------------------------------
+
+TELEMETRY_JOB = textwrap.dedent(
+    """
+    import asyncio, json, sys, tempfile, time
+    mode, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "absent":
+        sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
+    from statestore import LocalBackend, MemoryBackend, StateType, Store
+
+    floor = 0.0
+    if mode == "sdk":  # an SDK as an application wires it: batched spans (dropped here), metrics aggregated
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        class Drop(SpanExporter):
+            def export(self, spans):
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Drop()))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        # The SDK's own floor: one current span with 4 attributes and one histogram record with 5.
+        tracer = trace.get_tracer("floor")
+        histogram = metrics.get_meter("floor").create_histogram("floor", "s")
+        attrs = {"a": "get_state", "b": "default", "c": "memory", "d": "workflows"}
+        start = time.process_time()
+        for _ in range(n):
+            span = tracer.start_span("floor", attributes=attrs)
+            with trace.use_span(span):
+                pass
+            span.end()
+            histogram.record(0.001, {**attrs, "e": "ok"})
+        floor = (time.process_time() - start) / n
+
+    async def main(root):
+        store = Store(MemoryBackend() if kind == "memory" else LocalBackend(root))
+        W = StateType.WORKFLOWS
+        for i in range(n // 10):  # warm-up
+            await store.save_state("k", i, "w", W)
+            await store.get_state("w", W)
+        start = time.process_time()
+        for i in range(n):
+            await store.save_state("k", i, "w", W)
+            await store.get_state("w", W)
+        return (time.process_time() - start) / (2 * n)
+
+    with tempfile.TemporaryDirectory() as root:
+        print(json.dumps({"op": asyncio.run(main(root)), "floor": floor}))
+    """
+)
+TELEMETRY_MODES = {
+    "absent": "opentelemetry not installed",
+    "api": "opentelemetry-api, no provider set",
+    "sdk": "SDK tracer + meter providers",
+}
+
+
+def telemetry_section(args: argparse.Namespace) -> None:
+    """CPU time per operation (save_state, get_state) without opentelemetry, with the API alone, with the SDK.
+
+    Each figure is a fresh process; the modes alternate round by round and each is the median of its rounds.
+    CPU time (not wall time) so that other load on the machine counts less. ``SDK floor`` is what the SDK
+    itself costs for one span and one histogram record, measured in the same process as the SDK row.
+    """
+    rounds = 3 if args.quick else 7
+    rows = []
+    for kind, n in (("memory", 2000 if args.quick else 10000), ("local", 200 if args.quick else 1000)):
+        cost: dict[str, list[float]] = {mode: [] for mode in TELEMETRY_MODES}
+        floors: list[float] = []
+        for _ in range(rounds):
+            for mode in TELEMETRY_MODES:
+                out = subprocess.run(
+                    [sys.executable, "-c", TELEMETRY_JOB, mode, kind, str(n)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                job = json.loads(out.stdout)
+                cost[mode].append(job["op"])
+                if mode == "sdk":
+                    floors.append(job["floor"])
+        base = statistics.median(cost["absent"])
+        for mode, label in TELEMETRY_MODES.items():
+            per_op = statistics.median(cost[mode])
+            extra = us(per_op - base) if mode != "absent" else ""
+            rows.append(Row([f"{kind}: {label}", us(per_op), f"{base / per_op:.2f}", extra]))
+        rows.append(Row([f"{kind}: SDK floor (1 span + 1 histogram record)", us(statistics.median(floors)), "", ""]))
+    print_section(
+        f"Telemetry: CPU time per operation (save_state, get_state; one task), median of {rounds} alternating runs",
+        ["", "CPU/op", "ops/s x without", "added/op"],
+        rows,
+    )
+
+
 # -- main ------------------------------------------------------------------------------------------------------
 
 
@@ -773,10 +872,15 @@ def main() -> None:
         "--baseline", type=Path, help="source tree of the version to compare the scale figures with (e.g. main)"
     )
     parser.add_argument("--scale-chart", type=Path, default=Path("docs/bench-scale.png"), help="the scale PNG")
+    parser.add_argument("--telemetry", action="store_true", help="also measure what OpenTelemetry costs per operation")
+    parser.add_argument("--telemetry-only", action="store_true", help="run only the telemetry section")
     args = parser.parse_args()
     for name, value in MotoServer.fake_credentials().items():
         os.environ.setdefault(name, value)
     started = time.monotonic()
+    if args.telemetry_only:
+        telemetry_section(args)
+        return
     use_s3 = not args.no_s3 and s3_available()
     if not use_s3 and not args.no_s3:
         print("S3Backend is not available in this checkout: S3 figures skipped")
@@ -789,6 +893,8 @@ def main() -> None:
             series = asyncio.run(run(args, endpoint, Path(tmp)))
         if args.scale or args.scale_only:
             scale_section(args, endpoint, Path(tmp))
+        if args.telemetry:
+            telemetry_section(args)
     if series:
         chart(args.chart, series)
     print(f"\nbenchmark took {time.monotonic() - started:.0f} s")

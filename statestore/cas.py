@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
+from . import hooks
 from .backends.base import Create, ObjectBackend, ObjectVersion, PreconditionFailed, PutMode, Versioned, same_etag
 from .backends.base import Update as PutUpdate
 from .codec import Codec, check_json, copy_state, decode, encode
@@ -412,6 +413,8 @@ class CompareAndSwap:
                         f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
                     ) from None
                 logger.debug("conflict on %s, attempt %d", skey, budget.tries)
+                if hooks.on_conflict is not None:
+                    hooks.on_conflict()
                 if retry_at_once:
                     current, basis = await self._opened(skey, conflict.current), Basis.BACKEND
                 else:

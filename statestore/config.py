@@ -137,11 +137,13 @@ class Settings:
     s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
     s3_client: str = S3_CLIENTS[0]  # auto | aioboto3 | boto3: auto is boto3 under moto's mock_aws, else aioboto3
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    otel_ids: bool = False  # put state ids on OpenTelemetry spans (STATESTORE_OTEL_IDS; see docs/telemetry.md)
 
     def __post_init__(self) -> None:
         self._check_store()
         self._check_encryption()
         self._check_s3()
+        self._check_telemetry()
 
     def _check_store(self) -> None:
         if self.backend not in BACKENDS:
@@ -205,6 +207,10 @@ class Settings:
                 f"STATESTORE_S3_CLIENT must be one of {', '.join(S3_CLIENTS)}, got {self.s3_client!r}"
             )
 
+    def _check_telemetry(self) -> None:
+        if not isinstance(self.otel_ids, bool):
+            raise InvalidInputError(f"STATESTORE_OTEL_IDS must be true or false, got {self.otel_ids!r}")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``), with the ``ATLAN_*`` fallbacks.
@@ -239,11 +245,17 @@ class Settings:
             "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
             "s3_client": _lower(env, "STATESTORE_S3_CLIENT", S3_CLIENTS[0]),
             "cache_bytes": _int(env, "STATESTORE_CACHE_BYTES", DEFAULT_CACHE_BYTES),
+            "otel_ids": otel_ids_from_env(env),
         }
         url = env.get("STATESTORE_URL")
         if url:  # one URL replaces STATESTORE_BACKEND and its companions at once
             values.update(parse_store_url(url).settings_fields())
         return cls(**{**values, **overrides})
+
+
+def otel_ids_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """``STATESTORE_OTEL_IDS``: whether OpenTelemetry spans carry state ids (off: ids may be sensitive)."""
+    return _bool(os.environ if environ is None else environ, "STATESTORE_OTEL_IDS", False)
 
 
 def requested_backend(environ: Mapping[str, str] | None = None) -> str:

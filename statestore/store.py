@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from . import telemetry as _telemetry
 from .backends.base import ObjectBackend, PutMode
 from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
 from .check import CheckReport, check_backend
@@ -74,13 +75,16 @@ class Store:
         self.app_name = validate_app_name(app_name)
         self.coalesce = coalesce
         codec = codec if codec is not None else EncryptingCodec()
+        self._backend = backend
+        if _telemetry.ENABLED:  # decided once at import: without opentelemetry the backend is not wrapped
+            backend = _telemetry.TelemetryBackend(backend, self.app_name)
         self._cas = CompareAndSwap(backend, codec, retry or RetryPolicy(), max_state_bytes, cache_size, cache_bytes)
         self._coalescer: Coalescer[Change] = Coalescer(self._cas.apply)
         self._keys: dict[tuple[str, str], StateKey] = {}
 
     @property
     def backend(self) -> ObjectBackend:
-        return self._cas.backend
+        return self._backend
 
     @property
     def codec(self) -> Codec:
@@ -219,7 +223,7 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
-            async for meta in self.backend.list(prefix):
+            async for meta in self._cas.backend.list(prefix):
                 state_id = id_from_key(prefix, meta.key)
                 if state_id is not None:
                     yield state_id
@@ -418,7 +422,7 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
-            async for meta in self.backend.list(prefix):
+            async for meta in self._cas.backend.list(prefix):
                 state_id = id_from_key(prefix, meta.key)
                 if state_id is not None:
                     yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
@@ -691,3 +695,6 @@ for _name, _method in list(vars(Store).items()):
         continue
     if inspect.iscoroutinefunction(_method) or inspect.isasyncgenfunction(_method):
         setattr(Store, _name, _annotating(_name, _method))
+
+if _telemetry.ENABLED:  # a span per operation (statestore.telemetry), only where opentelemetry is installed
+    _telemetry.instrument(Store)

@@ -10,6 +10,7 @@ import pytest
 
 import statestore
 import statestore.sync
+import statestore.telemetry
 import statestore.url
 from statestore import StateStore, Store
 
@@ -37,6 +38,7 @@ def store_methods() -> set[str]:
         pytest.param(statestore.__all__, id="statestore"),
         pytest.param(statestore.sync.__all__, id="statestore.sync"),
         pytest.param(statestore.url.__all__, id="statestore.url"),
+        pytest.param(statestore.telemetry.__all__, id="statestore.telemetry"),
         pytest.param(sorted(store_methods()), id="Store"),
     ],
 )

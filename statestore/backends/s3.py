@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import hooks
 from ..errors import (
     AccessDeniedError,
     BackendConfigError,
@@ -644,6 +645,8 @@ class S3Backend(ObjectBackend):
                     raise
                 reason = _error_code(exc)[0] or type(exc).__name__
                 logger.debug("transient S3 failure (%s), attempt %d", reason, budget.tries)
+                if hooks.on_retry is not None:
+                    hooks.on_retry()
 
     def _error(self, op: str, key: str, exc: BaseException) -> BackendError:
         """A ``BackendError`` naming the operation, key and S3 error code, never a server message or credential."""
