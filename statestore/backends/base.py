@@ -10,6 +10,7 @@ metadata, not only its key.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "check_put_mode",
     "md5_etag",
     "same_etag",
+    "takes_if_none_match",
 ]
 
 
@@ -162,8 +164,13 @@ class ObjectBackend(ABC):
         return True
 
     @abstractmethod
-    async def get(self, key: str) -> Versioned | None:
-        """The object's bytes and ETag, or None if it does not exist."""
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        """The object's bytes and ETag, or None if it does not exist.
+
+        With ``if_none_match`` (an ETag, quoted or not): ``NotModified`` if the object
+        still has that ETag, without its bytes. A backend that cannot tell cheaply may
+        return the whole ``Versioned`` instead; never ``NotModified`` for another ETag.
+        """
 
     @abstractmethod
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
@@ -196,3 +203,23 @@ class ObjectBackend(ABC):
         answer to rely on before a conditional delete.
         """
         return self.supports_conditional_delete
+
+
+def takes_if_none_match(backend: ObjectBackend) -> bool:
+    """Whether ``backend.get`` (and every backend it wraps) accepts ``if_none_match``.
+
+    A backend written against the older protocol (``get(key)``) does not; callers then
+    read whole objects from it, as before.
+    """
+    seen: set[int] = set()
+    current: object = backend
+    while isinstance(current, ObjectBackend) and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            params = inspect.signature(current.get).parameters
+        except (TypeError, ValueError):
+            return False
+        if "if_none_match" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+        current = getattr(current, "inner", None)
+    return True

@@ -35,8 +35,10 @@ from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
+from ..lru import LRU
 from ..retry import RetryPolicy
 from .base import (
+    NotModified,
     ObjectBackend,
     ObjectMeta,
     Overwrite,
@@ -61,12 +63,15 @@ _LIST_BATCH_MAX = 1024
 _READY_DIRS = 4096
 _PIN_FILES = 128
 _PIN_BYTES = 32 * 2**20
+_SEEN_FILES = 4096  # statuses of files read, remembered per backend to answer conditional reads
+_RACY_NS = 3 * 10**9  # a file changed more recently than this is not remembered (coarse clocks, skew)
 _LOCK_POLL_MAX = 0.05  # seconds between tries of a held lock, at most
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang an open
 
 
 Signature = tuple[int, int, int, int]
+FullSignature = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
 
 
 class _Pin(NamedTuple):
@@ -150,6 +155,10 @@ _PINS = _Pins(_PIN_FILES, _PIN_BYTES)
 
 def _signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _full_signature(st: os.stat_result) -> FullSignature:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _is_hidden(name: str) -> bool:
@@ -412,6 +421,8 @@ class LocalBackend(ObjectBackend):
         # Directories (relative to the root) this backend has swept of dead writers' temp files.
         self._ready: set[str] = set()
         self._owner = object()  # marks the pins made through this backend
+        # key -> (status, ETag) of files read, to answer a conditional read with a stat (``_known_etag``).
+        self._seen: LRU[str, tuple[FullSignature, str]] = LRU(_SEEN_FILES)
         weakref.finalize(self, _PINS.close_owned, self._owner)
 
     async def aclose(self) -> None:
@@ -431,22 +442,61 @@ class LocalBackend(ObjectBackend):
 
     # -- reads -----------------------------------------------------------------
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
         parts, name = _split(key)
-        return await asyncio.to_thread(self._get_sync, key, parts, name)
+        return await asyncio.to_thread(self._get_sync, key, parts, name, if_none_match)
 
-    def _get_sync(self, key: str, parts: list[str], name: str) -> Versioned | None:
+    def _get_sync(
+        self, key: str, parts: list[str], name: str, if_none_match: str | None
+    ) -> Versioned | NotModified | None:
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
                 found = None
             else:
                 with directory:
+                    if if_none_match is not None:
+                        known = self._known_etag(key, directory.lstat(name))
+                        if known is not None and same_etag(known, if_none_match):
+                            return NotModified(known)
                     found = directory.read(name)
         except OSError as exc:
             raise _os_error(f"cannot read {key}: {exc.strerror}", exc) from exc
         _PINS.check(self._pin_key(key), _signature(found[1]) if found else None)  # closes a pin gone stale
-        return Versioned(found[0], md5_etag(found[0])) if found else None
+        if found is None:
+            self._seen.discard(key)
+            return None
+        etag = md5_etag(found[0])
+        self._note(key, found[1], etag)
+        return Versioned(found[0], etag)
+
+    def _known_etag(self, key: str, st: os.stat_result | None) -> str | None:
+        """The ETag of the file whose status is ``st``, if a pin or the status memo proves it without a read.
+
+        A pin holds the file open, so its inode number cannot name another file
+        meanwhile (a pin made since our ``lstat`` names a file renamed into place
+        during this call: still a version current during it). A memo entry was
+        noted only for a file whose last change (``st_ctime``) was at least
+        ``_RACY_NS`` old: any file made since has a later ctime, so an equal
+        status is the same, unchanged file (writers replace files, and an edit
+        in place moves the ctime too).
+        """
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        pinned = _PINS.check(self._pin_key(key), _signature(st))
+        if pinned is not None:
+            return pinned
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == _full_signature(st):
+            return seen[1]
+        return None
+
+    def _note(self, key: str, st: os.stat_result, etag: str) -> None:
+        """Remember the status of a file just read with its ETag, unless its last change is too recent to prove."""
+        if time.time_ns() - st.st_ctime_ns > _RACY_NS:
+            self._seen.put(key, (_full_signature(st), etag))
+        else:
+            self._seen.discard(key)
 
     # -- conditional writes ----------------------------------------------------
 
@@ -532,6 +582,7 @@ class LocalBackend(ObjectBackend):
                     if self._check(directory, key, name, mode) is not None:
                         os.unlink(name, dir_fd=directory.fd)
                     _PINS.drop(self._pin_key(key))
+                    self._seen.discard(key)
                     directory.remove_stale_temps(name)
                 finally:
                     os.close(lock_fd)
