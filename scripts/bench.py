@@ -16,6 +16,9 @@ lock), then measures in one run:
 - local ``save_state`` against a raw write + fsync + ``os.replace`` loop;
 - updates/s with 1, 2, 4 and 8 concurrent writers on one id, as tasks in one
   process and as processes, written as a PNG chart.
+- bytes the backend returned for 100 ``get_state`` re-reads of an unchanged
+  1 MB state, conditional reads off (a wrapper drops ``if_none_match``) and on,
+  on memory, local and S3 (``--reads-only`` runs just this).
 
 Baseline and subject are measured alternately (A/B/A/B...) and summarised by
 medians, so drift on a shared, noisy machine hits both alike. moto is far
@@ -42,7 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statestore import CountingBackend, LocalBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore import CountingBackend, LocalBackend, MemoryBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore.backends.base import NotModified, Versioned
+from statestore.backends.wrappers import WrapperBackend
 from statestore.testing import MotoServer
 
 W = StateType.WORKFLOWS
@@ -705,6 +710,59 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     print(f"\nchart written to {path}")
 
 
+# -- conditional reads: re-reading an unchanged state ---------------------------------------------------------
+
+READS = 100
+READ_STATE_BYTES = 1_000_000
+
+
+class Unconditional(WrapperBackend):
+    """Drops ``if_none_match``: every get returns the whole object, as reads did before conditional reads."""
+
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        return await self.inner.get(key)
+
+
+async def reread_bytes(backend: ObjectBackend, conditional: bool, reads: int) -> tuple[int, int, float]:
+    """Bytes the backend returned for ``reads`` ``get_state`` of an unchanged 1 MB state, its GETs, and the time."""
+    counting = CountingBackend(backend if conditional else Unconditional(backend))
+    async with Store(counting) as store:
+        sid = f"reread-{'on' if conditional else 'off'}"
+        await store.save_state_object(sid, {"blob": "x" * READ_STATE_BYTES}, W)
+        await store.get_state(sid, W)
+        counting.reset()
+        started = time.perf_counter()
+        for _ in range(reads):
+            await store.get_state(sid, W)
+        return counting.bytes_read, counting.counts["get"], time.perf_counter() - started
+
+
+async def conditional_reads(endpoint: str | None, bucket: str, root: Path, quick: bool) -> list[Row]:
+    """``get_state`` re-reads of an unchanged 1 MB state: bytes the backend returned, conditional read off vs on."""
+    reads = 20 if quick else READS
+    makers: dict[str, Callable[[], ObjectBackend]] = {
+        "memory": MemoryBackend,
+        "local": lambda: LocalBackend(root / "rereads"),
+    }
+    if endpoint is not None:
+        makers["S3 (moto)"] = lambda: backend_for("s3", f"{endpoint} {bucket}")
+    rows = []
+    for label, make in makers.items():
+        cells = [label]
+        got = {}
+        for conditional in (False, True):
+            backend = make()
+            try:
+                got[conditional] = await reread_bytes(backend, conditional, reads)
+            finally:
+                await backend.aclose()
+        (off, gets_off, t_off), (on, gets_on, t_on) = got[False], got[True]
+        cells += [f"{off:,}", f"{on:,}", f"{100 * on / max(off, 1):.2f}%", f"{gets_off}/{gets_on}"]
+        cells += [ms(t_off / reads), ms(t_on / reads)]
+        rows.append(Row(cells))
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------------------------------
 
 
@@ -758,7 +816,24 @@ async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dic
         ["writers", *(str(n) for n in WRITERS)],
         rows,
     )
+    await reads_section(args, endpoint, bucket, root)
     return series
+
+
+async def reads_section(args: argparse.Namespace, endpoint: str | None, bucket: str, root: Path) -> None:
+    """Print the conditional-reads section (``bucket`` made if empty)."""
+    if endpoint is not None and not bucket:
+        bucket = "bench-reads"
+        async with raw_client(endpoint) as client:
+            await client.create_bucket(Bucket=bucket)
+    rows = await conditional_reads(endpoint, bucket, root, args.quick)
+    reads = 20 if args.quick else READS
+    header = ["backend", "bytes read: off", "on", "on/off", "GETs off/on", "per read: off", "on"]
+    print_section(
+        f"{reads} get_state re-reads of an unchanged 1 MB state: bytes the backend returned, conditional reads off/on",
+        header,
+        rows,
+    )
 
 
 def main() -> None:
@@ -772,7 +847,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="source tree of the version to compare the scale figures with (e.g. main)"
     )
-    parser.add_argument("--scale-chart", type=Path, default=Path("docs/bench-scale.png"), help="the scale PNG")
+    parser.add_argument("--scale-chart", type=Path, default=Path("docs/img/bench-scale.png"), help="the scale PNG")
+    parser.add_argument("--reads-only", action="store_true", help="run only the conditional-reads section")
     args = parser.parse_args()
     for name, value in MotoServer.fake_credentials().items():
         os.environ.setdefault(name, value)
@@ -785,7 +861,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp,
         moto_server() if use_s3 else nullcontext() as endpoint,
     ):
-        if not args.scale_only:
+        if args.reads_only:
+            asyncio.run(reads_section(args, endpoint, "", Path(tmp)))
+        elif not args.scale_only:
             series = asyncio.run(run(args, endpoint, Path(tmp)))
         if args.scale or args.scale_only:
             scale_section(args, endpoint, Path(tmp))

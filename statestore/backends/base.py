@@ -204,6 +204,11 @@ class ObjectBackend(ABC):
         """
         return self.supports_conditional_delete
 
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        """The keys ``list`` yields, for callers that need nothing else (a backend may find them cheaper)."""
+        async for meta in self.list(prefix):
+            yield meta.key
+
 
 def takes_if_none_match(backend: ObjectBackend) -> bool:
     """Whether ``backend.get`` (and every backend it wraps) accepts ``if_none_match``.

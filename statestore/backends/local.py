@@ -27,8 +27,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import aclosing, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -308,21 +308,38 @@ class _Dir:
     def objects(self) -> Iterator[ObjectMeta]:
         """All visible regular files below, in no particular order; symlinks are skipped.
 
+        Only the files cost a status call (``lstat``), for their size and time; the
+        ETag is left out, as only reading the file could tell it.
+        """
+        meta, stamp, utc = ObjectMeta, datetime.fromtimestamp, UTC
+        for rel, entry in self.files():
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # deleted since the directory was read
+                continue
+            yield meta(rel + entry.name, st.st_size, stamp(st.st_mtime, utc))
+
+    def keys(self) -> Iterator[str]:
+        """The keys (paths below this directory) of ``objects``, without a status call per file."""
+        for rel, entry in self.files():
+            yield rel + entry.name
+
+    def files(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Each visible regular file below (its directory's ``rel`` and its entry), in no particular order.
+
         Depth first, holding one descriptor and one open listing per level and
         nothing per entry, so memory stays flat however many objects there are.
-        Entry types come from the listing itself (``d_type``): only the visible
-        files cost a status call (``lstat``), for their size and time; the ETag
-        is left out, as only reading the file could tell it.
+        Entry types come from the listing itself (``d_type``), so this costs no
+        call per file; an entry is valid (its ``stat`` works) until the next one is taken.
         """
         levels: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []  # open directories: fd, rel, listing
-        meta, stamp, utc = ObjectMeta, datetime.fromtimestamp, UTC
         try:
             levels.append((self.fd, self.rel, os.scandir(self.fd)))
             while levels:
                 fd, rel, entries = levels[-1]
                 for entry in entries:
-                    name = entry.name
                     if entry.is_dir(follow_symlinks=False):
+                        name = entry.name
                         child = self._open_below(fd, rel, name)
                         if child >= 0:
                             try:
@@ -332,15 +349,12 @@ class _Dir:
                                 raise
                             break
                     elif entry.is_file(follow_symlinks=False):
-                        if name[0] == ".":  # temp and lock files (``_is_hidden``)
-                            continue
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:  # deleted since the directory was read
-                            continue
-                        yield meta(rel + name, st.st_size, stamp(st.st_mtime, utc))
+                        if entry.name[0] != ".":  # temp and lock files (``_is_hidden``)
+                            yield rel, entry
                     elif entry.is_symlink():
-                        logger.warning("skipping %s%s: a symbolic link below the root is never followed", rel, name)
+                        logger.warning(
+                            "skipping %s%s: a symbolic link below the root is never followed", rel, entry.name
+                        )
                 else:  # this directory is done
                     levels.pop()
                     _close_level(self.fd, fd, entries)
@@ -607,11 +621,27 @@ class LocalBackend(ObjectBackend):
     # -- listing ---------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        async with aclosing(self._batches(prefix, _Dir.objects)) as batches:
+            async for batch in batches:
+                for meta in batch:
+                    if meta.key.startswith(prefix):
+                        yield meta
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        """The keys of ``list``, without a status call or an ``ObjectMeta`` per file."""
+        async with aclosing(self._batches(prefix, _Dir.keys)) as batches:
+            async for batch in batches:
+                for key in batch:
+                    if key.startswith(prefix):
+                        yield key
+
+    async def _batches(self, prefix: str, walk: Callable[[_Dir], Iterator[T]]) -> AsyncGenerator[Sequence[T], None]:
+        """What ``walk`` yields for the directory of ``prefix``, in batches taken by a thread."""
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         parts = base.split("/") if base else []
         if any(p in ("", ".", "..") for p in parts):
             return  # no valid key lies below such a directory (and ".." must not lead out of the root)
-        walker = self._walk(parts)
+        walker = self._walk(parts, walk)
         size = _LIST_BATCH
         batch = await asyncio.to_thread(_take, walker, size)
         while True:
@@ -621,21 +651,19 @@ class LocalBackend(ObjectBackend):
                 size = min(size * 4, _LIST_BATCH_MAX)
                 ahead = asyncio.ensure_future(asyncio.to_thread(_take, walker, size))
                 ahead.add_done_callback(_retrieved)
-            for meta in batch:  # a caller that stops early leaves the thread to finish its batch alone
-                if meta.key.startswith(prefix):
-                    yield meta
+            yield batch  # a caller that stops early leaves the thread to finish its batch alone
             if not more:
                 return
             batch = await ahead
 
-    def _walk(self, parts: Sequence[str]) -> Iterator[ObjectMeta]:
-        """All visible files under ``parts``, in no particular order."""
+    def _walk(self, parts: Sequence[str], walk: Callable[[_Dir], Iterator[T]]) -> Iterator[T]:
+        """What ``walk`` yields for the directory ``parts``: all visible files under it, in no particular order."""
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
                 return
             with directory:
-                yield from directory.objects()
+                yield from walk(directory)
         except OSError as exc:
             raise _os_error(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}", exc) from exc
 
@@ -653,7 +681,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _retrieved(future: asyncio.Future[list[ObjectMeta]]) -> None:
+def _retrieved(future: asyncio.Future[list[T]]) -> None:
     """Mark a read-ahead's error as seen, for a caller that stopped listing before it."""
     if not future.cancelled():
         future.exception()
