@@ -499,7 +499,7 @@ SCALE_WORKER = textwrap.dedent(
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    def bare(base):
+    def bare(base, stat=False):
         n = 0
         with os.scandir(base) as it:
             for entry in it:
@@ -507,11 +507,14 @@ SCALE_WORKER = textwrap.dedent(
                     with os.scandir(entry.path) as inner:
                         for f in inner:
                             if f.name == "config.json" and f.is_file(follow_symlinks=False):
+                                if stat:
+                                    f.stat(follow_symlinks=False)
                                 n += 1
         return n
 
     async def listing(store, reps, base=None):
         out = {"list": 1e9, "iter": 1e9, "first": 1e9, "list_cpu": 1e9, "bare": 1e9, "bare_cpu": 1e9}
+        out.update({"info": 1e9, "info_cpu": 1e9, "bare_stat": 1e9, "bare_stat_cpu": 1e9})
         await store.get_state("warm-up", W)  # opens the S3 client: not part of a listing
         for _ in range(reps):
             if base:
@@ -523,6 +526,16 @@ SCALE_WORKER = textwrap.dedent(
             ids = await store.list_states(W)
             out["list"] = min(out["list"], time.perf_counter() - t)
             out["list_cpu"] = min(out["list_cpu"], time.process_time() - c)
+            if base:
+                t, c = time.perf_counter(), time.process_time()
+                bare(base, stat=True)
+                out["bare_stat"] = min(out["bare_stat"], time.perf_counter() - t)
+                out["bare_stat_cpu"] = min(out["bare_stat_cpu"], time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
+            async for _ in store.iter_state_info(W):
+                pass
+            out["info"] = min(out["info"], time.perf_counter() - t)
+            out["info_cpu"] = min(out["info_cpu"], time.process_time() - c)
             t, first, n = time.perf_counter(), None, 0
             async for _ in store.iter_states(W):
                 first = time.perf_counter() - t if first is None else first
@@ -640,6 +653,7 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
                 f"{got['list'] / got['bare']:.2f}",
                 f"{got['list_cpu'] / got['bare_cpu']:.2f}",
                 f"{got['iter'] / got['bare']:.2f}",
+                f"{got['info_cpu'] / got['bare_cpu']:.2f} / {got['info_cpu'] / got['bare_stat_cpu']:.2f}",
                 ms(got["first"]),
                 f"{got['peak'] / 1024:.0f} KB",
             ]
@@ -647,7 +661,8 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
         rows.append(Row(cells))
     header = ["local states", "bare walk"]
     for name in versions:
-        header += [f"list x bare {name}", f"(CPU) {name}", f"iter x bare {name}", f"1st id {name}", f"iter peak {name}"]
+        header += [f"list x bare {name}", f"(CPU) {name}", f"iter x bare {name}", f"info x bare/+lstat (CPU) {name}"]
+        header += [f"1st id {name}", f"iter peak {name}"]
     print_section(f"Scale: listing local states (best of {reps}; bare = os.scandir walk + file check)", header, rows)
 
     if endpoint is not None:
@@ -677,18 +692,28 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     import matplotlib.pyplot as plt
 
     fig, (rss, lists) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=80)
-    for name in versions:
+    for color, name in zip(("tab:blue", "tab:orange"), versions, strict=False):
         rss.plot(
             [s / 1000 for s in SCALE_SIZES],
             [figures[f"rss {name} {s}"]["growth"] / 2**20 for s in SCALE_SIZES],
             marker="o",
+            color=color,
             label=name,
         )
         lists.plot(
             counts,
-            [figures[f"local {name} {n}"]["list"] / figures[f"local {name} {n}"]["bare"] for n in counts],
+            [figures[f"local {name} {n}"]["list_cpu"] / figures[f"local {name} {n}"]["bare_cpu"] for n in counts],
             marker="o",
+            color=color,
             label=f"list_states, {name}",
+        )
+        lists.plot(
+            counts,
+            [figures[f"local {name} {n}"]["info_cpu"] / figures[f"local {name} {n}"]["bare_cpu"] for n in counts],
+            marker="s",
+            linestyle=":",
+            color=color,
+            label=f"iter_state_info, {name}",
         )
     rss.axhline(64, linestyle="--", color="grey", label="cache bound")
     rss.set_xscale("log")
@@ -698,7 +723,7 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     lists.axhline(2, linestyle="--", color="grey", label="target")
     lists.set_xscale("log")
     lists.set_xlabel("local states")
-    lists.set_ylabel("time / bare os.scandir walk")
+    lists.set_ylabel("CPU time / bare os.scandir walk's")
     lists.set_title("listing")
     for ax in (rss, lists):
         ax.grid(True, which="both", alpha=0.3)
