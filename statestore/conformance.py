@@ -270,6 +270,17 @@ class BackendTests:
         await backend.delete(KEY)
         assert await backend.get(KEY, if_none_match=etag) is None
 
+    # -- keys only -------------------------------------------------------------------
+
+    async def test_list_keys_yields_the_keys_of_list(self, backend: ObjectBackend) -> None:
+        keys = ["p/a/config.json", "p/b/config.json", "p/b/c/config.json", "q/config.json"]
+        for key in keys:
+            await backend.put(key, b"1")
+        for prefix in ("p/", "p/b", "", "none/"):
+            listed = sorted(meta.key for meta in await _listed(backend, prefix))
+            assert sorted([key async for key in backend.list_keys(prefix)]) == listed
+            assert listed == sorted(k for k in keys if k.startswith(prefix))
+
 
 def _needs_if_none_match(backend: ObjectBackend) -> None:
     """Skip where ``get`` predates ``if_none_match``: such a backend is read whole, as before."""
