@@ -484,6 +484,8 @@ def chart(path: Path, series: dict[str, list[float]]) -> None:
 # -- scale: memory and listing as states grow in number and size ------------------------------------------
 
 SCALE_SIZES = (1_000, 100_000, 1_000_000)  # bytes per state in the RSS run
+#: glibc malloc settings that keep freed 1 MB buffers from lingering in per-thread arenas.
+ALLOCATOR_SETTINGS = ("MALLOC_ARENA_MAX=1", "MALLOC_MMAP_THRESHOLD_=131072")
 
 #: Runs one scale measurement with the statestore found in argv[1] (a source tree: this one, or a baseline).
 SCALE_WORKER = textwrap.dedent(
@@ -573,14 +575,15 @@ SCALE_WORKER = textwrap.dedent(
 )
 
 
-def scale_job(src: Path, job: dict[str, Any]) -> dict[str, float]:
-    """One scale measurement in a fresh process, with the statestore of source tree ``src``."""
+def scale_job(src: Path, job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, float]:
+    """One scale measurement in a fresh process, with the statestore of source tree ``src`` (and ``env`` added)."""
     out = subprocess.run(
         [sys.executable, "-c", SCALE_WORKER, str(src), json.dumps(job)],
         capture_output=True,
         text=True,
         timeout=3600,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     if out.returncode != 0:
         raise RuntimeError(f"scale worker failed on {src}: {out.stderr[-2000:]}")
@@ -640,6 +643,18 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
         rows.append(Row(cells))
     header = ["states", *(f"RSS growth {name}" for name in versions)] + (["after/before"] if len(versions) == 2 else [])
     print_section(f"Scale: RSS growth of one store saving {states} distinct states (cache bound 64 MiB)", header, rows)
+    rows = []
+    for setting in ALLOCATOR_SETTINGS:
+        size = SCALE_SIZES[-1]
+        job = {"kind": "rss", "root": str(root / f"rss-{setting}"), "size": size, "n": states}
+        got = scale_job(here, job, dict([setting.split("=")]))
+        figures[f"rss {setting} {size}"] = got
+        rows.append(Row([setting, mib(got["growth"])]))
+    print_section(
+        "Scale: the same with 1 MB states, glibc malloc tuned (what is above the bound is the allocator's)",
+        ["environment", "RSS growth after"],
+        rows,
+    )
 
     rows = []
     counts = [1_000, 10_000] + ([100_000] if args.scale_100k else [])
@@ -714,6 +729,15 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
             linestyle=":",
             color=color,
             label=f"iter_state_info, {name}",
+        )
+    for marker, setting in zip(("v", "^"), ALLOCATOR_SETTINGS, strict=True):
+        rss.plot(
+            [SCALE_SIZES[-1] / 1000],
+            [figures[f"rss {setting} {SCALE_SIZES[-1]}"]["growth"] / 2**20],
+            marker=marker,
+            linestyle="",
+            color="tab:green",
+            label=f"after, {setting}",
         )
     rss.axhline(64, linestyle="--", color="grey", label="cache bound")
     rss.set_xscale("log")
