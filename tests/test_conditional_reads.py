@@ -181,3 +181,18 @@ async def test_counting_backend_counts_bytes() -> None:
     await counting.get(KEY)
     await counting.get(KEY, if_none_match=etag)
     assert (counting.bytes_written, counting.bytes_read, counting.not_modified) == (5, 5, 1)
+
+
+async def test_a_state_too_large_to_cache_is_read_whole() -> None:
+    """A state the byte-bounded cache does not keep has no version to ask about: every read returns its body."""
+    counting = CountingBackend(MemoryBackend())
+    async with Store(counting, cache_bytes=80_000) as store:  # keeps states up to 10,000 bytes
+        await store.save_state_object("big", {"blob": "x" * 50_000}, W)
+        await store.save_state_object("small", {"blob": "x" * 1_000}, W)
+        counting.reset()
+        await store.get_state("big", W)
+        await store.get_state("big", W)
+        assert counting.bytes_read > 100_000 and counting.not_modified == 0
+        counting.reset()
+        await store.get_state("small", W)
+        assert counting.bytes_read == 0 and counting.not_modified == 1
