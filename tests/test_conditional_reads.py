@@ -6,6 +6,7 @@ body bytes, and a state changed elsewhere (another store, another process) is al
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -196,3 +197,11 @@ async def test_a_state_too_large_to_cache_is_read_whole() -> None:
         counting.reset()
         await store.get_state("small", W)
         assert counting.bytes_read == 0 and counting.not_modified == 1
+
+
+async def test_logging_backend_logs_a_not_modified_answer(caplog: pytest.LogCaptureFixture) -> None:
+    backend = LoggingBackend(MemoryBackend())
+    etag = (await backend.put(KEY, b"1")).etag
+    with caplog.at_level(logging.DEBUG, logger="statestore.backends.wrappers"):
+        assert await backend.get(KEY, if_none_match=etag) == NotModified(etag)
+    assert "not modified" in caplog.text
