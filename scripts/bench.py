@@ -16,6 +16,9 @@ lock), then measures in one run:
 - local ``save_state`` against a raw write + fsync + ``os.replace`` loop;
 - updates/s with 1, 2, 4 and 8 concurrent writers on one id, as tasks in one
   process and as processes, written as a PNG chart.
+- bytes the backend returned for 100 ``get_state`` re-reads of an unchanged
+  1 MB state, conditional reads off (a wrapper drops ``if_none_match``) and on,
+  on memory, local and S3 (``--reads-only`` runs just this).
 
 Baseline and subject are measured alternately (A/B/A/B...) and summarised by
 medians, so drift on a shared, noisy machine hits both alike. moto is far
@@ -42,7 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statestore import CountingBackend, LocalBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore import CountingBackend, LocalBackend, MemoryBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore.backends.base import NotModified, Versioned
+from statestore.backends.wrappers import WrapperBackend
 from statestore.testing import MotoServer
 
 W = StateType.WORKFLOWS
@@ -479,6 +484,8 @@ def chart(path: Path, series: dict[str, list[float]]) -> None:
 # -- scale: memory and listing as states grow in number and size ------------------------------------------
 
 SCALE_SIZES = (1_000, 100_000, 1_000_000)  # bytes per state in the RSS run
+#: glibc malloc settings that keep freed 1 MB buffers from lingering in per-thread arenas.
+ALLOCATOR_SETTINGS = ("MALLOC_ARENA_MAX=1", "MALLOC_MMAP_THRESHOLD_=131072")
 
 #: Runs one scale measurement with the statestore found in argv[1] (a source tree: this one, or a baseline).
 SCALE_WORKER = textwrap.dedent(
@@ -494,7 +501,7 @@ SCALE_WORKER = textwrap.dedent(
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    def bare(base):
+    def bare(base, stat=False):
         n = 0
         with os.scandir(base) as it:
             for entry in it:
@@ -502,11 +509,14 @@ SCALE_WORKER = textwrap.dedent(
                     with os.scandir(entry.path) as inner:
                         for f in inner:
                             if f.name == "config.json" and f.is_file(follow_symlinks=False):
+                                if stat:
+                                    f.stat(follow_symlinks=False)
                                 n += 1
         return n
 
     async def listing(store, reps, base=None):
         out = {"list": 1e9, "iter": 1e9, "first": 1e9, "list_cpu": 1e9, "bare": 1e9, "bare_cpu": 1e9}
+        out.update({"info": 1e9, "info_cpu": 1e9, "bare_stat": 1e9, "bare_stat_cpu": 1e9})
         await store.get_state("warm-up", W)  # opens the S3 client: not part of a listing
         for _ in range(reps):
             if base:
@@ -518,6 +528,16 @@ SCALE_WORKER = textwrap.dedent(
             ids = await store.list_states(W)
             out["list"] = min(out["list"], time.perf_counter() - t)
             out["list_cpu"] = min(out["list_cpu"], time.process_time() - c)
+            if base:
+                t, c = time.perf_counter(), time.process_time()
+                bare(base, stat=True)
+                out["bare_stat"] = min(out["bare_stat"], time.perf_counter() - t)
+                out["bare_stat_cpu"] = min(out["bare_stat_cpu"], time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
+            async for _ in store.iter_state_info(W):
+                pass
+            out["info"] = min(out["info"], time.perf_counter() - t)
+            out["info_cpu"] = min(out["info_cpu"], time.process_time() - c)
             t, first, n = time.perf_counter(), None, 0
             async for _ in store.iter_states(W):
                 first = time.perf_counter() - t if first is None else first
@@ -555,14 +575,15 @@ SCALE_WORKER = textwrap.dedent(
 )
 
 
-def scale_job(src: Path, job: dict[str, Any]) -> dict[str, float]:
-    """One scale measurement in a fresh process, with the statestore of source tree ``src``."""
+def scale_job(src: Path, job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, float]:
+    """One scale measurement in a fresh process, with the statestore of source tree ``src`` (and ``env`` added)."""
     out = subprocess.run(
         [sys.executable, "-c", SCALE_WORKER, str(src), json.dumps(job)],
         capture_output=True,
         text=True,
         timeout=3600,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     if out.returncode != 0:
         raise RuntimeError(f"scale worker failed on {src}: {out.stderr[-2000:]}")
@@ -622,6 +643,18 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
         rows.append(Row(cells))
     header = ["states", *(f"RSS growth {name}" for name in versions)] + (["after/before"] if len(versions) == 2 else [])
     print_section(f"Scale: RSS growth of one store saving {states} distinct states (cache bound 64 MiB)", header, rows)
+    rows = []
+    for setting in ALLOCATOR_SETTINGS:
+        size = SCALE_SIZES[-1]
+        job = {"kind": "rss", "root": str(root / f"rss-{setting}"), "size": size, "n": states}
+        got = scale_job(here, job, dict([setting.split("=")]))
+        figures[f"rss {setting} {size}"] = got
+        rows.append(Row([setting, mib(got["growth"])]))
+    print_section(
+        "Scale: the same with 1 MB states, glibc malloc tuned (what is above the bound is the allocator's)",
+        ["environment", "RSS growth after"],
+        rows,
+    )
 
     rows = []
     counts = [1_000, 10_000] + ([100_000] if args.scale_100k else [])
@@ -635,6 +668,7 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
                 f"{got['list'] / got['bare']:.2f}",
                 f"{got['list_cpu'] / got['bare_cpu']:.2f}",
                 f"{got['iter'] / got['bare']:.2f}",
+                f"{got['info_cpu'] / got['bare_cpu']:.2f} / {got['info_cpu'] / got['bare_stat_cpu']:.2f}",
                 ms(got["first"]),
                 f"{got['peak'] / 1024:.0f} KB",
             ]
@@ -642,7 +676,8 @@ def scale_section(args: argparse.Namespace, endpoint: str | None, root: Path) ->
         rows.append(Row(cells))
     header = ["local states", "bare walk"]
     for name in versions:
-        header += [f"list x bare {name}", f"(CPU) {name}", f"iter x bare {name}", f"1st id {name}", f"iter peak {name}"]
+        header += [f"list x bare {name}", f"(CPU) {name}", f"iter x bare {name}", f"info x bare/+lstat (CPU) {name}"]
+        header += [f"1st id {name}", f"iter peak {name}"]
     print_section(f"Scale: listing local states (best of {reps}; bare = os.scandir walk + file check)", header, rows)
 
     if endpoint is not None:
@@ -672,18 +707,37 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     import matplotlib.pyplot as plt
 
     fig, (rss, lists) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=80)
-    for name in versions:
+    for color, name in zip(("tab:blue", "tab:orange"), versions, strict=False):
         rss.plot(
             [s / 1000 for s in SCALE_SIZES],
             [figures[f"rss {name} {s}"]["growth"] / 2**20 for s in SCALE_SIZES],
             marker="o",
+            color=color,
             label=name,
         )
         lists.plot(
             counts,
-            [figures[f"local {name} {n}"]["list"] / figures[f"local {name} {n}"]["bare"] for n in counts],
+            [figures[f"local {name} {n}"]["list_cpu"] / figures[f"local {name} {n}"]["bare_cpu"] for n in counts],
             marker="o",
+            color=color,
             label=f"list_states, {name}",
+        )
+        lists.plot(
+            counts,
+            [figures[f"local {name} {n}"]["info_cpu"] / figures[f"local {name} {n}"]["bare_cpu"] for n in counts],
+            marker="s",
+            linestyle=":",
+            color=color,
+            label=f"iter_state_info, {name}",
+        )
+    for marker, setting in zip(("v", "^"), ALLOCATOR_SETTINGS, strict=True):
+        rss.plot(
+            [SCALE_SIZES[-1] / 1000],
+            [figures[f"rss {setting} {SCALE_SIZES[-1]}"]["growth"] / 2**20],
+            marker=marker,
+            linestyle="",
+            color="tab:green",
+            label=f"after, {setting}",
         )
     rss.axhline(64, linestyle="--", color="grey", label="cache bound")
     rss.set_xscale("log")
@@ -693,7 +747,7 @@ def scale_chart(path: Path, figures: dict[str, dict[str, float]], versions: dict
     lists.axhline(2, linestyle="--", color="grey", label="target")
     lists.set_xscale("log")
     lists.set_xlabel("local states")
-    lists.set_ylabel("time / bare os.scandir walk")
+    lists.set_ylabel("CPU time / bare os.scandir walk's")
     lists.set_title("listing")
     for ax in (rss, lists):
         ax.grid(True, which="both", alpha=0.3)
@@ -804,6 +858,59 @@ def telemetry_section(args: argparse.Namespace) -> None:
     )
 
 
+# -- conditional reads: re-reading an unchanged state ---------------------------------------------------------
+
+READS = 100
+READ_STATE_BYTES = 1_000_000
+
+
+class Unconditional(WrapperBackend):
+    """Drops ``if_none_match``: every get returns the whole object, as reads did before conditional reads."""
+
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        return await self.inner.get(key)
+
+
+async def reread_bytes(backend: ObjectBackend, conditional: bool, reads: int) -> tuple[int, int, float]:
+    """Bytes the backend returned for ``reads`` ``get_state`` of an unchanged 1 MB state, its GETs, and the time."""
+    counting = CountingBackend(backend if conditional else Unconditional(backend))
+    async with Store(counting) as store:
+        sid = f"reread-{'on' if conditional else 'off'}"
+        await store.save_state_object(sid, {"blob": "x" * READ_STATE_BYTES}, W)
+        await store.get_state(sid, W)
+        counting.reset()
+        started = time.perf_counter()
+        for _ in range(reads):
+            await store.get_state(sid, W)
+        return counting.bytes_read, counting.counts["get"], time.perf_counter() - started
+
+
+async def conditional_reads(endpoint: str | None, bucket: str, root: Path, quick: bool) -> list[Row]:
+    """``get_state`` re-reads of an unchanged 1 MB state: bytes the backend returned, conditional read off vs on."""
+    reads = 20 if quick else READS
+    makers: dict[str, Callable[[], ObjectBackend]] = {
+        "memory": MemoryBackend,
+        "local": lambda: LocalBackend(root / "rereads"),
+    }
+    if endpoint is not None:
+        makers["S3 (moto)"] = lambda: backend_for("s3", f"{endpoint} {bucket}")
+    rows = []
+    for label, make in makers.items():
+        cells = [label]
+        got = {}
+        for conditional in (False, True):
+            backend = make()
+            try:
+                got[conditional] = await reread_bytes(backend, conditional, reads)
+            finally:
+                await backend.aclose()
+        (off, gets_off, t_off), (on, gets_on, t_on) = got[False], got[True]
+        cells += [f"{off:,}", f"{on:,}", f"{100 * on / max(off, 1):.2f}%", f"{gets_off}/{gets_on}"]
+        cells += [ms(t_off / reads), ms(t_on / reads)]
+        rows.append(Row(cells))
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------------------------------
 
 
@@ -857,7 +964,24 @@ async def run(args: argparse.Namespace, endpoint: str | None, root: Path) -> dic
         ["writers", *(str(n) for n in WRITERS)],
         rows,
     )
+    await reads_section(args, endpoint, bucket, root)
     return series
+
+
+async def reads_section(args: argparse.Namespace, endpoint: str | None, bucket: str, root: Path) -> None:
+    """Print the conditional-reads section (``bucket`` made if empty)."""
+    if endpoint is not None and not bucket:
+        bucket = "bench-reads"
+        async with raw_client(endpoint) as client:
+            await client.create_bucket(Bucket=bucket)
+    rows = await conditional_reads(endpoint, bucket, root, args.quick)
+    reads = 20 if args.quick else READS
+    header = ["backend", "bytes read: off", "on", "on/off", "GETs off/on", "per read: off", "on"]
+    print_section(
+        f"{reads} get_state re-reads of an unchanged 1 MB state: bytes the backend returned, conditional reads off/on",
+        header,
+        rows,
+    )
 
 
 def main() -> None:
@@ -871,7 +995,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="source tree of the version to compare the scale figures with (e.g. main)"
     )
-    parser.add_argument("--scale-chart", type=Path, default=Path("docs/bench-scale.png"), help="the scale PNG")
+    parser.add_argument("--scale-chart", type=Path, default=Path("docs/img/bench-scale.png"), help="the scale PNG")
+    parser.add_argument("--reads-only", action="store_true", help="run only the conditional-reads section")
     parser.add_argument("--telemetry", action="store_true", help="also measure what OpenTelemetry costs per operation")
     parser.add_argument("--telemetry-only", action="store_true", help="run only the telemetry section")
     args = parser.parse_args()
@@ -889,7 +1014,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp,
         moto_server() if use_s3 else nullcontext() as endpoint,
     ):
-        if not args.scale_only:
+        if args.reads_only:
+            asyncio.run(reads_section(args, endpoint, "", Path(tmp)))
+        elif not args.scale_only:
             series = asyncio.run(run(args, endpoint, Path(tmp)))
         if args.scale or args.scale_only:
             scale_section(args, endpoint, Path(tmp))

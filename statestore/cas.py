@@ -20,7 +20,17 @@ from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import hooks
-from .backends.base import Create, ObjectBackend, ObjectVersion, PreconditionFailed, PutMode, Versioned, same_etag
+from .backends.base import (
+    Create,
+    NotModified,
+    ObjectBackend,
+    ObjectVersion,
+    PreconditionFailed,
+    PutMode,
+    Versioned,
+    same_etag,
+    takes_if_none_match,
+)
 from .backends.base import Update as PutUpdate
 from .codec import Codec, check_json, copy_state, decode, encode
 from .config import DEFAULT_CACHE_BYTES
@@ -306,6 +316,8 @@ class CompareAndSwap:
         # At most cache_size states weighing cache_bytes in all; a state over 1/8 of that is not kept
         # (its next update reads it first: 1 GET + 1 PUT instead of 1 PUT).
         self._cache: LRU[str, Stored] = LRU(cache_size, max_bytes=cache_bytes, weigh=_weigh)
+        # Reads of a cached state ask "if not this version" (a backend of the older protocol cannot be asked).
+        self._conditional = takes_if_none_match(backend)
 
     async def read_state(self, skey: StateKey) -> State:
         """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""
@@ -536,7 +548,16 @@ class CompareAndSwap:
         return await offload(obj is not None and len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
 
     async def _read(self, skey: StateKey) -> Seen:
-        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        """The stored object, read now; a version the cache holds is asked for conditionally (no body if unchanged)."""
+        cached = self._cache.get(skey.object_key) if self._conditional else None
+        if cached is None:
+            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        else:
+            obj = await self._call(skey, "get", self.backend.get(skey.object_key, if_none_match=cached.etag))
+        if isinstance(obj, NotModified):
+            if cached is None or not same_etag(obj.etag, cached.etag):
+                raise BackendError(f"get of {skey} answered 'not modified' for a version it was not asked about")
+            return cached
         if obj is None:
             self._cache.discard(skey.object_key)
         return await self._opened(skey, obj)

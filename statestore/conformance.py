@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .backends.base import ObjectBackend, ObjectMeta, PutMode, same_etag
+from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, Versioned, same_etag, takes_if_none_match
 from .errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 
 __all__ = ["BackendTests"]
@@ -63,7 +63,7 @@ class BackendTests:
         result = await backend.put(KEY, b'{"a":1}')
         assert result.etag.startswith('"') and result.etag.endswith('"')
         got = await backend.get(KEY)
-        assert got is not None
+        assert isinstance(got, Versioned)
         assert got.data == b'{"a":1}'
         assert same_etag(got.etag, result.etag)
 
@@ -72,7 +72,7 @@ class BackendTests:
         await backend.put(KEY, b"2")
         await backend.put(KEY, b"3", PutMode.OVERWRITE)
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"3"
+        assert isinstance(got, Versioned) and got.data == b"3"
 
     async def test_create_creates_only_once(self, backend: ObjectBackend) -> None:
         await backend.put(KEY, b"1", PutMode.CREATE)
@@ -81,7 +81,7 @@ class BackendTests:
         if info.value.current_known:
             assert info.value.current is not None and info.value.current.data == b"1"
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"1"
+        assert isinstance(got, Versioned) and got.data == b"1"
 
     async def test_update_with_current_etag_succeeds_stale_fails(self, backend: ObjectBackend) -> None:
         first = (await backend.put(KEY, b"1")).etag
@@ -92,13 +92,13 @@ class BackendTests:
         if info.value.current_known:
             assert info.value.current is not None and info.value.current.data == b"2"
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"2" and same_etag(got.etag, second)
+        assert isinstance(got, Versioned) and got.data == b"2" and same_etag(got.etag, second)
 
     async def test_update_accepts_an_unquoted_etag(self, backend: ObjectBackend) -> None:
         etag = (await backend.put(KEY, b"1")).etag
         await backend.put(KEY, b"2", PutMode.update(etag.strip('"')))
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"2"
+        assert isinstance(got, Versioned) and got.data == b"2"
 
     async def test_update_of_a_missing_key_fails_and_creates_nothing(self, backend: ObjectBackend) -> None:
         with pytest.raises(PreconditionFailed) as info:
@@ -110,11 +110,11 @@ class BackendTests:
     async def test_binary_and_empty_payloads(self, backend: ObjectBackend) -> None:
         await backend.put(KEY, b"")
         got = await backend.get(KEY)
-        assert got is not None and got.data == b""
+        assert isinstance(got, Versioned) and got.data == b""
         blob = bytes(range(256)) * 100
         await backend.put(KEY, blob)
         got = await backend.get(KEY)
-        assert got is not None and got.data == blob
+        assert isinstance(got, Versioned) and got.data == blob
 
     # -- delete ------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class BackendTests:
         first = (await backend.put(KEY, b"1")).etag
         await backend.put(KEY, b"2", PutMode.update(first))
         current = await backend.get(KEY)
-        assert current is not None
+        assert isinstance(current, Versioned)
         try:
             with pytest.raises(PreconditionFailed):
                 await backend.delete(KEY, if_match=first)
@@ -195,7 +195,7 @@ class BackendTests:
         await backend.put(KEY, b"1")
         await backend.aclose()
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"1"
+        assert isinstance(got, Versioned) and got.data == b"1"
 
     # -- concurrency of conditional puts -------------------------------------------
 
@@ -207,7 +207,7 @@ class BackendTests:
         assert len(winners) == 1, outcomes
         assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"%d" % winners[0]
+        assert isinstance(got, Versioned) and got.data == b"%d" % winners[0]
 
     async def test_concurrent_updates_of_one_version_exactly_one_wins(self, backend: ObjectBackend) -> None:
         base = (await backend.put(KEY, b"base")).etag
@@ -218,7 +218,7 @@ class BackendTests:
         assert len(winners) == 1, outcomes
         assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"%d" % winners[0]
+        assert isinstance(got, Versioned) and got.data == b"%d" % winners[0]
 
     async def test_compare_and_swap_increments_are_never_lost(self, backend: ObjectBackend) -> None:
         """Writers that read, add one and put with ``update`` (retrying on a failed condition) lose no increment."""
@@ -227,7 +227,7 @@ class BackendTests:
         async def increment() -> None:
             while True:
                 current = await backend.get(KEY)
-                assert current is not None
+                assert isinstance(current, Versioned)
                 await asyncio.sleep(0)  # let the other writers run between the read and the write
                 try:
                     await backend.put(KEY, b"%d" % (int(current.data) + 1), PutMode.update(current.etag))
@@ -237,4 +237,52 @@ class BackendTests:
 
         await asyncio.gather(*(increment() for _ in range(4 * 5)))
         got = await backend.get(KEY)
-        assert got is not None and got.data == b"20"
+        assert isinstance(got, Versioned) and got.data == b"20"
+
+    # -- conditional reads -----------------------------------------------------------
+
+    async def test_get_if_none_match_of_the_current_version(self, backend: ObjectBackend) -> None:
+        """The current ETag (quoted or not): ``NotModified``, or the whole object where the backend cannot tell."""
+        _needs_if_none_match(backend)
+        etag = (await backend.put(KEY, b"1")).etag
+        for asked in (etag, etag.strip('"')):
+            got = await backend.get(KEY, if_none_match=asked)
+            assert isinstance(got, NotModified | Versioned), got
+            assert same_etag(got.etag, etag)
+            if isinstance(got, Versioned):
+                assert got.data == b"1"
+
+    async def test_get_if_none_match_of_a_replaced_version_returns_the_new_one(self, backend: ObjectBackend) -> None:
+        _needs_if_none_match(backend)
+        first = (await backend.put(KEY, b"1")).etag
+        await backend.get(KEY, if_none_match=first)
+        second = (await backend.put(KEY, b"2")).etag  # same size: only the content tells them apart
+        for asked in (first, _NEVER_AN_ETAG):
+            got = await backend.get(KEY, if_none_match=asked)
+            assert isinstance(got, Versioned), got
+            assert got.data == b"2" and same_etag(got.etag, second)
+
+    async def test_get_if_none_match_of_a_missing_key_is_none(self, backend: ObjectBackend) -> None:
+        _needs_if_none_match(backend)
+        assert await backend.get(KEY, if_none_match=_NEVER_AN_ETAG) is None
+        etag = (await backend.put(KEY, b"1")).etag
+        assert await backend.get(KEY, if_none_match=etag) is not None
+        await backend.delete(KEY)
+        assert await backend.get(KEY, if_none_match=etag) is None
+
+    # -- keys only -------------------------------------------------------------------
+
+    async def test_list_keys_yields_the_keys_of_list(self, backend: ObjectBackend) -> None:
+        keys = ["p/a/config.json", "p/b/config.json", "p/b/c/config.json", "q/config.json"]
+        for key in keys:
+            await backend.put(key, b"1")
+        for prefix in ("p/", "p/b", "", "none/"):
+            listed = sorted(meta.key for meta in await _listed(backend, prefix))
+            assert sorted([key async for key in backend.list_keys(prefix)]) == listed
+            assert listed == sorted(k for k in keys if k.startswith(prefix))
+
+
+def _needs_if_none_match(backend: ObjectBackend) -> None:
+    """Skip where ``get`` predates ``if_none_match``: such a backend is read whole, as before."""
+    if not takes_if_none_match(backend):
+        pytest.skip(f"{backend.describe()}.get does not take if_none_match (written before conditional reads)")

@@ -223,8 +223,8 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
-            async for meta in self._cas.backend.list(prefix):
-                state_id = id_from_key(prefix, meta.key)
+            async for key in self._cas.backend.list_keys(prefix):
+                state_id = id_from_key(prefix, key)
                 if state_id is not None:
                     yield state_id
         except StateStoreError:

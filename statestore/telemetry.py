@@ -321,6 +321,13 @@ class TelemetryBackend(WrapperBackend):
         async for meta in self.inner.list(prefix):
             yield meta
 
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        current = self._op()
+        if current is not None:
+            current.state.add("requests", current.request_key("list"))
+        async for key in self.inner.list_keys(prefix):
+            yield key
+
 
 # -- spans around the Store's operations -------------------------------------------
 

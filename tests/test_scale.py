@@ -122,3 +122,21 @@ async def test_s3_listing_streams_page_by_page(moto_server: MotoServer, monkeypa
         assert seen == 300 and len(calls) == 6
     finally:
         await store.aclose()
+
+
+async def test_listing_ids_costs_no_status_or_metadata_per_file(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``list_states`` needs ids only: no ``ObjectMeta`` (nor the ``lstat`` it needs) per state; info still has them."""
+    made: list[str] = []
+
+    class CountedMeta(local.ObjectMeta):
+        def __init__(self, key: str, *args: Any) -> None:
+            made.append(key)
+            super().__init__(key, *args)
+
+    monkeypatch.setattr(local, "ObjectMeta", CountedMeta)
+    store = Store(LocalBackend(tree))
+    assert len(await store.list_states(W)) == 10_000
+    assert made == []
+    infos = [info async for info in store.iter_state_info(W)]
+    assert len(infos) == len(made) == 10_000
+    assert all(info.size > 0 and info.last_modified.tzinfo is not None for info in infos)

@@ -298,7 +298,7 @@ async def test_s3_transient_failures_retried_are_counted_over_http(otel: Recorde
 async def test_requests_by_kind_and_bytes_are_counted(otel: Recorded, tmp_path: Path) -> None:
     store = Store(LocalBackend(tmp_path), app_name="app1")
     await store.save_state_object("w1", {"k": "v" * 100}, W)  # reads (nothing there), then creates
-    await store.get_state("w1", W)
+    await Store(LocalBackend(tmp_path), app_name="app1").get_state("w1", W)  # no cached version: reads the bytes
     await store.list_states(W)
     await store.delete_state("w1", W)
     stored = len('{"k":"' + "v" * 100 + '"}')

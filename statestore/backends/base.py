@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "check_put_mode",
     "md5_etag",
     "same_etag",
+    "takes_if_none_match",
 ]
 
 
@@ -178,8 +180,13 @@ class ObjectBackend(ABC):
         return True
 
     @abstractmethod
-    async def get(self, key: str) -> Versioned | None:
-        """The object's bytes and ETag, or None if it does not exist."""
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        """The object's bytes and ETag, or None if it does not exist.
+
+        With ``if_none_match`` (an ETag, quoted or not): ``NotModified`` if the object
+        still has that ETag, without its bytes. A backend that cannot tell cheaply may
+        return the whole ``Versioned`` instead; never ``NotModified`` for another ETag.
+        """
 
     @abstractmethod
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
@@ -225,6 +232,11 @@ class ObjectBackend(ABC):
         """The bytes and ETag of one kept version of ``key``; None if there is no such version or it is a deletion."""
         raise VersionsUnsupportedError(_no_versions(self))
 
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        """The keys ``list`` yields, for callers that need nothing else (a backend may find them cheaper)."""
+        async for meta in self.list(prefix):
+            yield meta.key
+
 
 def _no_versions(backend: ObjectBackend) -> str:
     return (
@@ -232,3 +244,23 @@ def _no_versions(backend: ObjectBackend) -> str:
         "memory backends never do; use S3 with bucket versioning enabled (aws s3api put-bucket-versioning "
         "--bucket BUCKET --versioning-configuration Status=Enabled)"
     )
+
+
+def takes_if_none_match(backend: ObjectBackend) -> bool:
+    """Whether ``backend.get`` (and every backend it wraps) accepts ``if_none_match``.
+
+    A backend written against the older protocol (``get(key)``) does not; callers then
+    read whole objects from it, as before.
+    """
+    seen: set[int] = set()
+    current: object = backend
+    while isinstance(current, ObjectBackend) and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            params = inspect.signature(current.get).parameters
+        except (TypeError, ValueError):
+            return False
+        if "if_none_match" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+        current = getattr(current, "inner", None)
+    return True

@@ -27,16 +27,18 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import aclosing, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
+from ..lru import LRU
 from ..retry import RetryPolicy
 from .base import (
+    NotModified,
     ObjectBackend,
     ObjectMeta,
     Overwrite,
@@ -61,12 +63,15 @@ _LIST_BATCH_MAX = 1024
 _READY_DIRS = 4096
 _PIN_FILES = 128
 _PIN_BYTES = 32 * 2**20
+_SEEN_FILES = 4096  # statuses of files read, remembered per backend to answer conditional reads
+_RACY_NS = 3 * 10**9  # a file changed more recently than this is not remembered (coarse clocks, skew)
 _LOCK_POLL_MAX = 0.05  # seconds between tries of a held lock, at most
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang an open
 
 
 Signature = tuple[int, int, int, int]
+FullSignature = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
 
 
 class _Pin(NamedTuple):
@@ -150,6 +155,10 @@ _PINS = _Pins(_PIN_FILES, _PIN_BYTES)
 
 def _signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _full_signature(st: os.stat_result) -> FullSignature:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _is_hidden(name: str) -> bool:
@@ -299,21 +308,38 @@ class _Dir:
     def objects(self) -> Iterator[ObjectMeta]:
         """All visible regular files below, in no particular order; symlinks are skipped.
 
+        Only the files cost a status call (``lstat``), for their size and time; the
+        ETag is left out, as only reading the file could tell it.
+        """
+        meta, stamp, utc = ObjectMeta, datetime.fromtimestamp, UTC
+        for rel, entry in self.files():
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # deleted since the directory was read
+                continue
+            yield meta(rel + entry.name, st.st_size, stamp(st.st_mtime, utc))
+
+    def keys(self) -> Iterator[str]:
+        """The keys (paths below this directory) of ``objects``, without a status call per file."""
+        for rel, entry in self.files():
+            yield rel + entry.name
+
+    def files(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Each visible regular file below (its directory's ``rel`` and its entry), in no particular order.
+
         Depth first, holding one descriptor and one open listing per level and
         nothing per entry, so memory stays flat however many objects there are.
-        Entry types come from the listing itself (``d_type``): only the visible
-        files cost a status call (``lstat``), for their size and time; the ETag
-        is left out, as only reading the file could tell it.
+        Entry types come from the listing itself (``d_type``), so this costs no
+        call per file; an entry is valid (its ``stat`` works) until the next one is taken.
         """
         levels: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []  # open directories: fd, rel, listing
-        meta, stamp, utc = ObjectMeta, datetime.fromtimestamp, UTC
         try:
             levels.append((self.fd, self.rel, os.scandir(self.fd)))
             while levels:
                 fd, rel, entries = levels[-1]
                 for entry in entries:
-                    name = entry.name
                     if entry.is_dir(follow_symlinks=False):
+                        name = entry.name
                         child = self._open_below(fd, rel, name)
                         if child >= 0:
                             try:
@@ -323,15 +349,12 @@ class _Dir:
                                 raise
                             break
                     elif entry.is_file(follow_symlinks=False):
-                        if name[0] == ".":  # temp and lock files (``_is_hidden``)
-                            continue
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:  # deleted since the directory was read
-                            continue
-                        yield meta(rel + name, st.st_size, stamp(st.st_mtime, utc))
+                        if entry.name[0] != ".":  # temp and lock files (``_is_hidden``)
+                            yield rel, entry
                     elif entry.is_symlink():
-                        logger.warning("skipping %s%s: a symbolic link below the root is never followed", rel, name)
+                        logger.warning(
+                            "skipping %s%s: a symbolic link below the root is never followed", rel, entry.name
+                        )
                 else:  # this directory is done
                     levels.pop()
                     _close_level(self.fd, fd, entries)
@@ -412,6 +435,8 @@ class LocalBackend(ObjectBackend):
         # Directories (relative to the root) this backend has swept of dead writers' temp files.
         self._ready: set[str] = set()
         self._owner = object()  # marks the pins made through this backend
+        # key -> (status, ETag) of files read, to answer a conditional read with a stat (``_known_etag``).
+        self._seen: LRU[str, tuple[FullSignature, str]] = LRU(_SEEN_FILES)
         weakref.finalize(self, _PINS.close_owned, self._owner)
 
     async def aclose(self) -> None:
@@ -431,22 +456,61 @@ class LocalBackend(ObjectBackend):
 
     # -- reads -----------------------------------------------------------------
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
         parts, name = _split(key)
-        return await asyncio.to_thread(self._get_sync, key, parts, name)
+        return await asyncio.to_thread(self._get_sync, key, parts, name, if_none_match)
 
-    def _get_sync(self, key: str, parts: list[str], name: str) -> Versioned | None:
+    def _get_sync(
+        self, key: str, parts: list[str], name: str, if_none_match: str | None
+    ) -> Versioned | NotModified | None:
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
                 found = None
             else:
                 with directory:
+                    if if_none_match is not None:
+                        known = self._known_etag(key, directory.lstat(name))
+                        if known is not None and same_etag(known, if_none_match):
+                            return NotModified(known)
                     found = directory.read(name)
         except OSError as exc:
             raise _os_error(f"cannot read {key}: {exc.strerror}", exc) from exc
         _PINS.check(self._pin_key(key), _signature(found[1]) if found else None)  # closes a pin gone stale
-        return Versioned(found[0], md5_etag(found[0])) if found else None
+        if found is None:
+            self._seen.discard(key)
+            return None
+        etag = md5_etag(found[0])
+        self._note(key, found[1], etag)
+        return Versioned(found[0], etag)
+
+    def _known_etag(self, key: str, st: os.stat_result | None) -> str | None:
+        """The ETag of the file whose status is ``st``, if a pin or the status memo proves it without a read.
+
+        A pin holds the file open, so its inode number cannot name another file
+        meanwhile (a pin made since our ``lstat`` names a file renamed into place
+        during this call: still a version current during it). A memo entry was
+        noted only for a file whose last change (``st_ctime``) was at least
+        ``_RACY_NS`` old: any file made since has a later ctime, so an equal
+        status is the same, unchanged file (writers replace files, and an edit
+        in place moves the ctime too).
+        """
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        pinned = _PINS.check(self._pin_key(key), _signature(st))
+        if pinned is not None:
+            return pinned
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == _full_signature(st):
+            return seen[1]
+        return None
+
+    def _note(self, key: str, st: os.stat_result, etag: str) -> None:
+        """Remember the status of a file just read with its ETag, unless its last change is too recent to prove."""
+        if time.time_ns() - st.st_ctime_ns > _RACY_NS:
+            self._seen.put(key, (_full_signature(st), etag))
+        else:
+            self._seen.discard(key)
 
     # -- conditional writes ----------------------------------------------------
 
@@ -532,6 +596,7 @@ class LocalBackend(ObjectBackend):
                     if self._check(directory, key, name, mode) is not None:
                         os.unlink(name, dir_fd=directory.fd)
                     _PINS.drop(self._pin_key(key))
+                    self._seen.discard(key)
                     directory.remove_stale_temps(name)
                 finally:
                     os.close(lock_fd)
@@ -556,11 +621,27 @@ class LocalBackend(ObjectBackend):
     # -- listing ---------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        async with aclosing(self._batches(prefix, _Dir.objects)) as batches:
+            async for batch in batches:
+                for meta in batch:
+                    if meta.key.startswith(prefix):
+                        yield meta
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        """The keys of ``list``, without a status call or an ``ObjectMeta`` per file."""
+        async with aclosing(self._batches(prefix, _Dir.keys)) as batches:
+            async for batch in batches:
+                for key in batch:
+                    if key.startswith(prefix):
+                        yield key
+
+    async def _batches(self, prefix: str, walk: Callable[[_Dir], Iterator[T]]) -> AsyncGenerator[Sequence[T], None]:
+        """What ``walk`` yields for the directory of ``prefix``, in batches taken by a thread."""
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         parts = base.split("/") if base else []
         if any(p in ("", ".", "..") for p in parts):
             return  # no valid key lies below such a directory (and ".." must not lead out of the root)
-        walker = self._walk(parts)
+        walker = self._walk(parts, walk)
         size = _LIST_BATCH
         batch = await asyncio.to_thread(_take, walker, size)
         while True:
@@ -570,21 +651,19 @@ class LocalBackend(ObjectBackend):
                 size = min(size * 4, _LIST_BATCH_MAX)
                 ahead = asyncio.ensure_future(asyncio.to_thread(_take, walker, size))
                 ahead.add_done_callback(_retrieved)
-            for meta in batch:  # a caller that stops early leaves the thread to finish its batch alone
-                if meta.key.startswith(prefix):
-                    yield meta
+            yield batch  # a caller that stops early leaves the thread to finish its batch alone
             if not more:
                 return
             batch = await ahead
 
-    def _walk(self, parts: Sequence[str]) -> Iterator[ObjectMeta]:
-        """All visible files under ``parts``, in no particular order."""
+    def _walk(self, parts: Sequence[str], walk: Callable[[_Dir], Iterator[T]]) -> Iterator[T]:
+        """What ``walk`` yields for the directory ``parts``: all visible files under it, in no particular order."""
         try:
             directory = _Dir.walk(self._real_root, parts)
             if directory is None:
                 return
             with directory:
-                yield from directory.objects()
+                yield from walk(directory)
         except OSError as exc:
             raise _os_error(f"cannot list {'/'.join(parts) or 'the root'}: {exc.strerror}", exc) from exc
 
@@ -602,7 +681,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _retrieved(future: asyncio.Future[list[ObjectMeta]]) -> None:
+def _retrieved(future: asyncio.Future[list[T]]) -> None:
     """Mark a read-ahead's error as seen, for a caller that stopped listing before it."""
     if not future.cancelled():
         future.exception()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from .base import (
+    NotModified,
     ObjectBackend,
     ObjectMeta,
     PreconditionFailed,
@@ -16,6 +17,7 @@ from .base import (
     Versioned,
     check_put_mode,
     md5_etag,
+    same_etag,
 )
 
 
@@ -37,10 +39,14 @@ class MemoryBackend(ObjectBackend):
         if not mode.allows(None if current is None else current.etag):
             raise PreconditionFailed(key, current=current, current_known=True)
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
         with self._lock:
             entry = self._objects.get(key)
-        return None if entry is None else entry.object
+        if entry is None:
+            return None
+        if if_none_match is not None and same_etag(entry.object.etag, if_none_match):
+            return NotModified(entry.object.etag)
+        return entry.object
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         check_put_mode(mode)

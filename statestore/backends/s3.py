@@ -60,6 +60,7 @@ from ..lru import LRU
 from ..retry import RetryPolicy
 from .base import (
     Create,
+    NotModified,
     ObjectBackend,
     ObjectMeta,
     ObjectVersion,
@@ -676,7 +677,7 @@ class S3Backend(ObjectBackend):
         self._histories.put((key, got[0].etag.strip('"')), got[1])
         return got
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
         got = await self._get(key)
         return None if got is None else got[0]
 

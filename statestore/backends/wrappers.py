@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from .base import ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
+from .base import NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ class WrapperBackend(ObjectBackend):
         """Run one ``get``, ``put`` or ``delete`` (``call``) of ``key``: the hook a wrapper overrides."""
         return await call()
 
-    async def get(self, key: str) -> Versioned | None:
-        return await self._around("get", key, lambda: self.inner.get(key))
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        if if_none_match is None:  # also serves an inner backend written before ``if_none_match``
+            return await self._around("get", key, lambda: self.inner.get(key))
+        return await self._around("get", key, lambda: self.inner.get(key, if_none_match=if_none_match))
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         return await self._around("put", key, lambda: self.inner.put(key, data, mode))
@@ -52,6 +54,11 @@ class WrapperBackend(ObjectBackend):
 
     def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         return self.inner.list(prefix)
+
+    def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        if type(self).list is WrapperBackend.list:  # nothing to see in the listing: the inner fast path
+            return self.inner.list_keys(prefix)
+        return super().list_keys(prefix)  # a wrapper that watches ``list`` sees this listing too
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -70,26 +77,48 @@ class WrapperBackend(ObjectBackend):
 
 
 class CountingBackend(WrapperBackend):
-    """Counts calls by operation (``get``, ``put``, ``delete``, ``list``) in ``counts``.
+    """Counts calls by operation (``get``, ``put``, ``delete``, ``list``) in ``counts``, and the bytes moved.
 
     A call is counted when it is made, whether it then succeeds or fails.
+    ``bytes_read`` is the object bytes gets returned (a ``NotModified`` returns
+    none; ``not_modified`` counts those), ``bytes_written`` the bytes of the
+    puts that succeeded.
     """
 
     def __init__(self, inner: ObjectBackend) -> None:
         super().__init__(inner)
         self.counts: Counter[str] = Counter()
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.not_modified = 0
 
     def reset(self) -> None:
         self.counts.clear()
+        self.bytes_read = self.bytes_written = self.not_modified = 0
 
     async def _around(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
         self.counts[op] += 1
-        return await call()
+        result = await call()
+        if isinstance(result, Versioned):
+            self.bytes_read += len(result.data)
+        elif isinstance(result, NotModified):
+            self.not_modified += 1
+        return result
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        result = await super().put(key, data, mode)
+        self.bytes_written += len(data)
+        return result
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         self.counts["list"] += 1
         async for meta in self.inner.list(prefix):
             yield meta
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        self.counts["list"] += 1
+        async for key in self.inner.list_keys(prefix):
+            yield key
 
 
 class LatencyBackend(WrapperBackend):
@@ -109,6 +138,8 @@ def _outcome(op: str, result: object) -> str:
         return f"ok, etag {result.etag}"
     if isinstance(result, Versioned):
         return f"found, {len(result.data)} bytes"
+    if isinstance(result, NotModified):
+        return "not modified"
     return "missing" if op == "get" else "ok"
 
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TypeVar
 
-from ..backends.base import ObjectBackend, PreconditionFailed, PutMode, same_etag
+from ..backends.base import ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from ..backends.memory import MemoryBackend
 from ..errors import StateStoreError
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
@@ -61,7 +61,7 @@ class _Protocol:
         etag1 = await self._create("put", self.main, v1)
         run.ok("put", "a new object was written")
         got = await self._io("get", b.get(self.main))
-        if got is None or got.data != v1 or not same_etag(got.etag, etag1):
+        if not isinstance(got, Versioned) or got.data != v1 or not same_etag(got.etag, etag1):
             raise _Stop("get", Verdict.UNSAFE, "the object read back is not the one written")
         run.ok("get", "the object reads back with the ETag the write returned")
         keys = [meta.key async for meta in b.list(self.scratch)]
@@ -91,7 +91,7 @@ class _Protocol:
             await self._io("stale-if-match", b.put(self.main, b'{"stale": 1}', PutMode.update(etag1)))
         except PreconditionFailed:
             got = await self._io("stale-if-match", b.get(self.main))
-            if got is not None and got.data == v2:
+            if isinstance(got, Versioned) and got.data == v2:
                 run.ok("stale-if-match", "a write with a stale ETag was refused; the object is unchanged")
             else:
                 run.unsafe(
