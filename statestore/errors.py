@@ -170,3 +170,11 @@ class BackendConfigError(BackendError):
 
     Retrying does not help; fix the configuration.
     """
+
+
+class S3ClientUnsupportedError(BackendConfigError, NotImplementedError):
+    """The S3 transport in use cannot make this call (obstore: conditional or versioned delete, version listing).
+
+    Raised before any request, instead of a weaker call that would drop a
+    guarantee. Use the aioboto3 transport (``STATESTORE_S3_CLIENT=aioboto3``).
+    """
