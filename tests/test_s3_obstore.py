@@ -223,3 +223,33 @@ async def test_check_probes_the_server_through_aioboto3_when_obstore_is_selected
         assert report.verdict is Verdict.SAFE, report
     finally:
         await backend.aclose()
+
+
+async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server: MotoServer) -> None:
+    """No server: a connection failure (not a timeout); a server that answers late: a timeout. Both transient."""
+    import socket
+
+    from statestore import BackendUnavailableError, RetryPolicy
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens on it
+    one_try = RetryPolicy(attempts=1, deadline=5)
+    refused = s3_backend(moto_server, "b-refused", endpoint_url=f"http://127.0.0.1:{port}", client="obstore")
+    refused.retry = one_try
+    try:
+        with pytest.raises(BackendUnavailableError, match="S3ConnectionFailure"):
+            await refused.get(KEY)
+    finally:
+        await refused.aclose()
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        late = s3_backend(moto_server, "b-late", endpoint_url=endpoint, client="obstore", read_timeout=0.3)
+        late.retry = one_try
+        try:
+            with pytest.raises(BackendUnavailableError, match="S3Timeout"):
+                await late.get(KEY)
+        finally:
+            await late.aclose()

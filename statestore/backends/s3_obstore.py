@@ -110,9 +110,11 @@ def translate(operation: str, exc: BaseException) -> BaseException:
     lowered = text.lower()
     if "credential" in lowered and "error performing" not in lowered:
         return S3CredentialsUnavailable(f"{operation}: no credentials found (object_store's chain)")
-    if "timed out" in lowered or "timedout" in lowered or "timeout" in lowered:
+    if "kind: connect" in lowered or "connecterror" in lowered:
+        return S3ConnectionFailure(f"{operation}: the connection failed")
+    if "timed out" in lowered or "timedout" in lowered or "kind: timeout" in lowered:  # not "retry_timeout: ..."
         return S3Timeout(f"{operation}: no answer in time")
-    if "error sending request" in lowered or "connect" in lowered or "http error" in lowered:
+    if "error sending request" in lowered or "http error" in lowered or "connection" in lowered:
         return S3ConnectionFailure(f"{operation}: the connection failed")
     return exc
 
