@@ -253,3 +253,34 @@ async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server
                 await late.get(KEY)
         finally:
             await late.aclose()
+
+
+@pytest.mark.parametrize("s3_transport", S3_TRANSPORTS, indirect=True)
+@pytest.mark.parametrize(("sse", "kms_key"), [("AES256", None), ("aws:kms", "alias/statestore-test")])
+async def test_every_put_carries_the_server_side_encryption_asked_for(
+    moto_server: MotoServer, s3_transport: str, sse: str, kms_key: str | None
+) -> None:
+    bucket = moto_server.create_bucket()
+    backend = s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)
+    try:
+        etag = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
+        await backend.put(KEY, b"2", PutMode.update(etag))
+    finally:
+        await backend.aclose()
+    creds = moto_server.fake_credentials()
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=moto_server.endpoint_url,
+        region_name=creds["AWS_DEFAULT_REGION"],
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        head = client.head_object(Bucket=bucket, Key=KEY)
+    finally:
+        client.close()
+    assert head["ServerSideEncryption"] == sse
+    if kms_key is not None:
+        assert kms_key in head.get("SSEKMSKeyId", "")
