@@ -35,6 +35,8 @@ BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_serv
 S3_TRANSPORTS = ("aioboto3", "obstore")
 #: Modules whose every test runs on each S3 transport (besides every test marked ``s3_server``).
 TWO_TRANSPORT_MODULES = frozenset({"test_s3_faults", "test_reliability_s3"})
+#: Modules whose ``s3_server`` tests pin their transport (``client="boto3"``): run once.
+ONE_TRANSPORT_MODULES = frozenset({"test_mock_aws"})
 _transport = ["aioboto3"]  # the transport of the running test (set by the ``s3_transport`` fixture)
 
 
@@ -48,8 +50,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run the ``s3_server`` tests and the ``TWO_TRANSPORT_MODULES`` once per S3 transport."""
     if "s3_transport" not in metafunc.fixturenames:
         return
+    module = metafunc.module.__name__
     marked = metafunc.definition.get_closest_marker("s3_server") is not None
-    if marked or metafunc.module.__name__ in TWO_TRANSPORT_MODULES:
+    if (marked and module not in ONE_TRANSPORT_MODULES) or module in TWO_TRANSPORT_MODULES:
         metafunc.parametrize("s3_transport", s3_transports(), indirect=True)
 
 

@@ -24,6 +24,7 @@ botocore; obstore itself is imported only when a client is opened.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from ..errors import S3ClientUnsupportedError
 
 logger = logging.getLogger(__name__)
 
+_SETTLE_SECONDS = 0.01  # lets object_store's runtime close the dropped pool's connections
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 _SUPPORTED_PUT_ARGS = frozenset(
@@ -125,7 +127,7 @@ class ObstoreS3Client:
     conditional_delete = False  #: object_store has no If-Match on delete
 
     def __init__(self, store: Any, bucket: str) -> None:
-        self._store = store
+        self._store: Any = store
         self._bucket = bucket
         self._sse: tuple[str | None, str | None] = (
             store.config.get("server_side_encryption"),
@@ -260,7 +262,16 @@ class ObstoreS3Client:
         return page
 
     async def close(self) -> None:
-        """Nothing to close: object_store's connection pool goes with the store."""
+        """Drop the store (and its connection pool) while the event loop still runs, and let its threads settle.
+
+        A store still alive when the interpreter finalizes races object_store's
+        runtime threads closing its connections, and the process can abort
+        (SIGABRT) on exit; dropped here, the pool closes while Python is whole.
+        """
+        if self._store is None:
+            return
+        self._store = None
+        await asyncio.sleep(_SETTLE_SECONDS)
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         """Any other S3 call (HeadBucket, ListObjectVersions, GetBucketVersioning...): ``S3ClientUnsupportedError``."""
