@@ -2,6 +2,7 @@
 
     .venv/bin/pip install -e '.[test,bench]'
     .venv/bin/python scripts/bench.py [--chart docs/bench-writers.png] [--quick] [--no-s3]
+    .venv/bin/python scripts/bench.py --transport [--quick]   # aioboto3 and obstore, each vs its raw client
 
 Starts its own moto S3 server (``statestore.testing.MotoServer``, in a child
 process on 127.0.0.1 so that it does not share this process's interpreter
@@ -15,10 +16,15 @@ lock), then measures in one run:
   with a new client per call, as the replaced service did);
 - local ``save_state`` against a raw write + fsync + ``os.replace`` loop;
 - updates/s with 1, 2, 4 and 8 concurrent writers on one id, as tasks in one
-  process and as processes, written as a PNG chart.
+  process and as processes, written as a PNG chart;
 - bytes the backend returned for 100 ``get_state`` re-reads of an unchanged
   1 MB state, conditional reads off (a wrapper drops ``if_none_match``) and on,
-  on memory, local and S3 (``--reads-only`` runs just this).
+  on memory, local and S3 (``--reads-only`` runs just this);
+- with ``--transport`` (alone): client CPU (process time) and wall per steady
+  ``save_state`` / ``get_state`` on each S3 transport against that transport's
+  raw conditional put / plain get, PUTs per update (single writer, 8 coalesced
+  tasks) and body bytes of 100 re-reads of an unchanged 1 MB object with and
+  without If-None-Match, charted to docs/img/bench-transport.png.
 
 Baseline and subject are measured alternately (A/B/A/B...) and summarised by
 medians, so drift on a shared, noisy machine hits both alike. moto is far
@@ -911,6 +917,247 @@ async def conditional_reads(endpoint: str | None, bucket: str, root: Path, quick
     return rows
 
 
+# -- transports: aioboto3 and obstore, each against its own raw client ------------------------------------
+
+
+@dataclass
+class Cost:
+    """Median client CPU and wall seconds per operation."""
+
+    cpu: float
+    wall: float
+
+
+async def measure(rounds: int, n: int, subjects: dict[str, Callable[[int], Awaitable[None]]]) -> dict[str, Cost]:
+    """Each subject runs ``n`` operations per round, the order rotating each round; medians per operation."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in subjects}
+    names = list(subjects)
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            for i in range(5):  # warm: connections open, caches filled
+                await subjects[name](-1 - i)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(n):
+                await subjects[name](r * n + i)
+            samples[name].append(((time.process_time() - cpu) / n, (time.perf_counter() - wall) / n))
+    return {
+        name: Cost(statistics.median(c for c, _ in got), statistics.median(w for _, w in got))
+        for name, got in samples.items()
+    }
+
+
+def obstore_raw_store(endpoint: str, bucket: str) -> Any:
+    """An obstore ``S3Store`` configured as plainly as the floor should be (path style, no retries)."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        bucket,
+        endpoint=endpoint,
+        region=REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+        retry_config={"max_retries": 0},
+    )
+
+
+async def transport_requests(endpoint: str, bucket: str, transport: str, steady: int) -> tuple[float, float]:
+    """PUTs per steady single-writer ``save_state``, and per update of 8 coalesced tasks on one id."""
+    from statestore import S3Backend
+
+    counting = CountingBackend(S3Backend(bucket, endpoint_url=endpoint, region=REGION, client=transport))
+    store = Store(counting)
+    sid = f"requests-{transport}"
+    await store.save_state("k", 0, sid, W)
+    counting.reset()
+    for i in range(steady):
+        await store.save_state("k", i + 1, sid, W)
+    single = counting.counts["put"] / steady
+    rounds = max(2, steady // TASKS)
+    counting.reset()
+
+    async def task(t: int) -> None:
+        for r in range(rounds):
+            await store.save_state(f"t{t}", r, sid, W)
+
+    await asyncio.gather(*(task(t) for t in range(TASKS)))
+    coalesced = counting.counts["put"] / (TASKS * rounds)
+    await store.aclose()
+    return single, coalesced
+
+
+async def conditional_read_bytes(endpoint: str, bucket: str, transport: str, reads: int) -> tuple[int, int]:
+    """Body bytes received by ``reads`` plain reads, and by ``reads`` conditional reads, of an unchanged 1 MB object."""
+    from statestore import S3Backend
+    from statestore.backends.base import Versioned
+
+    backend = S3Backend(bucket, endpoint_url=endpoint, region=REGION, client=transport)
+    key = f"bytes-{transport}/config.json"
+    etag = (await backend.put(key, b"x" * 1_000_000)).etag
+    plain = conditional = 0
+    for _ in range(reads):
+        got = await backend.get(key)
+        plain += len(got.data) if got is not None else 0
+        again = await backend.get(key, if_none_match=etag)
+        conditional += len(again.data) if isinstance(again, Versioned) else 0
+    await backend.aclose()
+    return plain, conditional
+
+
+async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, Cost]]:
+    """statestore on each transport against that transport's raw conditional put and plain get, in one run."""
+    import obstore
+    from obstore.store import S3Store
+
+    from statestore import S3Backend
+
+    rounds, n = (3, 40) if quick else (3, 300)
+    bucket = "bench-transport"
+    async with raw_client(endpoint) as client:
+        await client.create_bucket(Bucket=bucket)
+        raw_store: S3Store = obstore_raw_store(endpoint, bucket)
+        stores = {
+            t: Store(S3Backend(bucket, endpoint_url=endpoint, region=REGION, client=t)) for t in ("aioboto3", "obstore")
+        }
+        body = b'{"k":0,"name":"steady"}'
+        etags: dict[str, str] = {}
+        for t in stores:
+            await stores[t].save_state_object(f"timed-{t}", {"k": 0, "name": "steady"}, W)
+            etags[t] = (await client.put_object(Bucket=bucket, Key=f"raw-{t}.json", Body=body))["ETag"]
+
+        async def raw_obstore_put(i: int) -> None:
+            result = await obstore.put_async(
+                raw_store, "raw-obstore.json", b'{"k":%d,"name":"steady"}' % i, mode={"e_tag": etags["obstore"]}
+            )
+            etags["obstore"] = result["e_tag"] or ""
+
+        async def raw_aioboto3_put(i: int) -> None:
+            response = await client.put_object(
+                Bucket=bucket, Key="raw-aioboto3.json", Body=b'{"k":%d,"name":"steady"}' % i, IfMatch=etags["aioboto3"]
+            )
+            etags["aioboto3"] = response["ETag"]
+
+        async def raw_obstore_get(i: int) -> None:
+            got = await obstore.get_async(raw_store, "raw-obstore.json")
+            await got.bytes_async()
+
+        async def raw_aioboto3_get(i: int) -> None:
+            response = await client.get_object(Bucket=bucket, Key="raw-aioboto3.json")
+            async with response["Body"] as stream:
+                await stream.read()
+
+        def save(t: str) -> Callable[[int], Awaitable[None]]:
+            async def run(i: int) -> None:
+                await stores[t].save_state("k", i, f"timed-{t}", W)
+
+            return run
+
+        def get(t: str) -> Callable[[int], Awaitable[None]]:
+            async def run(i: int) -> None:
+                await stores[t].get_state(f"timed-{t}", W)
+
+            return run
+
+        puts = await measure(
+            rounds,
+            n,
+            {
+                "raw obstore put_async(mode=e_tag)": raw_obstore_put,
+                "statestore save_state (obstore)": save("obstore"),
+                "raw aioboto3 put_object(IfMatch)": raw_aioboto3_put,
+                "statestore save_state (aioboto3)": save("aioboto3"),
+            },
+        )
+        gets = await measure(
+            rounds,
+            n,
+            {
+                "raw obstore get_async": raw_obstore_get,
+                "statestore get_state (obstore)": get("obstore"),
+                "raw aioboto3 get_object": raw_aioboto3_get,
+                "statestore get_state (aioboto3)": get("aioboto3"),
+            },
+        )
+        for store in stores.values():
+            await store.aclose()
+
+    def rows(costs: dict[str, Cost], pairs: list[tuple[str, str]]) -> list[Row]:
+        out = []
+        for raw, ours in pairs:
+            for name in (raw, ours):
+                c = costs[name]
+                base = costs[raw]
+                out.append(Row([name, ms(c.cpu), ms(c.wall), f"{c.cpu / base.cpu:.2f}", f"{c.wall / base.wall:.2f}"]))
+        return out
+
+    header = ["per operation", "client CPU", "wall", "CPU x raw", "wall x raw"]
+    title = f"S3 (moto) transports, median of {rounds} rounds of {n} interleaved operations"
+    put_pairs = [
+        ("raw obstore put_async(mode=e_tag)", "statestore save_state (obstore)"),
+        ("raw aioboto3 put_object(IfMatch)", "statestore save_state (aioboto3)"),
+    ]
+    get_pairs = [
+        ("raw obstore get_async", "statestore get_state (obstore)"),
+        ("raw aioboto3 get_object", "statestore get_state (aioboto3)"),
+    ]
+    print_section(title + ": steady updates", header, rows(puts, put_pairs))
+    print_section(title + ": reads", header, rows(gets, get_pairs))
+    a, o = puts["statestore save_state (aioboto3)"], puts["statestore save_state (obstore)"]
+    print(f"obstore / aioboto3 save_state: client CPU {o.cpu / a.cpu:.2f}x, wall {o.wall / a.wall:.2f}x")
+
+    steady = 16 if quick else 64
+    request_rows = []
+    for t in ("aioboto3", "obstore"):
+        single, coalesced = await transport_requests(endpoint, bucket, t, steady)
+        plain, conditional = await conditional_read_bytes(endpoint, bucket, t, 10 if quick else 100)
+        reads = 10 if quick else 100
+        request_rows.append(
+            Row([t, f"{single:.3f}", f"{coalesced:.3f}", mib(plain), mib(conditional), f"{conditional / plain:.2%}"])
+        )
+    print_section(
+        "Requests and bytes per transport",
+        [
+            "transport",
+            "PUTs/steady update",
+            f"PUTs/update, {TASKS} tasks",
+            f"{reads} reads of 1 MB",
+            "with If-None-Match",
+            "share",
+        ],
+        request_rows,
+    )
+    return {"updates": puts, "reads": gets}
+
+
+def transport_chart(path: Path, figures: dict[str, dict[str, Cost]]) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"\nmatplotlib is missing (pip install -e '.[bench]'); no chart written to {path}")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=80)
+    for ax, what in zip(axes, ("cpu", "wall"), strict=True):
+        labels, values = [], []
+        for costs in figures.values():
+            for name, cost in costs.items():
+                labels.append(name.replace(" (", "\n("))
+                values.append(getattr(cost, what) * 1000)
+        ax.barh(labels, values, color=["#4c72b0" if "obstore" in label else "#dd8452" for label in labels])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"ms per operation ({'client CPU' if what == 'cpu' else 'wall'})")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("statestore on obstore and aioboto3 against each raw client (moto server)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"\nchart written to {path}")
+
+
 # -- main ------------------------------------------------------------------------------------------------------
 
 
@@ -999,6 +1246,12 @@ def main() -> None:
     parser.add_argument("--reads-only", action="store_true", help="run only the conditional-reads section")
     parser.add_argument("--telemetry", action="store_true", help="also measure what OpenTelemetry costs per operation")
     parser.add_argument("--telemetry-only", action="store_true", help="run only the telemetry section")
+    parser.add_argument(
+        "--transport", action="store_true", help="run only the transport section (aioboto3 and obstore vs raw)"
+    )
+    parser.add_argument(
+        "--transport-chart", type=Path, default=Path("docs/img/bench-transport.png"), help="the transport PNG"
+    )
     args = parser.parse_args()
     for name, value in MotoServer.fake_credentials().items():
         os.environ.setdefault(name, value)
@@ -1016,6 +1269,10 @@ def main() -> None:
     ):
         if args.reads_only:
             asyncio.run(reads_section(args, endpoint, "", Path(tmp)))
+        elif args.transport:
+            if endpoint is None:
+                raise SystemExit("the transport section needs the moto server")
+            transport_chart(args.transport_chart, asyncio.run(transport_section(endpoint, args.quick)))
         elif not args.scale_only:
             series = asyncio.run(run(args, endpoint, Path(tmp)))
         if args.scale or args.scale_only:

@@ -135,7 +135,8 @@ class Settings:
     s3_if_match: str = IF_MATCH_FORMS[0]  # auto | quoted | unquoted: the If-Match form the server honours
     s3_conditional_delete: str = CONDITIONAL_DELETE_MODES[0]  # auto | true | false: DeleteObject honours If-Match
     s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
-    s3_client: str = S3_CLIENTS[0]  # auto | aioboto3 | boto3: auto is boto3 under moto's mock_aws, else aioboto3
+    # auto | aioboto3 | boto3 | obstore: auto is boto3 under moto's mock_aws, else aioboto3
+    s3_client: str = S3_CLIENTS[0]
     cache_bytes: int = DEFAULT_CACHE_BYTES
     otel_ids: bool = False  # put state ids on OpenTelemetry spans (STATESTORE_OTEL_IDS; see docs/telemetry.md)
 
@@ -206,6 +207,11 @@ class Settings:
             raise InvalidInputError(
                 f"STATESTORE_S3_CLIENT must be one of {', '.join(S3_CLIENTS)}, got {self.s3_client!r}"
             )
+        if self.s3_client == "obstore" and self.s3_conditional_delete == "true":
+            raise InvalidInputError(
+                "STATESTORE_S3_CONDITIONAL_DELETE=true needs If-Match on DeleteObject, which "
+                "STATESTORE_S3_CLIENT=obstore cannot send: use STATESTORE_S3_CLIENT=aioboto3"
+            )
 
     def _check_telemetry(self) -> None:
         if not isinstance(self.otel_ids, bool):
@@ -228,7 +234,8 @@ class Settings:
             "max_state_bytes": _int(env, "STATESTORE_MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),
             "cache_size": _int(env, "STATESTORE_CACHE_SIZE", DEFAULT_CACHE_SIZE),
             "bucket": env.get("STATESTORE_BUCKET") or None,
-            "s3_endpoint_url": env.get("STATESTORE_S3_ENDPOINT_URL") or None,
+            # botocore's own variables too, so every transport (and ``describe``) sees the same endpoint
+            "s3_endpoint_url": _first(env, "STATESTORE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
             "encryption_key": (env.get("STATESTORE_ENCRYPTION_KEY") or "").strip() or None,
             "encryption_old_keys": _old_keys(env),
             "encrypt_workflows": _bool(env, "STATESTORE_ENCRYPT_WORKFLOWS", False),

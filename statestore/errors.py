@@ -183,3 +183,11 @@ class VersionsUnsupportedError(BackendConfigError):
 
 class VersionNotFoundError(InvalidInputError, LookupError):
     """A version asked for is not in the state's history, or is a deletion (it has no content): nothing changed."""
+
+
+class S3ClientUnsupportedError(BackendConfigError, NotImplementedError):
+    """The S3 transport in use cannot make this call (obstore: conditional or versioned delete, version listing).
+
+    Raised before any request, instead of a weaker call that would drop a
+    guarantee. Use the aioboto3 transport (``STATESTORE_S3_CLIENT=aioboto3``).
+    """

@@ -10,6 +10,11 @@ runs them against that server (``scripts/ceph-rgw.sh test`` does so for a throw-
 - ``STATESTORE_TEST_S3_BUCKET``: an existing bucket to use (each test gets a fresh prefix in it); without it
   each test creates a bucket of its own;
 - ``STATESTORE_TEST_S3_NAME``: a label for reports (``ceph-rgw``, ``minio``...).
+
+Transports: every ``s3_server`` test, and every test of the modules in ``TWO_TRANSPORT_MODULES`` (the
+fault-proxy exactly-once tests), runs once per S3 transport (``aioboto3`` and ``obstore``); the
+``s3_transport`` fixture names it, and ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it.
+``STATESTORE_TEST_S3_CLIENT`` picks one transport for the whole run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,37 @@ from statestore import LocalBackend, MemoryBackend, ObjectBackend, S3Backend, St
 from statestore.testing import MotoServer
 
 BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_server)]
+S3_TRANSPORTS = ("aioboto3", "obstore")
+#: Modules whose every test runs on each S3 transport (besides every test marked ``s3_server``).
+TWO_TRANSPORT_MODULES = frozenset({"test_s3_faults", "test_reliability_s3"})
+#: Modules whose ``s3_server`` tests pin their transport (``client="boto3"``): run once.
+ONE_TRANSPORT_MODULES = frozenset({"test_mock_aws"})
+_transport = ["aioboto3"]  # the transport of the running test (set by the ``s3_transport`` fixture)
+
+
+def s3_transports() -> list[str]:
+    """The transports to run the two-transport tests on: ``STATESTORE_TEST_S3_CLIENT``, else all."""
+    only = os.environ.get("STATESTORE_TEST_S3_CLIENT")
+    return [only] if only else list(S3_TRANSPORTS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the ``s3_server`` tests and the ``TWO_TRANSPORT_MODULES`` once per S3 transport."""
+    if "s3_transport" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__
+    marked = metafunc.definition.get_closest_marker("s3_server") is not None
+    if (marked and module not in ONE_TRANSPORT_MODULES) or module in TWO_TRANSPORT_MODULES:
+        metafunc.parametrize("s3_transport", s3_transports(), indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def s3_transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The S3 transport of this test: its parameter (two-transport tests), else aioboto3."""
+    name: str = getattr(request, "param", None) or "aioboto3"
+    _transport[0] = name
+    yield name
+    _transport[0] = "aioboto3"
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,7 @@ class S3Target:
             "aws_secret_access_key": self.secret_access_key,
             "prefix": location.prefix,
             "list_page_size": 250,
+            "client": _transport[0],
         }
         defaults.update(options)
         return S3Backend(location.bucket, **defaults)
@@ -100,6 +137,7 @@ class S3Target:
             "STATESTORE_S3_ENDPOINT_URL": self.endpoint_url,
             "STATESTORE_S3_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
+            "STATESTORE_S3_CLIENT": _transport[0],
         }
         if location.prefix:
             env["STATESTORE_S3_PREFIX"] = location.prefix
@@ -178,6 +216,7 @@ def s3_backend(server: MotoServer, bucket: str, **options: object) -> S3Backend:
         "aws_access_key_id": creds["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"],
         "list_page_size": 250,
+        "client": _transport[0],
     }
     defaults.update(options)
     return S3Backend(bucket, **defaults)  # type: ignore[arg-type]

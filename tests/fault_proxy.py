@@ -20,7 +20,8 @@ It forwards every request, except that:
   DeleteObject without its If-Match, as MinIO and Ceph RGW ignore it (both change
   signed headers: moto only).
 
-It counts what reached the server (``forwarded``), what it faulted (queued
+It counts what reached the server (``forwarded``; ``answered`` by status,
+``body_bytes`` of the answers), what it faulted (queued
 faults by method in ``faulted``, random ones by kind in ``chaos``), and the
 If-Match forms it saw. The ``Host`` header goes through unchanged, so servers
 that check signatures (Ceph RGW) accept the forwarded requests.
@@ -107,6 +108,8 @@ class FaultProxy:
         self.chaos: Counter[str] = Counter()  # random faults by kind
         self.if_match_seen: Counter[str] = Counter()  # "PUT quoted", "DELETE unquoted"...
         self.paths: list[tuple[str, str]] = []  # (method, path) of every request received
+        self.answered: Counter[str] = Counter()  # "GET 200", "GET 304"...: statuses of forwarded requests
+        self.body_bytes: Counter[str] = Counter()  # response body bytes of forwarded requests, by method
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -139,6 +142,8 @@ class FaultProxy:
             self.faulted.clear()
             self.if_match_seen.clear()
             self.paths.clear()
+            self.answered.clear()
+            self.body_bytes.clear()
 
     def pick(self, method: str) -> str | None:
         """A random fault kind for this request, at ``rate`` (None: no fault)."""
@@ -181,6 +186,8 @@ class FaultProxy:
             conn.close()
         with self._lock:
             self.forwarded[method] += 1
+            self.answered[f"{method} {answer.status}"] += 1
+            self.body_bytes[method] += len(answer.body)
         return answer
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -158,4 +158,7 @@ async def test_updates_that_give_up_are_not_applied(moto_server: MotoServer, buc
     await check_exactly_once(moto_server, bucket, "chaos, puts only, 1 try", run)
     _, gave_up, _, _ = run
     assert gave_up, "nothing gave up, so this test proved nothing"
-    assert all(isinstance(e, BackendError) and "S3 put" in str(e) for _, e in gave_up)
+    # a read can give up too: with one try and a 0.4 s read timeout, a loaded machine's moto answers a GET late
+    assert all(isinstance(e, BackendError) and ("S3 put" in str(e) or "S3 get" in str(e)) for _, e in gave_up), [
+        str(e) for _, e in gave_up
+    ]

@@ -150,8 +150,12 @@ def test_describe_and_repr_never_show_credentials() -> None:
 
 
 def test_endpoint_from_aws_endpoint_url_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Settings`` reads AWS_ENDPOINT_URL_S3 (it is the only reader of the environment), not the backend."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9999")
-    assert S3Backend("b").effective_endpoint_url == "http://127.0.0.1:9999"
+    assert S3Backend("b").effective_endpoint_url is None
+    settings = Settings.from_env(backend="s3", bucket="b")
+    assert settings.s3_endpoint_url == "http://127.0.0.1:9999"
+    assert "127.0.0.1:9999" in backend_from_settings(settings).describe()
     assert S3Backend("b", endpoint_url="http://127.0.0.1:1").effective_endpoint_url == "http://127.0.0.1:1"
 
 

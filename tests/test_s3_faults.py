@@ -20,7 +20,15 @@ import pytest
 from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
-from statestore import BackendError, PreconditionFailed, PutMode, RetryPolicy, StateType, Store
+from statestore import (
+    BackendError,
+    ConditionalDeleteUnsupportedError,
+    PreconditionFailed,
+    PutMode,
+    RetryPolicy,
+    StateType,
+    Store,
+)
 from statestore.backends.base import md5_etag
 from statestore.backends.s3 import WRITES_METADATA, S3Backend
 from statestore.codec import encode
@@ -332,11 +340,15 @@ async def test_wrong_bucket_is_a_backend_error(moto_server: MotoServer) -> None:
         await store.aclose()
 
 
-async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoServer) -> None:
+async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoServer, s3_transport: str) -> None:
     backend = s3_backend(moto_server, "no-such-bucket-statestore")
     try:
         with pytest.raises(BackendError, match="NoSuchBucket"):
             await backend.put(KEY, b"1", PutMode.update('"0123456789abcdef0123456789abcdef"'))
+        if s3_transport == "obstore":  # refused before any request: obstore cannot send it
+            with pytest.raises(ConditionalDeleteUnsupportedError, match="obstore"):
+                await backend.delete(KEY, if_match='"0123456789abcdef0123456789abcdef"')
+            return
         with pytest.raises(BackendError, match="NoSuchBucket"):
             await backend.delete(KEY, if_match='"0123456789abcdef0123456789abcdef"')
     finally:

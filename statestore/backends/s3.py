@@ -1,4 +1,4 @@
-"""``S3Backend``: objects in an S3 bucket (AWS S3, MinIO, a moto server) through aioboto3.
+"""``S3Backend``: objects in an S3 bucket (AWS S3, MinIO, a moto server) through aioboto3 or obstore.
 
 - ``get`` is one GetObject; ``put`` is one PutObject with ``IfMatch`` /
   ``IfNoneMatch="*"`` (boto3's upload helpers cannot send them); ``delete`` is
@@ -22,8 +22,16 @@
   closed by ``aclose()``, or when its loop shuts down (``asyncio.run`` closes
   async generators before closing the loop), or at interpreter exit.
 
-aioboto3 and botocore are imported only when a client is opened or an error
-is classified, so importing statestore never loads them.
+This module is the one S3 semantics layer. Under it, a transport is a client
+with the S3 calls of ``S3ClientProtocol``, in botocore's vocabulary: aioboto3's
+client (the default), ``s3_boto3.ThreadedS3Client`` (moto's ``mock_aws``) or
+``s3_obstore.ObstoreS3Client`` (Rust object_store). A failure the server
+answered carries its S3 error code and HTTP status in a botocore-shaped
+``response``; one without an answer is a ``ConnectionError`` or
+``TimeoutError``: every transport's errors are classified by the same code.
+
+aioboto3, botocore and obstore are imported only when a client of theirs is
+opened, so importing statestore (or using obstore) never loads botocore.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ import asyncio
 import atexit
 import builtins
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -41,7 +48,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import hooks
@@ -73,9 +80,6 @@ from .base import (
     md5_etag,
     same_etag,
 )
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +117,34 @@ IF_MATCH_FORMS = ("auto", "quoted", "unquoted")
 CONDITIONAL_DELETE_MODES = ("auto", "true", "false")
 #: Scratch objects of the conditional-delete probe live under this key (after the backend's prefix).
 PROBE_PREFIX = ".statestore-probe/"
-#: ``client`` / ``STATESTORE_S3_CLIENT``: the transport. ``auto`` is ``boto3`` while moto's ``mock_aws`` is active.
-S3_CLIENTS = ("auto", "aioboto3", "boto3")
+#: ``client`` / ``STATESTORE_S3_CLIENT``: the transport. ``auto`` is ``boto3`` while moto's ``mock_aws`` is
+#: active, else ``aioboto3``; ``obstore`` is Rust's object_store (the ``obstore`` extra).
+S3_CLIENTS = ("auto", "aioboto3", "boto3", "obstore")
 _WRONG_ETAG = '"00000000000000000000000000000000"'
+
+
+class S3ClientProtocol(Protocol):
+    """The S3 calls the semantics layer makes, in botocore's vocabulary (keyword arguments, response dicts).
+
+    aioboto3's client, ``ThreadedS3Client`` and ``ObstoreS3Client`` meet it. A
+    transport that cannot make a call (or honour one of its arguments) raises
+    ``S3ClientUnsupportedError`` before sending anything.
+    """
+
+    def get_object(self, **args: Any) -> Awaitable[Any]: ...
+    def put_object(self, **args: Any) -> Awaitable[Any]: ...
+    def delete_object(self, **args: Any) -> Awaitable[Any]: ...
+    def list_objects_v2(self, **args: Any) -> Awaitable[Any]: ...
+    def list_object_versions(self, **args: Any) -> Awaitable[Any]: ...
+    def get_bucket_versioning(self, **args: Any) -> Awaitable[Any]: ...
+
+
+class _Unchanged(Exception):
+    """Internal: a conditional read answered 304, the object still has ``etag``."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__(etag)
+        self.etag = etag
 
 
 class _RejectedUnchanged(Exception):
@@ -200,7 +229,7 @@ class _LoopClient:
     """The client of one event loop, the exit stack that closes it, and its loop-shutdown hook."""
 
     loop: asyncio.AbstractEventLoop
-    client: S3Client
+    client: S3ClientProtocol
     stack: AsyncExitStack
     closer: AsyncGenerator[None, None] | None = None
     closed: bool = False
@@ -280,15 +309,25 @@ def _error_code(exc: BaseException) -> tuple[str, int | None]:
     return code, status if isinstance(status, int) else None
 
 
+def _is_answer(exc: BaseException) -> bool:
+    """Whether the server answered with an S3 error (botocore's ``ClientError`` or a transport's look-alike)."""
+    return isinstance(getattr(exc, "response", None), dict)
+
+
+def _botocore_exceptions() -> Any:
+    """botocore's exception module if botocore is loaded, else None (an exception of it cannot exist then)."""
+    return sys.modules.get("botocore.exceptions")
+
+
 def _is_transient(exc: BaseException) -> bool:
     """A failure worth retrying: 5xx, throttling, a dropped connection or a timeout."""
-    from botocore.exceptions import ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
-    if isinstance(exc, ClientError):
+    if _is_answer(exc):
         code, status = _error_code(exc)
         return code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS
-    return isinstance(exc, BotoConnectionError | HTTPClientError | asyncio.TimeoutError | ConnectionError)
+    if isinstance(exc, asyncio.TimeoutError | ConnectionError):
+        return True
+    boto = _botocore_exceptions()
+    return boto is not None and isinstance(exc, boto.ConnectionError | boto.HTTPClientError)
 
 
 _DENIED_CODES = frozenset(
@@ -316,17 +355,7 @@ _CONFIG_CODES = frozenset(
 
 def _error_class(exc: BaseException) -> type[BackendError]:
     """Which ``BackendError`` a failure is: unavailable (retry later), access denied, or configuration (fix it)."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointResolutionError,
-        InvalidEndpointConfigurationError,
-        InvalidRegionError,
-        NoCredentialsError,
-        NoRegionError,
-        PartialCredentialsError,
-    )
-
-    if isinstance(exc, ClientError):
+    if _is_answer(exc):
         code, status = _error_code(exc)
         if code in _DENIED_CODES or status in (401, 403):
             return AccessDeniedError
@@ -335,10 +364,16 @@ def _error_class(exc: BaseException) -> type[BackendError]:
         if _is_transient(exc):
             return BackendUnavailableError
         return BackendError
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+    if isinstance(exc, PermissionError):  # a transport found no credentials
         return AccessDeniedError
-    bad_config = EndpointResolutionError | InvalidEndpointConfigurationError | InvalidRegionError | NoRegionError
-    if isinstance(exc, bad_config | ValueError):
+    boto = _botocore_exceptions()
+    if boto is not None:
+        if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
+            return AccessDeniedError
+        bad = boto.EndpointResolutionError | boto.InvalidEndpointConfigurationError | boto.InvalidRegionError
+        if isinstance(exc, bad | boto.NoRegionError):
+            return BackendConfigError
+    if isinstance(exc, ValueError):
         return BackendConfigError  # botocore says "Invalid endpoint" with a ValueError
     if _is_transient(exc):
         return BackendUnavailableError
@@ -381,7 +416,10 @@ class S3Backend(ObjectBackend):
     the retries of transient failures. ``client`` (``auto``, ``aioboto3``,
     ``boto3``) picks the transport: ``boto3`` runs botocore's synchronous
     client in worker threads (``s3_boto3``), which moto's in-process
-    ``mock_aws`` serves; ``auto`` uses it while that mock is active, else aioboto3.
+    ``mock_aws`` serves; ``auto`` uses it while that mock is active, else aioboto3;
+    ``obstore`` sends the same requests through Rust's object_store (the
+    ``obstore`` extra; no conditional delete, no AWS profiles: see
+    docs/s3-and-minio.md).
     """
 
     def __init__(
@@ -432,6 +470,8 @@ class S3Backend(ObjectBackend):
         self.sse_kms_key_id = sse_kms_key_id
         self._if_match = _IfMatchForm(if_match_form)
         self._conditional_delete = _ConditionalDelete(conditional_delete)
+        if client == "obstore":
+            self._check_obstore_options(profile)
         self.profile = profile
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
@@ -454,8 +494,8 @@ class S3Backend(ObjectBackend):
 
     @property
     def effective_endpoint_url(self) -> str | None:
-        """The endpoint in use: the argument, else the one botocore reads from the environment."""
-        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        """The endpoint in use (``Settings`` fills it from ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``)."""
+        return self.endpoint_url
 
     @property
     def key_prefix(self) -> str:
@@ -485,7 +525,7 @@ class S3Backend(ObjectBackend):
         with self._lock:
             return list(self._clients.values())
 
-    async def _client(self) -> S3Client:
+    async def _client(self) -> S3ClientProtocol:
         """This event loop's client, opened on first use."""
         loop = asyncio.get_running_loop()
         transport = self.transport
@@ -516,6 +556,8 @@ class S3Backend(ObjectBackend):
     async def _open(self, loop: asyncio.AbstractEventLoop, transport: str = "aioboto3") -> _LoopClient:
         if transport == "boto3":
             return await self._open_threaded(loop)
+        if transport == "obstore":
+            return await self._open_obstore(loop)
         import aioboto3
         from aiobotocore.config import AioConfig
 
@@ -538,8 +580,9 @@ class S3Backend(ObjectBackend):
         )
         stack = AsyncExitStack()
         try:
-            client: S3Client = await stack.enter_async_context(
-                session.client("s3", endpoint_url=self.endpoint_url, config=config)
+            client = cast(
+                "S3ClientProtocol",
+                await stack.enter_async_context(session.client("s3", endpoint_url=self.endpoint_url, config=config)),
             )
         except Exception as exc:
             await stack.aclose()
@@ -568,7 +611,7 @@ class S3Backend(ObjectBackend):
             raise self._open_error(exc) from exc
         stack = AsyncExitStack()
         stack.push_async_callback(threaded.close)
-        client = cast("S3Client", threaded)  # the same methods, arguments and answers
+        client = cast("S3ClientProtocol", threaded)  # the same methods, arguments and answers
         return await self._register(_LoopClient(loop, client, stack, transport="boto3"))
 
     def _open_error(self, exc: Exception) -> BackendError:
@@ -634,7 +677,7 @@ class S3Backend(ObjectBackend):
 
     # -- calls -----------------------------------------------------------------
 
-    async def _retrying(self, call: Callable[[S3Client], Awaitable[T]]) -> T:
+    async def _retrying(self, call: Callable[[S3ClientProtocol], Awaitable[T]]) -> T:
         """Run ``call`` with this loop's client, retrying transient failures per ``self.retry``."""
         budget = self.retry.start()
         while True:
@@ -655,30 +698,38 @@ class S3Backend(ObjectBackend):
         what = f"{code or 'error'} (HTTP {status})" if status else code or type(exc).__name__
         return _error_class(exc)(f"S3 {op} of {key!r} in bucket {self.bucket!r} failed: {what}")
 
-    async def _get(self, key: str) -> tuple[Versioned, tuple[str, ...]] | None:
-        from botocore.exceptions import ClientError
+    async def _get(self, key: str, if_none_match: str | None = None) -> tuple[Versioned, tuple[str, ...]] | None:
+        """The object and its write-id history, or None if missing; ``NotModified`` (raised) on a 304."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key(key)}
+        if if_none_match is not None:
+            args["IfNoneMatch"] = _quoted(if_none_match)
 
-        async def call(client: S3Client) -> tuple[Versioned, tuple[str, ...]]:
-            response = await client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        async def call(client: S3ClientProtocol) -> tuple[Versioned, tuple[str, ...]]:
+            response = await client.get_object(**args)
             async with response["Body"] as body:
                 data = await body.read()
             return Versioned(data, _quoted(response["ETag"])), _parse_history(response.get("Metadata"))
 
         try:
             got = await self._retrying(call)
-        except ClientError as exc:
-            if _error_code(exc)[0] == "NoSuchKey":
-                return None
-            raise self._error("get", key, exc) from exc
         except StateStoreError:
             raise
         except Exception as exc:
+            code, status = _error_code(exc) if _is_answer(exc) else ("", None)
+            if code == "NoSuchKey":
+                return None
+            if if_none_match is not None and status == 304:
+                raise _Unchanged(_quoted(if_none_match)) from None
             raise self._error("get", key, exc) from exc
         self._histories.put((key, got[0].etag.strip('"')), got[1])
         return got
 
     async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        got = await self._get(key)
+        """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent."""
+        try:
+            got = await self._get(key, if_none_match)
+        except _Unchanged as unchanged:
+            return NotModified(unchanged.etag)
         return None if got is None else got[0]
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
@@ -722,30 +773,24 @@ class S3Backend(ObjectBackend):
 
     async def _put(self, key: str, args: dict[str, Any], history: tuple[str, ...], if_match: str | None) -> str:
         """One PutObject (with transient retries); a failed condition is reconciled against the write id."""
-        from botocore.exceptions import ClientError
-
         data: bytes = args["Body"]
         write_id = history[0]
         conditional = if_match is not None or "IfNoneMatch" in args
 
-        async def call(client: S3Client) -> str:
+        async def call(client: S3ClientProtocol) -> str:
             response = await client.put_object(**args)
             return _quoted(response["ETag"])
 
         try:
             etag = await self._retrying(call)
-        except ClientError as exc:
-            code, status = _error_code(exc)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            code, status = _error_code(exc) if _is_answer(exc) else ("", None)
             if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
                 # only a plain 412 can be a refused form; a 409 is another writer's request in flight
                 refused = if_match if status == 412 else None
                 return await self._reconcile(key, data, write_id, refused, f"{code or status}")
-            if conditional and _is_transient(exc):
-                return await self._settle(key, data, write_id, exc)
-            raise self._error("put", key, exc) from exc
-        except StateStoreError:
-            raise
-        except Exception as exc:
             if conditional and _is_transient(exc):
                 return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
@@ -801,6 +846,12 @@ class S3Backend(ObjectBackend):
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         if if_match is not None and not await self.conditional_delete_supported():
+            if self.client == "obstore":
+                raise ConditionalDeleteUnsupportedError(
+                    f"S3 delete of {key!r} in bucket {self.bucket!r}: the obstore transport cannot send If-Match on "
+                    "DeleteObject, so a conditional delete cannot be made safe; nothing was deleted "
+                    "(STATESTORE_S3_CLIENT=aioboto3 can send it)"
+                )
             how = "probed" if self._conditional_delete.setting == "auto" else "STATESTORE_S3_CONDITIONAL_DELETE=false"
             raise ConditionalDeleteUnsupportedError(
                 f"S3 delete of {key!r} in bucket {self.bucket!r}: the server ignores If-Match on DeleteObject "
@@ -809,19 +860,19 @@ class S3Backend(ObjectBackend):
         await self._delete(key, if_match)
 
     async def _delete(self, key: str, if_match: str | None) -> None:
-        from botocore.exceptions import ClientError
-
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key(key)}
         if if_match is not None:
             args["IfMatch"] = _if_match_header(if_match, self._if_match.form)
 
-        async def call(client: S3Client) -> None:
+        async def call(client: S3ClientProtocol) -> None:
             await client.delete_object(**args)
 
         try:
             await self._retrying(call)
-        except ClientError as exc:
-            code, status = _error_code(exc)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            code, status = _error_code(exc) if _is_answer(exc) else ("", None)
             if if_match is not None and (code in _CONDITION_CODES or code == "NoSuchKey" or status == 412):
                 got = await self._get(key)
                 if got is not None and same_etag(got[0].etag, if_match) and status == 412:
@@ -829,10 +880,6 @@ class S3Backend(ObjectBackend):
                 raise PreconditionFailed(key, current=None if got is None else got[0], current_known=True) from None
             if code == "NoSuchKey":
                 return
-            raise self._error("delete", key, exc) from exc
-        except StateStoreError:
-            raise
-        except Exception as exc:
             raise self._error("delete", key, exc) from exc
 
     @property
@@ -871,7 +918,7 @@ class S3Backend(ObjectBackend):
             if token is not None:
                 args["ContinuationToken"] = token
 
-            async def call(client: S3Client, args: dict[str, Any] = args) -> Any:
+            async def call(client: S3ClientProtocol, args: dict[str, Any] = args) -> Any:
                 return await client.list_objects_v2(**args)
 
             try:
@@ -886,6 +933,72 @@ class S3Backend(ObjectBackend):
             if not page.get("IsTruncated") or not token:
                 return
 
+    # -- the obstore transport ---------------------------------------------------
+
+    def _check_obstore_options(self, profile: str | None) -> None:
+        """Refuse, at construction, what the obstore transport cannot honour."""
+        if profile is not None:
+            raise InvalidInputError(
+                "the obstore S3 transport reads no AWS profiles: give the keys (or use the environment or an "
+                "instance role), or use client='aioboto3'"
+            )
+        if self._conditional_delete.setting == "true":
+            raise InvalidInputError(
+                "conditional_delete='true' needs If-Match on DeleteObject, which the obstore S3 transport cannot "
+                "send: use client='aioboto3' (STATESTORE_S3_CLIENT=aioboto3)"
+            )
+        self._conditional_delete.known = False  # never probed: the probe itself would need the conditional delete
+
+    async def _open_obstore(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
+        """An ``ObstoreS3Client`` (``s3_obstore``): Rust's object_store, no botocore."""
+        try:
+            from .s3_obstore import open_obstore_client
+
+            client = open_obstore_client(
+                bucket=self.bucket,
+                endpoint_url=self.endpoint_url,
+                region=self.region,
+                credentials=self.__credentials,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                sse=self.sse,
+                sse_kms_key_id=self.sse_kms_key_id,
+                max_pool_connections=self.max_pool_connections,
+            )
+        except ImportError as exc:
+            raise BackendConfigError(
+                "STATESTORE_S3_CLIENT=obstore needs obstore: pip install 'statestore[obstore]'"
+            ) from exc
+        except Exception as exc:
+            raise self._open_error(exc) from exc
+        stack = AsyncExitStack()
+        stack.push_async_callback(client.close)
+        return await self._register(_LoopClient(loop, client, stack, transport="obstore"))
+
+    def with_client(self, client: str) -> S3Backend:
+        """This backend's bucket, prefix, credentials and settings on another transport (a new backend)."""
+        key_id, secret, token = self.__credentials
+        return S3Backend(
+            self.bucket,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            prefix=self.prefix,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retry=self.retry,
+            sse=self.sse,
+            sse_kms_key_id=self.sse_kms_key_id,
+            if_match_form=self._if_match.setting,
+            conditional_delete=self._conditional_delete.setting,
+            profile=self.profile,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            max_pool_connections=self.max_pool_connections,
+            list_page_size=self.list_page_size,
+            client=client,
+        )
+
     # -- kept versions (bucket versioning) -------------------------------------------
 
     #: Whether the bucket was seen with versioning on (it cannot be turned off again, only suspended).
@@ -896,7 +1009,7 @@ class S3Backend(ObjectBackend):
         if self._versioning_seen:
             return
 
-        async def call(client: S3Client) -> Any:
+        async def call(client: S3ClientProtocol) -> Any:
             return await client.get_bucket_versioning(Bucket=self.bucket)
 
         try:
@@ -928,7 +1041,7 @@ class S3Backend(ObjectBackend):
                 **markers,
             }
 
-            async def call(client: S3Client, args: dict[str, Any] = args) -> Any:
+            async def call(client: S3ClientProtocol, args: dict[str, Any] = args) -> Any:
                 return await client.list_object_versions(**args)
 
             try:
@@ -955,11 +1068,9 @@ class S3Backend(ObjectBackend):
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         """One kept version (GetObject with VersionId); None if there is none of that id or it is a delete marker."""
-        from botocore.exceptions import ClientError
-
         await self._require_versioning("get_version", key)
 
-        async def call(client: S3Client) -> Versioned:
+        async def call(client: S3ClientProtocol) -> Versioned:
             response = await client.get_object(Bucket=self.bucket, Key=self.object_key(key), VersionId=version_id)
             async with response["Body"] as body:
                 data = await body.read()
@@ -967,15 +1078,15 @@ class S3Backend(ObjectBackend):
 
         try:
             return await self._retrying(call)
-        except ClientError as exc:
-            code, status = _error_code(exc)
-            # NoSuchVersion; a malformed id is InvalidArgument (400); a delete marker answers 405
-            if code in ("NoSuchVersion", "NoSuchKey", "InvalidArgument", "MethodNotAllowed") or status in (404, 405):
-                return None
-            raise self._error("get_version", key, exc) from exc
         except StateStoreError:
             raise
         except Exception as exc:
+            code, status = _error_code(exc)
+            # NoSuchVersion; a malformed id is InvalidArgument (400); a delete marker answers 405
+            if _is_answer(exc) and (
+                code in ("NoSuchVersion", "NoSuchKey", "InvalidArgument", "MethodNotAllowed") or status in (404, 405)
+            ):
+                return None
             raise self._error("get_version", key, exc) from exc
 
 
