@@ -14,6 +14,7 @@ in worker threads (``offload``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -48,7 +49,7 @@ from .errors import (
 from .lru import LRU
 from .offload import OFFLOAD_BYTES, offload, run_check
 from .paths import StateKey
-from .retry import RetryPolicy
+from .retry import RetryBudget, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,9 @@ def _total(pieces: Iterable[bytes]) -> int:
 
 async def _decode(skey: StateKey, plain: bytes) -> State:
     """``decode``, in a worker thread for large states."""
-    return await offload(len(plain) >= OFFLOAD_BYTES, decode, plain, skey)
+    if len(plain) < OFFLOAD_BYTES:
+        return decode(plain, skey)
+    return await offload(True, decode, plain, skey)
 
 
 def _same_version(a: Seen, b: Seen) -> bool:
@@ -387,7 +390,8 @@ class CompareAndSwap:
         ``CREATE``) at once, never a retry. ``CREATE`` stores even an empty state.
         """
         object_key = skey.object_key
-        budget = self.retry.start()
+        started = time.monotonic()
+        budget: RetryBudget | None = None  # made on the first conflict: most writes have none
         current: Seen = self._cache.get(object_key)
         basis = Basis.UNREAD if current is None else Basis.CACHE
         if expected is not None and not expected.allows(_etag(current)):
@@ -409,7 +413,10 @@ class CompareAndSwap:
                 if isinstance(current, Stored) and not current.reseal and draft.state is not None:
                     self._cache.put(object_key, current)
                 return Outcome(skey, draft.state or {}, plain, refused)
-            sealed = await offload(len(plain) >= OFFLOAD_BYTES, self.codec.seal, skey, plain)
+            if len(plain) < OFFLOAD_BYTES:
+                sealed = self.codec.seal(skey, plain)
+            else:
+                sealed = await offload(True, self.codec.seal, skey, plain)
             try:
                 mode: PutMode = PutMode.CREATE if current is None else PutMode.update(current.etag)
                 if expected is not None:
@@ -419,6 +426,8 @@ class CompareAndSwap:
                 self._cache.discard(object_key)
                 if expected is not None:  # the caller asked for that version: never retried
                     raise await self._version_conflict(skey, expected, conflict) from None
+                if budget is None:
+                    budget = self.retry.start(started)
                 retry_at_once = conflict.current_known and budget.tries == 1  # it said what it holds now
                 if not await budget.backoff(sleep=not retry_at_once):
                     raise ConflictError(
@@ -456,7 +465,7 @@ class CompareAndSwap:
             return draft, refused, b""
         plain: bytes | None
         try:
-            plain = await offload(draft.large, draft.plain)
+            plain = await offload(True, draft.plain) if draft.large else draft.plain()
         except InvalidInputError:  # a value that does not encode: the exact pass finds whose
             plain = None
         if plain is not None and len(plain) <= self.max_state_bytes:
@@ -483,7 +492,10 @@ class CompareAndSwap:
         for i, change in enumerate(changes):
             try:
                 if isinstance(change, Merge):
-                    await offload(change.large, draft.merge, change)
+                    if change.large:
+                        await offload(True, draft.merge, change)
+                    else:
+                        draft.merge(change)
                     continue
                 if isinstance(change, Replace):
                     await offload(change.large, draft.replace, change)

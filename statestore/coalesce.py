@@ -68,6 +68,16 @@ def _raisable(error: BaseException) -> BaseException:
     return error
 
 
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks (tasks) run in this loop turn, so may join a write; True where it cannot tell.
+
+    asyncio's own loops keep this turn's ready callbacks in ``_ready``: when it is empty nothing
+    else runs before the next wait for I/O, and a lone writer skips the turn it would yield.
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
+
+
 class Coalescer(Generic[C]):
     """Batches concurrent changes to one state into one call of ``apply(key, changes)``."""
 
@@ -88,12 +98,13 @@ class Coalescer(Generic[C]):
             queue.calls.append(_Call(change, future, returns))
             return await future
         queue = self._queues[slot] = _Queue([_Call(change, future, returns)])
-        try:
-            await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
-        except BaseException:
-            future.cancel()
-            self._hand_off(slot, skey, queue)
-            raise
+        if _others_ready(loop):
+            try:
+                await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
+            except BaseException:
+                future.cancel()
+                self._hand_off(slot, skey, queue)
+                raise
         if len(queue.calls) > 1:
             self._hand_off(slot, skey, queue)
             return await future

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidInputError, PathTraversalError
 from .statetype import StateType
@@ -120,10 +120,10 @@ class StateKey:
     app: str
     type: StateType
     id: str
+    object_key: str = field(init=False, repr=False, compare=False)  # built once: every request names it
 
-    @property
-    def object_key(self) -> str:
-        return f"{type_prefix(self.app, self.type)}{self.id}/{STATE_FILE}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "object_key", f"{type_prefix(self.app, self.type)}{self.id}/{STATE_FILE}")
 
     def __str__(self) -> str:
         return f"{self.type.value} state {self.id!r}"

@@ -33,8 +33,9 @@ class RetryPolicy:
         """The jittered wait before retry number ``retry`` (1 for the first retry)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
 
-    def start(self) -> RetryBudget:
-        return RetryBudget(self, time.monotonic() + self.deadline)
+    def start(self, at: float | None = None) -> RetryBudget:
+        """The budget of one operation started at ``at`` (``time.monotonic()``; default: now)."""
+        return RetryBudget(self, (time.monotonic() if at is None else at) + self.deadline)
 
 
 @dataclass

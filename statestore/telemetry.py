@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import hooks
-from .backends.base import ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
+from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
 from .backends.wrappers import WrapperBackend
 from .statetype import StateType
 
@@ -307,11 +307,22 @@ class TelemetryBackend(WrapperBackend):
             current.state.add("bytes_read", counted, len(result.data))
         return result
 
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
-        result = await super().put(key, data, mode)
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
         current = self._op()
-        if current is not None:
-            current.state.add("bytes_written", current.request_key("put"), len(data))
+        if current is None:  # nothing records it: straight through, no wrapper frames
+            if if_none_match is None:
+                return await self.inner.get(key)
+            return await self.inner.get(key, if_none_match=if_none_match)
+        return await super().get(key, if_none_match=if_none_match)
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        current = self._op()
+        if current is None:
+            return await self.inner.put(key, data, mode)
+        counted = current.request_key("put")
+        current.state.add("requests", counted)
+        result = await self.inner.put(key, data, mode)
+        current.state.add("bytes_written", counted, len(data))
         return result
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:

@@ -43,6 +43,7 @@ import logging
 import secrets
 import sys
 import threading
+import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
@@ -64,7 +65,7 @@ from ..errors import (
 from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
 from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
 from ..lru import LRU
-from ..retry import RetryPolicy
+from ..retry import RetryBudget, RetryPolicy
 from .base import (
     Create,
     NotModified,
@@ -679,13 +680,18 @@ class S3Backend(ObjectBackend):
 
     async def _retrying(self, call: Callable[[S3ClientProtocol], Awaitable[T]]) -> T:
         """Run ``call`` with this loop's client, retrying transient failures per ``self.retry``."""
-        budget = self.retry.start()
+        started = time.monotonic()
+        budget: RetryBudget | None = None  # made on the first failure: most calls have none
         while True:
             client = await self._client()
             try:
                 return await call(client)
             except Exception as exc:
-                if not _is_transient(exc) or not await budget.backoff():
+                if not _is_transient(exc):
+                    raise
+                if budget is None:
+                    budget = self.retry.start(started)
+                if not await budget.backoff():
                     raise
                 reason = _error_code(exc)[0] or type(exc).__name__
                 logger.debug("transient S3 failure (%s), attempt %d", reason, budget.tries)
@@ -757,8 +763,9 @@ class S3Backend(ObjectBackend):
         if if_match is None:
             return await self._put(key, args, history, None)
         form = self._if_match.form
+        args["IfMatch"] = _if_match_header(if_match, form)
         try:
-            return await self._put(key, {**args, "IfMatch": _if_match_header(if_match, form)}, history, if_match)
+            return await self._put(key, args, history, if_match)
         except _RejectedUnchanged:
             other = self._if_match.alternative(form)
             if other is None:

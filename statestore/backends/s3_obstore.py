@@ -180,13 +180,12 @@ class ObstoreS3Client:
         """PutObject with ``IfMatch`` (sent as given: quoted or not) or ``IfNoneMatch="*"``, and user ``Metadata``."""
         import obstore
 
-        extra = set(args) - _SUPPORTED_PUT_ARGS
-        if extra:
-            self._unsupported("PutObject", ", ".join(sorted(extra)))
+        if not args.keys() <= _SUPPORTED_PUT_ARGS:
+            self._unsupported("PutObject", ", ".join(sorted(args.keys() - _SUPPORTED_PUT_ARGS)))
         self._check_bucket("PutObject", args)
-        if (args.get("ServerSideEncryption"), args.get("SSEKMSKeyId")) != self._sse and (
-            args.get("ServerSideEncryption") is not None or args.get("SSEKMSKeyId") is not None
-        ):
+        sse = args.get("ServerSideEncryption")
+        sse_key = args.get("SSEKMSKeyId")
+        if (sse is not None or sse_key is not None) and (sse, sse_key) != self._sse:
             self._unsupported("PutObject", "server-side encryption other than the client's own")
         mode: Any = "overwrite"
         if args.get("IfMatch") is not None:
@@ -195,14 +194,16 @@ class ObstoreS3Client:
             if args["IfNoneMatch"] != "*":
                 self._unsupported("PutObject", "If-None-Match other than '*'")
             mode = "create"
-        attributes = dict(args.get("Metadata") or {})
-
-        async def call() -> Any:
-            return await obstore.put_async(
-                self._store, args["Key"], args["Body"], mode=mode, attributes=attributes or None, use_multipart=False
+        attributes = args.get("Metadata") or None  # only read by obstore
+        try:
+            result = await obstore.put_async(
+                self._store, args["Key"], args["Body"], mode=mode, attributes=attributes, use_multipart=False
             )
-
-        result = await self._call("PutObject", call)
+        except Exception as exc:
+            translated = translate("PutObject", exc)
+            if translated is exc:
+                raise
+            raise translated from None
         return {"ETag": result["e_tag"], "VersionId": result.get("version")}
 
     async def delete_object(self, **args: Any) -> dict[str, Any]:
