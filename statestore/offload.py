@@ -1,15 +1,26 @@
-"""Work on large states runs in worker threads, so the event loop keeps running.
+"""Work on large states runs in a worker thread, so the event loop keeps running.
 
 Work on states (and values) of ``OFFLOAD_BYTES`` and more -- decode, copy,
 check, encode, seal -- goes to a worker thread: parsing 1 MiB of JSON takes
 about 2-10 ms, and many of those back to back would stall the event loop.
 Below it, a thread hop costs more than the work.
+
+That thread is one per process, shared by every store and event loop, not
+asyncio's default executor: the work holds the GIL (orjson, the JSON checks),
+so more threads would not run it faster, and each thread that allocates large
+buffers gets a malloc arena of its own (glibc) that keeps the freed buffers
+of 1 MB states, growing memory well past the cache bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
@@ -39,10 +50,34 @@ def is_small(value: Any) -> bool:
     return True
 
 
+_worker: tuple[int, ThreadPoolExecutor] | None = None
+_worker_lock = threading.Lock()
+
+
+def worker() -> ThreadPoolExecutor:
+    """The process's thread for work on large states (made anew in a forked child: the parent's thread is not there)."""
+    global _worker
+    current = _worker
+    pid = os.getpid()
+    if current is not None and current[0] == pid:
+        return current[1]
+    with _worker_lock:
+        if _worker is None or _worker[0] != pid:
+            _worker = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="statestore-offload"))
+        return _worker[1]
+
+
+async def in_worker(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` in the worker thread, in a copy of this context (as ``asyncio.to_thread``)."""
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(worker(), call)
+
+
 async def offload(large: bool, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``fn(*args, **kwargs)``: in a worker thread if ``large``, else right here."""
+    """``fn(*args, **kwargs)``: in the worker thread if ``large``, else right here."""
     if large:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await in_worker(fn, *args, **kwargs)
     return fn(*args, **kwargs)
 
 
