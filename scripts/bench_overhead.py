@@ -22,7 +22,7 @@ import cProfile
 import pstats
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from statestore import MemoryBackend, Store
@@ -53,7 +53,8 @@ async def python_calls_per_call(op: Op, calls: int) -> float:
     for i in range(calls):
         await op(i)
     profile.disable()
-    return pstats.Stats(profile).total_calls / calls  # type: ignore[attr-defined]
+    total: int = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    return total / calls
 
 
 async def stub_put_async(store: Any, path: str, body: bytes, **options: Any) -> dict[str, Any]:
@@ -61,7 +62,7 @@ async def stub_put_async(store: Any, path: str, body: bytes, **options: Any) -> 
     return {"e_tag": md5_etag(body), "version": None}
 
 
-async def report(pairs: list[tuple[str, Op, str, Op]], calls: int, rounds: int) -> None:
+async def report(pairs: Sequence[tuple[str, Op, str, Op]], calls: int, rounds: int) -> None:
     for name, op, raw_name, raw in pairs:
         raw_cpu = await cpu_per_call(raw, calls, rounds)
         cpu = await cpu_per_call(op, calls, rounds)
@@ -78,7 +79,7 @@ async def obstore_stubbed(calls: int, rounds: int) -> None:
     from statestore import S3Backend
     from statestore.cas import Stored
 
-    obstore.put_async = stub_put_async
+    obstore.put_async = stub_put_async  # type: ignore[assignment]
     store = Store(S3Backend("bench", endpoint_url="http://127.0.0.1:9", region="us-east-1", client="obstore"))
     body = b'{"k":0,"name":"steady"}'
     skey = store.key("steady", "workflows")
@@ -86,7 +87,8 @@ async def obstore_stubbed(calls: int, rounds: int) -> None:
     counter = [0]
 
     async def raw_put(i: int) -> None:
-        await obstore.put_async(None, "raw.json", b'{"k":%d,"name":"steady"}' % i, mode={"e_tag": "x"})
+        body = b'{"k":%d,"name":"steady"}' % i
+        await obstore.put_async(None, "raw.json", body, mode={"e_tag": "x"})  # type: ignore[arg-type]
 
     async def save(i: int) -> None:
         counter[0] += 1  # a new value each call: every call writes
