@@ -111,9 +111,13 @@ class Coalescer(Generic[C]):
         # Alone: write from this task. Callers that arrive meanwhile queue up and go to a drain task afterwards.
         queue.calls = []
         try:
-            return await self.alone(skey, change)
+            outcome = await self._apply(skey, [change])  # as ``alone``, inlined: this is the common path
         finally:
             self._hand_off(slot, skey, queue)
+        error = outcome.refused.get(0)
+        if error is not None:
+            raise error
+        return outcome.state
 
     async def alone(self, skey: StateKey, change: C) -> State:
         """Apply one change in a write of its own."""

@@ -31,7 +31,7 @@ from .errors import (
     StateStoreError,
     VersionNotFoundError,
 )
-from .offload import run_check
+from .offload import is_small, offload
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
@@ -381,11 +381,17 @@ class Store:
         thread, and so will the work on the change.
         """
 
+        if is_small(size_of):  # the common case: checked right here
+            check_json(values, "value")
+            self.codec.check(skey, values)
+            return False
+
         def check() -> None:
             check_json(values, "value")
             self.codec.check(skey, values)
 
-        return await run_check(size_of, check)
+        await offload(True, check)
+        return True
 
     async def _submit(
         self, skey: StateKey, change: Change, returns: bool = True, expected: Expected | None = None

@@ -40,6 +40,7 @@ import asyncio
 import atexit
 import builtins
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -683,7 +684,11 @@ class S3Backend(ObjectBackend):
         started = time.monotonic()
         budget: RetryBudget | None = None  # made on the first failure: most calls have none
         while True:
-            client = await self._client()
+            entry = self._clients.get(asyncio.get_running_loop())  # the common case, without a coroutine
+            if entry is not None and not entry.closed and entry.transport == self.transport:
+                client = entry.client
+            else:
+                client = await self._client()
             try:
                 return await call(client)
             except Exception as exc:
@@ -745,7 +750,7 @@ class S3Backend(ObjectBackend):
 
     async def _conditional_put(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
         """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
-        write_id = secrets.token_hex(8)
+        write_id = os.urandom(8).hex()  # secrets.token_hex(8), without its two calls
         previous = (self._histories.get((key, if_match.strip('"'))) or ()) if if_match else ()
         history = (write_id, *previous[: HISTORY - 1])
         args: dict[str, Any] = {
