@@ -10,6 +10,9 @@ Two setups, each against its own raw call in the same run:
   stub that answers at once: the S3 layer and the obstore adapter too, and none of
   object_store's own work (which ``scripts/bench.py --transport`` measures against moto).
 
+``--without-otel`` hides an installed ``opentelemetry`` from statestore (as if not
+installed), to compare with a run that has it installed and no provider set.
+
 Prints, per call, the CPU time (median of rounds, process time) and the number of
 Python function calls (deterministic for a given code: counted with ``cProfile``).
 """
@@ -21,12 +24,10 @@ import asyncio
 import cProfile
 import pstats
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-from statestore import MemoryBackend, Store
-from statestore.backends.base import PutMode, md5_etag
 
 Op = Callable[[int], Awaitable[None]]
 
@@ -59,6 +60,8 @@ async def python_calls_per_call(op: Op, calls: int) -> float:
 
 async def stub_put_async(store: Any, path: str, body: bytes, **options: Any) -> dict[str, Any]:
     """obstore's ``put_async`` answering at once, with an ETag of the body (no request)."""
+    from statestore.backends.base import md5_etag
+
     return {"e_tag": md5_etag(body), "version": None}
 
 
@@ -76,7 +79,8 @@ async def obstore_stubbed(calls: int, rounds: int) -> None:
     """save_state on S3Backend(client="obstore") with obstore's put answering at once, against the stub alone."""
     import obstore
 
-    from statestore import S3Backend
+    from statestore import S3Backend, Store
+    from statestore.backends.base import md5_etag
     from statestore.cas import Stored
 
     obstore.put_async = stub_put_async  # type: ignore[assignment]
@@ -98,6 +102,10 @@ async def obstore_stubbed(calls: int, rounds: int) -> None:
 
 
 async def main(calls: int, rounds: int) -> None:
+    from statestore import MemoryBackend, Store, telemetry
+    from statestore.backends.base import PutMode
+
+    print(f"opentelemetry {'installed, no provider set' if telemetry.ENABLED else 'not importable'}")
     backend = MemoryBackend()
     store = Store(backend)
     await store.save_state_object("steady", {"k": 0, "name": "steady"}, "workflows")
@@ -131,5 +139,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--without-otel", action="store_true", help="run as if opentelemetry were not installed")
     args = parser.parse_args()
+    if args.without_otel:
+        if "statestore" in sys.modules or "statestore.telemetry" in sys.modules:
+            raise SystemExit("--without-otel: statestore was imported already")
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import fails: telemetry.ENABLED is False
     asyncio.run(main(args.calls, args.rounds))
