@@ -9,7 +9,7 @@ Below it, a thread hop costs more than the work.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
@@ -51,3 +51,17 @@ async def run_check(value: Any, check: Callable[[], None]) -> bool:
     large = not is_small(value)
     await offload(large, check)
     return large
+
+
+async def run_workers(worker: Callable[[], Coroutine[Any, Any, None]], count: int) -> None:
+    """Run ``count`` copies of ``worker`` at once and wait for all; the first failure cancels the others.
+
+    The workers usually share one iterator of items, so each item is taken once.
+    """
+    tasks = [asyncio.create_task(worker()) for _ in range(count)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
