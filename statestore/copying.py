@@ -9,13 +9,13 @@ version just read. A rerun skips what an earlier run copied. ``statestore copy``
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import InvalidInputError, StateExistsError, StateStoreError
+from .offload import run_workers
 from .statetype import StateType
 from .store import State, Store
 
@@ -147,13 +147,7 @@ async def copy_states(
             if progress is not None:
                 progress(done, len(todo))
 
-    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await run_workers(worker, min(concurrency, len(todo)))
     report._sort()
     return report
 

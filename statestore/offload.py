@@ -19,7 +19,7 @@ import contextvars
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -54,7 +54,7 @@ _worker: tuple[int, ThreadPoolExecutor] | None = None
 _worker_lock = threading.Lock()
 
 
-def worker() -> ThreadPoolExecutor:
+def executor() -> ThreadPoolExecutor:
     """The process's thread for work on large states (made anew in a forked child: the parent's thread is not there)."""
     global _worker
     current = _worker
@@ -71,7 +71,7 @@ async def in_worker(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` in the worker thread, in a copy of this context (as ``asyncio.to_thread``)."""
     context = contextvars.copy_context()
     call = functools.partial(context.run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(worker(), call)
+    return await asyncio.get_running_loop().run_in_executor(executor(), call)
 
 
 async def offload(large: bool, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -86,3 +86,17 @@ async def run_check(value: Any, check: Callable[[], None]) -> bool:
     large = not is_small(value)
     await offload(large, check)
     return large
+
+
+async def run_workers(worker: Callable[[], Coroutine[Any, Any, None]], count: int) -> None:
+    """Run ``count`` copies of ``worker`` at once and wait for all; the first failure cancels the others.
+
+    The workers usually share one iterator of items, so each item is taken once.
+    """
+    tasks = [asyncio.create_task(worker()) for _ in range(count)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,7 +7,6 @@ into one pass of the compare-and-swap loop (``CompareAndSwap`` in ``cas.py``).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -31,7 +30,7 @@ from .errors import (
     StateStoreError,
     VersionNotFoundError,
 )
-from .offload import is_small, offload
+from .offload import is_small, offload, run_workers
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
@@ -273,13 +272,7 @@ class Store:
                 if progress is not None:
                     progress(done, len(listed))
 
-        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(worker, concurrency)
         return count
 
     async def aclose(self) -> None:
@@ -332,13 +325,7 @@ class Store:
             for state_id in queue:  # a plain iterator shared by the workers: each id is taken once
                 found[state_id] = await self.get_state(state_id, stype)
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(wanted)))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(worker, min(concurrency, len(wanted)))
         return {state_id: found[state_id] for state_id in wanted}
 
     @classmethod

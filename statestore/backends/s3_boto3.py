@@ -38,13 +38,13 @@ def moto_mock_active() -> bool:
     return getattr(stubber, "enabled", False) is True
 
 
-class _ReadBody:
-    """A GetObject ``Body`` already read in the worker thread, shaped like aiobotocore's stream."""
+class ReadBody:
+    """A GetObject ``Body`` already read (in the worker thread; by obstore), shaped like aiobotocore's stream."""
 
     def __init__(self, data: bytes) -> None:
         self._data = data
 
-    async def __aenter__(self) -> _ReadBody:
+    async def __aenter__(self) -> ReadBody:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -79,7 +79,7 @@ class ThreadedS3Client:
                 data = body.read()
             finally:
                 body.close()
-            return {**response, "Body": _ReadBody(data)}
+            return {**response, "Body": ReadBody(data)}
 
         return await asyncio.to_thread(self._run, call)
 

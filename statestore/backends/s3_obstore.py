@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from ..errors import S3ClientUnsupportedError
+from .s3_boto3 import ReadBody
 
 logger = logging.getLogger(__name__)
 
@@ -67,22 +68,6 @@ class S3Timeout(TimeoutError):
 
 class S3CredentialsUnavailable(PermissionError):
     """object_store found no credentials in its chain."""
-
-
-class _ReadBody:
-    """A GetObject ``Body`` already read, shaped like aiobotocore's stream."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def __aenter__(self) -> _ReadBody:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return self._data
 
 
 def _seconds(value: float) -> timedelta:
@@ -174,7 +159,7 @@ class ObstoreS3Client:
         meta = result.meta
         attributes = result.attributes
         metadata = {k: v for k, v in attributes.items() if not k[:1].isupper()}
-        return {"Body": _ReadBody(data), "ETag": meta["e_tag"], "Metadata": metadata, "ContentLength": len(data)}
+        return {"Body": ReadBody(data), "ETag": meta["e_tag"], "Metadata": metadata, "ContentLength": len(data)}
 
     async def put_object(self, **args: Any) -> dict[str, Any]:
         """PutObject with ``IfMatch`` (sent as given: quoted or not) or ``IfNoneMatch="*"``, and user ``Metadata``."""
