@@ -265,6 +265,18 @@ def otel_ids_from_env(environ: Mapping[str, str] | None = None) -> bool:
     return _bool(os.environ if environ is None else environ, "STATESTORE_OTEL_IDS", False)
 
 
+def with_key_from(settings: Settings, variable: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """``settings`` with the encryption key read from the variable ``variable`` (and no old keys).
+
+    For a command that names which variable holds a store's key (``copy --dest-key-env``), so a
+    key never goes on a command line. ``InvalidInputError`` if it is unset or empty.
+    """
+    value = ((os.environ if environ is None else environ).get(variable) or "").strip()
+    if not value:
+        raise InvalidInputError(f"{variable} is not set: it should hold the encryption key (base64 of 32 bytes)")
+    return dataclasses.replace(settings, encryption_key=value, encryption_old_keys=())
+
+
 def requested_backend(environ: Mapping[str, str] | None = None) -> str:
     """The backend name ``STATESTORE_BACKEND`` asks for, as written (for a report when no ``Settings`` can be made)."""
     env = os.environ if environ is None else environ

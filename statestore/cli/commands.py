@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -15,7 +13,7 @@ import click
 import orjson
 
 from ..check import configuration_report
-from ..config import Settings, aws_environment, requested_backend
+from ..config import Settings, aws_environment, requested_backend, with_key_from
 from ..errors import InvalidInputError
 from ..facade import build_store
 from ..paths import state_key
@@ -418,10 +416,10 @@ def _side_settings(opts: Options, given: str, key_env: str | None, which: str) -
         )
     refuse_memory(settings)
     if key_env is not None:
-        value = (os.environ.get(key_env) or "").strip()
-        if not value:
-            raise InvalidInputError(f"--{which}-key-env names {key_env}, which is not set")
-        settings = dataclasses.replace(settings, encryption_key=value, encryption_old_keys=())
+        try:
+            settings = with_key_from(settings, key_env)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"--{which}-key-env: {exc}") from None
     return settings
 
 
