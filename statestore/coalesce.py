@@ -78,6 +78,14 @@ def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
     return ready is None or len(ready) > 0
 
 
+def _own(outcome: Outcome) -> State:
+    """What a batch of one gives its caller: the state it built, or the error that refused the change."""
+    error = outcome.refused.get(0)
+    if error is not None:
+        raise error
+    return outcome.state
+
+
 class Coalescer(Generic[C]):
     """Batches concurrent changes to one state into one call of ``apply(key, changes)``."""
 
@@ -111,21 +119,14 @@ class Coalescer(Generic[C]):
         # Alone: write from this task. Callers that arrive meanwhile queue up and go to a drain task afterwards.
         queue.calls = []
         try:
-            outcome = await self._apply(skey, [change])  # as ``alone``, inlined: this is the common path
+            outcome = await self._apply(skey, [change])  # as ``alone`` without its frame: the common path
         finally:
             self._hand_off(slot, skey, queue)
-        error = outcome.refused.get(0)
-        if error is not None:
-            raise error
-        return outcome.state
+        return _own(outcome)
 
     async def alone(self, skey: StateKey, change: C) -> State:
         """Apply one change in a write of its own."""
-        outcome = await self._apply(skey, [change])
-        error = outcome.refused.get(0)
-        if error is not None:
-            raise error
-        return outcome.state  # a batch of one: the state it built is this caller's own
+        return _own(await self._apply(skey, [change]))
 
     def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
         """Leave the waiting calls to a drain task, or drop the queue if nobody waits."""
