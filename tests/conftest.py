@@ -1,20 +1,14 @@
-"""Shared fixtures: a backend of every kind for the conformance suite, one moto server per session, and the S3 target.
+"""Shared fixtures: a backend of every kind, one moto server per session, and the S3 target.
 
-The S3 target is the moto server unless ``STATESTORE_TEST_S3_ENDPOINT`` names another S3 server (Ceph RGW,
-MinIO, AWS...). Tests marked ``s3_server`` run on the target; ``pytest -m s3_server`` with the variables set
-runs them against that server (``scripts/ceph-rgw.sh test`` does so for a throw-away Ceph RGW):
+Tests marked ``s3_server`` run on the S3 target: the moto server, or the server ``STATESTORE_TEST_S3_ENDPOINT``
+names (Ceph RGW, MinIO, AWS; ``scripts/ceph-rgw.sh test`` runs ``pytest -m s3_server`` on a throw-away Ceph RGW),
+with ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` / ``_SECRET_ACCESS_KEY`` (else the AWS chain), ``_REGION`` (default
+``us-east-1``), ``_BUCKET`` (an existing bucket, a fresh prefix per test; else a bucket per test) and ``_NAME``
+(a label for reports).
 
-- ``STATESTORE_TEST_S3_ENDPOINT``: the endpoint URL;
-- ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` / ``STATESTORE_TEST_S3_SECRET_ACCESS_KEY``: credentials (else the AWS chain);
-- ``STATESTORE_TEST_S3_REGION``: default ``us-east-1``;
-- ``STATESTORE_TEST_S3_BUCKET``: an existing bucket to use (each test gets a fresh prefix in it); without it
-  each test creates a bucket of its own;
-- ``STATESTORE_TEST_S3_NAME``: a label for reports (``ceph-rgw``, ``minio``...).
-
-Transports: every ``s3_server`` test, and every test of the modules in ``TWO_TRANSPORT_MODULES`` (the
-fault-proxy exactly-once tests), runs once per S3 transport (``aioboto3`` and ``obstore``); the
-``s3_transport`` fixture names it, and ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it.
-``STATESTORE_TEST_S3_CLIENT`` picks one transport for the whole run.
+Every ``s3_server`` test, and every test of ``TWO_TRANSPORT_MODULES``, runs once per S3 transport (the
+``s3_transport`` fixture; ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it);
+``STATESTORE_TEST_S3_CLIENT`` picks one for the whole run.
 """
 
 from __future__ import annotations
@@ -40,20 +34,13 @@ ONE_TRANSPORT_MODULES = frozenset({"test_mock_aws"})
 _transport = ["aioboto3"]  # the transport of the running test (set by the ``s3_transport`` fixture)
 
 
-def s3_transports() -> list[str]:
-    """The transports to run the two-transport tests on: ``STATESTORE_TEST_S3_CLIENT``, else all."""
-    only = os.environ.get("STATESTORE_TEST_S3_CLIENT")
-    return [only] if only else list(S3_TRANSPORTS)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run the ``s3_server`` tests and the ``TWO_TRANSPORT_MODULES`` once per S3 transport."""
-    if "s3_transport" not in metafunc.fixturenames:
-        return
+    """Run the ``s3_server`` tests and the ``TWO_TRANSPORT_MODULES`` once per S3 transport (``s3_transport``)."""
     module = metafunc.module.__name__
     marked = metafunc.definition.get_closest_marker("s3_server") is not None
     if (marked and module not in ONE_TRANSPORT_MODULES) or module in TWO_TRANSPORT_MODULES:
-        metafunc.parametrize("s3_transport", s3_transports(), indirect=True)
+        only = os.environ.get("STATESTORE_TEST_S3_CLIENT")
+        metafunc.parametrize("s3_transport", [only] if only else S3_TRANSPORTS, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -105,9 +92,9 @@ class S3Target:
 
     def new_location(self) -> S3Location:
         """A fresh, empty place for one test's objects."""
-        if self.bucket is not None:
-            return S3Location(self.bucket, f"statestore-test-{uuid.uuid4().hex[:12]}")
         name = f"statestore-test-{uuid.uuid4().hex[:12]}"
+        if self.bucket is not None:
+            return S3Location(self.bucket, name)
         client = self.client()
         try:
             client.create_bucket(Bucket=name)
@@ -126,8 +113,7 @@ class S3Target:
             "list_page_size": 250,
             "client": _transport[0],
         }
-        defaults.update(options)
-        return S3Backend(location.bucket, **defaults)
+        return S3Backend(location.bucket, **(defaults | options))
 
     def env(self, location: S3Location) -> dict[str, str]:
         """``STATESTORE_*`` and ``AWS_*`` variables that point a subprocess (or the CLI) at ``location``."""
@@ -147,36 +133,25 @@ class S3Target:
         return env
 
 
-def _external_target() -> S3Target | None:
-    endpoint = os.environ.get("STATESTORE_TEST_S3_ENDPOINT")
-    if not endpoint:
-        return None
-    return S3Target(
-        name=os.environ.get("STATESTORE_TEST_S3_NAME") or "external",
-        endpoint_url=endpoint,
-        access_key_id=os.environ.get("STATESTORE_TEST_S3_ACCESS_KEY_ID") or None,
-        secret_access_key=os.environ.get("STATESTORE_TEST_S3_SECRET_ACCESS_KEY") or None,
-        region=os.environ.get("STATESTORE_TEST_S3_REGION") or "us-east-1",
-        bucket=os.environ.get("STATESTORE_TEST_S3_BUCKET") or None,
-    )
+def _moto_target(server: MotoServer) -> S3Target:
+    creds = server.fake_credentials()
+    key_id, secret, region = (creds[f"AWS_{n}"] for n in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "DEFAULT_REGION"))
+    return S3Target("moto", server.endpoint_url, key_id, secret, region, moto=server)
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"STATESTORE_TEST_S3_{name}") or None
 
 
 @pytest.fixture(scope="session")
-def s3_target(request: pytest.FixtureRequest) -> Iterator[S3Target]:
+def s3_target(request: pytest.FixtureRequest) -> S3Target:
     """The S3 server of the ``s3_server`` tests: ``STATESTORE_TEST_S3_ENDPOINT`` if set, else moto."""
-    external = _external_target()
-    if external is not None:
-        yield external
-        return
-    server: MotoServer = request.getfixturevalue("moto_server")
-    creds = server.fake_credentials()
-    yield S3Target(
-        name="moto",
-        endpoint_url=server.endpoint_url,
-        access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        region=creds["AWS_DEFAULT_REGION"],
-        moto=server,
+    endpoint = _env("ENDPOINT")
+    if endpoint is None:
+        return _moto_target(request.getfixturevalue("moto_server"))
+    region = _env("REGION") or "us-east-1"
+    return S3Target(
+        _env("NAME") or "external", endpoint, _env("ACCESS_KEY_ID"), _env("SECRET_ACCESS_KEY"), region, _env("BUCKET")
     )
 
 
@@ -188,8 +163,7 @@ def moto_server(statestore_moto_server: MotoServer) -> MotoServer:
 
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
+    return str(request.param)
 
 
 @pytest.fixture
@@ -200,26 +174,14 @@ def make_backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureReque
         return lambda: shared
     if backend_kind == "local":
         return lambda: LocalBackend(tmp_path / "root")
-    if backend_kind == "s3":
-        target: S3Target = request.getfixturevalue("s3_target")
-        location = target.new_location()
-        return lambda: target.backend(location)
-    raise AssertionError(backend_kind)
+    target: S3Target = request.getfixturevalue("s3_target")  # "s3"
+    location = target.new_location()
+    return lambda: target.backend(location)
 
 
 def s3_backend(server: MotoServer, bucket: str, **options: object) -> S3Backend:
     """An ``S3Backend`` on the moto ``server``'s ``bucket`` with its dummy credentials; small list pages."""
-    creds = server.fake_credentials()
-    defaults: dict[str, object] = {
-        "endpoint_url": server.endpoint_url,
-        "region": creds["AWS_DEFAULT_REGION"],
-        "aws_access_key_id": creds["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"],
-        "list_page_size": 250,
-        "client": _transport[0],
-    }
-    defaults.update(options)
-    return S3Backend(bucket, **defaults)  # type: ignore[arg-type]
+    return _moto_target(server).backend(S3Location(bucket), **options)
 
 
 @pytest.fixture

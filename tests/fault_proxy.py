@@ -1,30 +1,11 @@
 """``FaultProxy``: an HTTP proxy on 127.0.0.1 between an ``S3Backend`` and an S3 server, for failure paths.
 
-It forwards every request, except that:
-
-- a queued ``Fault`` can drop the response of a request the server has already
-  committed (closing the connection instead of answering), answer 503 after
-  committing, answer late (past the client's read timeout), or answer 403 / 409 /
-  500 / 503 without forwarding at all;
-- with ``rate`` > 0 a seeded random share of the requests (of ``methods``)
-  fails with one of ``kinds`` (``CHAOS_KINDS``): ``500`` / ``503`` (not
-  forwarded), ``reset`` (connection reset, not forwarded), ``timeout`` (held
-  ``slow_seconds``, then closed, not forwarded) or ``lost`` (forwarded and
-  committed, then the connection is reset);
-- ``deny(method, path)`` answers 403 AccessDenied without forwarding;
-- ``reject_if_match`` answers 412 to every PutObject whose If-Match is in one of
-  the given forms (``quoted``, ``unquoted``) without forwarding it, as Ceph RGW
-  does for the quoted form;
-- ``drop_on_put`` forwards PutObject without the named headers (a server that
-  ignores If-Match / If-None-Match), and ``ignore_delete_if_match`` forwards
-  DeleteObject without its If-Match, as MinIO and Ceph RGW ignore it (both change
-  signed headers: moto only).
-
-It counts what reached the server (``forwarded``; ``answered`` by status,
-``body_bytes`` of the answers), what it faulted (queued
-faults by method in ``faulted``, random ones by kind in ``chaos``), and the
-If-Match forms it saw. The ``Host`` header goes through unchanged, so servers
-that check signatures (Ceph RGW) accept the forwarded requests.
+It forwards every request, but a queued ``Fault`` (or, with ``rate`` > 0, a seeded random one of ``kinds`` on
+``methods``) answers an S3 error, resets or times out unforwarded, or forwards (the server commits) and then does
+not answer (see ``_AFTER``); ``deny`` answers 403; ``reject_if_match`` answers 412 to a PutObject whose If-Match
+has one of the given forms, as Ceph RGW does for ``quoted``; ``drop_on_put`` / ``ignore_delete_if_match`` strip
+those headers, as servers that ignore them do (moto only: they are signed). It counts what reached the server, what
+it faulted and the If-Match forms it saw. ``Host`` goes through unchanged, so signatures still check.
 """
 
 from __future__ import annotations
@@ -39,13 +20,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 SLOW_SECONDS = 2.0  # the client times out after half of it: long enough for a loaded machine to answer a normal put
 CHAOS_KINDS = ("500", "503", "reset", "timeout", "lost")
+#: Faults that forward the request (the server commits), then do this instead of answering.
+_AFTER = {"drop-after": "drop", "503-after": "503", "slow-after": "timeout", "lost": "reset"}
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "content-length"}
-
 _ERRORS = {
     409: ("ConditionalRequestConflict", "A conflicting conditional operation is currently in progress."),
     403: ("AccessDenied", "Access Denied"),
@@ -55,19 +37,12 @@ _ERRORS = {
 }
 
 
-class _Answer(NamedTuple):
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
 @dataclass
 class Fault:
     """What to do to the next ``times`` requests with ``method`` whose path contains ``path``."""
 
     method: str
-    action: str  # "drop-after" | "503-after" | "slow-after" | "403" | "409" | "500", or one of CHAOS_KINDS
+    action: str  # "403" | "409" | "500" | "503", one of CHAOS_KINDS, or a key of _AFTER
     path: str = ""
     times: int = 1
     after_forward: Callable[[], None] | None = None
@@ -97,15 +72,13 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.faults: list[Fault] = []
-        self.reject_if_match = reject_if_match
+        self.reject_if_match, self.ignore_delete_if_match, self.deny = reject_if_match, ignore_delete_if_match, deny
         self.drop_on_put = {h.lower() for h in drop_on_put}
-        self.ignore_delete_if_match = ignore_delete_if_match
-        self.deny = deny
         self.rate, self.kinds, self.methods = rate, kinds, methods
         self.slow_seconds = SLOW_SECONDS
+        self.chaos: Counter[str] = Counter()  # random faults by kind
         self.forwarded: Counter[str] = Counter()
         self.faulted: Counter[str] = Counter()
-        self.chaos: Counter[str] = Counter()  # random faults by kind
         self.if_match_seen: Counter[str] = Counter()  # "PUT quoted", "DELETE unquoted"...
         self.paths: list[tuple[str, str]] = []  # (method, path) of every request received
         self.answered: Counter[str] = Counter()  # "GET 200", "GET 304"...: statuses of forwarded requests
@@ -115,8 +88,7 @@ class FaultProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
+        self.endpoint_url = "http://{}:{}".format(*self._server.server_address[:2])
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -137,57 +109,46 @@ class FaultProxy:
             self.faults.append(fault)
 
     def reset_counts(self) -> None:
+        """Forget what was forwarded, faulted (but ``chaos``) and seen."""
         with self._lock:
-            self.forwarded.clear()
-            self.faulted.clear()
-            self.if_match_seen.clear()
-            self.paths.clear()
-            self.answered.clear()
-            self.body_bytes.clear()
+            for seen in (self.forwarded, self.faulted, self.if_match_seen, self.paths, self.answered, self.body_bytes):
+                seen.clear()
 
-    def pick(self, method: str) -> str | None:
-        """A random fault kind for this request, at ``rate`` (None: no fault)."""
+    def _decide(self, method: str, path: str, if_match: str | None) -> tuple[str | None, Fault | None]:
+        """Record a request; what to do with it (None: forward it) and the queued fault that says so."""
         with self._lock:
-            if self.rate and method in self.methods and self._random.random() < self.rate:
-                kind = self._random.choice(self.kinds)
-                self.chaos[kind] += 1
-                return kind
-        return None
-
-    def take(self, method: str, path: str) -> Fault | None:
-        with self._lock:
+            self.paths.append((method, path))
+            if if_match is not None:
+                self.if_match_seen[f"{method} {if_match_form(if_match)}"] += 1
+                if method == "PUT" and if_match_form(if_match) in self.reject_if_match:
+                    self.faulted["PUT 412"] += 1
+                    return "412", None
+            if self.deny is not None and self.deny(method, path):
+                return "403", None
             for fault in self.faults:
                 if fault.method == method and fault.path in path and fault.times > 0:
                     fault.times -= 1
                     self.faulted[method] += 1
-                    return fault
-        return None
+                    return fault.action, fault
+            if self.rate and method in self.methods and self._random.random() < self.rate:
+                kind = self._random.choice(self.kinds)
+                self.chaos[kind] += 1
+                return kind, None
+        return None, None
 
-    def _received(self, method: str, path: str, if_match: str | None) -> bool:
-        """Record a request; True when it is to be rejected for its If-Match form."""
-        with self._lock:
-            self.paths.append((method, path))
-            if if_match is None:
-                return False
-            form = if_match_form(if_match)
-            self.if_match_seen[f"{method} {form}"] += 1
-            if method == "PUT" and form in self.reject_if_match:
-                self.faulted["PUT 412"] += 1
-                return True
-            return False
-
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[Any, ...]:
+        """Send the request upstream; its (status, reason, headers, body)."""
         conn = http.client.HTTPConnection(*self.upstream, timeout=30)
         try:
             conn.request(method, path, body=body if body or method in ("PUT", "POST") else None, headers=headers)
             response = conn.getresponse()
-            answer = _Answer(response.status, response.reason, response.getheaders(), response.read())
+            answer = (response.status, response.reason, response.getheaders(), response.read())
         finally:
             conn.close()
         with self._lock:
             self.forwarded[method] += 1
-            self.answered[f"{method} {answer.status}"] += 1
-            self.body_bytes[method] += len(answer.body)
+            self.answered[f"{method} {answer[0]}"] += 1
+            self.body_bytes[method] += len(answer[3])
         return answer
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -205,76 +166,53 @@ class FaultProxy:
                 except (ConnectionError, TimeoutError):
                     self.close_connection = True
 
-            def _reset(self) -> None:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.close_connection = True
-
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if proxy._received(self.command, self.path, self.headers.get("If-Match")):
-                    self._error(412)
+                kind, fault = proxy._decide(self.command, self.path, self.headers.get("If-Match"))
+                if kind is not None and kind not in _AFTER:
+                    self._fail(kind)
                     return
-                if proxy.deny is not None and proxy.deny(self.command, self.path):
-                    self._error(403)
-                    return
-                fault = proxy.take(self.command, self.path)
-                kind = fault.action if fault is not None else proxy.pick(self.command)
-                if kind in ("403", "409", "500", "503"):
-                    self._error(int(kind))
-                    return
-                if kind in ("reset", "timeout"):
-                    if kind == "timeout":
-                        time.sleep(proxy.slow_seconds)  # past the client's read timeout
-                        self.close_connection = True
-                    else:
-                        self._reset()
-                    return
-                dropped = set(_HOP_HEADERS)
-                if self.command == "PUT":
-                    dropped |= proxy.drop_on_put
+                dropped = _HOP_HEADERS | (proxy.drop_on_put if self.command == "PUT" else set())
                 if self.command == "DELETE" and proxy.ignore_delete_if_match:
-                    dropped.add("if-match")
+                    dropped |= {"if-match"}
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
-                answer = proxy.forward(self.command, self.path, headers, body)
+                status, reason, answer_headers, answer = proxy.forward(self.command, self.path, headers, body)
                 if fault is not None and fault.after_forward is not None:
                     fault.after_forward()
-                if kind == "lost":  # the server committed; the client never hears of it
-                    self._reset()
+                if kind is not None:  # the server committed; the client never hears of it
+                    self._fail(_AFTER[kind])
                     return
-                if kind in ("drop-after", "slow-after"):
-                    if kind == "slow-after":
-                        time.sleep(proxy.slow_seconds)  # past the client's read timeout
-                    self.close_connection = True  # the server committed; the client never hears of it
-                    return
-                if kind == "503-after":
-                    self._error(503)
-                    return
-                self.send_response_only(answer.status, answer.reason)
-                for name, value in answer.headers:
-                    if name.lower() not in _HOP_HEADERS:
-                        self.send_header(name, value)
-                if self.command == "HEAD":
-                    length = next((v for k, v in answer.headers if k.lower() == "content-length"), "0")
-                    self.send_header("Content-Length", length)
-                    self.end_headers()
-                    return
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                self._send(status, reason, answer_headers, answer)
 
-            def _error(self, status: int) -> None:
-                code, message = _ERRORS[status]
-                body = (
-                    f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                    f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
-                ).encode()
-                self.send_response_only(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(body)))
+            def _send(self, status: int, reason: str | None, headers: list[tuple[str, str]], body: bytes) -> None:
+                self.send_response_only(status, reason)
+                length = str(len(body))
+                for name, value in headers:
+                    if name.lower() == "content-length" and self.command == "HEAD":
+                        length = value  # the length of the body a GET would get
+                    elif name.lower() not in _HOP_HEADERS:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+
+            def _fail(self, kind: str) -> None:
+                """An S3 error for a status, else no answer: ``drop``, ``reset`` or ``timeout`` (held, then closed)."""
+                if kind.isdigit():
+                    code, message = _ERRORS[int(kind)]
+                    body = (
+                        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+                    )
+                    self._send(int(kind), None, [("Content-Type", "application/xml")], body.encode())
+                    return
+                if kind == "timeout":
+                    time.sleep(proxy.slow_seconds)  # past the client's read timeout
+                if kind == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
 

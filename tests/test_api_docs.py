@@ -32,15 +32,12 @@ def store_methods() -> set[str]:
     return {name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))}
 
 
+MODULES = (statestore, statestore.sync, statestore.url, statestore.telemetry)
+
+
 @pytest.mark.parametrize(
     "names",
-    [
-        pytest.param(statestore.__all__, id="statestore"),
-        pytest.param(statestore.sync.__all__, id="statestore.sync"),
-        pytest.param(statestore.url.__all__, id="statestore.url"),
-        pytest.param(statestore.telemetry.__all__, id="statestore.telemetry"),
-        pytest.param(sorted(store_methods()), id="Store"),
-    ],
+    [pytest.param(m.__all__, id=m.__name__) for m in MODULES] + [pytest.param(sorted(store_methods()), id="Store")],
 )
 def test_every_public_name_has_a_row(names: list[str]) -> None:
     missing = sorted(set(names) - set(rows()))

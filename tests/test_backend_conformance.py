@@ -44,24 +44,11 @@ class TestS3Backend(BackendTests):
         await backend.aclose()
 
 
-@pytest.mark.parametrize("kind", ["memory", "local"])
-async def test_a_mode_that_is_not_a_put_mode_is_refused(kind: str, tmp_path: Path) -> None:
+async def test_a_mode_that_is_not_a_put_mode_is_refused(backend: ObjectBackend) -> None:
     """Our backends refuse anything but a ``PutMode`` before any I/O (a string would otherwise mean overwrite)."""
-    backend: ObjectBackend = MemoryBackend() if kind == "memory" else LocalBackend(tmp_path)
     with pytest.raises(InvalidInputError, match="PutMode"):
         await backend.put("k/config.json", b"1", "create")  # type: ignore[arg-type]
     assert await backend.get("k/config.json") is None
-
-
-@pytest.mark.s3_server
-async def test_s3_refuses_a_mode_that_is_not_a_put_mode(s3_target: S3Target) -> None:
-    backend = s3_target.backend(s3_target.new_location())
-    try:
-        with pytest.raises(InvalidInputError, match="PutMode"):
-            await backend.put("k/config.json", b"1", "create")  # type: ignore[arg-type]
-        assert await backend.get("k/config.json") is None
-    finally:
-        await backend.aclose()
 
 
 def test_an_empty_etag_is_not_an_update() -> None:

@@ -8,29 +8,20 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "statestore"
 
 # What each layer must not import (top-level names under statestore/). A module not named here is not checked.
-_TOP = {"store", "facade", "cli", "check", "testing", "pytest_plugin"}
 ABOVE = {
-    "statestore.errors": {
-        "config",
-        "crypto",
-        "codec",
-        "paths",
-        "hygiene",
-        "backends",
-        "store",
-        "facade",
-        "cli",
-        "check",
-    },
-    "statestore.paths": {"config", "crypto", "codec", "backends", "store", "facade", "cli", "check", "testing"},
-    "statestore.hygiene": {"config", "crypto", "codec", "paths", "backends", "store", "facade", "cli", "check"},
-    "statestore.codec": {"config", "crypto", "backends", "store", "facade", "cli", "check", "testing"},
-    "statestore.crypto": {"config", "backends", "store", "facade", "cli", "check", "testing"},
-    "statestore.backends": {"config", "crypto", "codec", "store", "facade", "cli", "check", "testing"},
-    "statestore.config": {"store", "facade", "cli", "check", "testing", "pytest_plugin"},
-    "statestore.check": {"config", "store", "facade", "cli", "testing", "pytest_plugin"},
-    "statestore.store": {"facade", "cli", "testing", "pytest_plugin"},
-    "statestore.facade": {"cli", "testing", "pytest_plugin"},
+    layer: set(names.split())
+    for layer, names in {
+        "statestore.errors": "config crypto codec paths hygiene backends store facade cli check",
+        "statestore.paths": "config crypto codec backends store facade cli check testing",
+        "statestore.hygiene": "config crypto codec paths backends store facade cli check",
+        "statestore.codec": "config crypto backends store facade cli check testing",
+        "statestore.crypto": "config backends store facade cli check testing",
+        "statestore.backends": "config crypto codec store facade cli check testing",
+        "statestore.config": "store facade cli check testing pytest_plugin",
+        "statestore.check": "config store facade cli testing pytest_plugin",
+        "statestore.store": "facade cli testing pytest_plugin",
+        "statestore.facade": "cli testing pytest_plugin",
+    }.items()
 }
 
 

@@ -1,9 +1,8 @@
 """The pytest plugin, run for real: pytester starts pytest in a subprocess on small test projects.
 
-Each run checks several things at once (a run costs 1-2 s): the fixtures pass,
-are isolated from one another, restore the previous default (also after a
-failing test), the S3 one talks HTTP to a moto server, no client session is
-left unclosed, and the README's example passes on every fixture.
+Each run checks at once (a run costs 1-2 s) that the fixtures pass, are isolated, restore the previous default
+(also after a failing test), that the S3 one talks HTTP to moto, no client session is left open, and the README's
+example passes on every fixture.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from statestore.testing import MotoServer, close_store, install_default_store, m
 pytest_plugins = ["pytester"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 # The project's conftest: a sentinel default store that every fixture must restore, and a
 # recorder of asyncio's error log, where aiohttp reports an "Unclosed client session".
@@ -67,8 +65,7 @@ import pytest
 from statestore import LocalBackend, MemoryBackend, StateStore, StateType, build_store, get_default_store
 
 WF = StateType.WORKFLOWS
-SERVERS = []
-BUCKETS = []
+SEEN = []  # (server, bucket) of each s3 test
 
 
 def assert_sentinel_default():
@@ -160,8 +157,7 @@ async def test_s3_writes_over_http(statestore_s3, statestore_moto_server):
     assert type(backend).__name__ == "S3Backend"
     assert re.fullmatch(r"http://127\\.0\\.0\\.1:[1-9][0-9]*", backend.endpoint_url)
     assert backend.endpoint_url == statestore_moto_server.endpoint_url
-    SERVERS.append(statestore_moto_server.endpoint_url)
-    BUCKETS.append(backend.bucket)
+    SEEN.append((statestore_moto_server.endpoint_url, backend.bucket))
     await StateStore.save_state("k", "s3", "wf-1", WF)
     key = "persistent-artifacts/apps/default/workflows/wf-1/config.json"
     assert raw_object(statestore_moto_server, backend.bucket, key) == b'{"k":"s3"}'
@@ -175,8 +171,7 @@ async def test_s3_writes_over_http(statestore_s3, statestore_moto_server):
 @pytest.mark.asyncio
 async def test_s3_isolated(statestore_s3, statestore_moto_server):
     assert await StateStore.get_state("wf-1", WF) == {}
-    SERVERS.append(statestore_moto_server.endpoint_url)
-    BUCKETS.append(statestore_s3.backend.bucket)
+    SEEN.append((statestore_moto_server.endpoint_url, statestore_s3.backend.bucket))
 
 
 @pytest.mark.asyncio
@@ -192,8 +187,7 @@ def test_s3_restored_after_failure():
 def test_s3_sync_test_with_two_event_loops(statestore_s3, statestore_moto_server):
     asyncio.run(StateStore.save_state("k", 1, "wf-1", WF))
     assert asyncio.run(StateStore.get_state("wf-1", WF)) == {"k": 1}
-    SERVERS.append(statestore_moto_server.endpoint_url)
-    BUCKETS.append(statestore_s3.backend.bucket)
+    SEEN.append((statestore_moto_server.endpoint_url, statestore_s3.backend.bucket))
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -203,8 +197,8 @@ async def test_s3_on_a_session_event_loop(statestore_s3):
 
 
 def test_s3_one_server_fresh_buckets():
-    assert len(SERVERS) == 3 and len(set(SERVERS)) == 1
-    assert len(set(BUCKETS)) == 3
+    servers, buckets = zip(*SEEN)
+    assert len(SEEN) == 3 and len(set(servers)) == 1 and len(set(buckets)) == 3
     assert_sentinel_default()
 
 
@@ -329,12 +323,6 @@ def test_plugin_module_imports_without_moto(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
 
 
-def test_readme_shows_the_example_files() -> None:
-    readme = README.read_text()
-    for name in ("checkpoint_activity.py", "test_checkpoint_activity.py"):
-        assert (EXAMPLES / name).read_text().strip() in readme, f"README's copy of examples/{name} is out of date"
-
-
 class _ClosingBackend(MemoryBackend):
     def __init__(self) -> None:
         super().__init__()
@@ -372,9 +360,8 @@ async def test_close_store_inside_a_running_loop_is_a_typed_error() -> None:
 def test_moto_server_conditional_writes_are_atomic(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writers holding one ETag race: exactly one wins each round, even with a wide gap between check and store.
 
-    moto checks If-Match in its request handler and stores in its backend; the
-    sleep widens the gap between the two, where two writers would both win
-    without the server's write lock.
+    moto checks If-Match in its request handler and stores in its backend; without the server's write lock two
+    writers would both win in the gap the sleep widens.
     """
     import time
     from concurrent.futures import ThreadPoolExecutor

@@ -10,6 +10,7 @@ from pathlib import Path
 from test_cli import KEY, clean_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+EXAMPLES = README.parent / "examples"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 
@@ -34,17 +35,18 @@ def test_the_first_lines_say_what_it_is_and_hold_the_two_setup_commands() -> Non
 
 def test_the_asyncio_run_examples_run(tmp_path: Path) -> None:
     first, second = [b for b in blocks("python") if "asyncio.run(main())" in b][:2]
-    result = subprocess.run(
-        [sys.executable, "-c", first], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "{'status': 'started', 'progress': 50, 'runs': 1}\n"
+    assert '"/tmp/myapp-state"' in second
+    second = second.replace('"/tmp/myapp-state"', repr(str(tmp_path / "myapp")))
+    for code, printed in ((first, "{'status': 'started', 'progress': 50, 'runs': 1}\n"), (second, "['wf-1']\n")):
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == printed
     assert (tmp_path / "local" / "tmp" / KEY.format(type="workflows", id="wf-123")).is_file()
 
-    assert '"/tmp/myapp-state"' in second
-    code = second.replace('"/tmp/myapp-state"', repr(str(tmp_path / "myapp")))
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "['wf-1']\n"
+
+def test_readme_shows_the_example_files() -> None:
+    readme = README.read_text()
+    for name in ("checkpoint_activity.py", "test_checkpoint_activity.py"):
+        assert (EXAMPLES / name).read_text().strip() in readme, f"README's copy of examples/{name} is out of date"

@@ -43,14 +43,8 @@ class _Learning(MemoryBackend):
 
 def test_every_wrapper_reads_the_capability_and_prefix_of_its_inner_backend_live() -> None:
     inner = _Learning()
-    wrappers = [
-        WrapperBackend(inner),
-        CountingBackend(inner),
-        LatencyBackend(inner, 0.0),
-        LoggingBackend(inner),
-        FaultBackend(inner),
-        CountingBackend(LoggingBackend(inner)),
-    ]
+    wrappers = [cls(inner) for cls in (WrapperBackend, CountingBackend, LoggingBackend, FaultBackend)]
+    wrappers += [LatencyBackend(inner, 0.0), CountingBackend(LoggingBackend(inner))]
     assert all(w.supports_conditional_delete and w.key_prefix == "" for w in wrappers)
     inner.learned = False
     assert not any(w.supports_conditional_delete for w in wrappers)
@@ -123,16 +117,8 @@ async def test_fault_backend_queued_faults_and_validation() -> None:
         await faulty.get("k")
     assert await faulty.get("k") is not None
     assert faulty.faults == 4 and faulty.counts["conflict"] == 1
-    assert dict(faulty.counts) == {
-        "put": 2,
-        "delete": 1,
-        "get": 2,
-        "conflict": 1,
-        "fault:delay": 1,
-        "fault:lost": 1,
-        "fault:conflict": 1,
-        "fault:error": 1,
-    }
+    faults = {f"fault:{kind}": 1 for kind in ("delay", "lost", "conflict", "error")}
+    assert dict(faulty.counts) == {"put": 2, "delete": 1, "get": 2, "conflict": 1, **faults}
     for bad in ({"rate": 1.5}, {"kinds": ("melt",)}, {"ops": ("stat",)}, {"delay": -1.0}):
         with pytest.raises(ValueError):
             FaultBackend(inner, **bad)  # type: ignore[arg-type]
