@@ -1,4 +1,4 @@
-"""The API page's examples, run as written (only the import line differs), on every backend."""
+"""The usage examples statestore was specified with, run as written (only the import line differs), on every backend."""
 
 from __future__ import annotations
 
