@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 from test_batch_isolation import appender
@@ -243,18 +244,11 @@ async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path
 async def test_local_save_is_one_thread_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(LocalBackend(tmp_path))
     await store.save_state("k", 0, "wf", W)
-    hops = 0
-    real = asyncio.to_thread
-
-    async def counting_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        nonlocal hops
-        hops += 1
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    hops = AsyncMock(wraps=asyncio.to_thread)  # a spy: the real thread hop, counted
+    monkeypatch.setattr(asyncio, "to_thread", hops)
     for i in range(1, 6):
         await store.save_state("k", i, "wf", W)
-    assert hops == 5
+    assert hops.await_count == 5
     await store.aclose()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,13 +21,17 @@ from conftest import S3_TRANSPORTS, S3Target, s3_backend
 from fault_proxy import FaultProxy
 
 from statestore import (
+    BackendUnavailableError,
     ConditionalDeleteUnsupportedError,
     InvalidInputError,
     PutMode,
+    RetryPolicy,
     S3Backend,
     S3ClientUnsupportedError,
     Settings,
+    Verdict,
     Versioned,
+    check_backend,
 )
 from statestore.backends.base import NotModified
 from statestore.config import backend_from_settings
@@ -190,8 +195,6 @@ async def test_conditional_read_of_an_unchanged_object_is_a_bodiless_304(
 
 async def test_check_probes_the_server_through_aioboto3_when_obstore_is_selected(moto_server: MotoServer) -> None:
     """``check`` sends raw S3 requests obstore cannot all make: it probes the same server through aioboto3."""
-    from statestore import Verdict, check_backend
-
     async with aclosing(s3_backend(moto_server, moto_server.create_bucket(), client="obstore")) as backend:
         report = await check_backend(backend, "app")
         assert report.verdict is Verdict.SAFE, report
@@ -199,32 +202,23 @@ async def test_check_probes_the_server_through_aioboto3_when_obstore_is_selected
 
 async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server: MotoServer) -> None:
     """No server: a connection failure (not a timeout); a server that answers late: a timeout. Both transient."""
-    import socket
-
-    from statestore import BackendUnavailableError, RetryPolicy
-
+    one_try = {"client": "obstore", "retry": RetryPolicy(attempts=1, deadline=5)}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens on it
-    one_try = RetryPolicy(attempts=1, deadline=5)
-    refused = s3_backend(moto_server, "b-refused", endpoint_url=f"http://127.0.0.1:{port}", client="obstore")
-    refused.retry = one_try
-    try:
+    endpoint = f"http://127.0.0.1:{port}"
+    async with aclosing(s3_backend(moto_server, "b-refused", endpoint_url=endpoint, **one_try)) as refused:
         with pytest.raises(BackendUnavailableError, match="S3ConnectionFailure"):
             await refused.get(KEY)
-    finally:
-        await refused.aclose()
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        late = s3_backend(moto_server, "b-late", endpoint_url=endpoint, client="obstore", read_timeout=0.3)
-        late.retry = one_try
-        try:
+        async with aclosing(
+            s3_backend(moto_server, "b-late", endpoint_url=endpoint, read_timeout=0.3, **one_try)
+        ) as late:
             with pytest.raises(BackendUnavailableError, match="S3Timeout"):
                 await late.get(KEY)
-        finally:
-            await late.aclose()
 
 
 def test_the_cli_on_obstore_exits_cleanly_every_time(s3_target: S3Target, tmp_path: Path) -> None:
