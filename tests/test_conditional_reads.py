@@ -50,6 +50,18 @@ def replace_in_other_process(root: Path, key: str, data: bytes) -> None:
     subprocess.run([sys.executable, "-c", code, str(ROOT), str(root), key, data.decode()], check=True, timeout=60)
 
 
+@pytest.fixture
+async def settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalBackend, Versioned]:
+    """A file written by another process longer ago than the (shortened) margin, and its first read."""
+    monkeypatch.setattr(local_module, "_RACY_NS", 200_000_000)
+    replace_in_other_process(tmp_path, KEY, b"v1")
+    time.sleep(0.3)  # older than the margin: its status can prove it
+    backend = LocalBackend(tmp_path)
+    got = await backend.get(KEY)
+    assert isinstance(got, Versioned) and got.data == b"v1"
+    return backend, got
+
+
 async def test_memory_answers_not_modified() -> None:
     backend = MemoryBackend()
     etag = (await backend.put(KEY, b"1")).etag
@@ -70,14 +82,9 @@ async def test_local_file_written_here_is_proven_without_reading_it(tmp_path: Pa
 
 
 async def test_local_file_read_long_ago_is_proven_without_reading_it(
-    tmp_path: Path, file_reads: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, file_reads: list[str], settled: tuple[LocalBackend, Versioned]
 ) -> None:
-    monkeypatch.setattr(local_module, "_RACY_NS", 200_000_000)
-    replace_in_other_process(tmp_path, KEY, b"v1")
-    time.sleep(0.3)  # older than the (shortened) margin: its status can prove it
-    backend = LocalBackend(tmp_path)
-    got = await backend.get(KEY)
-    assert isinstance(got, Versioned) and got.data == b"v1"
+    backend, got = settled
     assert await backend.get(KEY, if_none_match=got.etag) == NotModified(got.etag)
     assert file_reads == ["config.json"]
     # Replaced by another process with as many bytes, at once: the new version is read.
@@ -86,15 +93,8 @@ async def test_local_file_read_long_ago_is_proven_without_reading_it(
     assert isinstance(again, Versioned) and again.data == b"v2"
 
 
-async def test_local_file_edited_in_place_is_read(
-    tmp_path: Path, file_reads: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local_module, "_RACY_NS", 200_000_000)
-    replace_in_other_process(tmp_path, KEY, b"v1")
-    time.sleep(0.3)
-    backend = LocalBackend(tmp_path)
-    got = await backend.get(KEY)
-    assert isinstance(got, Versioned)
+async def test_local_file_edited_in_place_is_read(settled: tuple[LocalBackend, Versioned]) -> None:
+    backend, got = settled
     with open(backend.path(KEY), "r+b") as f:  # same inode, same size: only the times tell
         f.write(b"v9")
     again = await backend.get(KEY, if_none_match=got.etag)

@@ -1,7 +1,5 @@
-"""statestore under moto's in-process ``mock_aws``, written the way a user's test suite would be.
-
-No moto server here: the decorator or context manager, a bucket made with
-boto3, and statestore's S3 backend picking the transport moto serves.
+"""statestore under moto's in-process ``mock_aws``, written the way a user's test suite would be: no moto server,
+the decorator or context manager, a bucket made with boto3, and the S3 backend picking the transport moto serves.
 """
 
 from __future__ import annotations
@@ -178,19 +176,14 @@ def test_no_state_leaks_between_tests(run: int) -> None:
     asyncio.run(scenario())
 
 
-def test_plugin_fixture_side_by_side(statestore_memory: Store) -> None:
+async def test_plugin_fixture_side_by_side(statestore_memory: Store) -> None:
     with mock_aws():
         make_bucket()
-
-        async def scenario() -> None:
-            await StateStore.save_state("where", "memory", "wf", StateType.WORKFLOWS)  # the fixture's store
-            s3_store = Store(S3Backend(BUCKET))
+        await StateStore.save_state("where", "memory", "wf", StateType.WORKFLOWS)  # the fixture's store
+        async with Store(S3Backend(BUCKET)) as s3_store:
             await s3_store.save_state("where", "s3", "wf", StateType.WORKFLOWS)
             assert await statestore_memory.get_state("wf", StateType.WORKFLOWS) == {"where": "memory"}
             assert await s3_store.get_state("wf", StateType.WORKFLOWS) == {"where": "s3"}
-            await s3_store.aclose()
-
-        asyncio.run(scenario())
 
 
 def test_transport_selection_without_the_mock(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,7 @@
 """S3 reliability over real HTTP: contention across processes and random faults (failed reads: test_s3_faults.py).
 
-``FaultProxy`` (tests/fault_proxy.py) sits between ``S3Backend`` and the moto
-server on 127.0.0.1 and makes a seeded random share of the requests fail (500,
-503, connection reset, timeout, or a response lost after the server committed).
-
-Under 20 % faults every ``update_state`` either succeeds and is applied exactly
-once, or raises a typed ``StateStoreError`` and is not applied.
+``FaultProxy`` fails a seeded random 20 % of the requests (500, 503, reset, timeout, response lost after commit):
+every ``update_state`` either succeeds and is applied exactly once, or raises a ``StateStoreError`` and is not.
 """
 
 from __future__ import annotations
@@ -60,7 +56,7 @@ ChaosRun = tuple[list[str], list[tuple[str, StateStoreError]], FaultProxy, float
 
 
 async def chaos_run(
-    moto_server: MotoServer, bucket: str, *, transient: RetryPolicy, methods: tuple[str, ...], seed: int, updates: int
+    moto_server: MotoServer, bucket: str, *, transient: RetryPolicy, methods: tuple[str, ...], seed: str
 ) -> ChaosRun:
     """Two stores (one coalescing, one not) x 3 tasks increment one counter through the chaos proxy.
 
@@ -68,16 +64,12 @@ async def chaos_run(
     which changes were applied, and how often. Returns the tokens that
     succeeded, those that gave up (with their error), the proxy and the time.
     """
-    with FaultProxy(moto_server.endpoint_url, rate=0.2, seed=seed, methods=methods) as proxy:
+    seeded = int(os.environ.get("CHAOS_SEED", seed))
+    updates = int(os.environ.get("CHAOS_UPDATES", "15"))
+    with FaultProxy(moto_server.endpoint_url, rate=0.2, seed=seeded, methods=methods) as proxy:
         proxy.slow_seconds = READ_TIMEOUT * 2
-        backend = s3_backend(
-            moto_server,
-            bucket,
-            endpoint_url=proxy.endpoint_url,
-            read_timeout=READ_TIMEOUT,
-            connect_timeout=1.0,
-            retry=transient,
-        )
+        options: dict[str, Any] = {"read_timeout": READ_TIMEOUT, "connect_timeout": 1.0, "retry": transient}
+        backend = s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, **options)
         stores = [
             Store(backend, app_name="chaos", retry=RetryPolicy(attempts=50, base_delay=0.01, max_delay=0.2)),
             Store(backend, app_name="chaos", coalesce=False),
@@ -126,14 +118,8 @@ async def check_exactly_once(moto_server: MotoServer, bucket: str, what: str, ru
 
 async def test_updates_under_20_percent_faults_apply_exactly_once(moto_server: MotoServer, bucket: str) -> None:
     """All requests may fail; transient retries (5 tries) absorb the faults."""
-    run = await chaos_run(
-        moto_server,
-        bucket,
-        transient=TRANSIENT_RETRY,
-        methods=("GET", "PUT", "HEAD", "DELETE"),
-        seed=int(os.environ.get("CHAOS_SEED", "20261128")),
-        updates=int(os.environ.get("CHAOS_UPDATES", "15")),
-    )
+    methods = ("GET", "PUT", "HEAD", "DELETE")
+    run = await chaos_run(moto_server, bucket, transient=TRANSIENT_RETRY, methods=methods, seed="20261128")
     await check_exactly_once(moto_server, bucket, "chaos, 5 tries", run)
     done, _, proxy, _ = run
     assert set(proxy.chaos) == set(CHAOS_KINDS), "some kind of fault was never injected"
@@ -147,14 +133,8 @@ async def test_updates_that_give_up_are_not_applied(moto_server: MotoServer, buc
     can tell whether it landed; when that read fails too the outcome is unknown
     (see docs/reliability.md).
     """
-    run = await chaos_run(
-        moto_server,
-        bucket,
-        transient=RetryPolicy(attempts=1, deadline=10),
-        methods=("PUT",),
-        seed=int(os.environ.get("CHAOS_SEED", "7")),
-        updates=int(os.environ.get("CHAOS_UPDATES", "15")),
-    )
+    one_try = RetryPolicy(attempts=1, deadline=10)
+    run = await chaos_run(moto_server, bucket, transient=one_try, methods=("PUT",), seed="7")
     await check_exactly_once(moto_server, bucket, "chaos, puts only, 1 try", run)
     _, gave_up, _, _ = run
     assert gave_up, "nothing gave up, so this test proved nothing"

@@ -1,8 +1,7 @@
 """Request counts and coalescing: what an update costs, and what each concurrent caller gets back.
 
-Counts come from ``CountingBackend`` around a real backend of every kind (the
-S3 backend's own conflict re-read happens below the wrapper and is not
-counted). Timing claims live in scripts/bench.py, never here.
+Counts come from ``CountingBackend`` around a real backend of every kind (the S3 backend's own conflict
+re-read happens below it and is not counted). Timing claims live in scripts/bench.py, never here.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 from test_batch_isolation import appender
@@ -158,21 +158,33 @@ async def test_stale_cache_costs_one_failed_put(make_backend: Callable[[], Objec
     assert counting.counts == {"put": 1}
 
 
-async def test_cache_is_bounded(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend, cache_size=2)
-    for state_id in ("a", "b", "c"):
-        await store.save_state("k", 0, state_id, W)
+@pytest.mark.parametrize(
+    ("bound", "states", "value"),
+    [({"cache_size": 2}, 3, 0), ({"cache_bytes": 40_000}, 20, "x" * 3000)],  # bytes: about 12 states of 3 KB
+    ids=["count", "bytes"],
+)
+async def test_cache_is_bounded(
+    make_backend: Callable[[], ObjectBackend], bound: dict[str, int], states: int, value: object
+) -> None:
+    """Past ``cache_size`` states or ``cache_bytes`` (well before the default count) the least recent are dropped."""
+    store, counting = counting_store(make_backend, **bound)
+    for i in range(states):
+        await store.save_state("k", value, f"s{i}", W)
     counting.reset()
-    await store.save_state("k", 1, "c", W)
-    await store.save_state("k", 1, "b", W)
+    await store.save_state("k", 1, f"s{states - 1}", W)  # the two most recent: still cached
+    await store.save_state("k", 1, f"s{states - 2}", W)
     assert counting.counts == {"put": 2}
     counting.reset()
-    await store.save_state("k", 1, "a", W)  # the least recently used, dropped
+    await store.save_state("k", 1, "s0", W)  # the least recently used, dropped
     assert counting.counts == {"get": 1, "put": 1}
-    uncached, uncounted = counting_store(make_backend, cache_size=0)
-    await uncached.save_state("k", 2, "a", W)
-    await uncached.save_state("k", 3, "a", W)
-    assert uncounted.counts == {"get": 2, "put": 2}
+
+
+@pytest.mark.parametrize("bound", ["cache_size", "cache_bytes"])
+async def test_a_zero_bound_turns_the_cache_off(make_backend: Callable[[], ObjectBackend], bound: str) -> None:
+    store, counting = counting_store(make_backend, **{bound: 0})
+    await store.save_state("k", 2, "a", W)
+    await store.save_state("k", 3, "a", W)
+    assert counting.counts == {"get": 2, "put": 2}
 
 
 # -- coalescing semantics ----------------------------------------------------------------------------
@@ -232,18 +244,11 @@ async def test_local_backend_keeps_a_bounded_number_of_files_open(tmp_path: Path
 async def test_local_save_is_one_thread_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(LocalBackend(tmp_path))
     await store.save_state("k", 0, "wf", W)
-    hops = 0
-    real = asyncio.to_thread
-
-    async def counting_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        nonlocal hops
-        hops += 1
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    hops = AsyncMock(wraps=asyncio.to_thread)  # a spy: the real thread hop, counted
+    monkeypatch.setattr(asyncio, "to_thread", hops)
     for i in range(1, 6):
         await store.save_state("k", i, "wf", W)
-    assert hops == 5
+    assert hops.await_count == 5
     await store.aclose()
 
 
@@ -272,19 +277,6 @@ def test_stale_cache_after_another_process_wrote(tmp_path: Path) -> None:
 # -- the cache is bounded in bytes -----------------------------------------------------------------
 
 
-async def test_cache_is_bounded_in_bytes(make_backend: Callable[[], ObjectBackend]) -> None:
-    """Past ``cache_bytes`` the least recently used states are dropped, well before ``cache_size`` is reached."""
-    store, counting = counting_store(make_backend, cache_bytes=40_000)  # about 12 states of 3 KB
-    for i in range(20):
-        await store.save_state("k", "x" * 3000, f"s{i}", W)
-    counting.reset()
-    await store.save_state("k", "y", "s19", W)  # recent: still cached
-    assert counting.counts == {"put": 1}
-    counting.reset()
-    await store.save_state("k", "y", "s0", W)  # pushed out by bytes, not by count
-    assert counting.counts == {"get": 1, "put": 1}
-
-
 async def test_a_state_over_an_eighth_of_the_bound_is_not_cached(make_backend: Callable[[], ObjectBackend]) -> None:
     """A huge state costs 1 GET + 1 PUT per update; a small one next to it still 1 PUT."""
     store, counting = counting_store(make_backend, cache_bytes=80_000)
@@ -301,13 +293,6 @@ async def test_a_state_over_an_eighth_of_the_bound_is_not_cached(make_backend: C
     counting.reset()
     await store.save_state("n", 3, "huge", W)  # a read does not cache it either
     assert counting.counts == {"get": 1, "put": 1}
-
-
-async def test_cache_bytes_zero_turns_the_cache_off(make_backend: Callable[[], ObjectBackend]) -> None:
-    store, counting = counting_store(make_backend, cache_bytes=0)
-    await store.save_state("k", 1, "a", W)
-    await store.save_state("k", 2, "a", W)
-    assert counting.counts == {"get": 2, "put": 2}
 
 
 async def test_coalescing_queues_are_dropped_when_empty(make_backend: Callable[[], ObjectBackend]) -> None:

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import aclosing, closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import s3_backend
+from conftest import S3_TRANSPORTS, s3_backend
 
 import statestore.backends.s3 as s3_module
 from statestore import (
@@ -31,19 +32,6 @@ from statestore.facade import backend_from_settings
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
-
-
-def raw_client(server: MotoServer) -> Any:
-    """A plain (sync) botocore client on the moto server, to look at objects behind the backend's back."""
-    import botocore.session
-
-    return botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 # -- settings ------------------------------------------------------------------
@@ -138,25 +126,28 @@ def test_bad_constructor_arguments(options: dict[str, Any], match: str) -> None:
 
 
 def test_describe_and_repr_never_show_credentials() -> None:
-    backend = S3Backend(
-        "b",
-        endpoint_url="http://user:pw-secret@127.0.0.1:9000",
-        aws_access_key_id="AKIA-SECRET-ID",
-        aws_secret_access_key="very-secret-key",
-    )
+    secrets = {"aws_access_key_id": "AKIA-SECRET-ID", "aws_secret_access_key": "very-secret-key"}
+    backend = S3Backend("b", endpoint_url="http://user:pw-secret@127.0.0.1:9000", **secrets)
     for text in (repr(backend), backend.describe(), repr(Store(backend))):
         assert "secret" not in text.lower() and "AKIA" not in text
     assert "127.0.0.1:9000" in backend.describe()
 
 
-def test_endpoint_from_aws_endpoint_url_s3(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``Settings`` reads AWS_ENDPOINT_URL_S3 (it is the only reader of the environment), not the backend."""
+def test_settings_read_the_aws_endpoint_variables_the_backend_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Settings`` reads AWS_ENDPOINT_URL(_S3) (it is the only reader of the environment), not the backend."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9999")
     assert S3Backend("b").effective_endpoint_url is None
     settings = Settings.from_env(backend="s3", bucket="b")
     assert settings.s3_endpoint_url == "http://127.0.0.1:9999"
     assert "127.0.0.1:9999" in backend_from_settings(settings).describe()
     assert S3Backend("b", endpoint_url="http://127.0.0.1:1").effective_endpoint_url == "http://127.0.0.1:1"
+    base = {"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b"}
+    assert Settings.from_env({**base, "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}).s3_endpoint_url == "http://127.0.0.1:1"
+    both = {**base, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2"}
+    assert Settings.from_env(both).s3_endpoint_url == "http://127.0.0.1:2"
+    ours = {**both, "STATESTORE_S3_ENDPOINT_URL": "http://127.0.0.1:3"}
+    assert Settings.from_env(ours).s3_endpoint_url == "http://127.0.0.1:3"
+    assert backend_from_settings(Settings.from_env(ours)).describe().count("127.0.0.1:3") == 1
 
 
 async def test_aws_endpoint_url_s3_is_used_for_requests(
@@ -166,12 +157,10 @@ async def test_aws_endpoint_url_s3_is_used_for_requests(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint_url)
     bucket = moto_server.create_bucket()
     backend = S3Backend(bucket, region="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    try:
+    async with aclosing(backend):
         await backend.put(KEY, b"1")
         got = await backend.get(KEY)
         assert got is not None and got.data == b"1"
-    finally:
-        await backend.aclose()
 
 
 def test_importing_statestore_and_using_the_local_backend_does_not_import_the_aws_sdk(tmp_path: Path) -> None:
@@ -201,26 +190,21 @@ def test_importing_statestore_and_using_the_local_backend_does_not_import_the_aw
 # -- puts: SSE, metadata, prefix -------------------------------------------------
 
 
+@pytest.mark.parametrize("s3_transport", S3_TRANSPORTS, indirect=True)
 @pytest.mark.parametrize(
     ("sse", "kms_key"),
     [("AES256", None), ("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/statestore-test")],
 )
 async def test_sse_settings_reach_the_object(moto_server: MotoServer, sse: str, kms_key: str | None) -> None:
+    """Every put (create and update, on both transports) carries the server-side encryption asked for."""
     bucket = moto_server.create_bucket()
-    backend = s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)
-    try:
+    async with aclosing(s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)) as backend:
         first = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
         await backend.put(KEY, b"2", PutMode.update(first))
-    finally:
-        await backend.aclose()
-    client = raw_client(moto_server)
-    try:
+    with closing(moto_server.client()) as client:
         head = client.head_object(Bucket=bucket, Key=KEY)
-    finally:
-        client.close()
     assert head["ServerSideEncryption"] == sse
-    if kms_key is not None:
-        assert head["SSEKMSKeyId"] == kms_key
+    assert head.get("SSEKMSKeyId") == kms_key
 
 
 async def test_writes_carry_a_bounded_history_of_write_ids(
@@ -230,18 +214,13 @@ async def test_writes_carry_a_bounded_history_of_write_ids(
     assert len(WRITES_METADATA) + HISTORY * 17 - 1 <= 2048
     monkeypatch.setattr(s3_module, "HISTORY", 16)
     bucket = moto_server.create_bucket()
-    backend = s3_backend(moto_server, bucket)
-    client = raw_client(moto_server)
-    try:
+    seen: list[list[str]] = []
+    async with aclosing(s3_backend(moto_server, bucket)) as backend:
         etag = (await backend.put(KEY, b"0", PutMode.CREATE)).etag
-        seen: list[list[str]] = []
-        for i in range(20):
-            etag = (await backend.put(KEY, str(i).encode(), PutMode.update(etag))).etag
-            head = client.head_object(Bucket=bucket, Key=KEY)
-            seen.append(head["Metadata"][WRITES_METADATA].split(","))
-    finally:
-        client.close()
-        await backend.aclose()
+        with closing(moto_server.client()) as client:
+            for i in range(20):
+                etag = (await backend.put(KEY, str(i).encode(), PutMode.update(etag))).etag
+                seen.append(client.head_object(Bucket=bucket, Key=KEY)["Metadata"][WRITES_METADATA].split(","))
     assert len(seen[0]) == 2
     assert all(later[1:] == earlier[: len(later) - 1] for earlier, later in itertools.pairwise(seen))
     assert len(seen[-1]) == 16 and len(set(seen[-1])) == 16
@@ -249,35 +228,29 @@ async def test_writes_carry_a_bounded_history_of_write_ids(
 
 async def test_prefix_keeps_keys_under_it(moto_server: MotoServer) -> None:
     bucket = moto_server.create_bucket()
-    backend = s3_backend(moto_server, bucket, prefix="/tenant-1/")
-    plain = s3_backend(moto_server, bucket)
-    try:
+    async with (
+        aclosing(s3_backend(moto_server, bucket, prefix="/tenant-1/")) as backend,
+        aclosing(s3_backend(moto_server, bucket)) as plain,
+    ):
         await backend.put(KEY, b"1")
         assert [m.key async for m in backend.list("persistent-artifacts/")] == [KEY]
         assert [m.key async for m in plain.list("")] == ["tenant-1/" + KEY]
         assert await plain.get(KEY) is None
-    finally:
-        await backend.aclose()
-        await plain.aclose()
 
 
 async def test_wrong_etag_formats_still_compare(moto_server: MotoServer) -> None:
-    backend = s3_backend(moto_server, moto_server.create_bucket())
-    try:
+    async with aclosing(s3_backend(moto_server, moto_server.create_bucket())) as backend:
         etag = (await backend.put(KEY, b"1")).etag
         assert etag.startswith('"')
         got = await backend.get(KEY)
         assert got is not None and got.etag == etag
-    finally:
-        await backend.aclose()
 
 
 # -- MinIO mode: no conditional delete -----------------------------------------
 
 
 async def test_without_conditional_delete_if_match_is_refused_not_ignored(moto_server: MotoServer) -> None:
-    backend = s3_backend(moto_server, moto_server.create_bucket(), conditional_delete=False)
-    try:
+    async with aclosing(s3_backend(moto_server, moto_server.create_bucket(), conditional_delete=False)) as backend:
         assert backend.supports_conditional_delete is False
         etag = (await backend.put(KEY, b"1")).etag
         with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
@@ -289,8 +262,6 @@ async def test_without_conditional_delete_if_match_is_refused_not_ignored(moto_s
         await store.save_state("a", 1, "w", StateType.WORKFLOWS)
         await store.delete_state("w", StateType.WORKFLOWS)
         assert await store.get_state("w", StateType.WORKFLOWS) == {}
-    finally:
-        await backend.aclose()
 
 
 # -- clients and event loops -----------------------------------------------------
@@ -321,8 +292,7 @@ def test_a_long_lived_backend_forgets_closed_loops(moto_server: MotoServer) -> N
 
 
 async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> None:
-    backend = s3_backend(moto_server, moto_server.create_bucket())
-    try:
+    async with aclosing(s3_backend(moto_server, moto_server.create_bucket())) as backend:
         await asyncio.gather(*(backend.put(f"k/{i}", b"x") for i in range(8)))
         entries = backend._entries()
         assert len(entries) == 1
@@ -333,8 +303,6 @@ async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> N
         assert backend._entries() == []
         assert await backend.get("k/2") is not None  # usable again: a new client
         assert backend._entries()[0].client is not client
-    finally:
-        await backend.aclose()
 
 
 async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto_server: MotoServer) -> None:
@@ -354,8 +322,7 @@ async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto
 
 
 async def test_threads_with_their_own_loops(moto_server: MotoServer) -> None:
-    backend = s3_backend(moto_server, moto_server.create_bucket())
-    store = Store(backend)
+    store = Store(s3_backend(moto_server, moto_server.create_bucket()))
 
     def in_thread(i: int) -> None:
         asyncio.run(store.save_state(f"k{i}", i, "w", StateType.WORKFLOWS))
@@ -365,59 +332,54 @@ async def test_threads_with_their_own_loops(moto_server: MotoServer) -> None:
     await store.aclose()
 
 
-DEFAULT_STORE_SCRIPT = textwrap.dedent(
-    """
-    import asyncio
-    from statestore import StateStore, StateType
-
-    async def step(i):
-        await StateStore.save_state(key=f"k{i}", value=i, id="wf", type=StateType.WORKFLOWS)
-        return await StateStore.get_state(id="wf", type=StateType.WORKFLOWS)
-
-    asyncio.run(step(1))
-    print(sorted(asyncio.run(step(2))))
-    """
-)
-
-
-def test_default_store_exits_without_unclosed_warnings(moto_server: MotoServer) -> None:
+def run_on_default_store(server: MotoServer, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter whose default store is on ``server`` (warnings always shown)."""
     env = {
         **os.environ,
-        **moto_server.fake_credentials(),
+        **server.fake_credentials(),
         "STATESTORE_BACKEND": "s3",
-        "STATESTORE_BUCKET": moto_server.create_bucket(),
-        "STATESTORE_S3_ENDPOINT_URL": moto_server.endpoint_url,
+        "STATESTORE_BUCKET": server.create_bucket(),
+        "STATESTORE_S3_ENDPOINT_URL": server.endpoint_url,
         "PYTHONWARNINGS": "always",
     }
     out = subprocess.run(
-        [sys.executable, "-c", DEFAULT_STORE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_default_store_exits_without_unclosed_warnings(moto_server: MotoServer) -> None:
+    out = run_on_default_store(
+        moto_server,
+        """
+        import asyncio
+        from statestore import StateStore, StateType
+
+        async def step(i):
+            await StateStore.save_state(key=f"k{i}", value=i, id="wf", type=StateType.WORKFLOWS)
+            return await StateStore.get_state(id="wf", type=StateType.WORKFLOWS)
+
+        asyncio.run(step(1))
+        print(sorted(asyncio.run(step(2))))
+        """,
+    )
     assert out.stdout.strip() == "['k1', 'k2']"
     assert "Unclosed" not in out.stderr and "unclosed" not in out.stderr, out.stderr
 
 
 def test_run_until_complete_users_are_closed_at_exit(moto_server: MotoServer) -> None:
     """A loop that is never closed: the atexit hook closes the client on it."""
-    script = textwrap.dedent(
+    out = run_on_default_store(
+        moto_server,
         """
         import asyncio
         from statestore import StateStore, StateType
         loop = asyncio.new_event_loop()
         loop.run_until_complete(StateStore.save_state(key="a", value=1, id="wf", type=StateType.WORKFLOWS))
         print(loop.run_until_complete(StateStore.get_state(id="wf", type=StateType.WORKFLOWS)))
-        """
+        """,
     )
-    env = {
-        **os.environ,
-        **moto_server.fake_credentials(),
-        "STATESTORE_BACKEND": "s3",
-        "STATESTORE_BUCKET": moto_server.create_bucket(),
-        "STATESTORE_S3_ENDPOINT_URL": moto_server.endpoint_url,
-        "PYTHONWARNINGS": "always",
-    }
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "{'a': 1}"
     # the script's own loop is left unclosed on purpose (Python warns about that); our session and connector are not
     assert "Unclosed client session" not in out.stderr and "Unclosed connector" not in out.stderr, out.stderr

@@ -1,17 +1,15 @@
-"""S3-compatible servers as they are: the If-Match form a server honours, conditions refused on unchanged
-objects, conditional delete, and what a steady update costs in requests.
-
-Tests marked ``s3_server`` run on the S3 target (moto by default; Ceph RGW with ``scripts/ceph-rgw.sh test``).
-``FaultProxy`` counts the HTTP requests that reach the server and can play a server that refuses one If-Match
-form (as Ceph RGW and DigitalOcean Spaces refuse the quoted one) or ignores If-Match on DeleteObject (as MinIO
-and Ceph RGW do).
+"""S3-compatible servers as they are: the If-Match form honoured, conditions refused on unchanged objects,
+conditional delete, and what a steady update costs. ``s3_server`` tests run on the S3 target (moto or Ceph RGW);
+``FaultProxy`` counts requests and plays a server refusing one If-Match form or ignoring If-Match on DeleteObject.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -57,10 +55,7 @@ def bump(state: dict[str, Any]) -> dict[str, Any]:
 
 def requests(proxy: FaultProxy) -> dict[str, int]:
     """The requests the proxy received since its last reset, by method (refused ones included)."""
-    counts: dict[str, int] = {}
-    for method, _ in proxy.paths:
-        counts[method] = counts.get(method, 0) + 1
-    return counts
+    return dict(Counter(method for method, _ in proxy.paths))
 
 
 # -- the If-Match form ------------------------------------------------------------------
@@ -71,8 +66,7 @@ async def test_a_lone_writer_pays_one_put_per_steady_update(
     s3_target: S3Target, proxy: FaultProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Whatever the server's If-Match form, once it is known an update is one PUT and nothing else."""
-    store = Store(through(s3_target, proxy))
-    try:
+    async with Store(through(s3_target, proxy)) as store:
         await store.update_state("w1", WF, bump)  # create
         proxy.reset_counts()
         await store.update_state("w1", WF, bump)  # the first If-Match put: where a form is learnt, if at all
@@ -82,8 +76,6 @@ async def test_a_lone_writer_pays_one_put_per_steady_update(
             await store.update_state("w1", WF, bump)
         steady = requests(proxy)
         assert await store.get_state("w1", WF) == {"n": 12}
-    finally:
-        await store.aclose()
     assert steady == {"PUT": 10}
     if s3_target.name == "moto":  # a server that honours the quoted form: nothing changes
         assert first == {"PUT": 1}
@@ -97,8 +89,7 @@ async def test_a_lone_writer_pays_one_put_per_steady_update(
 async def test_auto_learns_the_form_a_server_honours_and_keeps_it(s3_target: S3Target, proxy: FaultProxy) -> None:
     """A server that refuses the quoted form (as Ceph RGW): one extra PUT and GET, once per backend."""
     backend = through(s3_target, proxy, QUOTED)
-    store = Store(backend, retry=RetryPolicy(attempts=3, base_delay=0.01, deadline=5))
-    try:
+    async with Store(backend, retry=RetryPolicy(attempts=3, base_delay=0.01, deadline=5)) as store:
         await store.update_state("w1", WF, bump)
         proxy.reset_counts()
         await store.update_state("w1", WF, bump)
@@ -121,30 +112,24 @@ async def test_auto_learns_the_form_a_server_honours_and_keeps_it(s3_target: S3T
         await asyncio.to_thread(in_thread)
         assert requests(proxy) == {"PUT": 1}
         assert await store.get_state("w1", WF) == {"n": 8}
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.s3_server
 async def test_a_stale_etag_is_still_contention_behind_a_form_refusing_server(
     s3_target: S3Target, proxy: FaultProxy
 ) -> None:
-    backend = through(s3_target, proxy, QUOTED)
-    try:
+    async with aclosing(through(s3_target, proxy, QUOTED)) as backend:
         first = (await backend.put(KEY, b"1")).etag
         await backend.put(KEY, b"2", PutMode.update(first))
         with pytest.raises(PreconditionFailed) as info:
             await backend.put(KEY, b"3", PutMode.update(first))
         assert info.value.current_known and info.value.current is not None and info.value.current.data == b"2"
-    finally:
-        await backend.aclose()
 
 
 @pytest.mark.s3_server
 @pytest.mark.parametrize("form", ["quoted", "unquoted"])
 async def test_a_pinned_form_is_the_one_sent(s3_target: S3Target, proxy: FaultProxy, form: str) -> None:
-    backend = through(s3_target, proxy, if_match_form=form)
-    try:
+    async with aclosing(through(s3_target, proxy, if_match_form=form)) as backend:
         etag = (await backend.put(KEY, b"1")).etag
         if form == "quoted" and s3_target.name == "ceph-rgw":
             with pytest.raises(IfMatchRejectedError):
@@ -152,8 +137,6 @@ async def test_a_pinned_form_is_the_one_sent(s3_target: S3Target, proxy: FaultPr
         else:
             await backend.put(KEY, b"2", PutMode.update(etag))
         assert proxy.if_match_seen == {f"PUT {form}": 1}
-    finally:
-        await backend.aclose()
 
 
 @pytest.mark.s3_server
@@ -161,8 +144,7 @@ async def test_a_pinned_form_the_server_refuses_is_a_clear_error_at_once(
     s3_target: S3Target, proxy: FaultProxy
 ) -> None:
     backend = through(s3_target, proxy, QUOTED, if_match_form="quoted")
-    store = Store(backend)
-    try:
+    async with Store(backend) as store:
         await store.save_state("a", 1, "w1", WF)
         proxy.reset_counts()
         with pytest.raises(IfMatchRejectedError, match=r"STATESTORE_S3_IF_MATCH is 'quoted'") as info:
@@ -170,8 +152,6 @@ async def test_a_pinned_form_the_server_refuses_is_a_clear_error_at_once(
         assert "quoted form" in str(info.value) and "unquoted" in str(info.value)  # names the setting's values
         assert requests(proxy) == {"PUT": 1, "GET": 1}  # no other form tried, no retry
         assert await store.get_state("w1", WF) == {"a": 1}
-    finally:
-        await store.aclose()
 
 
 # -- a condition refused although nothing changed ------------------------------------
@@ -182,8 +162,7 @@ async def test_a_server_refusing_both_forms_is_an_error_within_one_attempt(
     s3_target: S3Target, proxy: FaultProxy
 ) -> None:
     """Not contention: no 30 s of retries ending in ConflictError, but one BackendError naming the setting."""
-    store = Store(through(s3_target, proxy, BOTH))
-    try:
+    async with Store(through(s3_target, proxy, BOTH)) as store:
         await store.save_state_object("w1", {"n": 1}, WF)
         proxy.reset_counts()
         with pytest.raises(BackendError) as info:
@@ -195,8 +174,6 @@ async def test_a_server_refusing_both_forms_is_an_error_within_one_attempt(
         assert proxy.if_match_seen == {"PUT quoted": 1, "PUT unquoted": 1}
         assert requests(proxy) == {"PUT": 2, "GET": 2}  # each refusal read once; no retry
         assert await store.get_state("w1", WF) == {"n": 1}
-    finally:
-        await store.aclose()
 
 
 # -- conditional delete ------------------------------------------------------------------
@@ -230,8 +207,7 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
     assert honoured == KNOWN_CONDITIONAL_DELETE.get(s3_target.name, honoured)
     obstore = s3_transport == "obstore"
     honoured = honoured and not obstore
-    backend = through(s3_target, proxy)
-    try:
+    async with aclosing(through(s3_target, proxy)) as backend:
         assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False  # not yet known
         first = (await backend.put(KEY, b"1")).etag
         second = (await backend.put(KEY, b"2", PutMode.update(first))).etag
@@ -255,8 +231,6 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
             with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
                 await backend.delete(KEY, if_match=second)
             assert await backend.get(KEY) is not None
-    finally:
-        await backend.aclose()
 
 
 async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3Target, proxy: FaultProxy) -> None:
@@ -285,13 +259,10 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
 
 
 async def test_conditional_delete_false_refuses_without_a_request(s3_target: S3Target, proxy: FaultProxy) -> None:
-    backend = through(s3_target, proxy, conditional_delete="false")
-    try:
+    async with aclosing(through(s3_target, proxy, conditional_delete="false")) as backend:
         etag = (await backend.put(KEY, b"1")).etag
         proxy.reset_counts()
         with pytest.raises(ConditionalDeleteUnsupportedError, match="STATESTORE_S3_CONDITIONAL_DELETE=false"):
             await backend.delete(KEY, if_match=etag)
         assert requests(proxy) == {}
         assert await backend.get(KEY) is not None
-    finally:
-        await backend.aclose()

@@ -1,11 +1,8 @@
 """S3 failure paths over real HTTP: lost responses, 409s, 5xx, failed reads, 403, wrong bucket, stopped server.
 
-``FaultProxy`` (tests/fault_proxy.py) sits between the backend and the S3
-server on 127.0.0.1: it drops the response of a request the server has already
-committed, answers 503 after committing, or 409 / 500 without forwarding, and
-can reject one If-Match form as Ceph RGW does. The lost-response tests run on
-the S3 target (``s3_server``: moto, or Ceph RGW with ``scripts/ceph-rgw.sh
-test``) with each If-Match form.
+``FaultProxy`` (tests/fault_proxy.py) between the backend and the server drops the response of a committed
+request, answers 503 after committing, 409 / 500 without forwarding, or rejects one If-Match form (as Ceph RGW).
+The lost-response tests run on the S3 target (``s3_server``: moto, or Ceph RGW) with each If-Match form.
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
 from statestore import (
+    BackendConfigError,
     BackendError,
     ConditionalDeleteUnsupportedError,
     PreconditionFailed,
@@ -109,8 +108,7 @@ async def test_update_whose_response_was_lost_is_applied_once(
     """The put lands, its answer is lost (connection dropped, 503, read timeout), the resend gets 412:
     still one success and one increment."""
     backend = through(s3_target, target_proxy, form, reject, read_timeout=SLOW_SECONDS / 2)
-    store = Store(backend)
-    try:
+    async with Store(backend) as store:
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 1
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2  # the If-Match form settles
         target_proxy.reset_counts()
@@ -121,20 +119,15 @@ async def test_update_whose_response_was_lost_is_applied_once(
         fresh = Store(direct(s3_target, backend))
         assert await fresh.get_state("w1", StateType.WORKFLOWS) == {"n": 3}
         await fresh.aclose()
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.s3_server
 async def test_create_whose_response_was_lost_is_applied_once(s3_target: S3Target, target_proxy: FaultProxy) -> None:
-    store = Store(through(s3_target, target_proxy, "auto", frozenset()))
-    try:
+    async with Store(through(s3_target, target_proxy, "auto", frozenset())) as store:
         target_proxy.add(Fault("PUT", "drop-after"))
         assert await store.update_state("w1", StateType.WORKFLOWS, bump) == {"n": 1}
         assert target_proxy.forwarded["PUT"] == 2
         assert await store.get_state("w1", StateType.WORKFLOWS) == {"n": 1}
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.s3_server
@@ -212,8 +205,7 @@ async def test_objects_with_identical_bytes_keep_their_own_write_histories(
 async def test_412_from_someone_else_is_a_conflict_with_the_current_object(
     moto_server: MotoServer, bucket: str
 ) -> None:
-    backend = s3_backend(moto_server, bucket)
-    try:
+    async with aclosing(s3_backend(moto_server, bucket)) as backend:
         first = (await backend.put(KEY, b"1")).etag
         await backend.put(KEY, b"2", PutMode.update(first))
         with pytest.raises(PreconditionFailed) as info:
@@ -222,8 +214,6 @@ async def test_412_from_someone_else_is_a_conflict_with_the_current_object(
         with pytest.raises(PreconditionFailed) as missing:  # If-Match on a missing key: 404 NoSuchKey
             await backend.put("other/key", b"3", PutMode.update(first))
         assert missing.value.current_known and missing.value.current is None
-    finally:
-        await backend.aclose()
 
 
 # -- 409 and 5xx -------------------------------------------------------------------
@@ -232,8 +222,7 @@ async def test_412_from_someone_else_is_a_conflict_with_the_current_object(
 async def test_409_conditional_request_conflict_is_precondition_failed(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
-    backend = via_proxy(moto_server, proxy, bucket)
-    try:
+    async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
         etag = (await backend.put(KEY, b"1")).etag
         proxy.add(Fault("PUT", "409"))
         with pytest.raises(PreconditionFailed) as info:
@@ -241,42 +230,35 @@ async def test_409_conditional_request_conflict_is_precondition_failed(
         assert info.value.current_known and info.value.current is not None and info.value.current.data == b"1"
         got = await backend.get(KEY)
         assert got is not None and got.data == b"1"
-    finally:
-        await backend.aclose()
 
 
 async def test_409_through_the_store_is_retried_and_applied_once(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
-    store = Store(via_proxy(moto_server, proxy, bucket))
-    try:
+    async with Store(via_proxy(moto_server, proxy, bucket)) as store:
         await store.update_state("w1", StateType.WORKFLOWS, bump)
         proxy.add(Fault("PUT", "409", times=2))
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2
         assert proxy.faulted["PUT"] == 2 and proxy.forwarded["PUT"] == 2
         assert await store.get_state("w1", StateType.WORKFLOWS) == {"n": 2}
-    finally:
-        await store.aclose()
 
 
 async def test_transient_5xx_is_retried(moto_server: MotoServer, proxy: FaultProxy, bucket: str) -> None:
-    backend = via_proxy(moto_server, proxy, bucket)
-    try:
+    async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
         await backend.put(KEY, b"1")
         proxy.add(Fault("GET", "500", times=2))
         got = await backend.get(KEY)
         assert got is not None and got.data == b"1"
         assert proxy.faulted["GET"] == 2
-    finally:
-        await backend.aclose()
 
 
 async def test_failed_read_is_an_error_and_the_save_writes_nothing(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
-    direct = Store(s3_backend(moto_server, bucket), cache_size=0)
-    store = Store(via_proxy(moto_server, proxy, bucket), cache_size=0)
-    try:
+    async with (
+        Store(s3_backend(moto_server, bucket), cache_size=0) as direct,
+        Store(via_proxy(moto_server, proxy, bucket), cache_size=0) as store,
+    ):
         await direct.save_state_object("w1", {"keep": "me"}, StateType.WORKFLOWS)
         proxy.add(Fault("GET", "500", times=100))
         with pytest.raises(BackendError, match=r"get of .*InternalError \(HTTP 500\)") as info:
@@ -285,22 +267,16 @@ async def test_failed_read_is_an_error_and_the_save_writes_nothing(
         await assert_saves_fail(store)
         assert proxy.forwarded["PUT"] == 0
         assert await direct.get_state("w1", StateType.WORKFLOWS) == {"keep": "me"}
-    finally:
-        await store.aclose()
-        await direct.aclose()
 
 
 async def test_access_denied_is_a_backend_error_and_nothing_is_forwarded(moto_server: MotoServer, bucket: str) -> None:
     direct = Store(s3_backend(moto_server, bucket))
     await direct.save_state_object("w1", {"keep": "me"}, StateType.WORKFLOWS)
     with FaultProxy(moto_server.endpoint_url, deny=lambda method, path: True) as proxy:
-        store = Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url))
-        try:
+        async with Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url)) as store:
             with pytest.raises(BackendError, match="AccessDenied"):
                 await store.get_state("w1", StateType.WORKFLOWS)
             await assert_saves_fail(store)
-        finally:
-            await store.aclose()
     assert proxy.forwarded == Counter()
     assert await direct.get_state("w1", StateType.WORKFLOWS) == {"keep": "me"}
     await direct.aclose()
@@ -309,41 +285,33 @@ async def test_access_denied_is_a_backend_error_and_nothing_is_forwarded(moto_se
 async def test_5xx_on_put_that_never_landed_gives_up_with_backend_error(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
-    backend = via_proxy(moto_server, proxy, bucket)
-    try:
+    async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
         proxy.add(Fault("PUT", "500", times=100))
         with pytest.raises(BackendError, match=r"put of .*InternalError \(HTTP 500\)"):
             await backend.put(KEY, b"1", PutMode.CREATE)
         assert proxy.faulted["PUT"] == FAST_RETRY.attempts
         assert await backend.get(KEY) is None
-    finally:
-        await backend.aclose()
 
 
 # -- wrong bucket, stopped server --------------------------------------------------
 
 
 async def test_wrong_bucket_is_a_backend_error(moto_server: MotoServer) -> None:
-    store = Store(s3_backend(moto_server, "no-such-bucket-statestore"))
-    try:
-        with pytest.raises(BackendError, match=r"NoSuchBucket \(HTTP 404\)"):
-            await store.get_state("w1", StateType.WORKFLOWS)
-        for save in (
+    async with Store(s3_backend(moto_server, "no-such-bucket-statestore")) as store:
+        for call in (
+            store.get_state("w1", StateType.WORKFLOWS),
             store.save_state("a", 1, "w1", StateType.WORKFLOWS),
             store.save_state_object("w1", {"a": 1}, StateType.WORKFLOWS),
             store.update_state("w1", StateType.WORKFLOWS, bump),
             store.list_states(StateType.WORKFLOWS),
         ):
-            with pytest.raises(BackendError, match="NoSuchBucket"):
-                await save
-    finally:
-        await store.aclose()
+            with pytest.raises(BackendError, match=r"NoSuchBucket \(HTTP 404\)"):
+                await call
 
 
 async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoServer, s3_transport: str) -> None:
-    backend = s3_backend(moto_server, "no-such-bucket-statestore")
-    try:
-        with pytest.raises(BackendError, match="NoSuchBucket"):
+    async with aclosing(s3_backend(moto_server, "no-such-bucket-statestore")) as backend:
+        with pytest.raises(BackendConfigError, match="NoSuchBucket"):  # typed on both transports
             await backend.put(KEY, b"1", PutMode.update('"0123456789abcdef0123456789abcdef"'))
         if s3_transport == "obstore":  # refused before any request: obstore cannot send it
             with pytest.raises(ConditionalDeleteUnsupportedError, match="obstore"):
@@ -351,26 +319,27 @@ async def test_wrong_bucket_with_conditions_is_not_a_conflict(moto_server: MotoS
             return
         with pytest.raises(BackendError, match="NoSuchBucket"):
             await backend.delete(KEY, if_match='"0123456789abcdef0123456789abcdef"')
-    finally:
-        await backend.aclose()
 
 
 async def test_no_credentials_anywhere_is_a_backend_error(
     moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    for name in (
+        "ACCESS_KEY_ID",
+        "SECRET_ACCESS_KEY",
+        "SESSION_TOKEN",
+        "PROFILE",
+        "CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ):
+        monkeypatch.delenv(f"AWS_{name}", raising=False)
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
-    store = Store(S3Backend(moto_server.create_bucket(), endpoint_url=moto_server.endpoint_url, region="us-east-1"))
-    try:
+    for name, value in (("SHARED_CREDENTIALS_FILE", tmp_path / "none"), ("CONFIG_FILE", tmp_path / "none")):
+        monkeypatch.setenv(f"AWS_{name}", str(value))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    backend = S3Backend(moto_server.create_bucket(), endpoint_url=moto_server.endpoint_url, region="us-east-1")
+    async with Store(backend) as store:
         with pytest.raises(BackendError, match="NoCredentialsError"):
             await store.get_state("w1", StateType.WORKFLOWS)
-    finally:
-        await store.aclose()
     with pytest.raises(BackendError, match="ProfileNotFound"):
         await Store(S3Backend("b", endpoint_url=moto_server.endpoint_url, profile="nope")).get_state("w", "workflows")
 
@@ -391,8 +360,5 @@ async def test_server_stopped_mid_run(moto_server: MotoServer) -> None:
         server.stop()
         await store.aclose()
     # moto keeps its data in this process: the session server shows the same bucket
-    check = Store(s3_backend(moto_server, bucket))
-    try:
+    async with Store(s3_backend(moto_server, bucket)) as check:
         assert await check.get_state("w1", StateType.WORKFLOWS) == {"a": 1}
-    finally:
-        await check.aclose()

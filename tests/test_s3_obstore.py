@@ -1,18 +1,19 @@
 """The obstore S3 transport: what it refuses, what it never loads, and conditional reads on both transports.
 
-The shared S3 semantics (conditional puts, lost-response reconciliation, If-Match form learning, error
-classification) are proven on obstore by running the conformance, fault-proxy and ``s3_server`` tests on
-both transports (see conftest.py); this file holds what is particular to the transport choice.
+The shared S3 semantics are proven on obstore by running the conformance, fault-proxy and ``s3_server`` tests
+on both transports (see conftest.py); this file holds what is particular to the transport choice.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,17 @@ from conftest import S3_TRANSPORTS, S3Target, s3_backend
 from fault_proxy import FaultProxy
 
 from statestore import (
-    BackendConfigError,
+    BackendUnavailableError,
     ConditionalDeleteUnsupportedError,
     InvalidInputError,
     PutMode,
+    RetryPolicy,
     S3Backend,
     S3ClientUnsupportedError,
     Settings,
+    Verdict,
     Versioned,
+    check_backend,
 )
 from statestore.backends.base import NotModified
 from statestore.config import backend_from_settings
@@ -64,17 +68,6 @@ def test_settings_select_the_transport_and_refuse_what_obstore_cannot_do() -> No
         S3Backend("b", client="obstore", profile="dev")
 
 
-def test_settings_read_the_aws_endpoint_variables_the_backend_does_not() -> None:
-    """``Settings`` is the one reader of the environment: the backend gets the endpoint from it."""
-    base = {"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b"}
-    assert Settings.from_env({**base, "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}).s3_endpoint_url == "http://127.0.0.1:1"
-    both = {**base, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2"}
-    assert Settings.from_env(both).s3_endpoint_url == "http://127.0.0.1:2"
-    ours = {**both, "STATESTORE_S3_ENDPOINT_URL": "http://127.0.0.1:3"}
-    assert Settings.from_env(ours).s3_endpoint_url == "http://127.0.0.1:3"
-    assert backend_from_settings(Settings.from_env(ours)).describe().count("127.0.0.1:3") == 1
-
-
 async def test_obstore_reads_credentials_and_region_from_the_environment(
     moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,12 +75,11 @@ async def test_obstore_reads_credentials_and_region_from_the_environment(
     for name, value in moto_server.fake_credentials().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    backend = S3Backend(moto_server.create_bucket(), endpoint_url=moto_server.endpoint_url, client="obstore")
-    try:
+    async with aclosing(
+        S3Backend(moto_server.create_bucket(), endpoint_url=moto_server.endpoint_url, client="obstore")
+    ) as backend:
         etag = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
         assert await backend.get(KEY) == Versioned(b"1", etag)
-    finally:
-        await backend.aclose()
 
 
 # -- what obstore cannot do: typed errors, no request ----------------------------------
@@ -97,8 +89,7 @@ async def test_obstore_refuses_calls_it_cannot_make_before_any_request(
     moto_server: MotoServer, proxy: FaultProxy
 ) -> None:
     bucket = moto_server.create_bucket()
-    backend = s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, client="obstore")
-    try:
+    async with aclosing(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, client="obstore")) as backend:
         etag = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
         proxy.reset_counts()
         assert await backend.conditional_delete_supported() is False  # known without a probe
@@ -119,32 +110,20 @@ async def test_obstore_refuses_calls_it_cannot_make_before_any_request(
                 await getattr(client, call)(**args)
         assert proxy.paths == []  # nothing was sent
         assert await backend.get(KEY) == Versioned(b"1", etag)  # and nothing changed
-    finally:
-        await backend.aclose()
 
 
 async def test_obstore_lists_a_prefix_that_ends_inside_a_segment_in_pages(moto_server: MotoServer) -> None:
     """object_store lists whole path segments; S3's string prefixes and paging are kept on top of it."""
     keys = ["p/ab", "p/ab/x", "p/abc", "p/abd/y", "p/ac", "p/b", "pa/ab"]
-    backend = s3_backend(moto_server, moto_server.create_bucket(), client="obstore", list_page_size=1)
-    try:
+    async with aclosing(
+        s3_backend(moto_server, moto_server.create_bucket(), client="obstore", list_page_size=1)
+    ) as backend:
         for key in keys:
             await backend.put(key, b"1")
         assert [m.key async for m in backend.list("p/ab")] == ["p/ab", "p/ab/x", "p/abc", "p/abd/y"]
         assert [m.key async for m in backend.list("p/")] == keys[:-1]
         assert [m.key async for m in backend.list("p")] == keys
         assert [m.key async for m in backend.list("q")] == []
-    finally:
-        await backend.aclose()
-
-
-async def test_obstore_unreachable_and_missing_bucket_are_typed(moto_server: MotoServer) -> None:
-    missing = s3_backend(moto_server, "no-such-bucket-statestore", client="obstore")
-    try:
-        with pytest.raises(BackendConfigError, match="NoSuchBucket"):
-            await missing.put(KEY, b"1")
-    finally:
-        await missing.aclose()
 
 
 # -- the CLI on obstore loads no botocore -----------------------------------------------
@@ -216,75 +195,30 @@ async def test_conditional_read_of_an_unchanged_object_is_a_bodiless_304(
 
 async def test_check_probes_the_server_through_aioboto3_when_obstore_is_selected(moto_server: MotoServer) -> None:
     """``check`` sends raw S3 requests obstore cannot all make: it probes the same server through aioboto3."""
-    from statestore import Verdict, check_backend
-
-    backend = s3_backend(moto_server, moto_server.create_bucket(), client="obstore")
-    try:
+    async with aclosing(s3_backend(moto_server, moto_server.create_bucket(), client="obstore")) as backend:
         report = await check_backend(backend, "app")
         assert report.verdict is Verdict.SAFE, report
-    finally:
-        await backend.aclose()
 
 
 async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server: MotoServer) -> None:
     """No server: a connection failure (not a timeout); a server that answers late: a timeout. Both transient."""
-    import socket
-
-    from statestore import BackendUnavailableError, RetryPolicy
-
+    one_try = {"client": "obstore", "retry": RetryPolicy(attempts=1, deadline=5)}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens on it
-    one_try = RetryPolicy(attempts=1, deadline=5)
-    refused = s3_backend(moto_server, "b-refused", endpoint_url=f"http://127.0.0.1:{port}", client="obstore")
-    refused.retry = one_try
-    try:
+    endpoint = f"http://127.0.0.1:{port}"
+    async with aclosing(s3_backend(moto_server, "b-refused", endpoint_url=endpoint, **one_try)) as refused:
         with pytest.raises(BackendUnavailableError, match="S3ConnectionFailure"):
             await refused.get(KEY)
-    finally:
-        await refused.aclose()
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        late = s3_backend(moto_server, "b-late", endpoint_url=endpoint, client="obstore", read_timeout=0.3)
-        late.retry = one_try
-        try:
+        async with aclosing(
+            s3_backend(moto_server, "b-late", endpoint_url=endpoint, read_timeout=0.3, **one_try)
+        ) as late:
             with pytest.raises(BackendUnavailableError, match="S3Timeout"):
                 await late.get(KEY)
-        finally:
-            await late.aclose()
-
-
-@pytest.mark.parametrize("s3_transport", S3_TRANSPORTS, indirect=True)
-@pytest.mark.parametrize(("sse", "kms_key"), [("AES256", None), ("aws:kms", "alias/statestore-test")])
-async def test_every_put_carries_the_server_side_encryption_asked_for(
-    moto_server: MotoServer, s3_transport: str, sse: str, kms_key: str | None
-) -> None:
-    bucket = moto_server.create_bucket()
-    backend = s3_backend(moto_server, bucket, sse=sse, sse_kms_key_id=kms_key)
-    try:
-        etag = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
-        await backend.put(KEY, b"2", PutMode.update(etag))
-    finally:
-        await backend.aclose()
-    creds = moto_server.fake_credentials()
-    import botocore.session
-
-    client = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=moto_server.endpoint_url,
-        region_name=creds["AWS_DEFAULT_REGION"],
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-    )
-    try:
-        head = client.head_object(Bucket=bucket, Key=KEY)
-    finally:
-        client.close()
-    assert head["ServerSideEncryption"] == sse
-    if kms_key is not None:
-        assert kms_key in head.get("SSEKMSKeyId", "")
 
 
 def test_the_cli_on_obstore_exits_cleanly_every_time(s3_target: S3Target, tmp_path: Path) -> None:
