@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -55,14 +54,7 @@ class Sandbox:
 
     def snapshot(self) -> dict[str, bytes | None]:
         """Every file (bytes) and directory (None) under ``base``, hidden ones included."""
-        found: dict[str, bytes | None] = {}
-        for dirpath, dirnames, filenames in os.walk(self.base):
-            for d in dirnames:
-                found[os.path.relpath(os.path.join(dirpath, d), self.base)] = None
-            for f in filenames:
-                path = os.path.join(dirpath, f)
-                found[os.path.relpath(path, self.base)] = Path(path).read_bytes()
-        return found
+        return {str(p.relative_to(self.base)): p.read_bytes() if p.is_file() else None for p in self.base.rglob("*")}
 
     def rejects(self, call: Call, error: type[StateStoreError], *words: str) -> str:
         """Run ``call``; it must raise ``error`` naming one of ``words`` and change nothing. Returns the message."""
