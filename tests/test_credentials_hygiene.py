@@ -75,12 +75,10 @@ def test_settings_read_keys_flags_and_policy() -> None:
         "STATESTORE_ENCRYPT_WORKFLOWS": "yes",
         "STATESTORE_SECRET_POLICY": "Allow",
     }
-    settings = Settings.from_env(env)
-    assert settings.encryption_key == RAW_KEY
-    assert settings.encryption_old_keys == (OLD_RAW_KEY, OLD_RAW_KEY)
-    assert settings.encrypt_workflows is True
-    assert settings.secret_policy == "allow"
-    codec = codec_from_settings(settings)
+    s = Settings.from_env(env)
+    assert (s.encryption_key, s.encryption_old_keys, s.secret_policy) == (RAW_KEY, (OLD_RAW_KEY, OLD_RAW_KEY), "allow")
+    assert s.encrypt_workflows is True
+    codec = codec_from_settings(s)
     assert codec.primary_key_id == key_id(RAW_KEY)
     assert codec.key_ids == [key_id(RAW_KEY), key_id(OLD_RAW_KEY)]
     assert codec.encrypts(W) and codec.encrypts(C)
@@ -165,10 +163,8 @@ async def test_full_credentials_round_trip_never_leaks(
 ) -> None:
     """Everything a user does with credentials, logged at DEBUG on every logger: no secret in any output."""
     caplog.set_level(logging.DEBUG)  # the root logger: every logger propagates here
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        caplog.set_level(logging.DEBUG, logger=name)  # restored when the test ends
     errors: list[BaseException] = []
 
     async def expect(exc_type: type[BaseException], call: object) -> None:
@@ -176,51 +172,46 @@ async def test_full_credentials_round_trip_never_leaks(
             await call  # type: ignore[misc]
         errors.append(info.value)
 
-    env = {"STATESTORE_ENCRYPTION_KEY": KEY, "STATESTORE_ENCRYPTION_OLD_KEYS": OLD_KEY}
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({"STATESTORE_ENCRYPTION_KEY": KEY, "STATESTORE_ENCRYPTION_OLD_KEYS": OLD_KEY})
     store = Store(backend, app_name="app", codec=codec_from_settings(settings))
     old = Store(backend, app_name="app", codec=EncryptingCodec(OLD_KEY))
     other = Store(backend, app_name="app", codec=EncryptingCodec(os.urandom(32)))
     no_key = Store(backend, app_name="app")
     peer = Store(backend, app_name="app", codec=codec_from_settings(settings))
-    try:
-        with use_store(store):
-            credential = {"host": "db", "username": "u", "password": PASSWORD, "auth": {"token": TOKEN}}
-            assert await StateStore.save_state_object("cred", credential, C) == credential
-            await StateStore.save_state("api_key", TOKEN, "cred", C)
-            assert (await StateStore.get_state("cred", C))["api_key"] == TOKEN
-            await StateStore.update_state("cred", C, lambda s: {**s, "password": PASSWORD + "2"})
-            assert await StateStore.list_states(C) == ["cred"]
-            await old.save_state_object("legacy", {"password": PASSWORD}, C)
-            assert await store.get_state("legacy", C) == {"password": PASSWORD}
-            assert await store.reencrypt_states(C) == 1
-            # a conflict between two writers, to exercise the retry path's logging
-            await peer.get_state("cred", C)  # both caches hold the same etag: one of the two writes conflicts
-            await asyncio.gather(store.save_state("a", 1, "cred", C), peer.save_state("b", TOKEN, "cred", C))
-            assert {"a", "b"} <= set(await peer.get_state("cred", C))
-            await expect(DecryptionError, other.get_state("cred", C))
-            await expect(DecryptionError, no_key.get_state("cred", C))
-            await expect(DecryptionError, old.save_state("x", PASSWORD, "legacy", C))
-            await expect(SecretPolicyError, no_key.save_state_object("fresh", {"password": PASSWORD}, C))
-            await expect(SecretPolicyError, no_key.save_state("token", TOKEN, "fresh", C))
-            with pytest.raises(InvalidInputError) as info:
-                Settings.from_env({"STATESTORE_ENCRYPTION_KEY": PASSWORD})
-            errors.append(info.value)
-            await StateStore.delete_state("cred", C)
-        texts = [caplog.text]
-        for record in caplog.records:
-            texts += [record.getMessage(), repr(record.args), record.exc_text or ""]
-        for exc in errors:
-            texts += exception_texts(exc)
-        for s in (store, old, other, no_key, peer):
-            texts += [repr(s), repr(s.codec)]
-        texts += [repr(settings), str(settings)]
-        assert "key id" in caplog.text and "conflict on" in caplog.text  # DEBUG records were captured
-        for text in texts:
-            assert_clean(text)
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    with use_store(store):
+        credential = {"host": "db", "username": "u", "password": PASSWORD, "auth": {"token": TOKEN}}
+        assert await StateStore.save_state_object("cred", credential, C) == credential
+        await StateStore.save_state("api_key", TOKEN, "cred", C)
+        assert (await StateStore.get_state("cred", C))["api_key"] == TOKEN
+        await StateStore.update_state("cred", C, lambda s: {**s, "password": PASSWORD + "2"})
+        assert await StateStore.list_states(C) == ["cred"]
+        await old.save_state_object("legacy", {"password": PASSWORD}, C)
+        assert await store.get_state("legacy", C) == {"password": PASSWORD}
+        assert await store.reencrypt_states(C) == 1
+        # a conflict between two writers, to exercise the retry path's logging
+        await peer.get_state("cred", C)  # both caches hold the same etag: one of the two writes conflicts
+        await asyncio.gather(store.save_state("a", 1, "cred", C), peer.save_state("b", TOKEN, "cred", C))
+        assert {"a", "b"} <= set(await peer.get_state("cred", C))
+        await expect(DecryptionError, other.get_state("cred", C))
+        await expect(DecryptionError, no_key.get_state("cred", C))
+        await expect(DecryptionError, old.save_state("x", PASSWORD, "legacy", C))
+        await expect(SecretPolicyError, no_key.save_state_object("fresh", {"password": PASSWORD}, C))
+        await expect(SecretPolicyError, no_key.save_state("token", TOKEN, "fresh", C))
+        with pytest.raises(InvalidInputError) as info:
+            Settings.from_env({"STATESTORE_ENCRYPTION_KEY": PASSWORD})
+        errors.append(info.value)
+        await StateStore.delete_state("cred", C)
+    texts = [caplog.text]
+    for record in caplog.records:
+        texts += [record.getMessage(), repr(record.args), record.exc_text or ""]
+    for exc in errors:
+        texts += exception_texts(exc)
+    for s in (store, old, other, no_key, peer):
+        texts += [repr(s), repr(s.codec)]
+    texts += [repr(settings), str(settings)]
+    assert "key id" in caplog.text and "conflict on" in caplog.text  # DEBUG records were captured
+    for text in texts:
+        assert_clean(text)
 
 
 async def test_default_store_from_environment_encrypts_credentials(

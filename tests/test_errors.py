@@ -27,14 +27,13 @@ def test_every_public_exception_is_defined_in_errors() -> None:
     ("module", "name"),
     [
         (statestore.backends.base, "PreconditionFailed"),
-        (statestore.backends.s3, "ConditionalDeleteUnsupportedError"),
-        (statestore.backends.s3, "IfMatchRejectedError"),
+        *[(statestore.backends.s3, n) for n in ("ConditionalDeleteUnsupportedError", "IfMatchRejectedError")],
         (statestore.backends.faults, "InjectedFault"),
-        (statestore.backends, "PreconditionFailed"),
-        (statestore.backends, "ConditionalDeleteUnsupportedError"),
-        (statestore.backends, "InjectedFault"),
-        (statestore, "IfMatchRejectedError"),
-        (statestore, "LockTimeoutError"),
+        *[
+            (statestore.backends, n)
+            for n in ("PreconditionFailed", "ConditionalDeleteUnsupportedError", "InjectedFault")
+        ],
+        *[(statestore, n) for n in ("IfMatchRejectedError", "LockTimeoutError")],
     ],
 )
 def test_old_import_paths_name_the_classes_of_errors(module: object, name: str) -> None:

@@ -1,9 +1,6 @@
-"""Bad input: a generated corpus of ids, types, keys and values.
+"""Bad input from a generated corpus: a typed error naming the problem, and not one byte changed in or around the root.
 
-Every rejected call raises a typed ``StateStoreError`` whose message names the
-problem, and leaves every byte under the test directory as it was (the stored
-states, and nothing created inside or outside the root). Valid but unusual
-ids land exactly in their own slot under the root.
+Valid but unusual ids land exactly in their own slot under the root.
 """
 
 from __future__ import annotations
@@ -11,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-import os
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_paths import CLASSIC_TRAVERSALS
+from test_validation_hardening import LOOK_ALIKES
 
 from statestore import (
     InvalidInputError,
@@ -57,14 +54,7 @@ class Sandbox:
 
     def snapshot(self) -> dict[str, bytes | None]:
         """Every file (bytes) and directory (None) under ``base``, hidden ones included."""
-        found: dict[str, bytes | None] = {}
-        for dirpath, dirnames, filenames in os.walk(self.base):
-            for d in dirnames:
-                found[os.path.relpath(os.path.join(dirpath, d), self.base)] = None
-            for f in filenames:
-                path = os.path.join(dirpath, f)
-                found[os.path.relpath(path, self.base)] = Path(path).read_bytes()
-        return found
+        return {str(p.relative_to(self.base)): p.read_bytes() if p.is_file() else None for p in self.base.rglob("*")}
 
     def rejects(self, call: Call, error: type[StateStoreError], *words: str) -> str:
         """Run ``call``; it must raise ``error`` naming one of ``words`` and change nothing. Returns the message."""
@@ -78,9 +68,9 @@ class Sandbox:
         return message
 
 
-@contextmanager
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    yield Sandbox(tmp_path_factory.mktemp("sandbox"))
+@pytest.fixture
+def box(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path)
 
 
 # -- the corpus -------------------------------------------------------------------
@@ -157,115 +147,110 @@ def calls_with(id_: Any, type_: Any) -> list[Call]:
     ]
 
 
-def test_traversal_and_invalid_ids_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
+def test_traversal_and_invalid_ids_are_refused(box: Sandbox) -> None:
+    @SETTINGS
+    @given(bad=TRAVERSAL_IDS, op=st.integers(0, 5))
+    def traversal(bad: str, op: int) -> None:
+        box.rejects(calls_with(bad, StateType.WORKFLOWS)[op], PathTraversalError, "id")
 
-        @SETTINGS
-        @given(bad=TRAVERSAL_IDS, op=st.integers(0, 5))
-        def traversal(bad: str, op: int) -> None:
-            box.rejects(calls_with(bad, StateType.WORKFLOWS)[op], PathTraversalError, "id")
+    @SETTINGS
+    @given(bad=INVALID_IDS, op=st.integers(0, 5))
+    def invalid(bad: str, op: int) -> None:
+        box.rejects(calls_with(bad, StateType.CREDENTIALS)[op], InvalidInputError, "id")
 
-        @SETTINGS
-        @given(bad=INVALID_IDS, op=st.integers(0, 5))
-        def invalid(bad: str, op: int) -> None:
-            box.rejects(calls_with(bad, StateType.CREDENTIALS)[op], InvalidInputError, "id")
+    @SETTINGS
+    @given(bad=NON_STR, op=st.integers(0, 5))
+    def non_str(bad: Any, op: int) -> None:
+        box.rejects(calls_with(bad, StateType.WORKFLOWS)[op], InvalidInputError, "id must be a string")
 
-        @SETTINGS
-        @given(bad=NON_STR, op=st.integers(0, 5))
-        def non_str(bad: Any, op: int) -> None:
-            box.rejects(calls_with(bad, StateType.WORKFLOWS)[op], InvalidInputError, "id must be a string")
-
-        traversal()
-        invalid()
-        non_str()
-        # the plain traversal cases, by name, so that a weaker id check cannot hide behind the generator
-        for bad in ("..", "../good", "a/b", "/abs", "a\\b", "x\x00"):
-            box.rejects(calls_with(bad, "workflows")[1], PathTraversalError, "id")
+    traversal()
+    invalid()
+    non_str()
+    # the classic traversal cases, by name and through every call, so a weaker check cannot hide behind the generator
+    for bad in [*CLASSIC_TRAVERSALS, "/abs", "x\x00"]:
+        for call in calls_with(bad, "workflows"):
+            box.rejects(call, PathTraversalError, "id")
 
 
-def test_unknown_state_types_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
+def test_unknown_state_types_are_refused(box: Sandbox) -> None:
+    @SETTINGS
+    @given(bad=BAD_TYPES, op=st.integers(0, 6))
+    def check(bad: Any, op: int) -> None:
+        calls = [*calls_with(GOOD_ID, bad), lambda s: s.list_states(bad)]
+        box.rejects(calls[op], InvalidStateTypeError, "state type")
 
-        @SETTINGS
-        @given(bad=BAD_TYPES, op=st.integers(0, 6))
-        def check(bad: Any, op: int) -> None:
-            calls = [*calls_with(GOOD_ID, bad), lambda s: s.list_states(bad)]
-            box.rejects(calls[op], InvalidStateTypeError, "state type")
+    check()
 
-        check()
+
+@pytest.mark.parametrize(("bad", "rule"), LOOK_ALIKES[::3])
+def test_look_alike_ids_touch_nothing(box: Sandbox, bad: str, rule: str) -> None:
+    for call in calls_with(bad, StateType.CREDENTIALS):
+        box.rejects(call, InvalidInputError, rule)
 
 
 # -- keys and values ---------------------------------------------------------------
 
 
-def test_non_string_keys_and_non_dict_objects_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
+def test_non_string_keys_and_non_dict_objects_are_refused(box: Sandbox) -> None:
+    @SETTINGS
+    @given(key=NON_STR)
+    def key(key: Any) -> None:
+        box.rejects(lambda s: s.save_state(key, 1, GOOD_ID, "workflows"), InvalidInputError, "key must be a string")
 
-        @SETTINGS
-        @given(key=NON_STR)
-        def key(key: Any) -> None:
-            box.rejects(lambda s: s.save_state(key, 1, GOOD_ID, "workflows"), InvalidInputError, "key must be a string")
+    @SETTINGS
+    @given(value=st.one_of(NON_STR, st.text(max_size=5), st.lists(st.tuples(st.text(), st.integers()), max_size=2)))
+    def not_a_dict(value: Any) -> None:
+        for call in (
+            lambda s: s.save_state_object(GOOD_ID, value, "workflows"),
+            lambda s: s.replace_state(GOOD_ID, "workflows", value),
+        ):
+            box.rejects(call, InvalidInputError, "must be a dict")
 
-        @SETTINGS
-        @given(value=st.one_of(NON_STR, st.text(max_size=5), st.lists(st.tuples(st.text(), st.integers()), max_size=2)))
-        def not_a_dict(value: Any) -> None:
-            for call in (
-                lambda s: s.save_state_object(GOOD_ID, value, "workflows"),
-                lambda s: s.replace_state(GOOD_ID, "workflows", value),
-            ):
-                box.rejects(call, InvalidInputError, "must be a dict")
-
-        key()
-        not_a_dict()
-        box.rejects(lambda s: s.update_state(GOOD_ID, "workflows", "not callable"), InvalidInputError, "callable")
+    key()
+    not_a_dict()
+    box.rejects(lambda s: s.update_state(GOOD_ID, "workflows", "not callable"), InvalidInputError, "callable")
 
 
 @pytest.mark.parametrize("strategy, words", BAD_VALUES, ids=[w[0] for _, w in BAD_VALUES])
 def test_values_that_are_not_plain_json_are_refused(
-    tmp_path_factory: pytest.TempPathFactory, strategy: st.SearchStrategy[Any], words: tuple[str, ...]
+    box: Sandbox, strategy: st.SearchStrategy[Any], words: tuple[str, ...]
 ) -> None:
-    with sandbox(tmp_path_factory) as box:
 
-        @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(bad=strategy, how=st.integers(0, 2), op=st.integers(0, 3), stype=st.sampled_from(list(StateType)))
-        def check(bad: Any, how: int, op: int, stype: StateType) -> None:
-            value = buried(bad, how)
-            calls: list[Call] = [
-                lambda s: s.save_state("k", value, GOOD_ID, stype),
-                lambda s: s.save_state_object(GOOD_ID, {"k": value}, stype),
-                lambda s: s.replace_state(GOOD_ID, stype, {"k": value}),
-                lambda s: s.update_state(GOOD_ID, stype, lambda state: {**state, "k": value}),
-            ]
-            box.rejects(calls[op], InvalidInputError, *words)
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(bad=strategy, how=st.integers(0, 2), op=st.integers(0, 3), stype=st.sampled_from(list(StateType)))
+    def check(bad: Any, how: int, op: int, stype: StateType) -> None:
+        value = buried(bad, how)
+        calls: list[Call] = [
+            lambda s: s.save_state("k", value, GOOD_ID, stype),
+            lambda s: s.save_state_object(GOOD_ID, {"k": value}, stype),
+            lambda s: s.replace_state(GOOD_ID, stype, {"k": value}),
+            lambda s: s.update_state(GOOD_ID, stype, lambda state: {**state, "k": value}),
+        ]
+        box.rejects(calls[op], InvalidInputError, *words)
 
-        check()
-
-
-def test_update_functions_that_return_bad_states_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
-        for result, words in [([1, 2], ("not a dict", "list")), (None, ("NoneType",)), ({"k": {1, 2}}, ("set",))]:
-            box.rejects(
-                lambda s, r=result: s.update_state(GOOD_ID, "workflows", lambda _: r), InvalidInputError, *words
-            )
+    check()
 
 
-def test_oversize_states_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
+def test_update_functions_that_return_bad_states_are_refused(box: Sandbox) -> None:
+    for result, words in [([1, 2], ("not a dict", "list")), (None, ("NoneType",)), ({"k": {1, 2}}, ("set",))]:
+        box.rejects(lambda s, r=result: s.update_state(GOOD_ID, "workflows", lambda _: r), InvalidInputError, *words)
 
-        @SETTINGS
-        @given(size=st.integers(min_value=LIMIT, max_value=4 * LIMIT), op=st.integers(0, 3))
-        def check(size: int, op: int) -> None:
-            big = "x" * size
-            calls: list[Call] = [
-                lambda s: s.save_state("big", big, GOOD_ID, "workflows"),
-                lambda s: s.save_state_object(GOOD_ID, {"big": big}, "credentials"),
-                lambda s: s.replace_state(GOOD_ID, "workflows", {"big": big}),
-                lambda s: s.update_state(GOOD_ID, "credentials", lambda st_: {**st_, "big": big}),
-            ]
-            message = box.rejects(calls[op], StateTooLargeError, "limit")
-            assert str(LIMIT) in message
 
-        check()
+def test_oversize_states_are_refused(box: Sandbox) -> None:
+    @SETTINGS
+    @given(size=st.integers(min_value=LIMIT, max_value=4 * LIMIT), op=st.integers(0, 3))
+    def check(size: int, op: int) -> None:
+        big = "x" * size
+        calls: list[Call] = [
+            lambda s: s.save_state("big", big, GOOD_ID, "workflows"),
+            lambda s: s.save_state_object(GOOD_ID, {"big": big}, "credentials"),
+            lambda s: s.replace_state(GOOD_ID, "workflows", {"big": big}),
+            lambda s: s.update_state(GOOD_ID, "credentials", lambda st_: {**st_, "big": big}),
+        ]
+        message = box.rejects(calls[op], StateTooLargeError, "limit")
+        assert str(LIMIT) in message
+
+    check()
 
 
 # -- valid ids stay in their slot --------------------------------------------------
@@ -279,20 +264,18 @@ def _valid(text: str) -> bool:
     return True
 
 
-def test_unusual_valid_ids_land_in_their_own_slot(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with sandbox(tmp_path_factory) as box:
+def test_unusual_valid_ids_land_in_their_own_slot(box: Sandbox) -> None:
+    @SETTINGS
+    @given(state_id=st.text(min_size=1, max_size=40).filter(_valid))
+    def check(state_id: str) -> None:
+        before = box.snapshot()
+        asyncio.run(box.store.save_state("k", state_id, state_id, "workflows"))
+        after = box.snapshot()
+        created = {p for p in set(after) - set(before) if after[p] is not None}
+        slot = Path("outer/root/persistent-artifacts/apps/app/workflows") / state_id
+        assert {Path(p) for p in created} <= {slot / "config.json", slot / ".config.json.lock"}
+        assert asyncio.run(box.store.get_state(state_id, "workflows")) == {"k": state_id}
+        assert state_id in asyncio.run(box.store.list_states("workflows"))
+        asyncio.run(box.store.delete_state(state_id, "workflows"))
 
-        @SETTINGS
-        @given(state_id=st.text(min_size=1, max_size=40).filter(_valid))
-        def check(state_id: str) -> None:
-            before = box.snapshot()
-            asyncio.run(box.store.save_state("k", state_id, state_id, "workflows"))
-            after = box.snapshot()
-            created = {p for p in set(after) - set(before) if after[p] is not None}
-            slot = Path("outer/root/persistent-artifacts/apps/app/workflows") / state_id
-            assert {Path(p) for p in created} <= {slot / "config.json", slot / ".config.json.lock"}
-            assert asyncio.run(box.store.get_state(state_id, "workflows")) == {"k": state_id}
-            assert state_id in asyncio.run(box.store.list_states("workflows"))
-            asyncio.run(box.store.delete_state(state_id, "workflows"))
-
-        check()
+    check()

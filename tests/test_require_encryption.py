@@ -1,22 +1,17 @@
-"""``STATESTORE_REQUIRE_ENCRYPTION``: a plain-JSON credentials state is refused, never merged into.
+"""``STATESTORE_REQUIRE_ENCRYPTION``: a planted plain-JSON credentials state is refused, never merged into.
 
-On the local backend and on S3 (a moto server): a plaintext state planted by
-someone with write access is ``UnencryptedStateError`` on read, merges leave
-it as it is, and only ``replace_state`` / ``delete_state`` write over it.
-``reencrypt`` (with the requirement still off) is the migration path.
+Only ``replace_state`` / ``delete_state`` write over it; ``reencrypt`` (requirement still off) is the migration path.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from test_secret_rule import cli
 
 from statestore import (
     CorruptStateError,
@@ -63,8 +58,6 @@ async def stored(store: Store, id: str, type: StateType = C) -> bytes | None:  #
 
 
 def test_the_setting_needs_a_key() -> None:
-    with pytest.raises(InvalidInputError, match="STATESTORE_REQUIRE_ENCRYPTION is on but STATESTORE_ENCRYPTION_KEY"):
-        Settings.from_env({"STATESTORE_REQUIRE_ENCRYPTION": "true"})
     with pytest.raises(InvalidInputError, match="require_encryption needs a primary encryption key"):
         EncryptingCodec(require_encryption=True)
     with pytest.raises(InvalidInputError, match="STATESTORE_REQUIRE_ENCRYPTION"):
@@ -157,13 +150,6 @@ async def test_reencrypt_is_the_migration_path_before_turning_it_on(backend: Obj
 
 # -- the real console script --------------------------------------------------------------------
 
-EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    assert EXE is not None
-    return subprocess.run([EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, input="")
-
 
 def test_cli_reencrypt_then_require(tmp_path: Path) -> None:
     root = tmp_path / "root"
@@ -174,17 +160,17 @@ def test_cli_reencrypt_then_require(tmp_path: Path) -> None:
     keyed = {**base, "STATESTORE_ENCRYPTION_KEY": KEY}
     strict = {**keyed, "STATESTORE_REQUIRE_ENCRYPTION": "true"}
 
-    refused = cli("--root", str(root), "get", "db", "--type", "credentials", cwd=tmp_path, env=strict)
+    refused = cli(root, "get", "db", "--type", "credentials", env=strict)
     assert refused.returncode == 3 and "plain JSON" in refused.stderr and "Sentinel" not in refused.stderr
-    early = cli("--root", str(root), "reencrypt", "--type", "credentials", cwd=tmp_path, env=strict)
+    early = cli(root, "reencrypt", "--type", "credentials", env=strict)
     assert early.returncode == 3
 
-    done = cli("--root", str(root), "reencrypt", "--type", "credentials", cwd=tmp_path, env=keyed)
+    done = cli(root, "reencrypt", "--type", "credentials", env=keyed)
     assert done.returncode == 0 and "credentials: 1 rewritten" in done.stdout, done.stderr
     assert b"Sentinel-Cli-pw" not in path.read_bytes()
-    got = cli("--root", str(root), "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=strict)
+    got = cli(root, "get", "db", "--type", "credentials", "--show-secrets", env=strict)
     assert got.returncode == 0, got.stderr
     assert orjson.loads(got.stdout) == {"host": "db", "password": "Sentinel-Cli-pw"}
-    config = cli("--root", str(root), "config", cwd=tmp_path, env=strict)
+    config = cli(root, "config", env=strict)
     assert "settings.require_encryption: true" in config.stdout
     assert base64.b64decode(KEY).hex() not in config.stdout and KEY not in config.stdout

@@ -1,14 +1,9 @@
-"""One rule for secrets: the credentials secret policy and the CLI's redaction see the same names and values.
-
-Every name and connection-string form is checked three ways: the policy
-refuses it in an unencrypted credentials state (nothing is written), the
-redaction hides it, and the real ``statestore get`` / ``config`` commands
-never print it.
-"""
+"""One secret rule: the policy refuses, redaction hides and the CLI never prints the same names and values."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,58 +22,20 @@ C = StateType.CREDENTIALS
 SECRET = "Sentinel-Secret-Zq81x"
 
 SECRET_NAMES = [
-    "passphrase",
-    "ssh_passphrase",
-    "pwd",
-    "PWD",
-    "db_pwd",
-    "oldPwd",
-    "bearer",
-    "bearerAuth",
-    "cookie",
-    "Set-Cookie",
-    "session_cookie",
-    "session_key",
-    "sessionKey",
-    "session_token",
-    "private_key",
-    "client_secret",
-    "credentials",
-    "aws_credentials",
-    "Authorization",
-    "encryption_key",
-    "encryption_old_keys",
-    "ssh_key",
+    *["passphrase", "ssh_passphrase", "pwd", "PWD", "db_pwd", "oldPwd", "bearer", "bearerAuth", "cookie"],
+    *["Set-Cookie", "session_cookie", "session_key", "sessionKey", "session_token", "private_key", "client_secret"],
+    *["credentials", "aws_credentials", "Authorization", "encryption_key", "encryption_old_keys", "ssh_key"],
     "db_pass",
     # the names the rule caught before
-    "password",
-    "dbPassword",
-    "X-Api-Key",
-    "refresh_token",
+    *["password", "PASSWORD", "dbPassword", "db-passwd", "clientSecret", "secret_access_key", "X-Api-Key", "apikey"],
+    *["APIKey", "apiKey", "privateKey", "private key", "access_key", "refresh_token", "tokens", "Client-Secret"],
+    "db_passwd",
 ]
 NOT_SECRET_NAMES = [
-    "forward",
-    "pwd_ref",
-    "password_ref",
-    "credentials_ref",
-    "credential_id",
-    "credential_type",
-    "secret_name",
-    "token_url",
-    "token_type",
-    "token_endpoint",
-    "bearer_format",
-    "cookie_domain",
-    "session_key_id",
-    "public_key",
-    "ssh_public_key",
-    "primary_key",
-    "partition_key",
-    "key",
-    "pass_rate",
-    "passenger",
-    "username",
-    "host",
+    *["forward", "pwd_ref", "password_ref", "passwordRef", "client_secret_ref", "credentials_ref", "credential_id"],
+    *["credential_type", "secret_name", "token_url", "token_type", "token_endpoint", "bearer_format"],
+    *["cookie_domain", "session_key_id", "public_key", "ssh_public_key", "primary_key", "partition_key", "key"],
+    *["pass_rate", "passenger", "username", "host", "access_key_id"],
 ]
 # (value, what redaction must hide)
 SECRET_TEXTS = [
@@ -99,13 +56,8 @@ SECRET_TEXTS = [
     ("https://example.com/cb?access_token=pa55&x=1", "pa55"),
 ]
 NOT_SECRET_TEXTS = [
-    "postgres://app@db/main",
-    "postgres://app:@db/main",
-    "https://db.example.com:5432/main",
-    "https://registry.example.com:443/@scope/pkg",
-    "forward=1",
-    "password=",
-    "a sentence about passwords",
+    *["postgres://app@db/main", "postgres://app:@db/main", "https://db.example.com:5432/main", "forward=1"],
+    *["https://registry.example.com:443/@scope/pkg", "password=", "a sentence about passwords"],
     "user:pass@host",  # not a URL
 ]
 
@@ -115,12 +67,13 @@ async def test_secret_names_are_refused_by_the_policy_and_redacted(name: str) ->
     assert is_secret_key(name)
     store = Store(MemoryBackend(), app_name="app")  # no key: the default policy refuses raw secrets
     await store.save_state_object("c", {"host": "db"}, C)
-    for call in (
-        store.save_state(name, SECRET, "c", C),
-        store.save_state_object("c", {"auth": {name: SECRET}}, C),
-        store.replace_state("c", C, {"list": [{name: [SECRET]}]}),
+    for call, path in (
+        (store.save_state(name, SECRET, "c", C), name),
+        (store.save_state_object("c", {"auth": {name: SECRET}}, C), f"auth.{name}"),
+        (store.replace_state("c", C, {"list": [{name: [SECRET]}]}), f"list[0].{name}[0]"),
+        (store.update_state("c", C, lambda s: {**s, name: SECRET}), name),
     ):
-        with pytest.raises(SecretPolicyError) as info:
+        with pytest.raises(SecretPolicyError, match=re.escape(f"credentials state 'c': {path!r} would")) as info:
             await call
         assert SECRET not in str(info.value)
     assert await store.get_state("c", C) == {"host": "db"}
@@ -186,9 +139,15 @@ def test_config_settings_use_the_same_rule() -> None:
 EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> str:
+def cli(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed console script on the local ``root``, run from its parent with ``env`` only."""
     assert EXE is not None
-    result = subprocess.run([EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, input="")
+    cmd = [EXE, "--root", str(root), *args]
+    return subprocess.run(cmd, cwd=root.parent, env=env, capture_output=True, text=True, timeout=60, input="")
+
+
+def run_cli(root: Path, *args: str, env: dict[str, str]) -> str:
+    result = cli(root, *args, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -205,15 +164,12 @@ def test_cli_get_and_config_print_no_secret(tmp_path: Path) -> None:
     env["STATESTORE_S3_PREFIX"] = "x?password=pa55-prefix"
 
     for args in (["get", "db", "--type", "credentials"], ["--json", "get", "db", "--type", "credentials"]):
-        out = run_cli("--root", str(root), *args, cwd=tmp_path, env=env)
+        out = run_cli(root, *args, env=env)
         assert SECRET not in out
         for _, hidden in SECRET_TEXTS:
             assert hidden not in out
         assert orjson.loads(out)["password_ref"] == "vault:db"
-    full = orjson.loads(
-        run_cli("--root", str(root), "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=env)
-    )
-    assert full == stored
+    assert orjson.loads(run_cli(root, "get", "db", "--type", "credentials", "--show-secrets", env=env)) == stored
 
-    config = run_cli("--root", str(root), "config", cwd=tmp_path, env=env)
+    config = run_cli(root, "config", env=env)
     assert "pa55-prefix" not in config and f"settings.s3_prefix: x?password={REDACTED}" in config

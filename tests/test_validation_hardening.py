@@ -1,16 +1,11 @@
 """Values and names the hardening review broke: lone surrogates, integers beyond 64 bits, look-alike ids, long keys.
 
-Lone surrogates are refused before any I/O, so one caller's bad value never
-fails the other writers of its coalesced batch. Integers of any size that
-JSON holds round-trip exactly, also in states written by the previous service
-with ``json.dump``. Ids that look like other ids (whitespace at the ends,
-invisible characters, non-NFC text) and object keys over S3's 1024 bytes are
-refused before any I/O, leaving stored state untouched.
+Bad values and names are refused before any I/O, leaving stored state untouched; integers of any size round-trip
+exactly, also in states the previous service wrote with ``json.dump``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -26,9 +21,9 @@ from statestore import (
     CountingBackend,
     EncryptingCodec,
     InvalidInputError,
-    LocalBackend,
     MemoryBackend,
     ObjectBackend,
+    S3Backend,
     StateType,
     Store,
     build_state_store_path,
@@ -90,20 +85,6 @@ async def test_a_lone_surrogate_is_refused_before_any_io(backend: ObjectBackend)
     assert sum(counting.counts.values()) == 0, counting.counts
     assert await raw(store, "wf") == before
     assert await raw(store, "cred", C) is None
-
-
-async def test_one_bad_value_does_not_fail_the_other_writers_of_its_batch(backend: ObjectBackend) -> None:
-    """Six concurrent writers and one with a lone surrogate: the six are stored, the seventh alone fails."""
-    store = Store(backend, app_name="app")
-    results = await asyncio.gather(
-        *(store.save_state(f"k{i}", i, "wf", W) for i in range(3)),
-        store.save_state("bad", "x\ud800", "wf", W),
-        *(store.save_state(f"k{i}", i, "wf", W) for i in range(3, 6)),
-        return_exceptions=True,
-    )
-    assert isinstance(results[3], InvalidInputError)
-    assert [r for i, r in enumerate(results) if i != 3] == [None] * 6
-    assert await store.get_state("wf", W) == {f"k{i}": i for i in range(6)}
 
 
 # -- item 9: integers of any size ----------------------------------------------------------
@@ -254,20 +235,10 @@ def test_check_json_accepts_big_ints_and_refuses_ints_python_cannot_print() -> N
 # -- item 11: names that look like other names, and long keys --------------------------------
 
 LOOK_ALIKES = (
-    [
-        (" wf", "leading or trailing whitespace"),
-        ("wf ", "leading or trailing whitespace"),
-        ("wf\u00a0", "leading or trailing whitespace"),
-        ("\u3000wf", "leading or trailing whitespace"),
-        (" ", "only whitespace"),
-        ("   ", "only whitespace"),
-        ("\u2003\u00a0", "only whitespace"),
-        ("e\u0301", "not in Unicode NFC form"),
-        ("cafe\u0301-1", "not in Unicode NFC form"),
-        ("\u212b", "not in Unicode NFC form"),  # ANGSTROM SIGN: NFC is U+00C5
-        ("wf\u00ad1", "invisible format character U+00AD"),
-        ("wf\U000e0041", "invisible format character U+E0041"),
-    ]
+    [(s, "leading or trailing whitespace") for s in (" wf", "wf ", "wf\u00a0", "\u3000wf")]
+    + [(s, "only whitespace") for s in (" ", "   ", "\u2003\u00a0")]
+    + [(s, "not in Unicode NFC form") for s in ("e\u0301", "cafe\u0301-1", "\u212b")]  # U+212B: NFC is U+00C5
+    + [("wf\u00ad1", "invisible format character U+00AD"), ("wf\U000e0041", "invisible format character U+E0041")]
     + [
         (f"wf{chr(c)}1", f"bidirectional control character U+{c:04X}")
         for c in [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C]
@@ -290,25 +261,6 @@ def test_look_alike_ids_and_app_names_are_refused_naming_the_rule(bad: str, rule
 def test_nfc_and_plain_names_are_accepted() -> None:
     for good in ("café", unicodedata.normalize("NFC", "cafe\u0301"), "a b", "名前-1", "Å", "x" * 255, "-"):
         assert validate_id(good) == good
-
-
-@pytest.mark.parametrize("bad", [b for b, _ in LOOK_ALIKES[:: max(1, len(LOOK_ALIKES) // 8)]])
-async def test_look_alike_ids_touch_nothing(tmp_path: Path, bad: str) -> None:
-    root = tmp_path / "root"
-    store = Store(LocalBackend(root), app_name="app")
-    await store.save_state("k", 1, "wf", W)
-    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
-    for call in (
-        store.get_state(bad, W),
-        store.save_state("k", 2, bad, W),
-        store.save_state_object(bad, {"k": 2}, C),
-        store.update_state(bad, W, lambda s: s),
-        store.replace_state(bad, W, {"k": 2}),
-        store.delete_state(bad, W),
-    ):
-        with pytest.raises(InvalidInputError):
-            await call
-    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
 
 
 async def test_look_alike_ids_planted_by_another_tool_are_not_listed(
@@ -337,8 +289,6 @@ def test_object_keys_over_1024_bytes_are_refused() -> None:
 
 async def test_the_backend_prefix_counts_toward_the_key_limit(tmp_path: Path) -> None:
     """An S3 prefix counts: an id that fits alone is refused behind a long prefix, before any request."""
-    from statestore import S3Backend
-
     backend = CountingBackend(S3Backend("bucket", prefix="tenant/" * 110, endpoint_url="http://127.0.0.1:9"))
     store = Store(backend, app_name="app")
     with pytest.raises(InvalidInputError, match="at most 1024 bytes"):
