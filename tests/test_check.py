@@ -1,10 +1,7 @@
 """``statestore check`` and ``Store.check()``: what each backend really does, the verdict and the exit code.
 
-S3 probes run over HTTP against moto, the S3 target (``-m s3_server`` with
-``STATESTORE_TEST_S3_*`` set: e.g. Ceph RGW), and ``FaultProxy`` -- the fault
-proxy of tests/fault_proxy.py with its server quirks switched on: drop conditional
-headers (a server that ignores them), refuse quoted If-Match and ignore If-Match
-on DELETE (as RGW does), or deny one kind of request (403).
+S3 probes run over HTTP against moto, the S3 target (``-m s3_server``: e.g. Ceph RGW), and ``FaultProxy``
+(tests/fault_proxy.py) with server quirks switched on.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ import hashlib
 import os
 import socket
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ import orjson
 import pytest
 from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import FaultProxy
-from test_cli import clean_env, statestore
+from test_cli import clean_env, ok, statestore
 
 from statestore import (
     CheckReport,
@@ -65,10 +61,6 @@ def quirky(moto_server: MotoServer) -> Iterator[Callable[..., FaultProxy]]:
 
 def s3_args(bucket: str, endpoint: str) -> list[str]:
     return ["--backend", "s3", "--bucket", bucket, "--endpoint-url", endpoint]
-
-
-def moto_env(server: MotoServer, **extra: str) -> dict[str, str]:
-    return {**server.fake_credentials(), **extra}
 
 
 class InProcess:
@@ -300,7 +292,7 @@ def test_a_server_like_rgw_on_moto_gets_unquoted_and_no_conditional_delete(
     """Quoted If-Match refused, If-Match on DELETE ignored: still safe, with the settings that say so."""
     proxy = quirky(reject_if_match=frozenset({"quoted"}), ignore_delete_if_match=True)
     bucket = moto_server.create_bucket()
-    code, report = cli.json(*s3_args(bucket, proxy.endpoint_url), env=moto_env(moto_server))
+    code, report = cli.json(*s3_args(bucket, proxy.endpoint_url), env=moto_server.fake_credentials())
     assert (code, report["verdict"]) == (0, "safe")
     assert report["settings"] == {"STATESTORE_S3_IF_MATCH": "unquoted", "STATESTORE_S3_CONDITIONAL_DELETE": "false"}
     found = outcomes(report)
@@ -328,7 +320,7 @@ def test_a_server_that_ignores_conditions_on_put_is_unsafe_exit_4(
     proxy = quirky(drop_on_put=dropped)
     bucket = moto_server.create_bucket()
     args = s3_args(bucket, proxy.endpoint_url)
-    code, report = cli.json(*args, env=moto_env(moto_server))
+    code, report = cli.json(*args, env=moto_server.fake_credentials())
     assert (code, report["verdict"]) == (4, "unsafe")
     assert {name for name, outcome in outcomes(report).items() if outcome == "unsafe"} == unsafe
     assert "concurrent updates would be lost" in report["message"]
@@ -337,7 +329,7 @@ def test_a_server_that_ignores_conditions_on_put_is_unsafe_exit_4(
 
     if len(dropped) == 1:
         return
-    code, text = cli.text(*args, env=moto_env(moto_server))
+    code, text = cli.text(*args, env=moto_server.fake_credentials())
     assert code == 4
     assert "verdict: UNSAFE" in text and "concurrent updates would be lost" in " ".join(text.split())
     assert "settings to use" not in text
@@ -363,7 +355,7 @@ def test_denied_credentials_name_the_permission_exit_2(
 ) -> None:
     proxy = quirky(deny=lambda m, p: m == method and where in p)
     bucket = moto_server.create_bucket()
-    code, report = cli.json(*s3_args(bucket, proxy.endpoint_url), env=moto_env(moto_server))
+    code, report = cli.json(*s3_args(bucket, proxy.endpoint_url), env=moto_server.fake_credentials())
     assert (code, report["verdict"]) == (2, "misconfigured")
     assert permission in report["message"] and "not allowed" in report["message"]
     assert outcomes(report)[stopped_at] == "fail"
@@ -378,7 +370,7 @@ def test_denied_credentials_name_the_permission_exit_2(
 
 
 def test_missing_bucket_and_missing_bucket_setting_exit_2(moto_server: MotoServer, cli: InProcess) -> None:
-    env = moto_env(moto_server)
+    env = moto_server.fake_credentials()
     code, report = cli.json(*s3_args("no-such-bucket-check", moto_server.endpoint_url), env=env)
     assert (code, report["verdict"]) == (2, "misconfigured")
     assert outcomes(report)["bucket"] == "fail" and "'no-such-bucket-check' does not exist" in report["message"]
@@ -469,30 +461,34 @@ async def test_a_missing_local_root_is_created_and_removed_again(tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("how", ["file", "below-a-file", "symlink", "unwritable"])
-def test_a_bad_local_root_exits_2(tmp_path: Path, cli: InProcess, how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "probe", "message"),
+    [
+        ("file", "root", "is not a directory"),
+        ("below-a-file", "root", "is not a directory"),
+        ("symlink", "symlinks", "persistent-artifacts is a symbolic link"),
+        ("unwritable", "root", "is not writable"),
+    ],
+)
+def test_a_bad_local_root_exits_2(tmp_path: Path, cli: InProcess, how: str, probe: str, message: str) -> None:
     root = tmp_path / "root"
     if how == "file":
         root.write_text("not a directory")
-        expected = ("root", "is not a directory")
     elif how == "below-a-file":
         (tmp_path / "file").write_text("x")
         root = tmp_path / "file" / "root"
-        expected = ("root", "is not a directory")
     elif how == "symlink":
         (tmp_path / "elsewhere").mkdir()
         root.mkdir()
         (root / "persistent-artifacts").symlink_to(tmp_path / "elsewhere")
-        expected = ("symlinks", "persistent-artifacts is a symbolic link")
     else:
         if os.geteuid() == 0:
             pytest.skip("root may write anywhere")
         root.mkdir(mode=0o500)
-        expected = ("root", "is not writable")
     before = tree_snapshot(tmp_path)
     code, report = cli.json("--root", str(root))
     assert (code, report["verdict"]) == (2, "misconfigured")
-    assert outcomes(report)[expected[0]] == "fail" and expected[1] in report["message"]
+    assert outcomes(report)[probe] == "fail" and message in report["message"]
     assert outcomes(report)["put"] == "skipped"
     assert tree_snapshot(tmp_path) == before
 
@@ -550,15 +546,6 @@ async def test_concurrent_checks_do_not_disturb_each_other(tmp_path: Path, moto_
     assert object_count(moto_server, bucket) == 0
 
 
-def test_check_help_names_exit_codes() -> None:
-    out = " ".join(
-        subprocess.run([*_exe(), "check", "--help"], capture_output=True, text=True, timeout=60).stdout.split()
-    )
+def test_check_help_names_exit_codes(tmp_path: Path) -> None:
+    out = " ".join(ok(statestore("check", "--help", cwd=tmp_path)).split())
     assert "0 safe, 4 unsafe" in out and "1 unreachable, 2 bad configuration" in out
-
-
-def _exe() -> list[str]:
-    from test_cli import EXE
-
-    assert EXE is not None
-    return [EXE]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pytest
-from test_cli import KEY, clean_env, failed, ok, statestore
+from test_cli import KEY, clean_env, failed, ok, put, statestore
 
 from statestore import CorruptStateError, generate_key
 from statestore.cli.exit_codes import describe_error
@@ -50,32 +49,16 @@ def test_path_and_demo_on_s3_print_the_s3_location(tmp_path: Path, moto_server: 
 
 def test_corrupt_state_hint_names_the_real_id_shell_quoted(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    for stype, state_id in (("workflows", "my wf"), ("credentials", "db's")):
-        path = root / KEY.format(type=stype, id=state_id)
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"[1]")
+    put(root, "my wf", b"[1]")
+    put(root, "db's", b"[1]", "credentials")
     line = failed(statestore("--root", str(root), "get", "my wf", cwd=tmp_path), 3, "corrupt state")
     assert "statestore replace 'my wf' JSON'" in line and "statestore delete 'my wf''" in line
     line = failed(statestore("--root", str(root), "get", "db's", "--type", "credentials", cwd=tmp_path), 3)
     assert "statestore replace 'db'\"'\"'s' JSON --type credentials" in line
-    assert "ID" not in describe_error(_corrupt("wf-1"))[0]
+    known = CorruptStateError("bad bytes")
+    known.state_id, known.state_type = "wf-1", "workflows"
+    assert "ID" not in describe_error(known)[0]
     assert "replace ID JSON" in describe_error(CorruptStateError("no id known"))[0]
-
-
-def _corrupt(state_id: str) -> CorruptStateError:
-    exc = CorruptStateError("bad bytes")
-    exc.state_id, exc.state_type = state_id, "workflows"
-    return exc
-
-
-def test_missing_bucket_names_the_variable_the_option_and_the_url(tmp_path: Path) -> None:
-    failed(
-        statestore("--backend", "s3", "get", "wf", cwd=tmp_path),
-        2,
-        "STATESTORE_BUCKET",
-        "--bucket",
-        "--url s3://",
-    )
 
 
 def test_a_value_that_is_not_json_says_how_to_quote_a_string(tmp_path: Path) -> None:
@@ -85,16 +68,6 @@ def test_a_value_that_is_not_json_says_how_to_quote_a_string(tmp_path: Path) -> 
     line = failed(statestore("--root", "r", "--type", "credentials", "set", "db", "password", secret, cwd=tmp_path), 2)
     assert secret not in line
     assert not (tmp_path / "r").exists()
-
-
-def test_debug_shows_the_cause_of_a_root_that_is_a_file(tmp_path: Path) -> None:
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_bytes(b"")
-    plain = failed(statestore("--root", str(not_a_dir), "get", "wf", cwd=tmp_path), 7, "(--debug shows the cause)")
-    assert "NotADirectoryError" not in plain
-    debug = statestore("--root", str(not_a_dir), "--debug", "get", "wf", cwd=tmp_path)
-    assert debug.returncode == 7
-    assert "statestore: caused by NotADirectoryError:" in debug.stderr
 
 
 def test_group_help_shows_whole_command_summaries(tmp_path: Path) -> None:
@@ -119,12 +92,3 @@ def test_list_and_reencrypt_show_progress_with_the_flag(tmp_path: Path) -> None:
     again = statestore(*r, "reencrypt", "--type", "workflows", "--progress", cwd=tmp_path, env=env)
     assert again.stdout == "workflows: 3 rewritten\n", again.stderr
     assert "reencrypting workflows: 3/3 done" in again.stderr
-
-
-@pytest.mark.parametrize("flag", ["--json", None])
-def test_no_progress_on_a_pipe_without_the_flag(tmp_path: Path, flag: str | None) -> None:
-    args = ["--root", "r", *([flag] if flag else []), "reencrypt"]
-    assert ok(statestore(*args, cwd=tmp_path)) in (
-        '{"rewritten":{"credentials":0,"workflows":0}}\n',
-        "credentials: 0 rewritten\nworkflows: 0 rewritten\n",
-    )

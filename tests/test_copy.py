@@ -7,9 +7,9 @@ client, files read from disk, states read back through a store with the destinat
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -17,6 +17,7 @@ from conftest import s3_backend
 from test_cli import clean_env, failed, ok, statestore
 
 from statestore import (
+    Codec,
     CopyReport,
     DecryptionError,
     EncryptingCodec,
@@ -30,6 +31,7 @@ from statestore import (
     copy_states,
     generate_key,
 )
+from statestore.backends.s3 import S3Backend
 from statestore.testing import MotoServer
 
 W, C = StateType.WORKFLOWS, StateType.CREDENTIALS
@@ -61,6 +63,24 @@ async def local(tmp_path: Path) -> AsyncIterator[Store]:
     await store.aclose()
 
 
+@pytest.fixture
+async def on_moto(moto_server: MotoServer) -> AsyncIterator[Callable[..., Store]]:
+    """Stores on moto with the given codec (on a new bucket unless one is named); closed afterwards."""
+    stores: list[Store] = []
+
+    def make(codec: Codec, bucket: str | None = None) -> Store:
+        stores.append(Store(s3_backend(moto_server, bucket or moto_server.create_bucket()), codec=codec))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+def bucket_of(store: Store) -> str:
+    return cast(S3Backend, store.backend).bucket
+
+
 async def seed(store: Store, workflows: int = 5) -> None:
     for i in range(workflows):
         await store.create_state(f"wf-{i}", W, {"n": i, "status": "running"})
@@ -68,144 +88,120 @@ async def seed(store: Store, workflows: int = 5) -> None:
     await store.create_state("ref", C, {"host": "db", "password_ref": "vault:db"})
 
 
-async def test_local_to_s3_and_back_copies_both_types(tmp_path: Path, local: Store, moto_server: MotoServer) -> None:
+async def test_local_to_s3_and_back_copies_both_types(
+    tmp_path: Path, local: Store, moto_server: MotoServer, on_moto: Callable[..., Store]
+) -> None:
     await seed(local)
-    bucket = moto_server.create_bucket()
     dst_key = generate_key()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(dst_key))
-    try:
-        report = await copy_states(local, s3)
-        assert report.ok and not report.skipped
-        assert sorted((i.type, i.id) for i in report.copied) == [
-            ("credentials", "db"),
-            ("credentials", "ref"),
-            *[("workflows", f"wf-{i}") for i in range(5)],
-        ]
-        assert await s3.get_state("wf-3", W) == {"n": 3, "status": "running"}
-        assert await s3.get_state("db", C) == {"host": "db", "password": SECRET}
-        stored = s3_objects(moto_server, bucket)
-        assert len(stored) == 7 and all(SECRET.encode() not in body for body in stored.values())
+    s3 = on_moto(EncryptingCodec(dst_key))
+    report = await copy_states(local, s3)
+    assert report.ok and not report.skipped
+    assert sorted((i.type, i.id) for i in report.copied) == [
+        ("credentials", "db"),
+        ("credentials", "ref"),
+        *[("workflows", f"wf-{i}") for i in range(5)],
+    ]
+    assert await s3.get_state("wf-3", W) == {"n": 3, "status": "running"}
+    assert await s3.get_state("db", C) == {"host": "db", "password": SECRET}
+    stored = s3_objects(moto_server, bucket_of(s3))
+    assert len(stored) == 7 and all(SECRET.encode() not in body for body in stored.values())
 
-        back = Store(LocalBackend(tmp_path / "back"), codec=EncryptingCodec(dst_key))
-        report = await copy_states(s3, back, types="credentials")
-        assert [i.id for i in report.copied] == ["db", "ref"] and report.ok
-        assert await back.list_states(W) == []
-        assert await back.get_state("db", C) == {"host": "db", "password": SECRET}
-        assert SECRET.encode() not in (tmp_path / "back" / KEY.format(type="credentials", id="db")).read_bytes()
-    finally:
-        await s3.aclose()
+    back = Store(LocalBackend(tmp_path / "back"), codec=EncryptingCodec(dst_key))
+    report = await copy_states(s3, back, types="credentials")
+    assert [i.id for i in report.copied] == ["db", "ref"] and report.ok
+    assert await back.list_states(W) == []
+    assert await back.get_state("db", C) == {"host": "db", "password": SECRET}
+    assert SECRET.encode() not in (tmp_path / "back" / KEY.format(type="credentials", id="db")).read_bytes()
 
 
 async def test_credentials_are_resealed_with_the_destination_key(
-    tmp_path: Path, local: Store, moto_server: MotoServer
+    local: Store, moto_server: MotoServer, on_moto: Callable[..., Store]
 ) -> None:
     await seed(local, workflows=0)
-    bucket = moto_server.create_bucket()
-    dst_key = generate_key()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(dst_key))
-    try:
-        assert (await copy_states(local, s3)).ok
-        raw = s3_objects(moto_server, bucket)[KEY.format(type="credentials", id="db")]
-        assert SECRET.encode() not in raw and b'"ciphertext"' in raw
-        assert await s3.get_state("db", C) == {"password": SECRET, "host": "db"}
-        source_key_only = Store(s3_backend(moto_server, bucket), codec=local.codec)
-        with pytest.raises(DecryptionError):
-            await source_key_only.get_state("db", C)  # sealed with the destination's key, not the source's
-        await source_key_only.aclose()
-    finally:
-        await s3.aclose()
+    s3 = on_moto(EncryptingCodec(generate_key()))
+    assert (await copy_states(local, s3)).ok
+    raw = s3_objects(moto_server, bucket_of(s3))[KEY.format(type="credentials", id="db")]
+    assert SECRET.encode() not in raw and b'"ciphertext"' in raw
+    assert await s3.get_state("db", C) == {"password": SECRET, "host": "db"}
+    with pytest.raises(DecryptionError):  # sealed with the destination's key, not the source's
+        await on_moto(local.codec, bucket_of(s3)).get_state("db", C)
 
 
 async def test_a_refused_state_fails_alone_and_no_plaintext_secret_lands(
-    tmp_path: Path, local: Store, moto_server: MotoServer
+    local: Store, moto_server: MotoServer, on_moto: Callable[..., Store]
 ) -> None:
     """A destination without a key refuses raw secrets: that state fails typed, the others are copied."""
     await seed(local, workflows=2)
-    bucket = moto_server.create_bucket()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec())
-    try:
-        report = await copy_states(local, s3)
-        assert [(f.type, f.id) for f in report.failed] == [("credentials", "db")]
-        assert isinstance(report.failed[0].error, SecretPolicyError)
-        assert SECRET not in str(report.failed[0].error) and SECRET not in orjson.dumps(report.to_dict()).decode()
-        assert sorted(i.id for i in report.copied) == ["ref", "wf-0", "wf-1"]
-        stored = s3_objects(moto_server, bucket)
-        assert KEY.format(type="credentials", id="db") not in stored
-        assert all(SECRET.encode() not in body for body in stored.values())
-    finally:
-        await s3.aclose()
+    s3 = on_moto(EncryptingCodec())
+    report = await copy_states(local, s3)
+    assert [(f.type, f.id) for f in report.failed] == [("credentials", "db")]
+    assert isinstance(report.failed[0].error, SecretPolicyError)
+    assert SECRET not in str(report.failed[0].error) and SECRET not in orjson.dumps(report.to_dict()).decode()
+    assert sorted(i.id for i in report.copied) == ["ref", "wf-0", "wf-1"]
+    stored = s3_objects(moto_server, bucket_of(s3))
+    assert KEY.format(type="credentials", id="db") not in stored
+    assert all(SECRET.encode() not in body for body in stored.values())
 
 
 class _Interrupted(Exception):
     pass
 
 
-async def test_rerun_after_an_interrupted_copy_skips_what_landed(local: Store, moto_server: MotoServer) -> None:
+async def test_rerun_after_an_interrupted_copy_skips_what_landed(local: Store, on_moto: Callable[..., Store]) -> None:
     await seed(local, workflows=20)
-    bucket = moto_server.create_bucket()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
+    s3 = on_moto(EncryptingCodec(generate_key()))
 
     def stop_after_five(done: int, total: int) -> None:
         if done == 5:
             raise _Interrupted
 
-    try:
-        with pytest.raises(_Interrupted):
-            await copy_states(local, s3, types=W, progress=stop_after_five, concurrency=2)
-        landed = set(await s3.list_states(W))
-        assert 5 <= len(landed) < 20
-        seen: list[tuple[int, int]] = []
-        report = await copy_states(local, s3, progress=lambda done, total: seen.append((done, total)))
-        assert {i.id for i in report.skipped} == landed and {i.reason for i in report.skipped} == {"exists"}
-        assert len(report.copied) == 22 - len(landed) and report.ok
-        assert seen[-1] == (22, 22) and len(seen) == 22
-        assert await s3.get_states([f"wf-{i}" for i in range(20)], W) == {
-            f"wf-{i}": {"n": i, "status": "running"} for i in range(20)
-        }
-        again = await copy_states(local, s3)
-        assert not again.copied and len(again.skipped) == 22
-    finally:
-        await s3.aclose()
+    with pytest.raises(_Interrupted):
+        await copy_states(local, s3, types=W, progress=stop_after_five, concurrency=2)
+    landed = set(await s3.list_states(W))
+    assert 5 <= len(landed) < 20
+    seen: list[tuple[int, int]] = []
+    report = await copy_states(local, s3, progress=lambda done, total: seen.append((done, total)))
+    assert {i.id for i in report.skipped} == landed and {i.reason for i in report.skipped} == {"exists"}
+    assert len(report.copied) == 22 - len(landed) and report.ok
+    assert seen[-1] == (22, 22) and len(seen) == 22
+    assert await s3.get_states([f"wf-{i}" for i in range(20)], W) == {
+        f"wf-{i}": {"n": i, "status": "running"} for i in range(20)
+    }
+    again = await copy_states(local, s3)
+    assert not again.copied and len(again.skipped) == 22
 
 
-async def test_existing_states_are_skipped_unless_overwrite(local: Store, moto_server: MotoServer) -> None:
+async def test_existing_states_are_skipped_unless_overwrite(local: Store, on_moto: Callable[..., Store]) -> None:
     await seed(local, workflows=3)
-    bucket = moto_server.create_bucket()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
-    try:
-        await s3.create_state("wf-0", W, {"theirs": True})
-        await s3.create_state("wf-1", W, {"n": 1, "status": "running"})  # already the same
-        report = await copy_states(local, s3, types=W)
-        assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists"), ("wf-1", "exists")]
-        assert await s3.get_state("wf-0", W) == {"theirs": True}
+    s3 = on_moto(EncryptingCodec(generate_key()))
+    await s3.create_state("wf-0", W, {"theirs": True})
+    await s3.create_state("wf-1", W, {"n": 1, "status": "running"})  # already the same
+    report = await copy_states(local, s3, types=W)
+    assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists"), ("wf-1", "exists")]
+    assert await s3.get_state("wf-0", W) == {"theirs": True}
 
-        report = await copy_states(local, s3, types=W, overwrite=True)
-        assert [i.id for i in report.copied] == ["wf-0"] and [i.id for i in report.overwritten] == ["wf-0"]
-        assert [(i.id, i.reason) for i in report.skipped] == [("wf-1", "identical"), ("wf-2", "identical")]
-        assert await s3.get_state("wf-0", W) == {"n": 0, "status": "running"}
-    finally:
-        await s3.aclose()
+    report = await copy_states(local, s3, types=W, overwrite=True)
+    assert [i.id for i in report.copied] == ["wf-0"] and [i.id for i in report.overwritten] == ["wf-0"]
+    assert [(i.id, i.reason) for i in report.skipped] == [("wf-1", "identical"), ("wf-2", "identical")]
+    assert await s3.get_state("wf-0", W) == {"n": 0, "status": "running"}
 
 
-async def test_dry_run_writes_nothing(tmp_path: Path, local: Store, moto_server: MotoServer) -> None:
+async def test_dry_run_writes_nothing(
+    tmp_path: Path, local: Store, moto_server: MotoServer, on_moto: Callable[..., Store]
+) -> None:
     await seed(local, workflows=4)
-    bucket = moto_server.create_bucket()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec())  # refuses the raw secret of "db"
-    try:
-        await s3.create_state("wf-0", W, {"theirs": True})
-        before = s3_objects(moto_server, bucket)
-        src_before = files(tmp_path / "src")
-        report = await copy_states(local, s3, dry_run=True)
-        assert report.dry_run
-        assert sorted(i.id for i in report.copied) == ["ref", "wf-1", "wf-2", "wf-3"]
-        assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists")]
-        assert [(f.id, type(f.error)) for f in report.failed] == [("db", SecretPolicyError)]
-        over = await copy_states(local, s3, dry_run=True, overwrite=True, types=W)
-        assert [i.id for i in over.overwritten] == ["wf-0"]
-        assert s3_objects(moto_server, bucket) == before
-        assert files(tmp_path / "src") == src_before
-    finally:
-        await s3.aclose()
+    s3 = on_moto(EncryptingCodec())  # refuses the raw secret of "db"
+    await s3.create_state("wf-0", W, {"theirs": True})
+    before, src_before = s3_objects(moto_server, bucket_of(s3)), files(tmp_path / "src")
+    report = await copy_states(local, s3, dry_run=True)
+    assert report.dry_run
+    assert sorted(i.id for i in report.copied) == ["ref", "wf-1", "wf-2", "wf-3"]
+    assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists")]
+    assert [(f.id, type(f.error)) for f in report.failed] == [("db", SecretPolicyError)]
+    over = await copy_states(local, s3, dry_run=True, overwrite=True, types=W)
+    assert [i.id for i in over.overwritten] == ["wf-0"]
+    assert s3_objects(moto_server, bucket_of(s3)) == before
+    assert files(tmp_path / "src") == src_before
 
 
 async def test_bad_arguments_are_refused_before_any_io(local: Store) -> None:
@@ -278,29 +274,26 @@ def test_copy_command_refuses_bad_input(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
-async def test_overwrite_never_overwrites_a_change_made_after_its_read(local: Store, moto_server: MotoServer) -> None:
+async def test_overwrite_never_overwrites_a_change_made_after_its_read(
+    local: Store, on_moto: Callable[..., Store]
+) -> None:
     """A writer that changes the destination between the copy's read and its write wins; that state fails."""
     await seed(local, workflows=2)
-    bucket = moto_server.create_bucket()
-    s3 = Store(s3_backend(moto_server, bucket), codec=EncryptingCodec(generate_key()))
-    other = Store(s3_backend(moto_server, bucket), codec=s3.codec)
-    try:
-        await s3.create_state("wf-0", W, {"old": True})
-        await s3.create_state("wf-1", W, {"old": True})
-        read = s3.get_versioned_state
+    s3 = on_moto(EncryptingCodec(generate_key()))
+    other = on_moto(s3.codec, bucket_of(s3))
+    await s3.create_state("wf-0", W, {"old": True})
+    await s3.create_state("wf-1", W, {"old": True})
+    read = s3.get_versioned_state
 
-        async def read_then_someone_writes(state_id: str, stype: Any) -> Any:
-            seen = await read(state_id, stype)
-            if state_id == "wf-0":
-                await other.save_state("theirs", 1, state_id, stype)  # lands after the copy's read
-            return seen
+    async def read_then_someone_writes(state_id: str, stype: Any) -> Any:
+        seen = await read(state_id, stype)
+        if state_id == "wf-0":
+            await other.save_state("theirs", 1, state_id, stype)  # lands after the copy's read
+        return seen
 
-        s3.get_versioned_state = read_then_someone_writes  # type: ignore[method-assign]
-        report = await copy_states(local, s3, types=W, overwrite=True)
-        assert [(f.id, type(f.error)) for f in report.failed] == [("wf-0", VersionConflictError)]
-        assert [i.id for i in report.overwritten] == ["wf-1"]
-        assert await other.get_state("wf-0", W) == {"old": True, "theirs": 1}
-        assert await other.get_state("wf-1", W) == {"n": 1, "status": "running"}
-    finally:
-        await other.aclose()
-        await s3.aclose()
+    s3.get_versioned_state = read_then_someone_writes  # type: ignore[method-assign]
+    report = await copy_states(local, s3, types=W, overwrite=True)
+    assert [(f.id, type(f.error)) for f in report.failed] == [("wf-0", VersionConflictError)]
+    assert [i.id for i in report.overwritten] == ["wf-1"]
+    assert await other.get_state("wf-0", W) == {"old": True, "theirs": 1}
+    assert await other.get_state("wf-1", W) == {"n": 1, "status": "running"}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from test_cli import clean_env, failed, ok, statestore
+from conftest import s3_backend
+from test_cli import failed, ok, s3_cli, statestore
 from test_credentials import RacingBackend
 
 from statestore import (
@@ -28,7 +29,6 @@ from statestore import (
     key_id,
     use_store,
 )
-from statestore.backends.s3 import S3Backend
 from statestore.sync import SyncStore
 from statestore.testing import MotoServer
 
@@ -38,38 +38,19 @@ ID = "wf-1"
 ENABLE = "aws s3api put-bucket-versioning"
 
 
-def versioned_bucket(server: MotoServer) -> str:
-    """A new bucket with versioning enabled."""
-    bucket = server.create_bucket()
-    client = server.client()
-    try:
-        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    finally:
-        client.close()
-    return bucket
-
-
-def s3(server: MotoServer, bucket: str, prefix: str = "", list_page_size: int = 1000) -> S3Backend:
-    creds = server.fake_credentials()
-    return S3Backend(
-        bucket,
-        prefix=prefix,
-        list_page_size=list_page_size,
-        endpoint_url=server.endpoint_url,
-        region=creds["AWS_DEFAULT_REGION"],
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 @pytest.fixture
 def bucket(moto_server: MotoServer) -> str:
-    return versioned_bucket(moto_server)
+    """A new bucket with versioning enabled."""
+    bucket = moto_server.create_bucket()
+    client = moto_server.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.close()
+    return bucket
 
 
 @pytest.fixture
 async def store(moto_server: MotoServer, bucket: str) -> AsyncIterator[Store]:
-    s = Store(s3(moto_server, bucket, prefix="team"), app_name="app")
+    s = Store(s3_backend(moto_server, bucket, prefix="team"), app_name="app")
     yield s
     await s.aclose()
 
@@ -98,7 +79,7 @@ async def test_history_is_newest_first_with_sizes_and_each_version_reads_back(st
 
 
 async def test_history_pages_through_many_versions(moto_server: MotoServer, bucket: str) -> None:
-    store = Store(s3(moto_server, bucket, prefix="p", list_page_size=2), app_name="app")
+    store = Store(s3_backend(moto_server, bucket, prefix="p", list_page_size=2), app_name="app")
     states: list[dict[str, object]] = [{"n": i} for i in range(7)]
     await store.replace_state("wf", W, {"before": True})  # keys the exact key is a prefix of, either side
     await store.replace_state("wf-0", W, {"other": True})
@@ -155,13 +136,15 @@ async def test_an_unknown_version_is_a_typed_error_naming_it_and_writes_nothing(
 
 async def test_restore_is_a_compare_and_swap_write(moto_server: MotoServer, bucket: str) -> None:
     """An update landing between the restore's read and its write is seen (the write is refused and redone)."""
-    writer = Store(s3(moto_server, bucket), app_name="app")
+    writer = Store(s3_backend(moto_server, bucket), app_name="app")
     history = await write_versions(writer, [{"n": 1}, {"n": 2}])
 
     async def concurrent_update() -> None:
         await writer.update_state(ID, W, lambda s: {**s, "n": s["n"] + 10})
 
-    faults = FaultBackend(RacingBackend(s3(moto_server, bucket), writer.key(ID, W).object_key, concurrent_update))
+    faults = FaultBackend(
+        RacingBackend(s3_backend(moto_server, bucket), writer.key(ID, W).object_key, concurrent_update)
+    )
     restorer = Store(faults, app_name="app")
     await restorer.get_state(ID, W)  # the restorer has seen (and cached) version 2
     assert await restorer.restore_state(ID, W, history[1].version) == {"n": 1}
@@ -193,19 +176,19 @@ async def test_restore_with_if_version_refuses_when_the_state_changed(store: Sto
 
 async def test_restored_credentials_are_sealed_with_the_current_key(moto_server: MotoServer, bucket: str) -> None:
     old_key, new_key = generate_key(), generate_key()
-    before = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(old_key))
+    before = Store(s3_backend(moto_server, bucket), app_name="app", codec=EncryptingCodec(old_key))
     await before.replace_state("db", C, {"password": "first-secret"})
     await before.replace_state("db", C, {"password": "second-secret"})
     first = (await before.state_history("db", C))[1].version
     await before.aclose()
 
-    rotated = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key, [old_key]))
+    rotated = Store(s3_backend(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key, [old_key]))
     assert await rotated.get_state_version("db", C, first) == {"password": "first-secret"}
     assert await rotated.restore_state("db", C, first) == {"password": "first-secret"}
     raw = await rotated.backend.get(rotated.key("db", C).object_key)
     assert raw is not None and b"first-secret" not in raw.data
     assert orjson.loads(raw.data)["key_id"] == key_id(base64.b64decode(new_key))
-    only_new = Store(s3(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key))
+    only_new = Store(s3_backend(moto_server, bucket), app_name="app", codec=EncryptingCodec(new_key))
     assert await only_new.get_state("db", C) == {"password": "first-secret"}
     for s in (rotated, only_new):
         await s.aclose()
@@ -220,7 +203,7 @@ async def test_the_facade_offers_history(store: Store) -> None:
 
 
 def test_sync_store_offers_history(moto_server: MotoServer, bucket: str) -> None:
-    with SyncStore(Store(s3(moto_server, bucket), app_name="app")) as sync:
+    with SyncStore(Store(s3_backend(moto_server, bucket), app_name="app")) as sync:
         sync.replace_state(ID, W, {"n": 1})
         sync.replace_state(ID, W, {"n": 2})
         history = sync.state_history(ID, W)
@@ -235,7 +218,7 @@ def test_sync_store_offers_history(moto_server: MotoServer, bucket: str) -> None
 @pytest.fixture
 def unversioned(moto_server: MotoServer, tmp_path: Path) -> Iterator[list[Store]]:
     yield [
-        Store(s3(moto_server, moto_server.create_bucket()), app_name="app"),
+        Store(s3_backend(moto_server, moto_server.create_bucket()), app_name="app"),
         Store(LocalBackend(str(tmp_path)), app_name="app"),
         Store(MemoryBackend(), app_name="app"),
     ]
@@ -258,7 +241,7 @@ async def test_a_store_without_versions_says_how_to_enable_them(unversioned: lis
 
 async def test_the_s3_error_names_the_bucket(moto_server: MotoServer) -> None:
     bucket = moto_server.create_bucket()
-    store = Store(s3(moto_server, bucket), app_name="app")
+    store = Store(s3_backend(moto_server, bucket), app_name="app")
     with pytest.raises(VersionsUnsupportedError, match=f"--bucket {bucket} --versioning-configuration Status=Enabled"):
         await store.state_history(ID, W)
     await store.aclose()
@@ -268,8 +251,7 @@ async def test_the_s3_error_names_the_bucket(moto_server: MotoServer) -> None:
 
 
 def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
-    env = clean_env(**moto_server.fake_credentials(), STATESTORE_S3_MAX_ATTEMPTS="1")
-    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    args, env = s3_cli(moto_server, bucket)
     ok(statestore(*args, "replace", ID, '{"n": 1, "status": "good"}', cwd=tmp_path, env=env))
     ok(statestore(*args, "replace", ID, '{"n": 2, "status": "broken"}', cwd=tmp_path, env=env))
 
@@ -298,9 +280,8 @@ def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, b
 
 
 def test_cli_show_redacts_credentials(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
-    key = generate_key()
-    env = clean_env(**moto_server.fake_credentials(), STATESTORE_ENCRYPTION_KEY=key)
-    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url, "--type", "credentials"]
+    args, env = s3_cli(moto_server, bucket, STATESTORE_ENCRYPTION_KEY=generate_key())
+    args += ["--type", "credentials"]
     ok(statestore(*args, "replace", "db", '{"password": "hunter2-secret"}', cwd=tmp_path, env=env))
     [row] = [
         line.split("\t") for line in ok(statestore(*args, "history", "db", cwd=tmp_path, env=env)).splitlines()[1:]
@@ -323,7 +304,6 @@ def test_cli_without_versions_fails_with_the_misconfigured_code(tmp_path: Path, 
     error = orjson.loads(as_json.stderr)
     assert error["error"] == "VersionsUnsupportedError" and error["exit_code"] == 7 and ENABLE in error["message"]
     bucket = moto_server.create_bucket()
-    env = clean_env(**moto_server.fake_credentials())
-    args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url]
+    args, env = s3_cli(moto_server, bucket)
     failed(statestore(*args, "history", ID, cwd=tmp_path, env=env), 7, f"--bucket {bucket}", ENABLE)
     failed(statestore(*root, "show", ID, cwd=tmp_path), 2, "--version")

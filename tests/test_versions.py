@@ -20,6 +20,7 @@ from statestore import (
     ConditionalDeleteUnsupportedError,
     CountingBackend,
     InvalidInputError,
+    LocalBackend,
     MemoryBackend,
     ObjectBackend,
     PutMode,
@@ -66,10 +67,10 @@ async def test_versioned_state_of_a_missing_and_a_stored_state(store: Store) -> 
 # -- changes at a version ----------------------------------------------------------------
 
 
-async def skip_without_conditional_delete(store: Store) -> None:
-    """On a server that ignores If-Match on DeleteObject (Ceph RGW, MinIO) a versioned delete is refused instead:
-    ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing`` covers that; here it is a skip."""
-    if not await store.backend.conditional_delete_supported():
+async def skip_without_conditional_delete(store: Store, op: str = "delete_state") -> None:
+    """Skip a versioned delete on a server that ignores If-Match on DeleteObject (Ceph RGW, MinIO): it is refused
+    there, as ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing`` proves."""
+    if op == "delete_state" and not await store.backend.conditional_delete_supported():
         pytest.skip("the server ignores If-Match on DeleteObject: a versioned delete is refused there")
 
 
@@ -91,8 +92,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("op", OPS)
 async def test_a_change_at_the_current_version_applies(store: Store, op: str) -> None:
-    if op == "delete_state":
-        await skip_without_conditional_delete(store)
+    await skip_without_conditional_delete(store, op)
     await store.replace_state(ID, W, {"n": 1, "keep": True})
     version = (await store.get_versioned_state(ID, W)).version
     assert version is not None
@@ -104,8 +104,7 @@ async def test_a_change_at_the_current_version_applies(store: Store, op: str) ->
 async def test_a_stale_version_never_overwrites(
     store: Store, make_backend: Callable[[], ObjectBackend], op: str
 ) -> None:
-    if op == "delete_state":
-        await skip_without_conditional_delete(store)
+    await skip_without_conditional_delete(store, op)
     other = Store(make_backend(), app_name=store.app_name)
     stale, current = await stale_and_current(store, other)
     with pytest.raises(VersionConflictError) as caught:
@@ -118,8 +117,7 @@ async def test_a_stale_version_never_overwrites(
 
 @pytest.mark.parametrize("op", OPS)
 async def test_a_version_of_a_state_that_is_gone_conflicts(store: Store, op: str) -> None:
-    if op == "delete_state":
-        await skip_without_conditional_delete(store)
+    await skip_without_conditional_delete(store, op)
     await store.save_state_object(ID, {"n": 1}, W)
     version = (await store.get_versioned_state(ID, W)).version
     assert version is not None
@@ -154,22 +152,16 @@ async def test_a_conflict_is_never_retried() -> None:
 # -- create_state ------------------------------------------------------------------------
 
 
-async def test_create_state_stores_only_once(store: Store) -> None:
-    assert await store.create_state(ID, W, {"owner": "a"}) == {"owner": "a"}
+@pytest.mark.parametrize("first", [{"owner": "a"}, {}], ids=["state", "empty"])
+async def test_create_state_stores_only_once(store: Store, first: dict[str, Any]) -> None:
+    """The first create claims the id, even with an empty state; a second is refused and changes nothing."""
+    assert await store.create_state(ID, W, first) == first
     version = (await store.get_versioned_state(ID, W)).version
+    assert version is not None
     with pytest.raises(StateExistsError) as caught:
         await store.create_state(ID, W, {"owner": "b"})
-    assert isinstance(caught.value, VersionConflictError)
-    assert caught.value.current_version == version
-    assert await store.get_state(ID, W) == {"owner": "a"}
-
-
-async def test_create_state_of_an_empty_state_still_claims_it(store: Store) -> None:
-    assert await store.create_state(ID, W, {}) == {}
-    assert (await store.get_versioned_state(ID, W)).version is not None
-    with pytest.raises(StateExistsError):
-        await store.create_state(ID, W, {"owner": "b"})
-    assert await store.get_state(ID, W) == {}
+    assert isinstance(caught.value, VersionConflictError) and caught.value.current_version == version
+    assert await store.get_state(ID, W) == first
 
 
 async def test_tasks_with_a_store_each_at_one_version_one_wins(
@@ -359,11 +351,8 @@ def test_syncstore_has_versions() -> None:
             s.replace_state(ID, W, {}, if_version=version)
         with pytest.raises(VersionConflictError):
             s.delete_state(ID, W, if_version=version)
-        assert s.save_state_object(ID, {"b": 2}, W, if_version=s.get_versioned_state(ID, W).version) == {
-            "n": 1,
-            "a": 1,
-            "b": 2,
-        }
+        current = s.get_versioned_state(ID, W).version
+        assert s.save_state_object(ID, {"b": 2}, W, if_version=current) == {"n": 1, "a": 1, "b": 2}
         with pytest.raises(StateExistsError):
             s.create_state(ID, W, {})
 
@@ -453,14 +442,19 @@ def run_workers(script: str, args: list[list[str]], env: dict[str, str], start_l
     return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in out]
 
 
+async def read_and_close(store: Store, state_id: str) -> dict[str, Any]:
+    try:
+        return (await store.get_versioned_state(state_id, W)).state
+    finally:
+        await store.aclose()
+
+
 def local_env(root: Path) -> dict[str, str]:
     return {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": str(root), "STATESTORE_APP_NAME": "default"}
 
 
 def target_env(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict[str, str], Store]:
     """Variables pointing worker processes at a fresh local root or S3 location, and a store on the same."""
-    from statestore import LocalBackend
-
     if kind == "local":
         return local_env(tmp_path / "root"), Store(LocalBackend(tmp_path / "root"), app_name="default")
     target: S3Target = request.getfixturevalue("s3_target")
@@ -481,15 +475,7 @@ def test_create_state_from_8_processes_exactly_one_wins(
     results = run_workers(CREATOR, [[str(w)] for w in range(CREATORS)], env, start_line=True)
     winners = [w for w, r in enumerate(results) if r["won"]]
     assert len(winners) == 1, results
-
-    async def check() -> VersionedState:
-        try:
-            return await store.get_versioned_state("claimed", W)
-        finally:
-            await store.aclose()
-
-    stored = asyncio.run(check())
-    assert stored.state == {"owner": winners[0]}
+    assert asyncio.run(read_and_close(store, "claimed")) == {"owner": winners[0]}
     assert all(r["current"] is not None for r in results if not r["won"])
 
 
@@ -499,18 +485,7 @@ def test_processes_changing_at_a_version_lose_no_update(
 ) -> None:
     """4 processes x 10 read-then-write-at-version increments: a stale version never overwrites, so n ends at 40."""
     env, store = target_env(kind, tmp_path, request)
-
-    async def setup() -> None:
-        await store.create_state("counter", W, {"n": 0})
-
-    asyncio.run(setup())
+    asyncio.run(store.create_state("counter", W, {"n": 0}))
     results = run_workers(INCREMENTER, [["10"] for _ in range(4)], env, start_line=False)
-
-    async def check() -> dict[str, Any]:
-        try:
-            return await store.get_state("counter", W)
-        finally:
-            await store.aclose()
-
-    assert asyncio.run(check()) == {"n": 40}
+    assert asyncio.run(read_and_close(store, "counter")) == {"n": 40}
     assert all(isinstance(r["conflicts"], int) for r in results)
