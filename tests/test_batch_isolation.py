@@ -1,15 +1,6 @@
 """Coalesced batches: one caller's failure stays its own, and a batch costs O(1) work on the state.
 
-- A change that fails while it is applied, checked or encoded (a value that does
-  not encode, a function raising even a ``BaseException``, a state over the
-  size limit) fails its caller alone; the rest of the batch is written.
-- A batch decodes and encodes the state once whatever the number of callers;
-  ``save_state`` callers get no copy; work on large states runs in worker
-  threads while update functions run on the event loop. Counted by spies
-  around the real codec functions (timings live in scripts/bench_stalls.py).
-- Callers that get the state back each own theirs.
-- A caller cancelled while it waits is not written; a cancelled writer hands the
-  waiting callers on; a failed write reaches every caller in it.
+Decode/encode work is counted by spies around the real codec functions (timings live in scripts/bench_stalls.py).
 """
 
 from __future__ import annotations
@@ -22,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from test_store import raw
 
 import statestore.cas as cas_module
 import statestore.store as store_module
@@ -56,30 +48,7 @@ def appender(item: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return fn
 
 
-async def stored(store: Store, id: str = "wf") -> bytes | None:  # noqa: A002
-    obj = await store.backend.get(store.key(id, W).object_key)
-    return None if obj is None else obj.data
-
-
 # -- item 2: a bad change fails its caller alone --------------------------------------------------------
-
-
-@pytest.mark.parametrize("how", ["update_state", "save_state"])
-async def test_a_value_that_does_not_encode_fails_only_its_caller(
-    make_backend: Callable[[], ObjectBackend], how: str
-) -> None:
-    store = Store(make_backend())
-    await store.save_state("seed", 0, "wf", W)
-    calls = [store.save_state(f"k{i}", i, "wf", W) for i in range(PEERS)]
-    if how == "update_state":
-        calls.insert(3, store.update_state("wf", W, lambda s: {**s, "bad": "x\ud800"}))
-    else:
-        calls.insert(3, store.save_state("bad", "x\ud800", "wf", W))
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results.pop(3), InvalidInputError)
-    assert results == [None] * PEERS
-    expected = {"seed": 0, **{f"k{i}": i for i in range(PEERS)}}
-    assert await Store(make_backend()).get_state("wf", W) == expected
 
 
 async def test_exact_pass_refuses_only_the_changes_crossing_the_limit() -> None:
@@ -97,17 +66,10 @@ async def test_exact_pass_refuses_only_the_changes_crossing_the_limit() -> None:
         return_exceptions=True,
     )
     expected = {"seed": 0, "a": "x" * 100, "log": [1, 2], "c": "z" * 50}
-    assert [type(r) for r in results] == [
-        type(None),
-        dict,
-        StateTooLargeError,
-        dict,
-        StateTooLargeError,
-        StateTooLargeError,
-        dict,
-    ]
+    big = StateTooLargeError
+    assert [type(r) for r in results] == [type(None), dict, big, dict, big, big, dict]
     assert results[6] == expected
-    assert await stored(store) == orjson.dumps(expected)  # the entries joined are what orjson writes
+    assert await raw(store, "wf") == orjson.dumps(expected)  # the entries joined are what orjson writes
     assert await Store(store.backend).get_state("wf", W) == expected
 
 
@@ -177,28 +139,19 @@ class Spy:
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
     recorder = Spy(threading.current_thread())
 
-    def spy_decode(data: bytes, key: Any) -> dict[str, Any]:
-        recorder.record("decode", len(data))
-        return decode(data, key)
+    def spying(name: str, real: Callable[..., Any], size: Callable[[Any], int]) -> Callable[..., Any]:
+        def wrapper(first: Any, *rest: Any) -> Any:
+            recorder.record(name, size(first))
+            return real(first, *rest)
 
-    def spy_encode(state: dict[str, Any]) -> bytes:
-        plain = encode(state)
-        recorder.record("encode", len(plain))
-        return plain
+        return wrapper
 
-    def spy_copy(state: dict[str, Any]) -> dict[str, Any]:
-        recorder.record("copy", len(orjson.dumps(state)))
-        return copy_state(state)
-
-    def spy_check(value: Any, what: str = "value") -> None:
-        recorder.record("check", len(orjson.dumps(value)))
-        check_json(value, what)
-
-    monkeypatch.setattr(cas_module, "decode", spy_decode)
-    monkeypatch.setattr(cas_module, "encode", spy_encode)
-    monkeypatch.setattr(cas_module, "copy_state", spy_copy)
-    monkeypatch.setattr(cas_module, "check_json", spy_check)
-    monkeypatch.setattr(store_module, "check_json", spy_check)
+    dumped = lambda value: len(orjson.dumps(value))  # noqa: E731
+    monkeypatch.setattr(cas_module, "decode", spying("decode", decode, len))
+    monkeypatch.setattr(cas_module, "encode", spying("encode", encode, lambda state: len(encode(state))))
+    monkeypatch.setattr(cas_module, "copy_state", spying("copy", copy_state, dumped))
+    monkeypatch.setattr(cas_module, "check_json", spying("check", check_json, dumped))
+    monkeypatch.setattr(store_module, "check_json", spying("check", check_json, dumped))
     yield recorder
 
 
@@ -209,7 +162,7 @@ def big_state(nbytes: int) -> dict[str, Any]:
 async def seeded(nbytes: int, **options: Any) -> tuple[Store, int]:
     store = Store(MemoryBackend(), **options)
     await store.replace_state("wf", W, big_state(nbytes))
-    plain = await stored(store)
+    plain = await raw(store, "wf")
     assert plain is not None
     return store, len(plain)
 
@@ -259,9 +212,12 @@ async def test_update_functions_run_on_the_loop_and_the_work_around_them_does_no
     assert len(spy.of("decode")) == 1 + 3  # the state, and one copy for each caller that gets it back
 
 
-async def test_a_single_large_update_does_its_copy_and_check_off_the_loop(spy: Spy) -> None:
+async def test_a_lone_caller_gets_the_state_with_no_copy_and_a_lone_update_works_off_the_loop(spy: Spy) -> None:
     store, size = await seeded(200_000)
-    await store.save_state("n", 0, "wf", W)
+    spy.calls.clear()
+    state = await store.save_state_object("wf", {"n": 0}, W)
+    assert state["n"] == 0
+    assert [c.name for c in spy.calls if c.nbytes >= size] == ["decode", "encode"]
     spy.calls.clear()
     state = await store.update_state("wf", W, lambda s: {**s, "n": s["n"] + 1})
     assert state["n"] == 1
@@ -309,14 +265,6 @@ async def test_callers_in_a_batch_each_own_the_state_they_get(make_backend: Call
     assert await store.save_state_object("wf", {}, W) == expected  # nor did any of it reach the cache
 
 
-async def test_a_lone_caller_gets_the_state_with_no_copy(spy: Spy) -> None:
-    store, size = await seeded(200_000)
-    spy.calls.clear()
-    state = await store.save_state_object("wf", {"k": 1}, W)
-    assert state["k"] == 1
-    assert [c.name for c in spy.calls if c.nbytes >= size] == ["decode", "encode"]
-
-
 # -- bad changes, cancelled and failed writes in a batch, with its requests counted -------------------------
 
 
@@ -333,14 +281,15 @@ async def test_failing_change_fails_only_its_caller(make_backend: Callable[[], O
     calls.append(store.update_state("wf", W, broken))
     calls.append(store.save_state("big", "x" * 2000, "wf", W))
     calls.append(store.update_state("wf", W, lambda s: {"not": {1, 2}}))  # not JSON
+    calls.append(store.update_state("wf", W, lambda s: {**s, "bad": "x\ud800"}))  # does not encode
+    calls.append(store.save_state("bad", "x\ud800", "wf", W))
     calls.extend(store.update_state("wf", W, appender(i)) for i in range(3, 6))
+    calls.append(store.save_state("k", 1, "wf", W))
     results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results[3], ValueError)
-    assert isinstance(results[4], StateTooLargeError)
-    assert isinstance(results[5], InvalidInputError)
-    assert all(isinstance(r, dict) for r in results[:3] + results[6:])
+    assert [type(r) for r in results[3:8]] == [ValueError, StateTooLargeError, *[InvalidInputError] * 3]
+    assert all(isinstance(r, dict) for r in results[:3] + results[8:11]) and results[11] is None
     assert counting.counts == {"put": 1}
-    assert await store.get_state("wf", W) == {"log": [0, 1, 2, 3, 4, 5]}
+    assert await Store(make_backend()).get_state("wf", W) == {"log": [0, 1, 2, 3, 4, 5], "k": 1}
 
 
 async def test_one_oversized_change_alone_fails_and_writes_nothing(make_backend: Callable[[], ObjectBackend]) -> None:
@@ -348,7 +297,7 @@ async def test_one_oversized_change_alone_fails_and_writes_nothing(make_backend:
     store = Store(counting, max_state_bytes=100)
     await store.save_state("k", 1, "wf", W)
     counting.reset()
-    with pytest.raises(StateTooLargeError):
+    with pytest.raises(StateTooLargeError, match="limit is 100"):
         await store.save_state("big", "x" * 200, "wf", W)
     with pytest.raises(StateTooLargeError):
         await store.save_state("big", "x" * 200, "other", W)
@@ -446,6 +395,3 @@ async def test_failed_write_reaches_every_caller_in_it() -> None:
     assert await store.get_state("wf", W) == {"seed": 0}
     await store.save_state("after", True, "wf", W)  # the store is usable afterwards
     assert await store.get_state("wf", W) == {"seed": 0, "after": True}
-
-
-# -- imports ------------------------------------------------------------------------------------------

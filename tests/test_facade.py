@@ -81,14 +81,10 @@ async def test_set_and_use_store(clean_default: object) -> None:
     assert get_default_store() is first
 
 
-def test_build_store_from_settings(tmp_path: Path) -> None:
-    store = build_store(Settings(backend="local", local_root=str(tmp_path), app_name="x", cache_size=3))
+async def test_build_store_from_settings(tmp_path: Path) -> None:
+    """The settings reach the store; with ``cache_bytes=0`` every update reads the state first."""
+    store = build_store(Settings(backend="local", local_root=str(tmp_path), app_name="x", cache_size=3, cache_bytes=0))
     assert isinstance(store.backend, LocalBackend) and store.backend.root == tmp_path and store.app_name == "x"
-
-
-async def test_build_store_bounds_the_cache_in_bytes(tmp_path: Path) -> None:
-    """``cache_bytes`` reaches the store: with 0, every update reads the state first."""
-    store = build_store(Settings(backend="local", local_root=str(tmp_path), cache_bytes=0))
     counting = CountingBackend(store.backend)
     store._cas.backend = counting
     await store.save_state("k", 1, "wf", StateType.WORKFLOWS)

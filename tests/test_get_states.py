@@ -66,36 +66,28 @@ async def test_every_id_is_a_key_missing_ones_empty(store: Store) -> None:
     assert await store.get_states(iter(["a"]), W) == {"a": {"n": 1}}
 
 
-async def test_duplicates_collapse_into_one_read(store: Store) -> None:
+async def test_duplicates_collapse_into_one_read_and_no_ids_cost_nothing(store: Store) -> None:
     await store.save_state_object("a", {"n": 1}, W)
     counting = CountingBackend(store.backend)
+    assert await over(store, counting).get_states([], W) == {}
+    assert counting.counts == {}
     got = await over(store, counting).get_states(["a", "b", "a", "a", "b"], W)
     assert got == {"a": {"n": 1}, "b": {}}
     assert counting.counts == {"get": 2}
 
 
-async def test_no_ids_no_requests(store: Store) -> None:
-    counting = CountingBackend(store.backend)
-    assert await over(store, counting).get_states([], W) == {}
-    assert counting.counts == {}
-
-
-@pytest.mark.parametrize(("concurrency", "peak"), [(1, 1), (5, 5), (16, 16), (100, 40)])
-async def test_concurrency_is_bounded(store: Store, concurrency: int, peak: int) -> None:
+@pytest.mark.parametrize(("concurrency", "peak"), [(1, 1), (5, 5), (16, 16), (100, 40), (None, 16)])
+async def test_concurrency_is_bounded(store: Store, concurrency: int | None, peak: int) -> None:
+    """``None``: the default, 16."""
     ids = [f"wf-{i}" for i in range(40)]
     for i in range(0, 40, 3):
         await store.save_state_object(ids[i], {"i": i}, W)
     inflight = InFlight(store.backend, 0.02)
-    got = await over(store, inflight).get_states(ids, W, concurrency=concurrency)
+    options = {} if concurrency is None else {"concurrency": concurrency}
+    got = await over(store, inflight).get_states(ids, W, **options)
     assert got == {state_id: ({"i": i} if i % 3 == 0 else {}) for i, state_id in enumerate(ids)}
     assert inflight.peak == peak
     assert inflight.started == 40
-
-
-async def test_default_concurrency_is_16(store: Store) -> None:
-    inflight = InFlight(store.backend, 0.02)
-    await over(store, inflight).get_states([f"wf-{i}" for i in range(40)], W)
-    assert inflight.peak == 16
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,8 @@
 """The local backend under attack: symlinks below the root, locks held by a stuck process, pinned files.
 
-Symlinks: below the root nothing is read, written, locked, listed or chmod-ed
-through a symbolic link; a link where a directory or state file should be is a
-``BackendError`` naming it, and the link's target is left exactly as it was.
-Locks: a lock held by another process delays writers of that state by at most
-``lock_timeout`` (then ``LockTimeoutError``), can be cancelled, and never holds a
-thread, so other states stay fast. Pins: the files kept open to prove ETags
-never keep a deleted state's disk space beyond the next operation on it.
+Nothing below the root is used through a symbolic link (refused, naming it; its target untouched). A lock held by
+another process delays writers by at most ``lock_timeout``, can be cancelled and holds no thread. Files pinned to
+prove ETags never keep a deleted state's disk space beyond the next operation on it.
 """
 
 from __future__ import annotations
@@ -77,19 +73,17 @@ async def test_a_symlinked_directory_is_refused_and_its_target_untouched(tmp_pat
     link.symlink_to(outside, target_is_directory=True)
     before = snapshot(outside)
     store = Store(LocalBackend(root), app_name="app")
-    calls = [
+    for call in (
         store.get_state("victim", W),
         store.save_state("k", 1, "victim", W),
         store.save_state_object("victim", {"k": 1}, W),
         store.replace_state("victim", W, {"k": 1}),
         store.update_state("victim", W, lambda s: {**s, "k": 1}),
         store.delete_state("victim", W),
-    ]
-    for call in calls:
+    ):
         with pytest.raises(BackendError, match=f"{link_at}.*symbolic link"):
             await call
-    after = snapshot(outside)
-    assert after == before
+    assert snapshot(outside) == before
     assert stat.S_IMODE(outside.stat().st_mode) == 0o1777  # the sticky bit and o+w are still there
     if link_at != f"{TYPE_DIR}/victim":  # the listing starts at the type directory: a link there is refused too
         with pytest.raises(BackendError, match="symbolic link"):
@@ -100,14 +94,18 @@ async def test_a_symlinked_directory_is_refused_and_its_target_untouched(tmp_pat
     assert snapshot(outside) == before
 
 
-async def test_a_symlinked_state_file_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "root"
+def linked_in_slot(tmp_path: Path, name: str) -> tuple[Store, Path, Path]:
+    """A store whose state ``victim`` has ``name`` linked to a file outside: (store, slot, outside directory)."""
     outside = outside_dir(tmp_path)
-    slot = root / TYPE_DIR / "victim"
+    slot = tmp_path / "root" / TYPE_DIR / "victim"
     slot.mkdir(parents=True)
-    (slot / "config.json").symlink_to(outside / "config.json")
+    (slot / name).symlink_to(outside / "config.json")
+    return Store(LocalBackend(tmp_path / "root"), app_name="app"), slot, outside
+
+
+async def test_a_symlinked_state_file_is_refused(tmp_path: Path) -> None:
+    store, slot, outside = linked_in_slot(tmp_path, "config.json")
     before = snapshot(outside)
-    store = Store(LocalBackend(root), app_name="app")
     with pytest.raises(BackendError, match=f"{TYPE_DIR}/victim/config.json.*symbolic link"):
         await store.get_state("victim", W)
     for call in [
@@ -117,23 +115,16 @@ async def test_a_symlinked_state_file_is_refused(tmp_path: Path) -> None:
     ]:
         with pytest.raises(BackendError, match="symbolic link"):
             await call
-    backend = LocalBackend(root)
-    key = f"{TYPE_DIR}/victim/config.json"
     with pytest.raises(BackendError, match="symbolic link"):  # an unconditional put neither follows nor replaces it
-        await backend.put(key, b"{}")
+        await store.backend.put(f"{TYPE_DIR}/victim/config.json", b"{}")
     assert await store.list_states(W) == []  # a linked state file is skipped by listings
     assert snapshot(outside) == before
     assert (slot / "config.json").is_symlink()
 
 
 async def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    outside = outside_dir(tmp_path)
-    slot = root / TYPE_DIR / "victim"
-    slot.mkdir(parents=True)
-    (slot / f".config.json{local.LOCK_SUFFIX}").symlink_to(outside / "config.json")
+    store, slot, outside = linked_in_slot(tmp_path, f".config.json{local.LOCK_SUFFIX}")
     before = snapshot(outside)
-    store = Store(LocalBackend(root), app_name="app")
     with pytest.raises(BackendError, match="symbolic link"):
         await store.save_state("k", 1, "victim", W)
     assert snapshot(outside) == before
@@ -225,6 +216,8 @@ def locks_held_by_another_process(root: Path, ids: list[str]) -> Iterator[None]:
 
 async def test_lock_wait_ends_with_a_typed_error_naming_the_state(tmp_path: Path) -> None:
     assert statestore.LockTimeoutError is LockTimeoutError and issubclass(LockTimeoutError, BackendError)
+    with pytest.raises(statestore.InvalidInputError, match="lock_timeout"):
+        LocalBackend(tmp_path, lock_timeout=-1)
     root = tmp_path / "root"
     ids = [f"stuck-{i}" for i in range(6)]
     store = Store(LocalBackend(root, lock_timeout=1.0), app_name="app")
@@ -272,11 +265,6 @@ async def test_many_blocked_writers_hold_no_thread_and_cancel_at_once(tmp_path: 
         # nothing of theirs was written, and no worker thread is left waiting on a lock
         assert await store.list_states(W) == sorted(["free", *(f"other-{i}" for i in range(40))])
         await asyncio.wait_for(asyncio.gather(*(store.get_state(f"other-{i}", W) for i in range(40))), 10)
-
-
-def test_lock_timeout_must_not_be_negative(tmp_path: Path) -> None:
-    with pytest.raises(statestore.InvalidInputError, match="lock_timeout"):
-        LocalBackend(tmp_path, lock_timeout=-1)
 
 
 # -- pinned files and disk space ----------------------------------------------------------------------------

@@ -1,10 +1,7 @@
 """Contention: many writers on one state lose nothing and apply nothing twice.
 
-Every writer mixes ``save_state`` (a key of its own), ``save_state_object``
-(another key of its own) and a read-modify-write counter through
-``update_state``. At the end every key is present and the counter is exactly
-the number of increments. Conflicts are counted by a ``FaultBackend`` with no
-faults (it counts every ``PreconditionFailed`` that passes through) and printed.
+Each writer mixes ``save_state``, ``save_state_object`` (keys of its own) and an ``update_state`` counter; at the
+end every key is present and the counter exact. A fault-free ``FaultBackend`` counts the conflicts retried.
 """
 
 from __future__ import annotations
@@ -28,11 +25,11 @@ THREADS, TASKS = 6, 8
 ID = "shared"
 WF = StateType.WORKFLOWS
 
-# A writer process: waits for the go file so that all start together, then prints its counts as JSON.
+# A writer process (``writer`` below): waits for the go file so that all start together, prints its counts as JSON.
 WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
-    from statestore import FaultBackend, StateType, Store
+    from statestore import FaultBackend, Store
 
     def make_backend(spec):
         if spec["kind"] == "local":
@@ -45,14 +42,11 @@ WORKER = textwrap.dedent(
         )
 
     async def main(spec, worker, updates):
+        from test_reliability_contention import writer
+
         backend = FaultBackend(make_backend(spec))
         store = Store(backend, app_name="rel")
-        for i in range(updates):
-            await store.update_state("shared", StateType.WORKFLOWS, lambda s: {**s, "n": s.get("n", 0) + 1})
-            if i % 2:
-                await store.save_state(f"k{worker}-{i}", i, "shared", StateType.WORKFLOWS)
-            else:
-                await store.save_state_object("shared", {f"o{worker}-{i}": [worker, i]}, StateType.WORKFLOWS)
+        await writer(store, worker, updates)
         await store.aclose()
         print(json.dumps(dict(backend.counts)))
 
@@ -70,7 +64,7 @@ def increment(state: dict[str, Any]) -> dict[str, Any]:
 
 
 async def writer(store: Store, worker: int, updates: int) -> None:
-    """The same mix as ``WORKER``, in this process."""
+    """The mix of one writer (the ``WORKER`` processes run it too)."""
     for i in range(updates):
         await store.update_state(ID, WF, increment)
         if i % 2:
@@ -79,19 +73,11 @@ async def writer(store: Store, worker: int, updates: int) -> None:
             await store.save_state_object(ID, {f"o{worker}-{i}": [worker, i]}, WF)
 
 
-def expected_state(workers: int, updates: int) -> dict[str, Any]:
-    state: dict[str, Any] = {"n": workers * updates}
-    for w in range(workers):
-        for i in range(updates):
-            if i % 2:
-                state[f"k{w}-{i}"] = i
-            else:
-                state[f"o{w}-{i}"] = [w, i]
-    return state
-
-
 def check_final(state: dict[str, Any], workers: int, updates: int) -> None:
-    expected = expected_state(workers, updates)
+    """Every writer's keys present (``k`` on odd rounds, ``o`` on even) and the counter exact."""
+    expected: dict[str, Any] = {"n": workers * updates}
+    for w in range(workers):
+        expected.update({f"k{w}-{i}" if i % 2 else f"o{w}-{i}": i if i % 2 else [w, i] for i in range(updates)})
     missing = sorted(set(expected) - set(state))
     assert not missing, f"{len(missing)} keys lost, e.g. {missing[:5]}"
     assert state["n"] == workers * updates, f"counter is {state['n']}, expected exactly {workers * updates}"
@@ -102,7 +88,7 @@ def run_processes(spec: dict[str, Any], workers: int, updates: int, tmp_path: Pa
     """Start ``workers`` writer processes together; return their summed counts."""
     go = tmp_path / "go"
     spec = {**spec, "go": str(go)}
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(Path(__file__).parent)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, json.dumps(spec), str(w), str(updates)],

@@ -1,12 +1,8 @@
 """Crash safety of the local backend: writers killed with SIGKILL never leave a torn or foreign state.
 
-Each writer process saves states of up to 1 MiB in a loop. Before each save it
-appends ``S <seq>`` to its log, after it ``C <seq>`` (``os.write``: the kernel
-keeps it through SIGKILL). The content of a state is a pure function of
-(writer, seq). After the kill the state must be exactly the content of one seq
-the writer had started, no older than the last one it saw committed; temp
-files never show through the API, the next write cleans them, and the lock is
-free (the kernel drops a dead holder's flock).
+Each writer logs ``S <seq>`` before and ``C <seq>`` after each save (``os.write`` survives SIGKILL); a state's
+content is a function of (writer, seq). After the kill a state is exactly one seq its writer started, no older than
+the last committed; temp files never show, the next write cleans them, and the lock is free.
 """
 
 from __future__ import annotations
@@ -33,13 +29,9 @@ WF = StateType.WORKFLOWS
 
 WRITER = textwrap.dedent(
     """
-    import asyncio, hashlib, os, random, sys
+    import asyncio, os, sys
     from statestore import LocalBackend, StateType, Store
-
-    def content(writer, seq):
-        size = random.Random(f"{writer}-{seq}").randint(0, MAX_BYTES)
-        unit = hashlib.sha256(f"{writer}-{seq}".encode()).hexdigest()
-        return {"writer": writer, "seq": seq, "blob": (unit * (size // 64 + 1))[:size]}
+    from test_reliability_crash import content
 
     async def main(root, state_id, writer, log):
         store = Store(LocalBackend(root), app_name="crash")
@@ -54,11 +46,11 @@ WRITER = textwrap.dedent(
     log = os.open(sys.argv[4], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], log))
     """
-).replace("MAX_BYTES", str(MAX_BYTES))
+)
 
 
 def content(writer: str, seq: int) -> dict[str, Any]:
-    """What ``WRITER`` saves as ``seq``: the same function, for the check."""
+    """What writer ``writer`` saves as ``seq`` (``WRITER`` imports it)."""
     size = random.Random(f"{writer}-{seq}").randint(0, MAX_BYTES)
     unit = hashlib.sha256(f"{writer}-{seq}".encode()).hexdigest()
     return {"writer": writer, "seq": seq, "blob": (unit * (size // 64 + 1))[:size]}
@@ -108,7 +100,9 @@ def test_sigkilled_writers_leave_a_committed_state(tmp_path: Path) -> None:
         logs = [tmp_path / f"{name}.log" for name in names]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(root), state_id, name, str(log)], stderr=subprocess.PIPE
+                [sys.executable, "-c", WRITER, str(root), state_id, name, str(log)],
+                stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
             )
             for state_id, name, log in zip(ids, names, logs, strict=True)
         ]

@@ -1,20 +1,18 @@
 """A read that fails is an error, never an empty state, and the save after it writes nothing.
 
-The service this replaces turned every read error into ``{}`` and then
-overwrote the real state on the next save. Here: a local root that is a file,
-a state file that cannot be read, and (through ``FaultBackend``) a store whose
-reads fail on any backend. The S3 cases (server down, bucket missing, access
-denied) are in ``test_s3_faults.py``; ``FaultBackend`` itself is tested in ``test_wrappers.py``.
+Cases: a local root that is a file, a state file that cannot be read, and (through ``FaultBackend``) reads
+failing on any backend. The S3 cases are in ``test_typed_failures.py`` and ``test_s3_faults.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
+from test_local_hardening import snapshot
 
 from statestore import (
+    BackendConfigError,
     BackendError,
     FaultBackend,
     InjectedFault,
@@ -27,32 +25,30 @@ from statestore import (
 WF = StateType.WORKFLOWS
 
 
-def files_under(path: Path) -> dict[str, bytes]:
-    if path.is_file():
-        return {".": path.read_bytes()}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-async def assert_read_fails_and_save_writes_nothing(store: Store, look: Path) -> None:
-    before = files_under(look)
-    with pytest.raises(BackendError):
-        await store.get_state("wf", WF)
-    for save in (
+async def assert_read_fails_and_save_writes_nothing(
+    store: Store, look: Path, error: type[BackendError] = BackendError, match: str | None = None
+) -> None:
+    """Every call raises ``error`` naming the state; nothing under ``look`` changes."""
+    before = snapshot(look)
+    for call in (
+        store.get_state("wf", WF),
         store.save_state("k", 1, "wf", WF),
         store.save_state_object("wf", {"k": 1}, WF),
         store.update_state("wf", WF, lambda s: {**s, "k": 1}),
+        store.delete_state("wf", WF),
     ):
-        with pytest.raises(BackendError):
-            await save
-    assert files_under(look) == before
+        with pytest.raises(error, match=match) as info:
+            await call
+        assert (info.value.state_id, info.value.state_type) == ("wf", "workflows")
+    assert snapshot(look) == before
 
 
 async def test_local_root_that_is_a_file(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.write_bytes(b"not a directory")
     store = Store(LocalBackend(root), app_name="app")
-    await assert_read_fails_and_save_writes_nothing(store, tmp_path)
-    with pytest.raises(BackendError, match="not a directory"):
+    await assert_read_fails_and_save_writes_nothing(store, tmp_path, BackendConfigError, "not a directory")
+    with pytest.raises(BackendConfigError, match="not a directory"):
         await store.list_states(WF)
 
 
@@ -101,15 +97,3 @@ async def test_failing_reads_on_any_backend(kind: str, tmp_path: Path) -> None:
                 await save
         assert await inner.get(key) == original
         assert faulty.counts["put"] == 0, "a save went ahead without knowing the stored state"
-
-
-async def test_failing_writes_leave_the_state_and_raise(tmp_path: Path) -> None:
-    """A put that fails before reaching the backend raises BackendError and changes nothing."""
-    inner = LocalBackend(tmp_path / "root")
-    seed = Store(inner, app_name="app")
-    await seed.save_state("k", "original", "wf", WF)
-    faulty = FaultBackend(inner, rate=1.0, kinds=("error",), ops=("put",))
-    store = Store(faulty, app_name="app")
-    results = await asyncio.gather(*(store.save_state(f"k{i}", i, "wf", WF) for i in range(4)), return_exceptions=True)
-    assert all(isinstance(r, BackendError) for r in results)
-    assert await seed.get_state("wf", WF) == {"k": "original"}

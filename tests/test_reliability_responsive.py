@@ -1,15 +1,7 @@
-"""The event loop keeps ticking while the local backend writes large states.
+"""The event loop keeps ticking while the local backend writes large states (disk work and parsing run in threads).
 
-Disk work (read, MD5, write, fsync, rename) runs in threads, and so does
-parsing a large stored state; what stays on the loop (encoding, comparing
-bytes) is short. A task that sleeps 5 ms at a time measures how late each
-wake-up is while 8 tasks write 1 MiB states.
-
-The machine these tests run on is shared (2 cores, other test runs): the
-scheduler alone can hold a process back for tens of milliseconds. A library
-that blocks the loop is late on every run, a scheduler hiccup on one, so a
-measurement is repeated up to ``RUNS`` times and the best run must meet the
-issue's bound; every run's figures are printed.
+A task sleeping 5 ms at a time records how late each wake-up is while 8 tasks write 1 MiB states. The machine is
+shared, so a scheduler hiccup can delay one run: the best of up to ``RUNS`` runs must meet the bound.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ from statestore import LocalBackend, StateType, Store
 
 WRITERS, WRITES_EACH = 8, 6
 TICK = 0.005
-MAX_LATENESS = 0.050  # the issue's bound
+MAX_LATENESS = 0.050
 RUNS = 3
 MIB = 1 << 20
 

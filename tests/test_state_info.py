@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import s3_backend
+from test_get_states import over
 
 from statestore import (
     ConditionalDeleteUnsupportedError,
@@ -29,11 +30,6 @@ from statestore.testing import MotoServer
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS
 T = TypeVar("T")
-
-
-def over(store: Store, wrapper: ObjectBackend) -> Store:
-    """A store of the same app on ``wrapper`` (which wraps ``store``'s backend)."""
-    return Store(wrapper, app_name=store.app_name)
 
 
 # -- metadata ---------------------------------------------------------------------
@@ -75,16 +71,6 @@ async def test_state_info_of_an_empty_type_and_a_bad_type(store: Store) -> None:
         await over(store, counting).list_state_info("nope")
     assert counting.counts == {}
     assert caught.value.operation == "list_state_info" and caught.value.state_type == "nope"
-
-
-async def test_sync_store_lists_state_info(store: Store) -> None:
-    await store.save_state_object("a", {"n": 1}, W)
-    sync = SyncStore(store)
-    try:
-        infos = await asyncio.to_thread(sync.list_state_info, W)
-    finally:
-        await asyncio.to_thread(sync.close)
-    assert [info.id for info in infos] == ["a"]
 
 
 # -- pruning ----------------------------------------------------------------------

@@ -78,6 +78,7 @@ def test_plain_sync_use(store: Store) -> None:
         assert s.replace_state("other", W, {"x": [1, 2]}) == {"x": [1, 2]}
         assert s.save_state_object("cred", {"host": "db"}, C) == {"host": "db"}
         assert s.list_states(W) == ["other", "wf"]
+        assert [info.id for info in s.list_state_info(W)] == ["other", "wf"]
         assert s.get_states(["wf", "nope"], W, concurrency=2) == {
             "wf": {"progress": 51, "status": "running"},
             "nope": {},
@@ -91,16 +92,14 @@ def test_plain_sync_use(store: Store) -> None:
             s.get_state("../wf", W)
         with pytest.raises(InvalidInputError):
             s.save_state_object("wf", {"f": object()}, W)
+        with pytest.raises(SyncStoreUsageError):  # fn runs on the SyncStore's loop: a blocking call would deadlock
+            s.update_state("wf", W, lambda st: {**st, "other": s.get_state("other", W)})
         assert s.get_state("wf", W) == {"progress": 51, "status": "running"}
-
-
-async def test_the_store_sees_what_the_sync_store_wrote(store: Store) -> None:
-    s = SyncStore(store)
-    try:
-        await asyncio.to_thread(s.save_state_object, "wf", {"n": 1}, W)
-        assert await store.get_state("wf", W) == {"n": 1}
-    finally:
-        await asyncio.to_thread(s.close)
+        s._run(store.backend.put, store.key("bad", W).object_key, b"not json")
+        with pytest.raises(CorruptStateError):  # the store's own errors
+            s.get_state("bad", W)
+        with pytest.raises(CorruptStateError):
+            s.get_states(["bad"], W)
 
 
 def test_from_several_threads_at_once(store: Store) -> None:
@@ -118,34 +117,10 @@ def test_from_several_threads_at_once(store: Store) -> None:
         assert len(loop_threads()) == 1
 
 
-async def test_from_a_thread_while_another_loop_runs(store: Store) -> None:
-    """The test's own loop keeps running while a worker thread blocks in SyncStore calls."""
-    s = SyncStore(Store(LatencyBackend(store.backend, 0.05), app_name=store.app_name))
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    ticker = asyncio.create_task(tick())
-    try:
-
-        def blocking() -> dict[str, Any]:
-            for i in range(4):
-                s.save_state("i", i, "wf", W)
-            return s.get_state("wf", W)
-
-        assert await asyncio.to_thread(blocking) == {"i": 3}
-        assert ticks >= 10  # about 0.5 s of calls: this loop was never blocked
-    finally:
-        ticker.cancel()
-        await asyncio.to_thread(s.close)
-
-
-async def test_inside_a_running_loop_it_raises_instead_of_deadlocking(store: Store) -> None:
-    counting = CountingBackend(store.backend)
+async def test_on_a_running_loop_it_raises_and_from_a_thread_it_blocks_only_that_thread(store: Store) -> None:
+    """On a running loop a call raises (it would deadlock) and sends nothing; from a worker thread calls work
+    while this loop keeps running."""
+    counting = CountingBackend(LatencyBackend(store.backend, 0.05))
     s = SyncStore(Store(counting, app_name=store.app_name))
     with pytest.raises(SyncStoreUsageError, match=r"await store\.get_state") as caught:
         s.get_state("wf", W)
@@ -157,26 +132,27 @@ async def test_inside_a_running_loop_it_raises_instead_of_deadlocking(store: Sto
         s.close()
     assert counting.counts == {}
     assert s._runner is None  # no thread was started for it
-    await asyncio.to_thread(s.close)
+    ticks = 0
 
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
 
-def test_calling_itself_from_an_update_function_raises(store: Store) -> None:
-    """``fn`` runs on the SyncStore's own loop: a blocking call there would deadlock; it raises instead."""
-    with SyncStore(store) as s:
-        s.save_state_object("wf", {"n": 1}, W)
-        with pytest.raises(SyncStoreUsageError):
-            s.update_state("wf", W, lambda st: {**st, "other": s.get_state("other", W)})
-        assert s.get_state("wf", W) == {"n": 1}
+    def blocking() -> dict[str, Any]:
+        for i in range(4):
+            s.save_state("i", i, "wf", W)
+        return s.get_state("wf", W)
 
-
-def test_errors_are_the_stores(store: Store) -> None:
-    with SyncStore(store) as s:
-        store_key = store.key("bad", W).object_key
-        s._run(store.backend.put, store_key, b"not json")
-        with pytest.raises(CorruptStateError):
-            s.get_state("bad", W)
-        with pytest.raises(CorruptStateError):
-            s.get_states(["bad"], W)
+    ticker = asyncio.create_task(tick())
+    try:
+        assert await asyncio.to_thread(blocking) == {"i": 3}
+        assert ticks >= 10  # about 0.5 s of calls: this loop was never blocked
+    finally:
+        ticker.cancel()
+        await asyncio.to_thread(s.close)
+    assert await store.get_state("wf", W) == {"i": 3}
 
 
 class ClosingBackend(WrapperBackend):
@@ -193,6 +169,10 @@ class ClosingBackend(WrapperBackend):
 
 def test_close_closes_connections_on_the_loop_and_releases_the_thread(store: Store) -> None:
     backend = ClosingBackend(store.backend)
+    with SyncStore(Store(backend, app_name=store.app_name)):
+        pass  # without any call: nothing started, nothing to close
+    assert backend.closed_in == []
+    assert loop_threads() == []
     s = SyncStore(Store(backend, app_name=store.app_name))
     assert s.get_state("wf", W) == {}
     (thread,) = loop_threads()
@@ -205,14 +185,6 @@ def test_close_closes_connections_on_the_loop_and_releases_the_thread(store: Sto
     s.close()  # idempotent
     with pytest.raises(SyncStoreUsageError, match="after close"):
         s.get_state("wf", W)
-
-
-def test_close_without_any_call_starts_nothing(store: Store) -> None:
-    backend = ClosingBackend(store.backend)
-    with SyncStore(Store(backend, app_name=store.app_name)):
-        pass
-    assert backend.closed_in == []
-    assert loop_threads() == []
 
 
 def test_close_cancels_a_call_still_running(tmp_path: Path) -> None:

@@ -54,6 +54,10 @@ def assert_clean(exc: BaseException) -> None:
     assert SECRET not in shown
 
 
+def where(exc: StateStoreError) -> tuple[str | None, str | None, str | None]:
+    return exc.state_id, exc.state_type, exc.operation
+
+
 def test_the_error_tree() -> None:
     for kind in (BackendUnavailableError, AccessDeniedError, BackendConfigError):
         assert issubclass(kind, BackendError) and issubclass(kind, StateStoreError)
@@ -70,17 +74,13 @@ async def test_s3_403_is_access_denied(moto_server: MotoServer, proxy: FaultProx
         with pytest.raises(AccessDeniedError) as caught:
             await store.get_state("wf-1", W)
         assert not caught.value.retryable
-        assert (caught.value.state_id, caught.value.state_type, caught.value.operation) == (
-            "wf-1",
-            "workflows",
-            "get_state",
-        )
+        assert where(caught.value) == ("wf-1", "workflows", "get_state")
         assert "AccessDenied" in str(caught.value)
         assert_clean(caught.value)
         proxy.add(Fault("PUT", "403"))
         with pytest.raises(AccessDeniedError) as caught:
             await store.save_state("k", 1, "wf-2", W)
-        assert caught.value.operation == "save_state" and caught.value.state_id == "wf-2"
+        assert where(caught.value) == ("wf-2", "workflows", "save_state")
 
 
 async def test_s3_503_once_retries_are_spent_is_unavailable(moto_server: MotoServer, proxy: FaultProxy) -> None:
@@ -96,55 +96,37 @@ async def test_s3_503_once_retries_are_spent_is_unavailable(moto_server: MotoSer
         proxy.add(Fault("GET", "503", path="list-type", times=2))
         with pytest.raises(BackendUnavailableError) as listing:
             await store.list_states(W)
-        assert listing.value.operation == "list_states" and listing.value.state_type == "workflows"
-        assert listing.value.state_id is None
+        assert where(listing.value) == (None, "workflows", "list_states")
 
 
-async def test_unreachable_endpoint_is_unavailable(moto_server: MotoServer) -> None:
-    backend = s3_backend(
-        moto_server,
-        "bucket",
-        endpoint_url=f"http://127.0.0.1:{closed_port()}",
-        retry=QUICK,
-        aws_secret_access_key=SECRET,
-    )
+@pytest.mark.parametrize(
+    ("endpoint", "bucket", "error", "match"),
+    [
+        ("http://127.0.0.1:CLOSED", "bucket", BackendUnavailableError, None),
+        (None, "no-such-bucket-statestore", BackendConfigError, "NoSuchBucket"),
+        ("not-a-url", "bucket", BackendConfigError, None),
+        ("http://exa mple.com", "bucket", BackendConfigError, None),
+        ("ftp://127.0.0.1:1", "bucket", BackendConfigError, None),
+    ],
+)
+async def test_unreachable_or_bad_endpoint_and_missing_bucket_are_typed(
+    moto_server: MotoServer, endpoint: str | None, bucket: str, error: type[BackendError], match: str | None
+) -> None:
+    """Unreachable: unavailable (retryable); a bad endpoint or a missing bucket: a config error; no secret shown."""
+    url = endpoint.replace("CLOSED", str(closed_port())) if endpoint else moto_server.endpoint_url
+    backend = s3_backend(moto_server, bucket, endpoint_url=url, retry=QUICK, aws_secret_access_key=SECRET)
     async with Store(backend, app_name="appName") as store:
-        with pytest.raises(BackendUnavailableError) as caught:
-            await store.replace_state("wf", W, {"n": 1})
-        assert caught.value.operation == "replace_state" and caught.value.state_id == "wf"
-        assert_clean(caught.value)
-
-
-async def test_missing_bucket_is_a_config_error(moto_server: MotoServer) -> None:
-    backend = s3_backend(moto_server, "no-such-bucket-statestore", aws_secret_access_key=SECRET)
-    async with Store(backend, app_name="appName") as store:
-        with pytest.raises(BackendConfigError, match="NoSuchBucket") as caught:
-            await store.get_state("wf", W)
-        assert caught.value.state_id == "wf" and not caught.value.retryable
-        assert_clean(caught.value)
-        with pytest.raises(BackendConfigError):
-            await store.list_states(W)
-
-
-@pytest.mark.parametrize("endpoint", ["not-a-url", "http://exa mple.com", "ftp://127.0.0.1:1"])
-async def test_bad_endpoint_is_a_config_error(moto_server: MotoServer, endpoint: str) -> None:
-    backend = s3_backend(moto_server, "bucket", endpoint_url=endpoint, aws_secret_access_key=SECRET)
-    async with Store(backend, app_name="appName") as store:
-        with pytest.raises(BackendConfigError) as caught:
-            await store.save_state_object("wf", {"n": 1}, W)
-        assert caught.value.operation == "save_state_object" and caught.value.state_id == "wf"
-        assert_clean(caught.value)
-
-
-async def test_local_root_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
-    root = tmp_path / "file"
-    root.write_bytes(b"")
-    async with Store(LocalBackend(root), app_name="appName") as store:
-        for call in (store.get_state("wf", W), store.save_state_object("wf", {"n": 1}, W), store.delete_state("wf", W)):
-            with pytest.raises(BackendConfigError, match="not a directory") as caught:
+        for operation, call in (
+            ("get_state", store.get_state("wf", W)),
+            ("save_state_object", store.save_state_object("wf", {"n": 1}, W)),
+            ("replace_state", store.replace_state("wf", W, {"n": 1})),
+        ):
+            with pytest.raises(error, match=match) as caught:
                 await call
-            assert caught.value.state_id == "wf" and caught.value.state_type == "workflows"
-        with pytest.raises(BackendConfigError):
+            assert where(caught.value) == ("wf", "workflows", operation)
+            assert caught.value.retryable is (error is BackendUnavailableError)
+            assert_clean(caught.value)
+        with pytest.raises(error):
             await store.list_states(W)
 
 
@@ -165,21 +147,17 @@ async def test_local_permission_denied_is_access_denied(tmp_path: Path) -> None:
 async def test_every_state_error_names_its_state(store: Store) -> None:
     with pytest.raises(InvalidInputError) as bad_id:
         await store.save_state("k", 1, "../escape", W)
-    assert (bad_id.value.state_id, bad_id.value.state_type, bad_id.value.operation) == (
-        "../escape",
-        "workflows",
-        "save_state",
-    )
+    assert where(bad_id.value) == ("../escape", "workflows", "save_state")
     with pytest.raises(InvalidInputError) as bad_value:
         await store.save_state_object("wf", {"n": {1, 2}}, "workflows")
-    assert (bad_value.value.state_id, bad_value.value.operation) == ("wf", "save_state_object")
+    assert where(bad_value.value) == ("wf", "workflows", "save_state_object")
     await store.backend.put(store.key("broken", W).object_key, b"\x00not json")
     with pytest.raises(CorruptStateError) as corrupt:
         await store.update_state("broken", W, lambda s: s)
-    assert (corrupt.value.state_id, corrupt.value.operation) == ("broken", "update_state")
+    assert where(corrupt.value) == ("broken", "workflows", "update_state")
     with pytest.raises(CorruptStateError) as bulk:
         await store.get_states(["fine", "broken"], W)
-    assert (bulk.value.state_id, bulk.value.operation) == ("broken", "get_states")
+    assert where(bulk.value) == ("broken", "workflows", "get_states")
 
 
 def test_cli_exit_codes_per_kind() -> None:
