@@ -27,7 +27,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -307,18 +307,22 @@ class TelemetryBackend(WrapperBackend):
             current.state.add("bytes_read", counted, len(result.data))
         return result
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        current = self._op()
-        if current is None:  # nothing records it: straight through, no wrapper frames
-            if if_none_match is None:
-                return await self.inner.get(key)
-            return await self.inner.get(key, if_none_match=if_none_match)
-        return await super().get(key, if_none_match=if_none_match)
+    # get and put return the inner backend's own coroutine while nothing records: no frame of theirs then.
 
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+    def get(self, key: str, *, if_none_match: str | None = None) -> Coroutine[Any, Any, Versioned | NotModified | None]:
+        if self._op() is None:
+            if if_none_match is None:
+                return self.inner.get(key)
+            return self.inner.get(key, if_none_match=if_none_match)
+        return super().get(key, if_none_match=if_none_match)
+
+    def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> Coroutine[Any, Any, PutResult]:
         current = self._op()
         if current is None:
-            return await self.inner.put(key, data, mode)
+            return self.inner.put(key, data, mode)
+        return self._put(current, key, data, mode)
+
+    async def _put(self, current: _Op, key: str, data: bytes, mode: PutMode) -> PutResult:
         counted = current.request_key("put")
         current.state.add("requests", counted)
         result = await self.inner.put(key, data, mode)
@@ -451,10 +455,13 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         return iterate
 
     @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
         state = _active()
-        if state is None:
-            return await method(*args, **kwargs)
+        if state is None:  # the operation's own coroutine: no frame of ours while nothing records
+            return method(*args, **kwargs)
+        return traced(state, args, kwargs)
+
+    async def traced(state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         op, span_attributes = about.start(state, args, kwargs)
         token = _CURRENT.set(op)
         span = state.tracer.start_span(about.span_name, attributes=span_attributes)
@@ -472,6 +479,8 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             span.end()
 
     call.__statestore_traced__ = True  # type: ignore[attr-defined]
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+: inspect.iscoroutinefunction stays true
+        inspect.markcoroutinefunction(call)
     return call
 
 
