@@ -455,13 +455,10 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         return iterate
 
     @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    async def call(*args: Any, **kwargs: Any) -> Any:
         state = _active()
-        if state is None:  # the operation's own coroutine: no frame of ours while nothing records
-            return method(*args, **kwargs)
-        return traced(state, args, kwargs)
-
-    async def traced(state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if state is None:
+            return await method(*args, **kwargs)
         op, span_attributes = about.start(state, args, kwargs)
         token = _CURRENT.set(op)
         span = state.tracer.start_span(about.span_name, attributes=span_attributes)
@@ -479,8 +476,6 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             span.end()
 
     call.__statestore_traced__ = True  # type: ignore[attr-defined]
-    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+: inspect.iscoroutinefunction stays true
-        inspect.markcoroutinefunction(call)
     return call
 
 
