@@ -138,6 +138,13 @@ class Outcome(NamedTuple):
         """A deep copy of ``state``: decoded from the stored JSON (the cheapest deep copy; in a thread if large)."""
         return await _decode(self.key, self.plain)
 
+    def own(self) -> State:
+        """What a batch of one gives its caller: the state it built, or the error that refused the change."""
+        error = self.refused.get(0)
+        if error is not None:
+            raise error
+        return self.state
+
 
 # -- drafts -------------------------------------------------------------------------
 
@@ -278,6 +285,11 @@ def _conflict_error(skey: StateKey, expected: Expected, current: str | None) -> 
     return VersionConflictError(
         f"{skey}: expected version {expected.etag}, but {now}; nothing was changed", current_version=current
     )
+
+
+def _backend_error(skey: StateKey, op: str, exc: Exception) -> BackendError:
+    """What a backend failure that is not one of our errors becomes: its type is named, its text is not."""
+    return BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})")
 
 
 def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
@@ -421,7 +433,12 @@ class CompareAndSwap:
                 mode: PutMode = PutMode.CREATE if current is None else PutMode.update(current.etag)
                 if expected is not None:
                     mode = expected
-                etag = (await self._call(skey, "put", self.backend.put(object_key, sealed, mode))).etag
+                try:  # as ``_call``, without its frame: the path of every write
+                    etag = (await self.backend.put(object_key, sealed, mode)).etag
+                except StateStoreError:
+                    raise
+                except Exception as exc:
+                    raise _backend_error(skey, "put", exc) from exc
             except PreconditionFailed as conflict:
                 self._cache.discard(object_key)
                 if expected is not None:  # the caller asked for that version: never retried
@@ -544,7 +561,7 @@ class CompareAndSwap:
         except StateStoreError:
             raise
         except Exception as exc:
-            raise BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})") from exc
+            raise _backend_error(skey, op, exc) from exc
 
     def _open(self, skey: StateKey, obj: Versioned | None) -> Seen:
         if obj is None:

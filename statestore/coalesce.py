@@ -38,6 +38,9 @@ class Outcome(Protocol):
     async def copy(self) -> State:
         """A deep copy of ``state`` that one caller may own."""
 
+    def own(self) -> State:
+        """For a batch of one: ``state``, or the error that refused its change."""
+
 
 @dataclass
 class _Call(Generic[C]):
@@ -78,14 +81,6 @@ def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
     return ready is None or len(ready) > 0
 
 
-def _own(outcome: Outcome) -> State:
-    """What a batch of one gives its caller: the state it built, or the error that refused the change."""
-    error = outcome.refused.get(0)
-    if error is not None:
-        raise error
-    return outcome.state
-
-
 class Coalescer(Generic[C]):
     """Batches concurrent changes to one state into one call of ``apply(key, changes)``."""
 
@@ -122,11 +117,11 @@ class Coalescer(Generic[C]):
             outcome = await self._apply(skey, [change])  # as ``alone`` without its frame: the common path
         finally:
             self._hand_off(slot, skey, queue)
-        return _own(outcome)
+        return outcome.own()
 
     async def alone(self, skey: StateKey, change: C) -> State:
         """Apply one change in a write of its own."""
-        return _own(await self._apply(skey, [change]))
+        return (await self._apply(skey, [change])).own()
 
     def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
         """Leave the waiting calls to a drain task, or drop the queue if nobody waits."""

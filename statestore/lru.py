@@ -44,12 +44,14 @@ class LRU(Generic[K, V]):
         return self._bytes
 
     def get(self, key: K) -> V | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return None
+        found = self._items.get(key)  # each step is one atomic dict operation: no lock needed to read
+        if found is None:
+            return None
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager on every read)
             self._items.move_to_end(key)
-            return found[0]
+        except KeyError:  # dropped by another thread meanwhile: still the value it held
+            pass
+        return found[0]
 
     def put(self, key: K, item: V) -> None:
         if self.size <= 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -380,22 +380,22 @@ class Store:
         await offload(True, check)
         return True
 
-    async def _submit(
+    def _submit(
         self, skey: StateKey, change: Change, returns: bool = True, expected: Expected | None = None
-    ) -> State:
+    ) -> Awaitable[State]:
         """Apply one change, coalesced with concurrent changes to the same state unless ``coalesce`` is off.
 
         A versioned change (``expected``) is never coalesced: it is written alone, with its own precondition.
+        Returns the coroutine that does it (no frame of its own on the path of every write).
         """
         if expected is not None:
-            outcome = await self._cas.apply(skey, [change], expected)
-            error = outcome.refused.get(0)
-            if error is not None:
-                raise error
-            return outcome.state
+            return self._versioned(skey, change, expected)
         if not self.coalesce:
-            return await self._coalescer.alone(skey, change)
-        return await self._coalescer.submit(skey, change, returns)
+            return self._coalescer.alone(skey, change)
+        return self._coalescer.submit(skey, change, returns)
+
+    async def _versioned(self, skey: StateKey, change: Change, expected: Expected) -> State:
+        return (await self._cas.apply(skey, [change], expected)).own()
 
     async def _reseal(self, skey: StateKey) -> bool:
         """Rewrite one state if the codec says its stored form is outdated; True if it was."""

@@ -27,7 +27,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -307,18 +307,22 @@ class TelemetryBackend(WrapperBackend):
             current.state.add("bytes_read", counted, len(result.data))
         return result
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        current = self._op()
-        if current is None:  # nothing records it: straight through, no wrapper frames
-            if if_none_match is None:
-                return await self.inner.get(key)
-            return await self.inner.get(key, if_none_match=if_none_match)
-        return await super().get(key, if_none_match=if_none_match)
+    # get and put return the inner backend's own coroutine while nothing records: no frame of theirs then.
 
-    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+    def get(self, key: str, *, if_none_match: str | None = None) -> Coroutine[Any, Any, Versioned | NotModified | None]:
+        if self._op() is None:
+            if if_none_match is None:
+                return self.inner.get(key)
+            return self.inner.get(key, if_none_match=if_none_match)
+        return super().get(key, if_none_match=if_none_match)
+
+    def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> Coroutine[Any, Any, PutResult]:
         current = self._op()
         if current is None:
-            return await self.inner.put(key, data, mode)
+            return self.inner.put(key, data, mode)
+        return self._put(current, key, data, mode)
+
+    async def _put(self, current: _Op, key: str, data: bytes, mode: PutMode) -> PutResult:
         counted = current.request_key("put")
         current.state.add("requests", counted)
         result = await self.inner.put(key, data, mode)

@@ -301,6 +301,16 @@ def _parse_history(metadata: dict[str, str] | None) -> tuple[str, ...]:
     return tuple(part for part in raw.split(",") if part)
 
 
+def _next_history(write_id: str, previous: str | None) -> str:
+    """The write-id header of a put: ``write_id`` first, then at most ``HISTORY - 1`` of ``previous`` (a header)."""
+    if not previous:
+        return write_id
+    history = f"{write_id},{previous}"
+    if history.count(",") >= HISTORY:  # over by the oldest id (by more only if HISTORY shrank)
+        history = ",".join(history.split(",", HISTORY)[:HISTORY])
+    return history
+
+
 def _error_code(exc: BaseException) -> tuple[str, int | None]:
     """The S3 error code and HTTP status of a botocore ``ClientError`` (``("", None)`` otherwise)."""
     response = getattr(exc, "response", None)
@@ -480,7 +490,7 @@ class S3Backend(ObjectBackend):
         self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
         # (key, ETag unquoted) -> the write ids stored with that version, newest first. Keyed by the
         # key too: objects with the same bytes share an ETag but not a history.
-        self._histories: LRU[tuple[str, str], tuple[str, ...]] = LRU(4096)
+        self._histories: LRU[tuple[str, str], str] = LRU(4096)  # (key, ETag) -> its write-id header
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._lock = threading.Lock()
@@ -685,7 +695,11 @@ class S3Backend(ObjectBackend):
         budget: RetryBudget | None = None  # made on the first failure: most calls have none
         while True:
             entry = self._clients.get(asyncio.get_running_loop())  # the common case, without a coroutine
-            if entry is not None and not entry.closed and entry.transport == self.transport:
+            if (
+                entry is not None
+                and not entry.closed
+                and (entry.transport == self.client or entry.transport == self.transport)
+            ):
                 client = entry.client
             else:
                 client = await self._client()
@@ -732,7 +746,7 @@ class S3Backend(ObjectBackend):
             if if_none_match is not None and status == 304:
                 raise _Unchanged(_quoted(if_none_match)) from None
             raise self._error("get", key, exc) from exc
-        self._histories.put((key, got[0].etag.strip('"')), got[1])
+        self._histories.put((key, got[0].etag.strip('"')), ",".join(got[1]))
         return got
 
     async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
@@ -744,57 +758,48 @@ class S3Backend(ObjectBackend):
         return None if got is None else got[0]
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
         check_put_mode(mode)
         if_match = mode.etag if isinstance(mode, Update) else None
-        return PutResult(await self._conditional_put(key, bytes(data), if_match, isinstance(mode, Create)))
-
-    async def _conditional_put(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
-        """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
         write_id = os.urandom(8).hex()  # secrets.token_hex(8), without its two calls
-        previous = (self._histories.get((key, if_match.strip('"'))) or ()) if if_match else ()
-        history = (write_id, *previous[: HISTORY - 1])
+        history = _next_history(write_id, self._histories.get((key, if_match.strip('"'))) if if_match else None)
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.object_key(key),
-            "Body": data,
-            "Metadata": {WRITES_METADATA: ",".join(history)},
+            "Body": bytes(data),
+            "Metadata": {WRITES_METADATA: history},
         }
-        if if_none_match:
+        if isinstance(mode, Create):
             args["IfNoneMatch"] = "*"
         if self.sse is not None:
             args["ServerSideEncryption"] = self.sse
             if self.sse_kms_key_id is not None:
                 args["SSEKMSKeyId"] = self.sse_kms_key_id
         if if_match is None:
-            return await self._put(key, args, history, None)
+            return PutResult(await self._put(key, args, write_id, None))
         form = self._if_match.form
         args["IfMatch"] = _if_match_header(if_match, form)
         try:
-            return await self._put(key, args, history, if_match)
+            return PutResult(await self._put(key, args, write_id, if_match))
         except _RejectedUnchanged:
             other = self._if_match.alternative(form)
             if other is None:
                 raise self._rejected("put", key, (form,)) from None
         logger.debug("S3 put of %r: %s If-Match rejected on an unchanged object; trying %s", key, form, other)
         try:
-            etag = await self._put(key, {**args, "IfMatch": _if_match_header(if_match, other)}, history, if_match)
+            etag = await self._put(key, {**args, "IfMatch": _if_match_header(if_match, other)}, write_id, if_match)
         except _RejectedUnchanged:
             raise self._rejected("put", key, (form, other)) from None
         self._if_match.learn(other, self.describe())
-        return etag
+        return PutResult(etag)
 
-    async def _put(self, key: str, args: dict[str, Any], history: tuple[str, ...], if_match: str | None) -> str:
+    async def _put(self, key: str, args: dict[str, Any], write_id: str, if_match: str | None) -> str:
         """One PutObject (with transient retries); a failed condition is reconciled against the write id."""
         data: bytes = args["Body"]
-        write_id = history[0]
         conditional = if_match is not None or "IfNoneMatch" in args
 
-        async def call(client: S3ClientProtocol) -> str:
-            response = await client.put_object(**args)
-            return _quoted(response["ETag"])
-
-        try:
-            etag = await self._retrying(call)
+        try:  # the client's own coroutine is awaited: no frame of ours between it and the retry loop
+            etag = _quoted((await self._retrying(lambda client: client.put_object(**args)))["ETag"])
         except StateStoreError:
             raise
         except Exception as exc:
@@ -806,7 +811,7 @@ class S3Backend(ObjectBackend):
             if conditional and _is_transient(exc):
                 return await self._settle(key, data, write_id, exc)
             raise self._error("put", key, exc) from exc
-        self._histories.put((key, etag.strip('"')), history)
+        self._histories.put((key, etag.strip('"')), args["Metadata"][WRITES_METADATA])
         return etag
 
     def _rejected(self, op: str, key: str, forms: tuple[str, ...]) -> IfMatchRejectedError:
