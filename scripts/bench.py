@@ -22,7 +22,8 @@ lock), then measures in one run:
   on memory, local and S3 (``--reads-only`` runs just this);
 - with ``--transport`` (alone): client CPU (process time) and wall per steady
   ``save_state`` / ``get_state`` on each S3 transport against that transport's
-  raw conditional put / plain get, PUTs per update (single writer, 8 coalesced
+  raw conditional put / plain get (and the raw put carrying the write-id
+  header every statestore put carries), PUTs per update (single writer, 8 coalesced
   tasks) and body bytes of 100 re-reads of an unchanged 1 MB object with and
   without If-None-Match, charted to docs/img/bench-transport.png.
 
@@ -53,6 +54,7 @@ from typing import Any
 
 from statestore import CountingBackend, LocalBackend, MemoryBackend, ObjectBackend, RetryPolicy, StateType, Store
 from statestore.backends.base import NotModified, Versioned
+from statestore.backends.s3 import HISTORY, WRITES_METADATA
 from statestore.backends.wrappers import WrapperBackend
 from statestore.testing import MotoServer
 
@@ -1024,12 +1026,26 @@ async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, C
         for t in stores:
             await stores[t].save_state_object(f"timed-{t}", {"k": 0, "name": "steady"}, W)
             etags[t] = (await client.put_object(Bucket=bucket, Key=f"raw-{t}.json", Body=body))["ETag"]
+        etags["h"] = (await client.put_object(Bucket=bucket, Key="raw-obstore-h.json", Body=body))["ETag"]
 
         async def raw_obstore_put(i: int) -> None:
             result = await obstore.put_async(
                 raw_store, "raw-obstore.json", b'{"k":%d,"name":"steady"}' % i, mode={"e_tag": etags["obstore"]}
             )
             etags["obstore"] = result["e_tag"] or ""
+
+        header = {WRITES_METADATA: ",".join(os.urandom(8).hex() for _ in range(HISTORY))}
+
+        async def raw_obstore_put_with_history(i: int) -> None:
+            """The raw put carrying what every statestore put carries: the write-id history (1.7 KB of metadata)."""
+            result = await obstore.put_async(
+                raw_store,
+                "raw-obstore-h.json",
+                b'{"k":%d,"name":"steady"}' % i,
+                mode={"e_tag": etags["h"]},
+                attributes=header,
+            )
+            etags["h"] = result["e_tag"] or ""
 
         async def raw_aioboto3_put(i: int) -> None:
             response = await client.put_object(
@@ -1063,6 +1079,7 @@ async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, C
             n,
             {
                 "raw obstore put_async(mode=e_tag)": raw_obstore_put,
+                "raw obstore put, + write-id header": raw_obstore_put_with_history,
                 "statestore save_state (obstore)": save("obstore"),
                 "raw aioboto3 put_object(IfMatch)": raw_aioboto3_put,
                 "statestore save_state (aioboto3)": save("aioboto3"),
@@ -1082,9 +1099,12 @@ async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, C
             await store.aclose()
 
     def rows(costs: dict[str, Cost], pairs: list[tuple[str, str]]) -> list[Row]:
-        out = []
+        out, shown = [], set()
         for raw, ours in pairs:
             for name in (raw, ours):
+                if name in shown:
+                    continue
+                shown.add(name)
                 c = costs[name]
                 base = costs[raw]
                 out.append(Row([name, ms(c.cpu), ms(c.wall), f"{c.cpu / base.cpu:.2f}", f"{c.wall / base.wall:.2f}"]))
@@ -1093,6 +1113,7 @@ async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, C
     header = ["per operation", "client CPU", "wall", "CPU x raw", "wall x raw"]
     title = f"S3 (moto) transports, median of {rounds} rounds of {n} interleaved operations"
     put_pairs = [
+        ("raw obstore put_async(mode=e_tag)", "raw obstore put, + write-id header"),
         ("raw obstore put_async(mode=e_tag)", "statestore save_state (obstore)"),
         ("raw aioboto3 put_object(IfMatch)", "statestore save_state (aioboto3)"),
     ]
