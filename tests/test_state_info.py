@@ -77,15 +77,20 @@ async def test_state_info_of_an_empty_type_and_a_bad_type(store: Store) -> None:
 
 
 async def saved_apart(store: Store) -> timedelta:
-    """Save old-1 and old-2, then (1.2 s later) fresh; returns an ``older_than`` that splits them."""
+    """Save old-1 and old-2, then (2 s later) fresh; returns an ``older_than`` that splits them.
+
+    The cutoff a later prune computes is now - ``older_than``: it starts 0.1 s after the old states and moves
+    on with the clock, so fresh (at least 2 s after them, also where times are whole seconds) stays newer for
+    about 1.9 s of a slow machine's test steps.
+    """
     await store.save_state_object("old-1", {"n": 1}, W)
     await store.save_state_object("old-2", {"n": 2}, W)
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(2.0)
     await store.save_state_object("fresh", {"n": 3}, W)
     infos = {info.id: info for info in await store.list_state_info(W)}
     newest_old = max(infos["old-1"].last_modified, infos["old-2"].last_modified)
-    middle = newest_old + (infos["fresh"].last_modified - newest_old) / 2
-    return datetime.now(UTC) - middle
+    assert infos["fresh"].last_modified - newest_old >= timedelta(seconds=1)
+    return datetime.now(UTC) - (newest_old + timedelta(seconds=0.1))
 
 
 async def skip_without_conditional_delete(store: Store) -> None:
