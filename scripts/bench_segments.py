@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import statistics
 import sys
 import time
@@ -35,6 +36,7 @@ import obstore
 from bench import REGION, W, moto_server, obstore_raw_store, raw_client
 
 from statestore import S3Backend, Store
+from statestore.testing import MotoServer
 
 SEGMENTS = ("before", "issue", "wait", "after")
 
@@ -97,4 +99,6 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=500)
     parser.add_argument("--stub", action="store_true", help="answer every put at once, without a server")
     args = parser.parse_args()
+    for name, value in MotoServer.fake_credentials().items():
+        os.environ.setdefault(name, value)
     asyncio.run(main(args.ops, args.stub))
