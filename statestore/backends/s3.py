@@ -488,9 +488,9 @@ class S3Backend(ObjectBackend):
         self.max_pool_connections = max_pool_connections
         self.list_page_size = list_page_size
         self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
-        # (key, ETag unquoted) -> the write ids stored with that version, newest first. Keyed by the
-        # key too: objects with the same bytes share an ETag but not a history.
-        self._histories: LRU[tuple[str, str], str] = LRU(4096)  # (key, ETag) -> its write-id header
+        # (key, ETag unquoted) -> the write-id header stored with that version (ids newest first). Keyed
+        # by the key too: objects with the same bytes share an ETag but not a history.
+        self._histories: LRU[tuple[str, str], str] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._lock = threading.Lock()
@@ -695,11 +695,7 @@ class S3Backend(ObjectBackend):
         budget: RetryBudget | None = None  # made on the first failure: most calls have none
         while True:
             entry = self._clients.get(asyncio.get_running_loop())  # the common case, without a coroutine
-            if (
-                entry is not None
-                and not entry.closed
-                and (entry.transport == self.client or entry.transport == self.transport)
-            ):
+            if entry is not None and not entry.closed and entry.transport == self.transport:
                 client = entry.client
             else:
                 client = await self._client()
