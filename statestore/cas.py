@@ -413,7 +413,7 @@ class CompareAndSwap:
                 current, basis = await self._read(skey), Basis.BACKEND
             if expected is not None and not expected.allows(_etag(current)):
                 raise _conflict_error(skey, expected, _etag(current))
-            draft, refused, plain = await self._run(skey, current, changes)
+            draft, refused, plain = self._run_now(skey, current, changes) or await self._run(skey, current, changes)
             creates = isinstance(expected, Create) and draft.applied > 0
             if _nothing_to_write(current, draft, plain) and not creates:
                 if basis is Basis.CACHE:  # only the cache says so: ask the backend
@@ -465,6 +465,36 @@ class CompareAndSwap:
             return Outcome(skey, draft.current(), plain, refused)
 
     # -- one pass -----------------------------------------------------------------------
+
+    def _run_now(
+        self, skey: StateKey, current: Seen, changes: Sequence[Change]
+    ) -> tuple[Draft, dict[int, BaseException], bytes] | None:
+        """``_run`` without a coroutine, for the common case: a small readable state, small merges, one pass that
+        encodes within the limit. None for anything else, which ``_run`` then does from the start."""
+        if current is not None and (not isinstance(current, Stored) or len(current.plain) >= OFFLOAD_BYTES):
+            return None
+        merges: list[Merge] = []
+        for change in changes:
+            if not isinstance(change, Merge) or change.large:
+                return None
+            merges.append(change)
+        try:
+            draft = Draft(skey, self.codec, {} if current is None else decode(current.plain, skey), False)
+        except CorruptStateError:
+            return None
+        refused: dict[int, BaseException] = {}
+        for i, merge in enumerate(merges):
+            try:
+                draft.merge(merge)
+            except Exception as exc:
+                refused[i] = exc
+        if not draft.applied:
+            return draft, refused, b""
+        try:
+            plain = draft.plain()
+        except InvalidInputError:
+            return None
+        return (draft, refused, plain) if len(plain) <= self.max_state_bytes else None
 
     async def _run(
         self, skey: StateKey, current: Seen, changes: Sequence[Change]

@@ -95,24 +95,26 @@ class Coalescer(Generic[C]):
         """
         loop = asyncio.get_running_loop()
         slot = (loop, skey.object_key)
-        future: asyncio.Future[State] = loop.create_future()
         queue = self._queues.get(slot)
         if queue is not None:
-            queue.calls.append(_Call(change, future, returns))
-            return await future
-        queue = self._queues[slot] = _Queue([_Call(change, future, returns)])
+            call = _Call(change, loop.create_future(), returns)
+            queue.calls.append(call)
+            return await call.future
+        queue = self._queues[slot] = _Queue()
         if _others_ready(loop):
+            mine = _Call(change, loop.create_future(), returns)
+            queue.calls.append(mine)
             try:
                 await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
             except BaseException:
-                future.cancel()
+                mine.future.cancel()
                 self._hand_off(slot, skey, queue)
                 raise
-        if len(queue.calls) > 1:
-            self._hand_off(slot, skey, queue)
-            return await future
+            if len(queue.calls) > 1:
+                self._hand_off(slot, skey, queue)
+                return await mine.future
+            queue.calls = []
         # Alone: write from this task. Callers that arrive meanwhile queue up and go to a drain task afterwards.
-        queue.calls = []
         try:
             outcome = await self._apply(skey, [change])  # as ``alone`` without its frame: the common path
         finally:
@@ -125,7 +127,7 @@ class Coalescer(Generic[C]):
 
     def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
         """Leave the waiting calls to a drain task, or drop the queue if nobody waits."""
-        if any(not call.future.done() for call in queue.calls):
+        if queue.calls and any(not call.future.done() for call in queue.calls):
             queue.task = slot[0].create_task(self._drain(slot, skey, queue))
         else:
             del self._queues[slot]

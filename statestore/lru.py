@@ -57,20 +57,20 @@ class LRU(Generic[K, V]):
         if self.size <= 0:
             return
         weight = self._weigh(item) if self._weigh is not None else 0
+        items = self._items
         with self._lock:
-            self._pop(key)
+            found = items.pop(key, None)
+            if found is not None:
+                self._bytes -= found[1]
             if self.max_item is not None and weight > self.max_item:
                 return
-            self._items[key] = (item, weight)
+            items[key] = (item, weight)
             self._bytes += weight
-            while len(self._items) > self.size or (self.max_bytes is not None and self._bytes > self.max_bytes):
-                self._pop(next(iter(self._items)))
+            while len(items) > self.size or (self.max_bytes is not None and self._bytes > self.max_bytes):
+                self._bytes -= items.popitem(last=False)[1][1]
 
     def discard(self, key: K) -> None:
         with self._lock:
-            self._pop(key)
-
-    def _pop(self, key: K) -> None:
-        found = self._items.pop(key, None)
-        if found is not None:
-            self._bytes -= found[1]
+            found = self._items.pop(key, None)
+            if found is not None:
+                self._bytes -= found[1]

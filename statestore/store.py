@@ -143,8 +143,10 @@ class Store:
             raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
         expected = _expected(if_version)
         values = {key: value}
-        large = await self._check(skey, values, value)
-        await self._submit(skey, Merge(values, large=large), returns=False, expected=expected)
+        pending = self._check(skey, values, value)
+        if pending is not None:
+            await pending
+        await self._submit(skey, Merge(values, large=pending is not None), returns=False, expected=expected)
 
     async def save_state_object(
         self,
@@ -161,8 +163,10 @@ class Store:
         skey = self.key(id, type)
         expected = _expected(if_version)
         values = _as_dict(value)
-        large = await self._check(skey, values, values)
-        return await self._submit(skey, Merge(values, large=large), expected=expected)
+        pending = self._check(skey, values, values)
+        if pending is not None:
+            await pending
+        return await self._submit(skey, Merge(values, large=pending is not None), expected=expected)
 
     # -- updating, replacing, deleting, listing --------------------------------
 
@@ -196,8 +200,10 @@ class Store:
         skey = self.key(id, type)
         expected = _expected(if_version)
         values = _as_dict(value)
-        large = await self._check(skey, values, values)
-        return await self._submit(skey, Replace(values, large=large), expected=expected)
+        pending = self._check(skey, values, values)
+        if pending is not None:
+            await pending
+        return await self._submit(skey, Replace(values, large=pending is not None), expected=expected)
 
     async def delete_state(
         self,
@@ -356,29 +362,27 @@ class Store:
         """
         skey = self.key(id, type)
         values = _as_dict(value)
-        large = await self._check(skey, values, values)
-        return await self._submit(skey, Replace(values, large=large), expected=PutMode.CREATE)
+        pending = self._check(skey, values, values)
+        if pending is not None:
+            await pending
+        return await self._submit(skey, Replace(values, large=pending is not None), expected=PutMode.CREATE)
 
     # -- the work behind the public API --------------------------------------------
 
-    async def _check(self, skey: StateKey, values: dict[str, Any], size_of: Any) -> bool:
+    def _check(self, skey: StateKey, values: dict[str, Any], size_of: Any) -> Awaitable[None] | None:
         """Check what a call sets before any I/O: plain JSON that the codec accepts.
 
-        Returns whether it is large (judged on ``size_of``): then the check ran in a worker
-        thread, and so will the work on the change.
+        A small value (judged on ``size_of``, the common case) is checked right here: None. For a
+        large one, the awaitable that checks it in a worker thread, where the work on the change goes too.
         """
+        if is_small(size_of):
+            self._check_values(skey, values)
+            return None
+        return offload(True, self._check_values, skey, values)
 
-        if is_small(size_of):  # the common case: checked right here
-            check_json(values, "value")
-            self.codec.check(skey, values)
-            return False
-
-        def check() -> None:
-            check_json(values, "value")
-            self.codec.check(skey, values)
-
-        await offload(True, check)
-        return True
+    def _check_values(self, skey: StateKey, values: dict[str, Any]) -> None:
+        check_json(values, "value")
+        self.codec.check(skey, values)
 
     def _submit(
         self, skey: StateKey, change: Change, returns: bool = True, expected: Expected | None = None
@@ -557,8 +561,10 @@ class Store:
         version_id = _version_id(version)
         expected = _expected(if_version)
         values = await self._state_version(skey, version_id)
-        large = await self._check(skey, values, values)
-        return await self._submit(skey, Replace(values, large=large), expected=expected)
+        pending = self._check(skey, values, values)
+        if pending is not None:
+            await pending
+        return await self._submit(skey, Replace(values, large=pending is not None), expected=expected)
 
     async def _state_version(self, skey: StateKey, version_id: str) -> State:
         state = await self._cas.read_version(skey, version_id)
@@ -648,9 +654,15 @@ def _annotate(exc: StateStoreError, operation: str, state_id: Any, state_type: A
             exc.state_type = state_type
 
 
-def _annotating(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` with every ``StateStoreError`` it raises annotated (``_annotate``); arguments found by name."""
+def _wrapped(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` traced where opentelemetry is installed, then every ``StateStoreError`` it raises annotated.
+
+    The outer wrapper is always an ``async def`` (or an async generator): each method stays a coroutine function.
+    """
     signature = inspect.signature(method)
+    annotates = name not in _NOT_ANNOTATED
+    if _telemetry.ENABLED:  # a span per operation (statestore.telemetry), only where opentelemetry is installed
+        method = _telemetry.traced(name, method)
 
     def about(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         try:
@@ -667,7 +679,8 @@ def _annotating(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
                 async for item in method(*args, **kwargs):
                     yield item
             except StateStoreError as exc:
-                _annotate(exc, name, *about(args, kwargs))
+                if annotates:
+                    _annotate(exc, name, *about(args, kwargs))
                 raise
 
         return iterate
@@ -677,17 +690,13 @@ def _annotating(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return await method(*args, **kwargs)
         except StateStoreError as exc:
-            _annotate(exc, name, *about(args, kwargs))
+            if annotates:
+                _annotate(exc, name, *about(args, kwargs))
             raise
 
     return call
 
 
 for _name, _method in list(vars(Store).items()):
-    if _name.startswith("_") or _name in _NOT_ANNOTATED:
-        continue
-    if inspect.iscoroutinefunction(_method) or inspect.isasyncgenfunction(_method):
-        setattr(Store, _name, _annotating(_name, _method))
-
-if _telemetry.ENABLED:  # a span per operation (statestore.telemetry), only where opentelemetry is installed
-    _telemetry.instrument(Store)
+    if not _name.startswith("_") and (inspect.iscoroutinefunction(_method) or inspect.isasyncgenfunction(_method)):
+        setattr(Store, _name, _wrapped(_name, _method))

@@ -5,7 +5,7 @@ imported (``ENABLED``). Without it nothing of it is imported, no wrapper is
 installed and the two hooks below are never called: statestore costs exactly
 what it costs without this module.
 
-With it, ``instrument`` wraps each public async method of ``Store`` in a span
+With it, ``traced`` wraps each public async method of ``Store`` in a span
 ``statestore.<operation>`` and installs the hooks of ``statestore.hooks``
 (``note_conflict``: the compare-and-swap loop retries after a failed
 precondition; ``note_retry``: the S3 backend retries a transient failure), and
@@ -454,11 +454,7 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         iterate.__statestore_traced__ = True  # type: ignore[attr-defined]
         return iterate
 
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        state = _active()
-        if state is None:
-            return await method(*args, **kwargs)
+    async def record(state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         op, span_attributes = about.start(state, args, kwargs)
         token = _CURRENT.set(op)
         span = state.tracer.start_span(about.span_name, attributes=span_attributes)
@@ -475,19 +471,28 @@ def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             about.finish(state, op, span, outcome, time.perf_counter() - started)
             span.end()
 
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        state = _active()
+        if state is None:  # the method's own coroutine: no frame of ours while nothing records
+            return method(*args, **kwargs)
+        return record(state, args, kwargs)
+
     call.__statestore_traced__ = True  # type: ignore[attr-defined]
     return call
 
 
-def instrument(cls: type) -> None:
-    """Wrap each public async method of ``cls`` (``Store``) in a span and install the hooks; only when ``ENABLED``."""
+def traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` (a public async method of ``Store``) in a span, the hooks installed; untouched if not traced.
+
+    A coroutine method's wrapper is a plain function that returns a coroutine: the caller
+    (``Store``'s own async wrapper) keeps it a coroutine function.
+    """
+    if name in NOT_TRACED:
+        return method
     hooks.on_conflict = note_conflict
     hooks.on_retry = note_retry
-    for name, method in list(vars(cls).items()):
-        if name.startswith("_") or name in NOT_TRACED:
-            continue
-        if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
-            setattr(cls, name, _traced(name, method))
+    return _traced(name, method)
 
 
 def is_traced(method: Any) -> bool:

@@ -306,8 +306,8 @@ def _next_history(write_id: str, previous: str | None) -> str:
     if not previous:
         return write_id
     history = f"{write_id},{previous}"
-    if history.count(",") >= HISTORY:  # over by the oldest id (by more only if HISTORY shrank)
-        history = ",".join(history.split(",", HISTORY)[:HISTORY])
+    for _ in range(history.count(",") + 1 - HISTORY):  # over by the oldest id (by more only if HISTORY shrank)
+        history = history[: history.rfind(",")]
     return history
 
 
