@@ -61,7 +61,7 @@ T = TypeVar("T")
 # -- changes ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Merge:
     """Set top-level keys to ``values``, keeping the others (``save_state``, ``save_state_object``)."""
 
@@ -69,7 +69,7 @@ class Merge:
     large: bool = False  # the values may encode to OFFLOAD_BYTES or more
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Replace:
     """Make ``values`` the whole state; it applies on top of a corrupt state too (``replace_state``)."""
 
@@ -77,7 +77,7 @@ class Replace:
     large: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Update:
     """Replace the state with ``fn(a copy of it)`` (``update_state``); the result is checked when applied."""
 
@@ -177,7 +177,9 @@ class Draft:
     def merge(self, change: Merge) -> None:
         """Apply a ``Merge``: only its keys change, so undoing it is restoring them."""
         state = self.current()
-        saved = {k: state.get(k, _MISSING) for k in change.values}
+        saved = {}
+        for k in change.values:  # a loop, not a comprehension: no function call for the usual one or two keys
+            saved[k] = state.get(k, _MISSING)
         state.update(change.values)
         try:
             self.codec.check_state(self.skey, state)

@@ -86,8 +86,10 @@ def check_json(value: Any, what: str = "value") -> None:
     """
     surrogate = _SURROGATE.search
     isfinite = math.isfinite
-    level: list[Any] = [[value]]
-    depth = -1  # the depth of the containers in ``level``; the wrapper list is not part of the value
+    level: list[Any] = [value]
+    depth = 0  # the depth of the containers in ``level``
+    if not isinstance(value, (dict, list, tuple)):  # a lone scalar: the one item of a wrapper, which is not part of it
+        level, depth = [level], -1
     while level:
         if depth >= MAX_DEPTH:
             raise InvalidInputError(f"{what} is nested deeper than {MAX_DEPTH} levels")

@@ -31,6 +31,9 @@ OFFLOAD_BYTES = 64 * 1024
 
 def is_small(value: Any) -> bool:
     """Whether ``value`` surely encodes to less than about ``OFFLOAD_BYTES``; stops once it has seen that much."""
+    cls = value.__class__
+    if cls is int or cls is float or cls is bool or value is None:  # the common lone value, without the walk
+        return True
     budget = OFFLOAD_BYTES
     stack = [value]
     while stack:
