@@ -7,6 +7,7 @@ into one pass of the compare-and-swap loop (``CompareAndSwap`` in ``cas.py``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -676,8 +677,9 @@ def _wrapped(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             try:
-                async for item in method(*args, **kwargs):
-                    yield item
+                async with contextlib.aclosing(method(*args, **kwargs)) as items:  # closed when our consumer stops
+                    async for item in items:
+                        yield item
             except StateStoreError as exc:
                 if annotates:
                     _annotate(exc, name, *about(args, kwargs))

@@ -771,44 +771,47 @@ class S3Backend(ObjectBackend):
             args["ServerSideEncryption"] = self.sse
             if self.sse_kms_key_id is not None:
                 args["SSEKMSKeyId"] = self.sse_kms_key_id
-        if if_match is None:
-            return PutResult(await self._put(key, args, write_id, None))
-        form = self._if_match.form
-        args["IfMatch"] = _if_match_header(if_match, form)
-        try:
-            return PutResult(await self._put(key, args, write_id, if_match))
-        except _RejectedUnchanged:
-            other = self._if_match.alternative(form)
-            if other is None:
-                raise self._rejected("put", key, (form,)) from None
-        logger.debug("S3 put of %r: %s If-Match rejected on an unchanged object; trying %s", key, form, other)
-        try:
-            etag = await self._put(key, {**args, "IfMatch": _if_match_header(if_match, other)}, write_id, if_match)
-        except _RejectedUnchanged:
-            raise self._rejected("put", key, (form, other)) from None
-        self._if_match.learn(other, self.describe())
-        return PutResult(etag)
+        forms: tuple[str, ...] = ()
+        if if_match is not None:
+            forms = (self._if_match.form,)
+            args["IfMatch"] = _if_match_header(if_match, forms[0])
+        while True:
+            try:  # the client's own coroutine is awaited: no frame of ours between it and the retry loop
+                etag = _quoted((await self._retrying(lambda client: client.put_object(**args)))["ETag"])
+            except StateStoreError:
+                raise
+            except Exception as exc:
+                try:
+                    etag = await self._put_failed(key, args, write_id, if_match, exc)
+                except _RejectedUnchanged:
+                    other = self._if_match.alternative(forms[0]) if len(forms) == 1 else None
+                    if other is None or if_match is None:  # only a refused If-Match gets here
+                        raise self._rejected("put", key, forms) from None
+                    logger.debug(
+                        "S3 put of %r: %s If-Match rejected on an unchanged object; trying %s", key, *forms, other
+                    )
+                    forms += (other,)
+                    args["IfMatch"] = _if_match_header(if_match, other)
+                    continue
+            else:
+                self._histories.put((key, etag.strip('"')), history)
+            if len(forms) == 2:
+                self._if_match.learn(forms[1], self.describe())
+            return PutResult(etag)
 
-    async def _put(self, key: str, args: dict[str, Any], write_id: str, if_match: str | None) -> str:
-        """One PutObject (with transient retries); a failed condition is reconciled against the write id."""
-        data: bytes = args["Body"]
+    async def _put_failed(
+        self, key: str, args: dict[str, Any], write_id: str, if_match: str | None, exc: Exception
+    ) -> str:
+        """A PutObject failed (after transient retries): a failed condition is reconciled against the write id."""
         conditional = if_match is not None or "IfNoneMatch" in args
-
-        try:  # the client's own coroutine is awaited: no frame of ours between it and the retry loop
-            etag = _quoted((await self._retrying(lambda client: client.put_object(**args)))["ETag"])
-        except StateStoreError:
-            raise
-        except Exception as exc:
-            code, status = _error_code(exc) if _is_answer(exc) else ("", None)
-            if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
-                # only a plain 412 can be a refused form; a 409 is another writer's request in flight
-                refused = if_match if status == 412 else None
-                return await self._reconcile(key, data, write_id, refused, f"{code or status}")
-            if conditional and _is_transient(exc):
-                return await self._settle(key, data, write_id, exc)
-            raise self._error("put", key, exc) from exc
-        self._histories.put((key, etag.strip('"')), args["Metadata"][WRITES_METADATA])
-        return etag
+        code, status = _error_code(exc) if _is_answer(exc) else ("", None)
+        if conditional and (code in _CONDITION_CODES or status in (412, 304) or (code == "NoSuchKey" and if_match)):
+            # only a plain 412 can be a refused form; a 409 is another writer's request in flight
+            refused = if_match if status == 412 else None
+            return await self._reconcile(key, args["Body"], write_id, refused, f"{code or status}")
+        if conditional and _is_transient(exc):
+            return await self._settle(key, args["Body"], write_id, exc)
+        raise self._error("put", key, exc) from exc
 
     def _rejected(self, op: str, key: str, forms: tuple[str, ...]) -> IfMatchRejectedError:
         tried = " and ".join(forms)

@@ -19,7 +19,7 @@ arguments and answer shapes of aiobotocore's client. Every failure is one of:
 
 object_store's own retries are off (``max_retries=0``): ``S3Backend`` owns the
 retry loop, so a resent put carries the same write id. Nothing here imports
-botocore; obstore itself is imported only when a client is opened.
+botocore; this module, and obstore with it, is imported only when a client is opened.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, NoReturn
+
+import obstore
 
 from ..errors import S3ClientUnsupportedError
 from .s3_boto3 import ReadBody
@@ -141,8 +143,6 @@ class ObstoreS3Client:
 
     async def get_object(self, **args: Any) -> dict[str, Any]:
         """GetObject (``Bucket``, ``Key``, optional ``IfNoneMatch``): ``Body``, ``ETag``, ``Metadata``."""
-        import obstore
-
         extra = set(args) - {"Bucket", "Key", "IfNoneMatch"}
         if extra:
             self._unsupported("GetObject", ", ".join(sorted(extra)))
@@ -163,8 +163,6 @@ class ObstoreS3Client:
 
     async def put_object(self, **args: Any) -> dict[str, Any]:
         """PutObject with ``IfMatch`` (sent as given: quoted or not) or ``IfNoneMatch="*"``, and user ``Metadata``."""
-        import obstore
-
         if not args.keys() <= _SUPPORTED_PUT_ARGS:
             self._unsupported("PutObject", ", ".join(sorted(args.keys() - _SUPPORTED_PUT_ARGS)))
         self._check_bucket("PutObject", args)
@@ -193,8 +191,6 @@ class ObstoreS3Client:
 
     async def delete_object(self, **args: Any) -> dict[str, Any]:
         """DeleteObject, unconditional only: ``IfMatch`` or ``VersionId`` raise ``S3ClientUnsupportedError``."""
-        import obstore
-
         extra = set(args) - {"Bucket", "Key"}
         if extra:  # never drop a condition: that would turn a safe delete into an unsafe one
             self._unsupported("DeleteObject", ", ".join(sorted(extra)))
@@ -209,8 +205,6 @@ class ObstoreS3Client:
         is listed from its parent and filtered. The continuation token is the
         last key returned (object_store's ``offset``, S3's ``start-after``).
         """
-        import obstore
-
         extra = set(args) - {"Bucket", "Prefix", "MaxKeys", "ContinuationToken"}
         if extra:
             self._unsupported("ListObjectsV2", ", ".join(sorted(extra)))
