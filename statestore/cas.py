@@ -432,7 +432,7 @@ class CompareAndSwap:
             else:
                 sealed = await offload(True, self.codec.seal, skey, plain)
             try:
-                mode: PutMode = PutMode.CREATE if current is None else PutMode.update(current.etag)
+                mode: PutMode = PutMode.CREATE if current is None else PutUpdate(current.etag)
                 if expected is not None:
                     mode = expected
                 try:  # as ``_call``, without its frame: the path of every write

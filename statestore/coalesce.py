@@ -71,16 +71,6 @@ def _raisable(error: BaseException) -> BaseException:
     return error
 
 
-def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether other callbacks (tasks) run in this loop turn, so may join a write; True where it cannot tell.
-
-    asyncio's own loops keep this turn's ready callbacks in ``_ready``: when it is empty nothing
-    else runs before the next wait for I/O, and a lone writer skips the turn it would yield.
-    """
-    ready = getattr(loop, "_ready", None)
-    return ready is None or len(ready) > 0
-
-
 class Coalescer(Generic[C]):
     """Batches concurrent changes to one state into one call of ``apply(key, changes)``."""
 
@@ -101,7 +91,10 @@ class Coalescer(Generic[C]):
             queue.calls.append(call)
             return await call.future
         queue = self._queues[slot] = _Queue()
-        if _others_ready(loop):
+        # asyncio's own loops keep this turn's ready callbacks in ``_ready``: when it is empty nothing else
+        # runs before the next wait for I/O, and a lone writer skips the turn it would yield to let others join.
+        ready = getattr(loop, "_ready", None)
+        if ready is None or ready:
             mine = _Call(change, loop.create_future(), returns)
             queue.calls.append(mine)
             try:
@@ -118,7 +111,10 @@ class Coalescer(Generic[C]):
         try:
             outcome = await self._apply(skey, [change])  # as ``alone`` without its frame: the common path
         finally:
-            self._hand_off(slot, skey, queue)
+            if queue.calls:
+                self._hand_off(slot, skey, queue)
+            else:
+                del self._queues[slot]
         return outcome.own()
 
     async def alone(self, skey: StateKey, change: C) -> State:

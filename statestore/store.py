@@ -376,14 +376,15 @@ class Store:
         A small value (judged on ``size_of``, the common case) is checked right here: None. For a
         large one, the awaitable that checks it in a worker thread, where the work on the change goes too.
         """
-        if is_small(size_of):
-            self._check_values(skey, values)
-            return None
-        return offload(True, self._check_values, skey, values)
-
-    def _check_values(self, skey: StateKey, values: dict[str, Any]) -> None:
+        if not is_small(size_of):
+            return offload(True, self._check_large, skey, values)
         check_json(values, "value")
-        self.codec.check(skey, values)
+        self._cas.codec.check(skey, values)
+        return None
+
+    def _check_large(self, skey: StateKey, values: dict[str, Any]) -> None:
+        check_json(values, "value")
+        self._cas.codec.check(skey, values)
 
     def _submit(
         self, skey: StateKey, change: Change, returns: bool = True, expected: Expected | None = None

@@ -95,15 +95,16 @@ class Create(PutMode):
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Update(PutMode):
     """``PutMode.update(etag)``: only if the object exists and its ETag is ``etag`` (quoted or not)."""
 
     etag: str
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.etag, str) or not self.etag.strip('"'):
-            raise InvalidInputError(f"PutMode.update needs the ETag of the version to replace, got {self.etag!r}")
+    def __init__(self, etag: str) -> None:  # one call, not the dataclass's two: made for every write
+        if not isinstance(etag, str) or not etag.strip('"'):
+            raise InvalidInputError(f"PutMode.update needs the ETag of the version to replace, got {etag!r}")
+        object.__setattr__(self, "etag", etag)
 
     def allows(self, current: str | None) -> bool:
         return current is not None and same_etag(current, self.etag)
