@@ -1013,7 +1013,7 @@ async def transport_section(endpoint: str, quick: bool) -> dict[str, dict[str, C
 
     from statestore import S3Backend
 
-    rounds, n = (3, 40) if quick else (3, 300)
+    rounds, n = (6, 20) if quick else (30, 30)  # fine interleaving: drift and load hit every subject alike
     bucket = "bench-transport"
     async with raw_client(endpoint) as client:
         await client.create_bucket(Bucket=bucket)
