@@ -471,8 +471,10 @@ class CompareAndSwap:
     def _run_now(
         self, skey: StateKey, current: Seen, changes: Sequence[Change]
     ) -> tuple[Draft, dict[int, BaseException], bytes] | None:
-        """``_run`` without a coroutine, for the common case: a small readable state, small merges, one pass that
-        encodes within the limit. None for anything else, which ``_run`` then does from the start."""
+        """``_run`` without a coroutine, for the common case; None for anything else (``_run`` then starts over).
+
+        The common case: a small readable state, small merges, and one pass that encodes within the limit.
+        """
         if current is not None and (not isinstance(current, Stored) or len(current.plain) >= OFFLOAD_BYTES):
             return None
         merges: list[Merge] = []

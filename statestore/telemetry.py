@@ -496,5 +496,5 @@ def traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def is_traced(method: Any) -> bool:
-    """Whether ``method`` is wrapped in a span by ``instrument``."""
+    """Whether ``method`` is wrapped in a span by ``traced``."""
     return bool(getattr(method, "__statestore_traced__", False))
