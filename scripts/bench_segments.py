@@ -1,6 +1,6 @@
 """Where a steady ``save_state`` on obstore spends the event-loop thread's CPU, segment by segment.
 
-    .venv/bin/python scripts/bench_segments.py [--ops N] [--stub]
+    .venv/bin/python scripts/bench_segments.py [--ops N] [--stub [--delay MS]]
 
 obstore's ``put_async`` is wrapped to note the loop thread's CPU time
 (``time.thread_time``) when it is called, when it has issued the request and when
@@ -14,7 +14,9 @@ for ``save_state``, it prints the medians of:
 - ``after``: from the answer to the call's return.
 
 ``--stub`` answers at once instead (no moto): the same code in a tight loop, hot in
-the CPU caches. The timer's own cost (a few us per mark) is in every segment.
+the CPU caches. ``--stub --delay 5`` answers after 5 ms of ``asyncio.sleep``: the
+loop thread idles as it does while a server works, with no server process or
+object_store thread running. The timer's own cost (a few us per mark) is in every segment.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ from statestore.testing import MotoServer
 SEGMENTS = ("before", "issue", "wait", "after")
 
 
-async def main(ops: int, stub: bool) -> None:
+async def main(ops: int, stub: bool, delay: float) -> None:
     real_put = obstore.put_async
     marks: dict[str, float] = {}
     clock = time.thread_time
 
     async def answered(*args: Any, **options: Any) -> dict[str, Any]:
+        if delay:
+            await asyncio.sleep(delay)
         return {"e_tag": hashlib.md5(args[2]).hexdigest(), "version": None}
 
     async def noted(*args: Any, **options: Any) -> Any:
@@ -75,7 +79,8 @@ async def main(ops: int, stub: bool) -> None:
             await store.save_state("k", i, "steady", W)
 
         subjects: dict[str, Callable[[int], Awaitable[None]]] = {"raw put": raw_put, "save_state": save}
-        print(f"loop-thread CPU per operation, us (median of {ops}){' -- stubbed, no server' if stub else ''}")
+        how = f" -- stubbed, no server, answered after {delay * 1000:g} ms" if stub else ""
+        print(f"loop-thread CPU per operation, us (median of {ops}){how}")
         print(f"{'':<12}" + "".join(f"{name:>9}" for name in (*SEGMENTS, "total")))
         for name, op in subjects.items():
             for i in range(20):
@@ -98,7 +103,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=500)
     parser.add_argument("--stub", action="store_true", help="answer every put at once, without a server")
+    parser.add_argument("--delay", type=float, default=0.0, help="with --stub: answer after this many ms, idling")
     args = parser.parse_args()
     for name, value in MotoServer.fake_credentials().items():
         os.environ.setdefault(name, value)
-    asyncio.run(main(args.ops, args.stub))
+    asyncio.run(main(args.ops, args.stub, args.delay / 1000))
