@@ -123,7 +123,7 @@ class Coalescer(Generic[C]):
 
     def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
         """Leave the waiting calls to a drain task, or drop the queue if nobody waits."""
-        if queue.calls and any(not call.future.done() for call in queue.calls):
+        if any(not call.future.done() for call in queue.calls):
             queue.task = slot[0].create_task(self._drain(slot, skey, queue))
         else:
             del self._queues[slot]

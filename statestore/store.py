@@ -377,12 +377,11 @@ class Store:
         large one, the awaitable that checks it in a worker thread, where the work on the change goes too.
         """
         if not is_small(size_of):
-            return offload(True, self._check_large, skey, values)
-        check_json(values, "value")
-        self._cas.codec.check(skey, values)
+            return offload(True, self._check_values, skey, values)
+        self._check_values(skey, values)
         return None
 
-    def _check_large(self, skey: StateKey, values: dict[str, Any]) -> None:
+    def _check_values(self, skey: StateKey, values: dict[str, Any]) -> None:
         check_json(values, "value")
         self._cas.codec.check(skey, values)
 
