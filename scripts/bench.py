@@ -52,11 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statestore import CountingBackend, LocalBackend, MemoryBackend, ObjectBackend, RetryPolicy, StateType, Store
+from statestore import LocalBackend, MemoryBackend, ObjectBackend, RetryPolicy, StateType, Store
 from statestore.backends.base import NotModified, Versioned
-from statestore.backends.s3 import HISTORY, WRITES_METADATA
+from statestore.backends.s3.backend import HISTORY, WRITES_METADATA
 from statestore.backends.wrappers import WrapperBackend
-from statestore.testing import MotoServer
+from statestore.testing import CountingBackend, MotoServer
 
 W = StateType.WORKFLOWS
 TASKS = 8

@@ -16,8 +16,10 @@ from collections.abc import Callable
 
 import orjson
 
-from statestore import CountingBackend, EncryptingCodec, MemoryBackend, StateType, Store, generate_key
-from statestore.paths import state_key
+from statestore import MemoryBackend, StateType, Store
+from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.core.paths import state_key
+from statestore.testing import CountingBackend
 
 
 def per_op(fn: Callable[[], object], seconds: float) -> float:

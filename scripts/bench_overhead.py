@@ -81,7 +81,7 @@ async def obstore_stubbed(calls: int, rounds: int) -> None:
 
     from statestore import S3Backend, Store
     from statestore.backends.base import md5_etag
-    from statestore.cas import Stored
+    from statestore.core.cas import Stored
 
     obstore.put_async = stub_put_async  # type: ignore[assignment]
     store = Store(S3Backend("bench", endpoint_url="http://127.0.0.1:9", region="us-east-1", client="obstore"))

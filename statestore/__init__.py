@@ -1,104 +1,56 @@
 """statestore: workflow state and credential configs as JSON objects in object storage.
 
-Updates are compare-and-swap merges, so concurrent updates are never lost.
+Updates are compare-and-swap merges, so concurrent updates are never lost. The names here are the API of
+everyday use; the rest lives in its own module: every exception in ``statestore.errors``, the backend protocol in
+``statestore.backends``, ``statestore.check``, ``statestore.testing`` (fixtures, fault and counting wrappers).
 """
 
 from __future__ import annotations
 
-from .backends import (
-    CountingBackend,
-    FaultBackend,
-    LatencyBackend,
-    LocalBackend,
-    LoggingBackend,
-    MemoryBackend,
-    ObjectBackend,
-    ObjectMeta,
-    ObjectVersion,
-    PutMode,
-    PutResult,
-    S3Backend,
-    Versioned,
-    WrapperBackend,
-)
-from .check import CheckReport, Outcome, Probe, Verdict, check_backend
-from .codec import Codec
+from typing import TYPE_CHECKING, Any
+
+from .api import StateStore, build_state_store_path, build_store, set_default_store, use_store
+from .backends import LocalBackend, MemoryBackend, ObjectBackend, PutMode, S3Backend
 from .config import Settings
-from .copying import CopyFailure, CopyItem, CopyReport, copy_states
-from .crypto import EncryptingCodec, generate_key, key_id
+from .core.statetype import StateType
+from .core.store import StateInfo, StateVersion, Store, VersionedState
 from .errors import (
     AccessDeniedError,
     BackendConfigError,
     BackendError,
     BackendUnavailableError,
-    ConditionalDeleteUnsupportedError,
     ConflictError,
     CorruptStateError,
     DecryptionError,
-    IfMatchRejectedError,
-    InjectedFault,
     InvalidInputError,
-    InvalidStateTypeError,
-    LockTimeoutError,
-    MotoUnavailableError,
     PathTraversalError,
-    PreconditionFailed,
-    S3ClientUnsupportedError,
     SecretPolicyError,
     StateExistsError,
     StateStoreError,
     StateTooLargeError,
-    SyncStoreUsageError,
-    UnencryptedStateError,
     VersionConflictError,
-    VersionNotFoundError,
-    VersionsUnsupportedError,
 )
-from .facade import StateStore, build_state_store_path, build_store, get_default_store, set_default_store, use_store
-from .paths import validate_id
-from .retry import RetryPolicy
-from .statetype import StateType
-from .store import StateInfo, StateVersion, Store, VersionedState
+from .util.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .sync import SyncStore
 
 __all__ = [
     "AccessDeniedError",
     "BackendConfigError",
     "BackendError",
     "BackendUnavailableError",
-    "CheckReport",
-    "Codec",
-    "ConditionalDeleteUnsupportedError",
     "ConflictError",
-    "CopyFailure",
-    "CopyItem",
-    "CopyReport",
     "CorruptStateError",
-    "CountingBackend",
     "DecryptionError",
-    "EncryptingCodec",
-    "FaultBackend",
-    "IfMatchRejectedError",
-    "InjectedFault",
     "InvalidInputError",
-    "InvalidStateTypeError",
-    "LatencyBackend",
     "LocalBackend",
-    "LockTimeoutError",
-    "LoggingBackend",
     "MemoryBackend",
-    "MotoUnavailableError",
     "ObjectBackend",
-    "ObjectMeta",
-    "ObjectVersion",
-    "Outcome",
     "PathTraversalError",
-    "PreconditionFailed",
-    "Probe",
     "PutMode",
-    "PutResult",
     "RetryPolicy",
     "S3Backend",
-    "S3ClientUnsupportedError",
     "SecretPolicyError",
     "Settings",
     "StateExistsError",
@@ -109,23 +61,20 @@ __all__ = [
     "StateType",
     "StateVersion",
     "Store",
-    "SyncStoreUsageError",
-    "UnencryptedStateError",
-    "Verdict",
+    "SyncStore",
     "VersionConflictError",
-    "VersionNotFoundError",
-    "Versioned",
     "VersionedState",
-    "VersionsUnsupportedError",
-    "WrapperBackend",
     "build_state_store_path",
     "build_store",
-    "check_backend",
-    "copy_states",
-    "generate_key",
-    "get_default_store",
-    "key_id",
     "set_default_store",
     "use_store",
-    "validate_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SyncStore`` on first use: its module is imported only by code that blocks."""
+    if name == "SyncStore":
+        from .sync import SyncStore
+
+        return SyncStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .core.statetype import StateType
+from .core.store import State, Store
 from .errors import InvalidInputError, StateExistsError, StateStoreError
-from .offload import run_workers
-from .statetype import StateType
-from .store import State, Store
+from .util.offload import run_workers
 
 __all__ = ["CopyFailure", "CopyItem", "CopyReport", "copy_states"]
 

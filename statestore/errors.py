@@ -76,10 +76,6 @@ class LockTimeoutError(BackendError):
     """A state's lock stayed held by another process or thread longer than the backend's ``lock_timeout``."""
 
 
-class MotoUnavailableError(StateStoreError, RuntimeError):
-    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""
-
-
 class SyncStoreUsageError(StateStoreError, RuntimeError):
     """A ``statestore.sync.SyncStore`` call that cannot run where it was made.
 
@@ -95,14 +91,6 @@ class IfMatchRejectedError(BackendError):
 
     The object had not changed, so retrying cannot help; the message names the
     forms tried and ``STATESTORE_S3_IF_MATCH``. Nothing was written.
-    """
-
-
-class InjectedFault(BackendError, ConnectionError):
-    """A failure made up by ``FaultBackend`` to model a broken connection; a real backend never raises it.
-
-    A ``BackendError``, as a real backend reports its I/O failures, and a
-    ``ConnectionError``, as the failure it stands for.
     """
 
 

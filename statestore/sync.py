@@ -26,13 +26,13 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from .api import build_store
 from .check import CheckReport
-from .config import Settings
+from .config.settings import Settings
+from .core.paths import StateKey
+from .core.statetype import StateType
+from .core.store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 from .errors import InvalidInputError, SyncStoreUsageError
-from .facade import build_store
-from .paths import StateKey
-from .statetype import StateType
-from .store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]
 

@@ -31,10 +31,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from . import hooks
 from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
 from .backends.wrappers import WrapperBackend
-from .statetype import StateType
+from .core.statetype import StateType
+from .util import hooks
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
@@ -174,7 +174,7 @@ def configure(
     if not ENABLED:
         raise RuntimeError("statestore telemetry needs opentelemetry-api: pip install 'statestore[otel]'")
     if record_ids is None:
-        from .config import otel_ids_from_env
+        from .config.settings import otel_ids_from_env
 
         record_ids = otel_ids_from_env()
     _state = _Telemetry(tracer_provider, meter_provider, record_ids)
@@ -261,7 +261,7 @@ def backend_kind(backend: ObjectBackend) -> str:
     """``local``, ``memory``, ``s3`` or ``other``: the backend under any wrappers."""
     from .backends.local import LocalBackend
     from .backends.memory import MemoryBackend
-    from .backends.s3 import S3Backend
+    from .backends.s3.backend import S3Backend
 
     while isinstance(backend, WrapperBackend):
         backend = backend.inner

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import statestore
+import statestore.config.url
 import statestore.sync
 import statestore.telemetry
-import statestore.url
 from statestore import StateStore, Store
 
 API_MD = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -32,7 +32,7 @@ def store_methods() -> set[str]:
     return {name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))}
 
 
-MODULES = (statestore, statestore.sync, statestore.url, statestore.telemetry)
+MODULES = (statestore, statestore.sync, statestore.config.url, statestore.telemetry)
 
 
 @pytest.mark.parametrize(

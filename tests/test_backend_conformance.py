@@ -65,7 +65,8 @@ CARELESS = """
 import pytest
 from test_third_party_backend import SQLiteBackend
 
-from statestore import PutMode, PutResult
+from statestore import PutMode
+from statestore.backends import PutResult
 from statestore.testing import BackendTests
 
 
@@ -120,7 +121,7 @@ def test_statestore_testing_imports_pytest_only_for_backend_tests() -> None:
     code = (
         "import sys, statestore.testing as t\n"
         "assert 'pytest' not in sys.modules, 'pytest imported too early'\n"
-        "assert t.BackendTests.__module__ == 'statestore.conformance' and 'pytest' in sys.modules\n"
+        "assert t.BackendTests.__module__ == 'statestore.testing.conformance' and 'pytest' in sys.modules\n"
         "try:\n    t.NoSuchThing\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

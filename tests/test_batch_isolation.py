@@ -15,22 +15,21 @@ import orjson
 import pytest
 from test_store import raw
 
-import statestore.cas as cas_module
-import statestore.store as store_module
+import statestore.core.cas as cas_module
+import statestore.core.store as store_module
 from statestore import (
     BackendError,
-    CountingBackend,
     InvalidInputError,
     MemoryBackend,
     ObjectBackend,
     PutMode,
-    PutResult,
     StateTooLargeError,
     StateType,
     Store,
-    WrapperBackend,
 )
-from statestore.codec import check_json, copy_state, decode, encode
+from statestore.backends import PutResult, WrapperBackend
+from statestore.core.codec import check_json, copy_state, decode, encode
+from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 PEERS = 6

@@ -22,20 +22,11 @@ from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import FaultProxy
 from test_cli import clean_env, ok, statestore
 
-from statestore import (
-    CheckReport,
-    CountingBackend,
-    LocalBackend,
-    MemoryBackend,
-    Outcome,
-    PutMode,
-    PutResult,
-    StateType,
-    Store,
-    Verdict,
-)
+from statestore import LocalBackend, MemoryBackend, PutMode, StateType, Store
+from statestore.backends import PutResult
+from statestore.check import CheckReport, Outcome, Verdict
 from statestore.cli import run
-from statestore.testing import MotoServer
+from statestore.testing import CountingBackend, MotoServer
 
 SCRATCH = ".statestore-check"
 PROTOCOL_PROBES = ["create-if-absent", "stale-if-match", "if-match-missing"]

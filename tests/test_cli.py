@@ -23,29 +23,27 @@ from conftest import S3Target
 
 from statestore import (
     BackendError,
-    Codec,
     ConflictError,
     CorruptStateError,
     DecryptionError,
     InvalidInputError,
-    InvalidStateTypeError,
     MemoryBackend,
     PathTraversalError,
-    PreconditionFailed,
     PutMode,
-    PutResult,
     RetryPolicy,
     Settings,
     StateTooLargeError,
     Store,
     VersionConflictError,
-    generate_key,
-    key_id,
 )
+from statestore.backends import PutResult
 from statestore.cli import cli, effective_config, parse_value, run
 from statestore.cli.exit_codes import describe_error as _describe_error
 from statestore.cli.render import _setting
-from statestore.hygiene import REDACTED, is_secret_key, redact, redact_url
+from statestore.core.codec import Codec
+from statestore.core.crypto import generate_key, key_id
+from statestore.core.secrets import REDACTED, is_secret_key, redact, redact_url
+from statestore.errors import InvalidStateTypeError, PreconditionFailed
 from statestore.testing import MotoServer, local_store
 
 EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))

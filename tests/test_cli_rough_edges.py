@@ -7,8 +7,9 @@ from pathlib import Path
 import orjson
 from test_cli import KEY, clean_env, failed, ok, put, statestore
 
-from statestore import CorruptStateError, generate_key
+from statestore import CorruptStateError
 from statestore.cli.exit_codes import describe_error
+from statestore.core.crypto import generate_key
 from statestore.testing import MotoServer
 
 

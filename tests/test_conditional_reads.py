@@ -19,7 +19,8 @@ import test_third_party_backend as third_party
 from statestore import LocalBackend, MemoryBackend, StateType, Store
 from statestore.backends import local as local_module
 from statestore.backends.base import NotModified, ObjectBackend, Versioned
-from statestore.backends.wrappers import CountingBackend, LoggingBackend
+from statestore.backends.wrappers import LoggingBackend
+from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"

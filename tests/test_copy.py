@@ -17,10 +17,7 @@ from conftest import s3_backend
 from test_cli import clean_env, failed, ok, statestore
 
 from statestore import (
-    Codec,
-    CopyReport,
     DecryptionError,
-    EncryptingCodec,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -28,10 +25,11 @@ from statestore import (
     StateType,
     Store,
     VersionConflictError,
-    copy_states,
-    generate_key,
 )
-from statestore.backends.s3 import S3Backend
+from statestore.backends.s3.backend import S3Backend
+from statestore.copying import CopyReport, copy_states
+from statestore.core.codec import Codec
+from statestore.core.crypto import EncryptingCodec, generate_key
 from statestore.testing import MotoServer
 
 W, C = StateType.WORKFLOWS, StateType.CREDENTIALS

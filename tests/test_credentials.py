@@ -16,22 +16,19 @@ import pytest
 
 from statestore import (
     CorruptStateError,
-    CountingBackend,
     DecryptionError,
-    EncryptingCodec,
     InvalidInputError,
     LocalBackend,
     ObjectBackend,
     PutMode,
-    PutResult,
     StateType,
     Store,
-    WrapperBackend,
-    generate_key,
-    key_id,
 )
-from statestore.codec import Codec
-from statestore.paths import state_key
+from statestore.backends import PutResult, WrapperBackend
+from statestore.core.codec import Codec
+from statestore.core.crypto import EncryptingCodec, generate_key, key_id
+from statestore.core.paths import state_key
+from statestore.testing import CountingBackend
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

@@ -13,7 +13,6 @@ import pytest
 
 from statestore import (
     DecryptionError,
-    EncryptingCodec,
     InvalidInputError,
     ObjectBackend,
     SecretPolicyError,
@@ -22,12 +21,11 @@ from statestore import (
     StateType,
     Store,
     build_store,
-    key_id,
     set_default_store,
     use_store,
 )
-from statestore.crypto import parse_key
-from statestore.facade import codec_from_settings
+from statestore.api import codec_from_settings
+from statestore.core.crypto import EncryptingCodec, key_id, parse_key
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

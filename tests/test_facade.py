@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from statestore import (
-    CountingBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -19,11 +18,11 @@ from statestore import (
     StateStore,
     StateType,
     build_store,
-    get_default_store,
     set_default_store,
     use_store,
 )
-from statestore.testing import memory_store
+from statestore.api import get_default_store
+from statestore.testing import CountingBackend, memory_store
 
 
 @pytest.fixture

@@ -10,18 +10,16 @@ import pytest
 from statestore import (
     BackendError,
     CorruptStateError,
-    CountingBackend,
     InvalidInputError,
-    InvalidStateTypeError,
-    LatencyBackend,
     ObjectBackend,
     PathTraversalError,
     StateStore,
     StateType,
     Store,
-    Versioned,
-    WrapperBackend,
 )
+from statestore.backends import Versioned, WrapperBackend
+from statestore.errors import InvalidStateTypeError
+from statestore.testing import CountingBackend, LatencyBackend
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

@@ -13,8 +13,6 @@ from test_cli import failed, ok, s3_cli, statestore
 from test_credentials import RacingBackend
 
 from statestore import (
-    EncryptingCodec,
-    FaultBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -23,14 +21,12 @@ from statestore import (
     StateVersion,
     Store,
     VersionConflictError,
-    VersionNotFoundError,
-    VersionsUnsupportedError,
-    generate_key,
-    key_id,
     use_store,
 )
+from statestore.core.crypto import EncryptingCodec, generate_key, key_id
+from statestore.errors import VersionNotFoundError, VersionsUnsupportedError
 from statestore.sync import SyncStore
-from statestore.testing import MotoServer
+from statestore.testing import FaultBackend, MotoServer
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

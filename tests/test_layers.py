@@ -7,22 +7,30 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "statestore"
 
-# What each layer must not import (top-level names under statestore/). A module not named here is not checked.
-ABOVE = {
-    layer: set(names.split())
-    for layer, names in {
-        "statestore.errors": "config crypto codec paths hygiene backends store facade cli check",
-        "statestore.paths": "config crypto codec backends store facade cli check testing",
-        "statestore.hygiene": "config crypto codec paths backends store facade cli check",
-        "statestore.codec": "config crypto backends store facade cli check testing",
-        "statestore.crypto": "config backends store facade cli check testing",
-        "statestore.backends": "config crypto codec store facade cli check testing",
-        "statestore.config": "store facade cli check testing pytest_plugin",
-        "statestore.check": "config store facade cli testing pytest_plugin",
-        "statestore.store": "facade cli testing pytest_plugin",
-        "statestore.facade": "cli testing pytest_plugin",
-    }.items()
-}
+# The layers, top to bottom (docs/design.md draws them). A module may import its own layer and the layers below
+# it, never one above. The package root (the public names) and the test kit sit above all of them.
+LAYERS = [
+    ["statestore.cli"],
+    ["statestore.copying"],
+    ["statestore.sync", "statestore.api"],
+    ["statestore.core.store"],
+    ["statestore.telemetry"],
+    ["statestore.core.coalesce", "statestore.core.cas"],
+    ["statestore.config", "statestore.check"],
+    ["statestore.core.crypto", "statestore.core.codec", "statestore.core.secrets"],
+    ["statestore.backends"],
+    ["statestore.core.paths", "statestore.core.statetype"],
+    ["statestore.util"],
+    ["statestore.errors"],
+]
+
+
+def _layer(module: str) -> int | None:
+    """The index of ``module``'s layer (0 is the top), or None for the root package and the test kit."""
+    for index, layer in enumerate(LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in layer):
+            return index
+    return None
 
 
 def _modules() -> dict[str, Path]:
@@ -79,14 +87,19 @@ def _graph() -> dict[str, set[str]]:
 def test_no_module_imports_a_layer_above_it() -> None:
     wrong = []
     for name, targets in sorted(_graph().items()):
-        layer = next((key for key in ABOVE if name == key or name.startswith(key + ".")), None)
-        if layer is None:
-            continue
+        mine = _layer(name)
         for target in sorted(targets):
-            top = target.split(".")[1] if "." in target else target
-            if top in ABOVE[layer] and not target.startswith(layer):
+            theirs = _layer(target)
+            if target.startswith("statestore.testing") and not name.startswith("statestore.testing"):
+                wrong.append(f"{name} -> {target} (the library never imports its test kit)")
+            elif mine is not None and theirs is not None and theirs < mine:
                 wrong.append(f"{name} -> {target}")
     assert wrong == []
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [n for n, t in _graph().items() if _layer(n) is None and t and not n.startswith("statestore.testing")]
+    assert unplaced == ["statestore"]
 
 
 def test_no_import_cycle() -> None:
@@ -119,6 +132,6 @@ def test_imports_inside_functions_count_and_typing_only_ones_do_not() -> None:
     )
     found = _imports("statestore.backends.x", source)
     assert "statestore.backends.errors" in found and "statestore.config" not in found
-    assert {"statestore.backends.config", "statestore.facade"} <= found
+    assert {"statestore.backends.config", "statestore.facade.build_store"} <= found
     assert not any("store.Store" in t or t.endswith(".store") for t in found)
     assert {"statestore.errors", "statestore.config"} <= _imports("statestore.paths", source)

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from statestore.lru import LRU
+from statestore.util.lru import LRU
 
 
 def test_a_read_racing_a_drop_returns_what_it_found() -> None:

@@ -19,8 +19,8 @@ from moto import mock_aws
 import statestore
 from statestore import StateStore, StateType, Store
 from statestore.backends.base import PreconditionFailed, PutMode
-from statestore.backends.s3 import S3Backend
-from statestore.config import Settings
+from statestore.backends.s3.backend import S3Backend
+from statestore.config.settings import Settings
 from statestore.errors import InvalidInputError
 from statestore.testing import BackendTests
 

@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 from statestore import LocalBackend, MemoryBackend, StateType, Store
-from statestore.codec import Codec
-from statestore.offload import OFFLOAD_BYTES, offload
-from statestore.paths import StateKey
+from statestore.core.codec import Codec
+from statestore.core.paths import StateKey
+from statestore.util.offload import OFFLOAD_BYTES, offload
 
 W = StateType.WORKFLOWS
 BIG = "x" * (2 * OFFLOAD_BYTES)

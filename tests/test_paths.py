@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statestore import (
-    InvalidInputError,
-    InvalidStateTypeError,
-    PathTraversalError,
-    StateType,
-    build_state_store_path,
-    validate_id,
-)
+from statestore import InvalidInputError, PathTraversalError, StateType, build_state_store_path
+from statestore.core.paths import validate_id
+from statestore.errors import InvalidStateTypeError
 from statestore.testing import local_store
 
 CLASSIC_TRAVERSALS = [

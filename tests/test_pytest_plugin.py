@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from statestore import MemoryBackend, StateStoreError, Store, get_default_store, set_default_store
+from statestore import MemoryBackend, StateStoreError, Store, set_default_store
+from statestore.api import get_default_store
 from statestore.testing import MotoServer, close_store, install_default_store, memory_store
 
 pytest_plugins = ["pytester"]
@@ -62,7 +63,8 @@ import re
 import aiohttp
 import pytest
 
-from statestore import LocalBackend, MemoryBackend, StateStore, StateType, build_store, get_default_store
+from statestore import LocalBackend, MemoryBackend, StateStore, StateType, build_store
+from statestore.api import get_default_store
 
 WF = StateType.WORKFLOWS
 SEEN = []  # (server, bucket) of each s3 test
@@ -262,7 +264,7 @@ from statestore import StateStore, StateType
 @pytest.mark.asyncio
 async def test_memory_works_without_moto(statestore_memory):
     await StateStore.save_state("k", 1, "wf-1", StateType.WORKFLOWS)
-    assert "moto" not in sys.modules and "statestore.pytest_plugin" in sys.modules
+    assert "moto" not in sys.modules and "statestore.testing.plugin" in sys.modules
 
 
 def test_s3_needs_moto(statestore_s3):
@@ -319,7 +321,7 @@ def test_s3_fixture_without_moto_names_the_extra(pytester: pytest.Pytester, ini:
 
 def test_plugin_module_imports_without_moto(tmp_path: Path) -> None:
     (tmp_path / "block_moto.py").write_text(BLOCK_MOTO)
-    code = "import block_moto, sys, statestore.pytest_plugin, statestore.testing; assert 'moto' not in sys.modules"
+    code = "import block_moto, sys, statestore.testing.plugin, statestore.testing; assert 'moto' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
 
 

@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from statestore import FaultBackend, LocalBackend, MemoryBackend, ObjectBackend, StateType, Store
+from statestore import LocalBackend, MemoryBackend, ObjectBackend, StateType, Store
+from statestore.testing import FaultBackend
 
 PROCESSES, UPDATES = 6, 50
 THREADS, TASKS = 6, 8
@@ -29,13 +30,14 @@ WF = StateType.WORKFLOWS
 WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
-    from statestore import FaultBackend, Store
+    from statestore import Store
+    from statestore.testing import FaultBackend
 
     def make_backend(spec):
         if spec["kind"] == "local":
             from statestore import LocalBackend
             return LocalBackend(spec["root"])
-        from statestore.backends.s3 import S3Backend
+        from statestore.backends.s3.backend import S3Backend
         return S3Backend(
             spec["bucket"], endpoint_url=spec["endpoint_url"], region="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",

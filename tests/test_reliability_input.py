@@ -20,15 +20,15 @@ from test_validation_hardening import LOOK_ALIKES
 
 from statestore import (
     InvalidInputError,
-    InvalidStateTypeError,
     LocalBackend,
     PathTraversalError,
     StateStoreError,
     StateTooLargeError,
     StateType,
     Store,
-    validate_id,
 )
+from statestore.core.paths import validate_id
+from statestore.errors import InvalidStateTypeError
 
 LIMIT = 4096
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 from test_local_hardening import snapshot
 
-from statestore import (
-    BackendConfigError,
-    BackendError,
-    FaultBackend,
-    InjectedFault,
-    LocalBackend,
-    MemoryBackend,
-    StateType,
-    Store,
-)
+from statestore import BackendConfigError, BackendError, LocalBackend, MemoryBackend, StateType, Store
+from statestore.testing import FaultBackend, InjectedFault
 
 WF = StateType.WORKFLOWS
 

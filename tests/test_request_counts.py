@@ -19,19 +19,12 @@ from unittest.mock import AsyncMock
 import pytest
 from test_batch_isolation import appender
 
-from statestore import (
-    CountingBackend,
-    EncryptingCodec,
-    LocalBackend,
-    ObjectBackend,
-    PreconditionFailed,
-    PutMode,
-    StateType,
-    Store,
-    Versioned,
-    generate_key,
-)
+from statestore import LocalBackend, ObjectBackend, PutMode, StateType, Store
+from statestore.backends import Versioned
 from statestore.backends.base import md5_etag
+from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.errors import PreconditionFailed
+from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 TASKS = 8

@@ -13,18 +13,10 @@ import orjson
 import pytest
 from test_secret_rule import cli
 
-from statestore import (
-    CorruptStateError,
-    EncryptingCodec,
-    InvalidInputError,
-    ObjectBackend,
-    Settings,
-    StateType,
-    Store,
-    UnencryptedStateError,
-    generate_key,
-)
-from statestore.facade import codec_from_settings
+from statestore import CorruptStateError, InvalidInputError, ObjectBackend, Settings, StateType, Store
+from statestore.api import codec_from_settings
+from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.errors import UnencryptedStateError
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

@@ -16,19 +16,11 @@ from typing import Any
 import pytest
 from conftest import S3_TRANSPORTS, s3_backend
 
-import statestore.backends.s3 as s3_module
-from statestore import (
-    ConditionalDeleteUnsupportedError,
-    InvalidInputError,
-    PutMode,
-    S3Backend,
-    Settings,
-    StateType,
-    Store,
-    build_store,
-)
-from statestore.backends.s3 import HISTORY, WRITES_METADATA
-from statestore.facade import backend_from_settings
+import statestore.backends.s3.backend as s3_module
+from statestore import InvalidInputError, PutMode, S3Backend, Settings, StateType, Store, build_store
+from statestore.api import backend_from_settings
+from statestore.backends.s3.backend import HISTORY, WRITES_METADATA
+from statestore.errors import ConditionalDeleteUnsupportedError
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"

@@ -16,17 +16,9 @@ import pytest
 from conftest import S3Location, S3Target
 from fault_proxy import FaultProxy
 
-from statestore import (
-    BackendError,
-    ConditionalDeleteUnsupportedError,
-    ConflictError,
-    PreconditionFailed,
-    PutMode,
-    RetryPolicy,
-    StateType,
-    Store,
-)
-from statestore.backends.s3 import PROBE_PREFIX, IfMatchRejectedError, S3Backend
+from statestore import BackendError, ConflictError, PutMode, RetryPolicy, StateType, Store
+from statestore.backends.s3.backend import PROBE_PREFIX, IfMatchRejectedError, S3Backend
+from statestore.errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
 WF = StateType.WORKFLOWS

@@ -18,19 +18,11 @@ import pytest
 from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
-from statestore import (
-    BackendConfigError,
-    BackendError,
-    ConditionalDeleteUnsupportedError,
-    PreconditionFailed,
-    PutMode,
-    RetryPolicy,
-    StateType,
-    Store,
-)
+from statestore import BackendConfigError, BackendError, PutMode, RetryPolicy, StateType, Store
 from statestore.backends.base import md5_etag
-from statestore.backends.s3 import WRITES_METADATA, S3Backend
-from statestore.codec import encode
+from statestore.backends.s3.backend import WRITES_METADATA, S3Backend
+from statestore.core.codec import encode
+from statestore.errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"

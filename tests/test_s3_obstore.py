@@ -20,21 +20,12 @@ import pytest
 from conftest import S3_TRANSPORTS, S3Target, s3_backend
 from fault_proxy import FaultProxy
 
-from statestore import (
-    BackendUnavailableError,
-    ConditionalDeleteUnsupportedError,
-    InvalidInputError,
-    PutMode,
-    RetryPolicy,
-    S3Backend,
-    S3ClientUnsupportedError,
-    Settings,
-    Verdict,
-    Versioned,
-    check_backend,
-)
+from statestore import BackendUnavailableError, InvalidInputError, PutMode, RetryPolicy, S3Backend, Settings
+from statestore.backends import Versioned
 from statestore.backends.base import NotModified
-from statestore.config import backend_from_settings
+from statestore.check import Verdict, check_backend
+from statestore.config.settings import backend_from_settings
+from statestore.errors import ConditionalDeleteUnsupportedError, S3ClientUnsupportedError
 from statestore.testing import MotoServer
 
 KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"

@@ -11,21 +11,11 @@ import pytest
 from conftest import s3_backend
 from test_get_states import over
 
-from statestore import (
-    ConditionalDeleteUnsupportedError,
-    CountingBackend,
-    InvalidInputError,
-    InvalidStateTypeError,
-    LocalBackend,
-    ObjectBackend,
-    StateInfo,
-    StateStore,
-    StateType,
-    Store,
-    WrapperBackend,
-)
+from statestore import InvalidInputError, LocalBackend, ObjectBackend, StateInfo, StateStore, StateType, Store
+from statestore.backends import WrapperBackend
+from statestore.errors import ConditionalDeleteUnsupportedError, InvalidStateTypeError
 from statestore.sync import SyncStore
-from statestore.testing import MotoServer
+from statestore.testing import CountingBackend, MotoServer
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

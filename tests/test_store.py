@@ -13,18 +13,17 @@ import pytest
 from statestore import (
     BackendError,
     ConflictError,
-    FaultBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
-    ObjectMeta,
     RetryPolicy,
     StateStore,
     StateType,
     Store,
-    WrapperBackend,
 )
+from statestore.backends import ObjectMeta, WrapperBackend
+from statestore.testing import FaultBackend
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

@@ -16,18 +16,17 @@ import pytest
 import statestore
 from statestore import (
     CorruptStateError,
-    CountingBackend,
     InvalidInputError,
-    LatencyBackend,
     LocalBackend,
     MemoryBackend,
     PathTraversalError,
     StateStoreError,
     StateType,
     Store,
-    WrapperBackend,
 )
+from statestore.backends import WrapperBackend
 from statestore.sync import SyncStore, SyncStoreUsageError
+from statestore.testing import CountingBackend, LatencyBackend
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS
@@ -66,7 +65,7 @@ def test_import_statestore_does_not_import_sync() -> None:
     code = "import sys, threading, statestore; print('statestore.sync' in sys.modules, threading.active_count())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "1"]
-    assert not hasattr(statestore, "SyncStore")
+    assert "SyncStore" not in vars(statestore)
 
 
 def test_plain_sync_use(store: Store) -> None:

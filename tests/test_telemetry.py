@@ -31,7 +31,6 @@ from opentelemetry.trace import StatusCode
 
 from statestore import (
     CorruptStateError,
-    FaultBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
@@ -39,9 +38,10 @@ from statestore import (
     Settings,
     StateType,
     Store,
-    hooks,
     telemetry,
 )
+from statestore.testing import FaultBackend
+from statestore.util import hooks
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS
@@ -307,7 +307,8 @@ _WITHOUT = textwrap.dedent(
     """
     import asyncio, json, sys
     sys.modules["opentelemetry"] = None  # not importable, as when opentelemetry-api is not installed
-    from statestore import LocalBackend, StateType, Store, hooks, telemetry
+    from statestore import LocalBackend, StateType, Store, telemetry
+    from statestore.util import hooks
 
     async def main():
         store = Store(LocalBackend(sys.argv[1]))

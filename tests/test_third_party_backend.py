@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from statestore import ObjectBackend, ObjectMeta, PreconditionFailed, PutMode, PutResult, Versioned
-from statestore.backends import Update
+from statestore import ObjectBackend, PutMode
+from statestore.backends import ObjectMeta, PutResult, Update, Versioned
 from statestore.backends.base import md5_etag
+from statestore.errors import PreconditionFailed
 from statestore.testing import BackendTests
 
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import S3Target
 
 from statestore import InvalidInputError, LocalBackend, MemoryBackend, S3Backend, Settings, StateType, Store
-from statestore.facade import backend_from_settings
-from statestore.url import StoreURL, parse_store_url
+from statestore.api import backend_from_settings
+from statestore.config.url import StoreURL, parse_store_url
 
 W = StateType.WORKFLOWS
 

@@ -18,8 +18,6 @@ import pytest
 
 from statestore import (
     CorruptStateError,
-    CountingBackend,
-    EncryptingCodec,
     InvalidInputError,
     MemoryBackend,
     ObjectBackend,
@@ -27,11 +25,11 @@ from statestore import (
     StateType,
     Store,
     build_state_store_path,
-    generate_key,
-    validate_id,
 )
-from statestore.codec import check_json, copy_state, decode, dumps, encode, loads
-from statestore.paths import MAX_KEY_BYTES, check_object_key, state_key, validate_app_name
+from statestore.core.codec import check_json, copy_state, decode, dumps, encode, loads
+from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.core.paths import MAX_KEY_BYTES, check_object_key, state_key, validate_app_name, validate_id
+from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS
@@ -270,7 +268,7 @@ async def test_look_alike_ids_planted_by_another_tool_are_not_listed(
     await store.save_state("k", 1, "wf", W)
     for planted in ("wf\u200b", "wf ", "\u202ewf"):
         await backend.put(f"persistent-artifacts/apps/app/workflows/{planted}/config.json", b"{}")
-    with caplog.at_level(logging.WARNING, logger="statestore.paths"):
+    with caplog.at_level(logging.WARNING, logger="statestore.core.paths"):
         assert await store.list_states(W) == ["wf"]
     assert caplog.text.count("not listing") == 3 and "\\u200b" in caplog.text
 

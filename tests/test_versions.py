@@ -17,14 +17,11 @@ from conftest import S3Location, S3Target
 from fault_proxy import FaultProxy
 
 from statestore import (
-    ConditionalDeleteUnsupportedError,
-    CountingBackend,
     InvalidInputError,
     LocalBackend,
     MemoryBackend,
     ObjectBackend,
     PutMode,
-    PutResult,
     StateExistsError,
     StateStore,
     StateStoreError,
@@ -32,9 +29,11 @@ from statestore import (
     Store,
     VersionConflictError,
     VersionedState,
-    WrapperBackend,
 )
+from statestore.backends import PutResult, WrapperBackend
+from statestore.errors import ConditionalDeleteUnsupportedError
 from statestore.sync import SyncStore
+from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 ID = "wf-1"

@@ -8,18 +8,10 @@ from contextlib import aclosing
 import pytest
 from conftest import s3_backend
 
-from statestore import (
-    CountingBackend,
-    FaultBackend,
-    InjectedFault,
-    LatencyBackend,
-    LoggingBackend,
-    MemoryBackend,
-    PreconditionFailed,
-    PutMode,
-    WrapperBackend,
-)
-from statestore.testing import MotoServer
+from statestore import MemoryBackend, PutMode
+from statestore.backends import LoggingBackend, WrapperBackend
+from statestore.errors import PreconditionFailed
+from statestore.testing import CountingBackend, FaultBackend, InjectedFault, LatencyBackend, MotoServer
 
 KEY = "persistent-artifacts/apps/a/credentials/c1/config.json"
 SECRET = b'{"password": "hunter2-do-not-log"}'

@@ -15,16 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_store import raw
 
-from statestore import (
-    EncryptingCodec,
-    InvalidInputError,
-    MemoryBackend,
-    ObjectBackend,
-    StateStoreError,
-    StateType,
-    Store,
-    generate_key,
-)
+from statestore import InvalidInputError, MemoryBackend, ObjectBackend, StateStoreError, StateType, Store
+from statestore.core.crypto import EncryptingCodec, generate_key
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

@@ -1,8 +1,7 @@
-"""Object backends: the protocol, each backend in its own module, and wrappers."""
+"""Object backends: the protocol (``base``), each backend in its own module, and ``WrapperBackend``."""
 
 from __future__ import annotations
 
-from ..errors import ConditionalDeleteUnsupportedError, InjectedFault, PreconditionFailed
 from .base import (
     Create,
     NotModified,
@@ -15,19 +14,13 @@ from .base import (
     Update,
     Versioned,
 )
-from .faults import FaultBackend
 from .local import LocalBackend
 from .memory import MemoryBackend
 from .s3 import S3Backend
-from .wrappers import CountingBackend, LatencyBackend, LoggingBackend, WrapperBackend
+from .wrappers import LoggingBackend, WrapperBackend
 
 __all__ = [
-    "ConditionalDeleteUnsupportedError",
-    "CountingBackend",
     "Create",
-    "FaultBackend",
-    "InjectedFault",
-    "LatencyBackend",
     "LocalBackend",
     "LoggingBackend",
     "MemoryBackend",
@@ -36,7 +29,6 @@ __all__ = [
     "ObjectMeta",
     "ObjectVersion",
     "Overwrite",
-    "PreconditionFailed",
     "PutMode",
     "PutResult",
     "S3Backend",

@@ -35,8 +35,8 @@ from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
-from ..lru import LRU
-from ..retry import RetryPolicy
+from ..util.lru import LRU
+from ..util.retry import RetryPolicy
 from .base import (
     NotModified,
     ObjectBackend,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from ..backends.base import ObjectBackend
 from ..backends.local import LocalBackend
 from ..backends.memory import MemoryBackend
-from ..backends.s3 import S3Backend
+from ..backends.s3.backend import S3Backend
 from ..backends.wrappers import WrapperBackend
 from .local import _check_local
 from .protocol import _check_memory, _check_other

@@ -11,8 +11,8 @@ import stat
 from pathlib import Path
 
 from ..backends.local import LOCK_SUFFIX, LocalBackend
-from ..paths import KEY_ROOT
-from ..statetype import StateType
+from ..core.paths import KEY_ROOT
+from ..core.statetype import StateType
 from .protocol import _PROTOCOL_PROBES, _Protocol
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
 

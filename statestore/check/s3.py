@@ -7,9 +7,9 @@ import secrets
 import socket
 from typing import TYPE_CHECKING, Any, cast
 
-from ..backends.s3 import HISTORY, WRITES_METADATA, S3Backend
+from ..backends.s3.backend import HISTORY, WRITES_METADATA, S3Backend
+from ..core.secrets import redact_url
 from ..errors import BackendError
-from ..hygiene import redact_url
 from .protocol import _fake_etag
 from .report import (
     CONDITIONAL_DELETE_SETTING,

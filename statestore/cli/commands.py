@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from ..api import build_store
 from ..check import configuration_report
-from ..config import Settings, aws_environment, requested_backend, with_key_from
+from ..config.settings import Settings, aws_environment, requested_backend, with_key_from
+from ..config.url import parse_store_url
+from ..core.paths import state_key
+from ..core.statetype import StateType
+from ..core.store import Store
 from ..errors import InvalidInputError
-from ..facade import build_store
-from ..paths import state_key
-from ..statetype import StateType
-from ..store import Store
-from ..url import parse_store_url
 from .exit_codes import CHECK_EXIT, EXIT_FAILED, EXIT_OK, describe_error
 from .options import (
     Options,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..facade import StateStore, use_store
-from ..statetype import StateType
-from ..store import State, Store
+from ..api import StateStore, use_store
+from ..core.statetype import StateType
+from ..core.store import State, Store
 from .options import Options, pass_options, run_on_store
 from .render import echo_json, state_location
 

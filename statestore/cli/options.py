@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import click
 
-from ..config import Settings
+from ..api import build_store
+from ..config.settings import Settings
+from ..config.url import parse_store_url
+from ..core.statetype import StateType
+from ..core.store import Store
 from ..errors import InvalidInputError
-from ..facade import build_store
-from ..statetype import StateType
-from ..store import Store
-from ..url import parse_store_url
 
 T = TypeVar("T")
 

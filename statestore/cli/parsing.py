@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from ..codec import loads
+from ..core.codec import loads
 from ..errors import InvalidInputError
 
 

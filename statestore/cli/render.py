@@ -15,12 +15,12 @@ import click
 import orjson
 
 from ..check import CheckReport, Outcome, Verdict
-from ..codec import dumps
-from ..config import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
-from ..hygiene import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
-from ..paths import state_key, state_path
-from ..statetype import StateType
-from ..store import State, StateInfo, StateVersion, Store
+from ..config.settings import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
+from ..core.codec import dumps
+from ..core.paths import state_key, state_path
+from ..core.secrets import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
+from ..core.statetype import StateType
+from ..core.store import State, StateInfo, StateVersion, Store
 from .options import Options
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["S3_PARAMETERS", "SCHEMES", "StoreURL", "parse_store_url"]
 

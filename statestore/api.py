@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from .config import Settings, backend_from_settings
-from .crypto import EncryptingCodec
-from .paths import state_path
-from .statetype import StateType
-from .store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
+from .config.settings import Settings, backend_from_settings
+from .core.crypto import EncryptingCodec
+from .core.paths import state_path
+from .core.statetype import StateType
+from .core.store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 
 _lock = threading.Lock()
 _default: Store | None = None

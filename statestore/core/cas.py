@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from . import hooks
-from .backends.base import (
+from ..backends.base import (
     Create,
     NotModified,
     ObjectBackend,
@@ -32,10 +31,9 @@ from .backends.base import (
     same_etag,
     takes_if_none_match,
 )
-from .backends.base import Update as PutUpdate
-from .codec import Codec, check_json, copy_state, decode, encode
-from .config import DEFAULT_CACHE_BYTES
-from .errors import (
+from ..backends.base import Update as PutUpdate
+from ..config.settings import DEFAULT_CACHE_BYTES
+from ..errors import (
     BackendError,
     ConditionalDeleteUnsupportedError,
     ConflictError,
@@ -46,10 +44,12 @@ from .errors import (
     StateTooLargeError,
     VersionConflictError,
 )
-from .lru import LRU
-from .offload import OFFLOAD_BYTES, offload, run_check
+from ..util import hooks
+from ..util.lru import LRU
+from ..util.offload import OFFLOAD_BYTES, offload, run_check
+from ..util.retry import RetryBudget, RetryPolicy
+from .codec import Codec, check_json, copy_state, decode, encode
 from .paths import StateKey
-from .retry import RetryBudget, RetryPolicy
 
 logger = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..errors import DecryptionError, InvalidInputError, SecretPolicyError, UnencryptedStateError
 from .codec import Codec, Opened, loads
-from .errors import DecryptionError, InvalidInputError, SecretPolicyError, UnencryptedStateError
-from .hygiene import find_raw_secrets
 from .paths import StateKey
+from .secrets import find_raw_secrets
 from .statetype import StateType
 
 logger = logging.getLogger(__name__)

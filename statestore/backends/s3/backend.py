@@ -53,21 +53,21 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import hooks
-from ..errors import (
+from ...errors import (
     AccessDeniedError,
     BackendConfigError,
     BackendError,
     BackendUnavailableError,
+    ConditionalDeleteUnsupportedError,
+    IfMatchRejectedError,
     InvalidInputError,
     StateStoreError,
     VersionsUnsupportedError,
 )
-from ..errors import ConditionalDeleteUnsupportedError as ConditionalDeleteUnsupportedError  # re-exported (old home)
-from ..errors import IfMatchRejectedError as IfMatchRejectedError  # re-exported (old home)
-from ..lru import LRU
-from ..retry import RetryBudget, RetryPolicy
-from .base import (
+from ...util import hooks
+from ...util.lru import LRU
+from ...util.retry import RetryBudget, RetryPolicy
+from ..base import (
     Create,
     NotModified,
     ObjectBackend,
@@ -561,7 +561,7 @@ class S3Backend(ObjectBackend):
             return self.client
         if "moto.core.models" not in sys.modules:  # never import moto (or s3_boto3) where it is not loaded
             return "aioboto3"
-        from .s3_boto3 import moto_mock_active
+        from .threaded import moto_mock_active
 
         return "boto3" if moto_mock_active() else "aioboto3"
 
@@ -603,7 +603,7 @@ class S3Backend(ObjectBackend):
 
     async def _open_threaded(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
         """botocore's synchronous client in worker threads (``s3_boto3``): what moto's mock_aws serves."""
-        from .s3_boto3 import moto_mock_active, open_threaded_client
+        from .threaded import moto_mock_active, open_threaded_client
 
         endpoint = self.effective_endpoint_url
         try:
@@ -968,7 +968,7 @@ class S3Backend(ObjectBackend):
     async def _open_obstore(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
         """An ``ObstoreS3Client`` (``s3_obstore``): Rust's object_store, no botocore."""
         try:
-            from .s3_obstore import open_obstore_client
+            from .obstore_client import open_obstore_client
 
             client = open_obstore_client(
                 bucket=self.bucket,

@@ -16,26 +16,32 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from . import telemetry as _telemetry
-from .backends.base import ObjectBackend, PutMode
-from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
-from .check import CheckReport, check_backend
-from .coalesce import Coalescer
-from .codec import Codec, check_json
-from .config import DEFAULT_APP_NAME, DEFAULT_CACHE_BYTES, DEFAULT_MAX_STATE_BYTES, Settings, backend_from_settings
-from .crypto import EncryptingCodec
-from .errors import (
+from .. import telemetry as _telemetry
+from ..backends.base import ObjectBackend, PutMode
+from ..check import CheckReport, check_backend
+from ..config.settings import (
+    DEFAULT_APP_NAME,
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_MAX_STATE_BYTES,
+    Settings,
+    backend_from_settings,
+)
+from ..config.url import parse_store_url
+from ..errors import (
     BackendError,
     ConditionalDeleteUnsupportedError,
     InvalidInputError,
     StateStoreError,
     VersionNotFoundError,
 )
-from .offload import is_small, offload, run_workers
+from ..util.offload import is_small, offload, run_workers
+from ..util.retry import RetryPolicy
+from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
+from .coalesce import Coalescer
+from .codec import Codec, check_json
+from .crypto import EncryptingCodec
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
-from .retry import RetryPolicy
 from .statetype import StateType
-from .url import parse_store_url
 
 __all__ = ["State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from .store import Store
-from .testing import INSTALL_HINT, MotoServer, MotoUnavailableError, install_default_store, local_store, memory_store
+from ..core.store import Store
+from . import INSTALL_HINT, MotoServer, MotoUnavailableError, install_default_store, local_store, memory_store
 
 _MISSING_MOTO_INI = "statestore_missing_moto"
 #: Variables that would make ``Settings.from_env`` disagree with the installed store.

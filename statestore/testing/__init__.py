@@ -21,11 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .backends.local import LocalBackend
-from .backends.memory import MemoryBackend
-from .errors import MotoUnavailableError, StateStoreError
-from .facade import set_default_store
-from .store import Store
+from ..api import set_default_store
+from ..backends.local import LocalBackend
+from ..backends.memory import MemoryBackend
+from ..core.store import Store
+from ..errors import StateStoreError
+from .backends import CountingBackend, LatencyBackend
+from .faults import FaultBackend, InjectedFault
 
 if TYPE_CHECKING:
     from .conformance import BackendTests as BackendTests
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALL_HINT",
     "BackendTests",
+    "CountingBackend",
+    "FaultBackend",
+    "InjectedFault",
+    "LatencyBackend",
     "MotoServer",
     "MotoUnavailableError",
     "close_store",
@@ -52,6 +58,10 @@ _FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": MOTO_REGION,
 }
+
+
+class MotoUnavailableError(StateStoreError, RuntimeError):
+    """moto's server cannot be imported: the ``test`` extra (``moto[server]``) is not installed."""
 
 
 def __getattr__(name: str) -> Any:
@@ -79,7 +89,7 @@ def s3_store(endpoint_url: str, bucket: str, **options: Any) -> Store:
     The credentials and region are passed explicitly, so neither the
     environment nor ``~/.aws`` can point the store at a real account.
     """
-    from .backends.s3 import S3Backend
+    from ..backends.s3.backend import S3Backend
 
     backend = S3Backend(
         bucket,

@@ -33,8 +33,8 @@ from typing import Any, NoReturn
 
 import obstore
 
-from ..errors import S3ClientUnsupportedError
-from .s3_boto3 import ReadBody
+from ...errors import S3ClientUnsupportedError
+from .threaded import ReadBody
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, Versioned, same_etag, takes_if_none_match
-from .errors import ConditionalDeleteUnsupportedError, PreconditionFailed
+from ..backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, Versioned, same_etag, takes_if_none_match
+from ..errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 
 __all__ = ["BackendTests"]
 

@@ -17,7 +17,7 @@ import os
 import unicodedata
 from dataclasses import dataclass, field
 
-from .errors import InvalidInputError, PathTraversalError
+from ..errors import InvalidInputError, PathTraversalError
 from .statetype import StateType
 
 KEY_ROOT = "persistent-artifacts/apps"

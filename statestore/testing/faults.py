@@ -27,15 +27,22 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from ..errors import InjectedFault as InjectedFault  # re-exported (old home)
-from ..errors import PreconditionFailed
-from .base import ObjectBackend, ObjectMeta
-from .wrappers import WrapperBackend
+from ..backends.base import ObjectBackend, ObjectMeta
+from ..backends.wrappers import WrapperBackend
+from ..errors import BackendError, PreconditionFailed
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
 OPERATIONS = ("get", "put", "delete", "list")
 
 T = TypeVar("T")
+
+
+class InjectedFault(BackendError, ConnectionError):
+    """A failure made up by ``FaultBackend`` to model a broken connection; a real backend never raises it.
+
+    A ``BackendError``, as a real backend reports its I/O failures, and a
+    ``ConnectionError``, as the failure it stands for.
+    """
 
 
 class FaultBackend(WrapperBackend):

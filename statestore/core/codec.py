@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .errors import CorruptStateError, InvalidInputError
+from ..errors import CorruptStateError, InvalidInputError
 from .paths import StateKey
 
 MAX_DEPTH = 250  # orjson refuses deeper documents; say so up front with a clear error

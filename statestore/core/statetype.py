@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .errors import InvalidStateTypeError
+from ..errors import InvalidStateTypeError
 
 
 class StateType(StrEnum):

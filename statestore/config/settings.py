@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.base import ObjectBackend
-from .backends.local import LocalBackend
-from .backends.memory import MemoryBackend
-from .backends.s3 import (
+from ..backends.base import ObjectBackend
+from ..backends.local import LocalBackend
+from ..backends.memory import MemoryBackend
+from ..backends.s3.backend import (
     CONDITIONAL_DELETE_MODES,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -26,9 +26,9 @@ from .backends.s3 import (
     SSE_MODES,
     S3Backend,
 )
-from .crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
-from .errors import InvalidInputError
-from .paths import validate_app_name
+from ..core.crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
+from ..core.paths import validate_app_name
+from ..errors import InvalidInputError
 from .url import parse_store_url
 
 BACKENDS = ("local", "memory", "s3")
