@@ -33,7 +33,7 @@ class InFlight(WrapperBackend):
         self.now = self.peak = self.started = self.cancelled = 0
         self.fail: set[str] = set()
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | None:
         self.started += 1
         self.now += 1
         self.peak = max(self.peak, self.now)

@@ -14,7 +14,7 @@ import pytest
 from test_secret_rule import cli
 
 from statestore import CorruptStateError, InvalidInputError, ObjectBackend, Settings, StateType, Store
-from statestore.api import codec_from_settings
+from statestore.config.build import codec_from_settings
 from statestore.core.crypto import EncryptingCodec, generate_key
 from statestore.errors import UnencryptedStateError
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import S3Target
 
 from statestore import InvalidInputError, LocalBackend, MemoryBackend, S3Backend, Settings, StateType, Store
-from statestore.api import backend_from_settings
+from statestore.config.build import backend_from_settings
 from statestore.config.url import StoreURL, parse_store_url
 
 W = StateType.WORKFLOWS

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from .base import NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
+from .base import Capability, NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ class WrapperBackend(ObjectBackend):
 
     def __init__(self, inner: ObjectBackend) -> None:
         self.inner = inner
-
-    @property
-    def supports_conditional_delete(self) -> bool:
-        return self.inner.supports_conditional_delete
 
     @property
     def key_prefix(self) -> str:
@@ -64,8 +60,8 @@ class WrapperBackend(ObjectBackend):
     def describe(self) -> str:
         return f"{type(self).__name__}({self.inner.describe()})"
 
-    async def conditional_delete_supported(self) -> bool:
-        return await self.inner.conditional_delete_supported()
+    async def supports(self, capability: Capability) -> bool:
+        return await self.inner.supports(capability)
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
         return await self.inner.versions(key)
