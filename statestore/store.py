@@ -32,7 +32,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .offload import is_small, offload, run_workers
-from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
+from .paths import StateKey, listed_id, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
 from .url import parse_store_url
@@ -229,8 +229,9 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
+            where = self.backend.describe()
             async for key in self._cas.backend.list_keys(prefix):
-                state_id = id_from_key(prefix, key)
+                state_id = listed_id(prefix, key, where)
                 if state_id is not None:
                     yield state_id
         except StateStoreError:
@@ -420,8 +421,9 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
+            where = self.backend.describe()
             async for meta in self._cas.backend.list(prefix):
-                state_id = id_from_key(prefix, meta.key)
+                state_id = listed_id(prefix, meta.key, where)
                 if state_id is not None:
                     yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
         except StateStoreError:

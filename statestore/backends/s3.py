@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +60,7 @@ from ..errors import (
     BackendError,
     BackendUnavailableError,
     InvalidInputError,
+    ListingOutOfPrefixError,
     StateStoreError,
     VersionsUnsupportedError,
 )
@@ -943,11 +944,28 @@ class S3Backend(ObjectBackend):
                 raise
             except Exception as exc:
                 raise self._error("list", prefix, exc) from exc
-            for item in page.get("Contents", []):
+            contents = page.get("Contents", [])
+            self._check_listed("list", full_prefix, (item["Key"] for item in contents))
+            for item in contents:
                 yield _object_meta(item, len(self.prefix))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+    def _check_listed(self, op: str, full_prefix: str, keys: Iterable[str]) -> None:
+        """``ListingOutOfPrefixError`` if a listed key is outside ``full_prefix``: the server ignored the prefix.
+
+        Checked for a whole page before anything of it is used: whatever a caller would do with
+        such a listing (prune, copy, clean up) could touch objects that are not this store's.
+        """
+        if all(key.startswith(full_prefix) for key in keys):
+            return
+        raise ListingOutOfPrefixError(
+            f"S3 {op} of prefix {full_prefix!r} in bucket {self.bucket!r} answered keys outside that prefix: the "
+            "server (or a proxy in front of it) ignored the prefix asked for, so the listing cannot be trusted and "
+            "nothing was done with it ('statestore check' reports such a server as unsafe)",
+            prefix=full_prefix,
+        )
 
     # -- the obstore transport ---------------------------------------------------
 
@@ -1066,6 +1084,11 @@ class S3Backend(ObjectBackend):
                 raise
             except Exception as exc:
                 raise self._error("versions", key, exc) from exc
+            self._check_listed(
+                "versions",
+                full_key,
+                (item["Key"] for item in (*page.get("Versions", []), *page.get("DeleteMarkers", []))),
+            )
             for item in page.get("Versions", []):
                 if item["Key"] == full_key:
                     found.append((bool(item.get("IsLatest")), _object_version(item, deleted=False)))
