@@ -136,6 +136,19 @@ class StateExistsError(VersionConflictError):
     """``create_state`` found the state already stored: nothing was changed (``current_version`` is its version)."""
 
 
+class ListingOutOfPrefixError(BackendError):
+    """A listing answered a key outside the prefix asked for: the server (or a proxy before it) ignored the prefix.
+
+    Nothing is done with such a listing: no state is listed, pruned, copied, re-encrypted or shown in a
+    history, since acting on it could touch objects that are not this store's. Retrying does not help;
+    ``statestore check`` reports such a server as unsafe. ``prefix`` is the prefix that was asked for.
+    """
+
+    def __init__(self, message: str, *, prefix: str = "") -> None:
+        super().__init__(message)
+        self.prefix = prefix
+
+
 class BackendUnavailableError(BackendError):
     """The object store could not be reached or answered with a failure of its own, and retries ran out.
 

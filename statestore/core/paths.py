@@ -17,7 +17,7 @@ import os
 import unicodedata
 from dataclasses import dataclass, field
 
-from ..errors import InvalidInputError, PathTraversalError
+from ..errors import InvalidInputError, ListingOutOfPrefixError, PathTraversalError
 from .statetype import StateType
 
 KEY_ROOT = "persistent-artifacts/apps"
@@ -151,6 +151,21 @@ def id_from_key(prefix: str, key: str) -> str | None:
     except InvalidInputError as exc:  # written by another tool: not a name statestore reads or writes
         logger.warning("not listing %s: %s", ascii(key), ascii(str(exc)))
         return None
+
+
+def listed_id(prefix: str, key: str, backend: str) -> str | None:
+    """``id_from_key`` for a key ``backend`` listed under ``prefix``; ``ListingOutOfPrefixError`` if it is outside.
+
+    A key outside the prefix asked for means the backend ignored the prefix: the listing is refused,
+    not filtered, so that no bulk operation acts on a listing that cannot be trusted.
+    """
+    if not key.startswith(prefix):
+        raise ListingOutOfPrefixError(
+            f"{backend} listed a key outside the prefix {prefix!r} asked for: it ignored the prefix, so the "
+            "listing cannot be trusted and nothing was done with it",
+            prefix=prefix,
+        )
+    return id_from_key(prefix, key)
 
 
 def state_path(root: str, app_name: str, id: str, state_type: StateType | str) -> str:  # noqa: A002

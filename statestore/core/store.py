@@ -40,7 +40,7 @@ from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State
 from .coalesce import Coalescer
 from .codec import Codec, check_json
 from .crypto import EncryptingCodec
-from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
+from .paths import StateKey, listed_id, state_key, type_prefix, validate_app_name
 from .statetype import StateType
 
 __all__ = ["State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
@@ -235,8 +235,9 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
+            where = self.backend.describe()
             async for key in self._cas.backend.list_keys(prefix):
-                state_id = id_from_key(prefix, key)
+                state_id = listed_id(prefix, key, where)
                 if state_id is not None:
                     yield state_id
         except StateStoreError:
@@ -426,8 +427,9 @@ class Store:
         stype = StateType.coerce(type)
         prefix = type_prefix(self.app_name, stype)
         try:
+            where = self.backend.describe()
             async for meta in self._cas.backend.list(prefix):
-                state_id = id_from_key(prefix, meta.key)
+                state_id = listed_id(prefix, meta.key, where)
                 if state_id is not None:
                     yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
         except StateStoreError:

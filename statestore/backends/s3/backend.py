@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +61,7 @@ from ...errors import (
     ConditionalDeleteUnsupportedError,
     IfMatchRejectedError,
     InvalidInputError,
+    ListingOutOfPrefixError,
     StateStoreError,
     VersionsUnsupportedError,
 )
@@ -943,11 +944,28 @@ class S3Backend(ObjectBackend):
                 raise
             except Exception as exc:
                 raise self._error("list", prefix, exc) from exc
-            for item in page.get("Contents", []):
+            contents = page.get("Contents", [])
+            self._check_listed("list", full_prefix, (item["Key"] for item in contents))
+            for item in contents:
                 yield _object_meta(item, len(self.prefix))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+    def _check_listed(self, op: str, full_prefix: str, keys: Iterable[str]) -> None:
+        """``ListingOutOfPrefixError`` if a listed key is outside ``full_prefix``: the server ignored the prefix.
+
+        Checked for a whole page before anything of it is used: whatever a caller would do with
+        such a listing (prune, copy, clean up) could touch objects that are not this store's.
+        """
+        if all(key.startswith(full_prefix) for key in keys):
+            return
+        raise ListingOutOfPrefixError(
+            f"S3 {op} of prefix {full_prefix!r} in bucket {self.bucket!r} answered keys outside that prefix: the "
+            "server (or a proxy in front of it) ignored the prefix asked for, so the listing cannot be trusted and "
+            "nothing was done with it ('statestore check' reports such a server as unsafe)",
+            prefix=full_prefix,
+        )
 
     # -- the obstore transport ---------------------------------------------------
 
@@ -1044,43 +1062,87 @@ class S3Backend(ObjectBackend):
         self._versioning_seen = True
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
-        """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included."""
+        """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included.
+
+        In the listing's own order, whatever the page size: S3 lists a key's versions and delete
+        markers as one sequence, newest first, but botocore (and moto) split each page into two
+        lists, which ``_interleave`` merges back (docs/decisions/0037).
+        """
         await self._require_versioning("versions", key)
         full_key = self.object_key(key)
-        found: list[tuple[bool, ObjectVersion]] = []
+        found: list[ObjectVersion] = []
         markers: dict[str, Any] = {}
         while True:
-            args: dict[str, Any] = {
-                "Bucket": self.bucket,
-                "Prefix": full_key,
-                "MaxKeys": self.list_page_size,
-                **markers,
-            }
-
-            async def call(client: S3ClientProtocol, args: dict[str, Any] = args) -> Any:
-                return await client.list_object_versions(**args)
-
-            try:
-                page = await self._retrying(call)
-            except StateStoreError:
-                raise
-            except Exception as exc:
-                raise self._error("versions", key, exc) from exc
-            for item in page.get("Versions", []):
-                if item["Key"] == full_key:
-                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=False)))
-            for item in page.get("DeleteMarkers", []):
-                if item["Key"] == full_key:
-                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=True)))
+            page = await self._versions_page(key, full_key, markers)
+            versions = [_object_version(item, deleted=False) for item in _key_entries(page, full_key, "Versions")]
+            deleted = [_object_version(item, deleted=True) for item in _key_entries(page, full_key, "DeleteMarkers")]
+            found += await self._interleave(key, full_key, versions, deleted)
             beyond = any(item["Key"] > full_key for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])))
             if beyond or not page.get("IsTruncated"):
                 break
             markers = {"KeyMarker": page.get("NextKeyMarker"), "VersionIdMarker": page.get("NextVersionIdMarker")}
             if not markers["KeyMarker"]:
                 break
-        # S3 lists a key's versions newest first, but versions and delete markers apart: merge by time, latest first
-        found.sort(key=lambda pair: (not pair[0], -pair[1].last_modified.timestamp()))
-        return [version for _, version in found]
+        return found
+
+    async def _versions_page(self, key: str, full_key: str, markers: dict[str, Any]) -> Any:
+        """One page of ListObjectVersions for ``full_key``, from ``markers`` (KeyMarker, VersionIdMarker) on."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_key, "MaxKeys": self.list_page_size, **markers}
+
+        async def call(client: S3ClientProtocol) -> Any:
+            return await client.list_object_versions(**args)
+
+        try:
+            page = await self._retrying(call)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise self._error("versions", key, exc) from exc
+        self._check_listed(
+            "versions", full_key, (item["Key"] for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])))
+        )
+        return page
+
+    async def _interleave(
+        self, key: str, full_key: str, versions: builtins.list[ObjectVersion], deleted: builtins.list[ObjectVersion]
+    ) -> builtins.list[ObjectVersion]:
+        """One page's versions and delete markers (each list newest first) as one list in the listing's order.
+
+        Their times order them where they differ. Where a delete marker and a version share a time
+        (moto lists whole seconds; any server can give two writes one time), the server's order
+        decides: a listing that starts after the marker (``VersionIdMarker``) shows which of those
+        versions follow it. One request per such marker; none where times differ.
+        """
+        following: dict[str, set[str]] = {}
+        for marker in deleted:
+            tied = {v.version_id for v in versions if v.last_modified == marker.last_modified}
+            if tied:
+                following[marker.version_id] = await self._following(key, full_key, marker, tied)
+        merged: list[ObjectVersion] = []
+        v = d = 0
+        while v < len(versions) and d < len(deleted):
+            version, marker = versions[v], deleted[d]
+            if version.last_modified == marker.last_modified:
+                marker_first = version.version_id in following[marker.version_id]
+            else:
+                marker_first = marker.last_modified > version.last_modified
+            merged.append(marker if marker_first else version)
+            d, v = (d + 1, v) if marker_first else (d, v + 1)
+        return merged + versions[v:] + deleted[d:]
+
+    async def _following(self, key: str, full_key: str, marker: ObjectVersion, tied: set[str]) -> set[str]:
+        """Which of the ``tied`` version ids the server lists after the delete ``marker``."""
+        found: set[str] = set()
+        markers: dict[str, Any] = {"KeyMarker": full_key, "VersionIdMarker": marker.version_id}
+        while True:
+            page = await self._versions_page(key, full_key, markers)
+            listed = [*_key_entries(page, full_key, "Versions"), *_key_entries(page, full_key, "DeleteMarkers")]
+            found |= tied & {str(item["VersionId"]) for item in _key_entries(page, full_key, "Versions")}
+            older = any(_object_version(item, deleted=True).last_modified < marker.last_modified for item in listed)
+            everything = len(listed) == len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+            if found == tied or older or not everything or not page.get("IsTruncated") or not page.get("NextKeyMarker"):
+                return found  # the tied versions all follow the marker; after them come older ones, then other keys
+            markers = {"KeyMarker": page.get("NextKeyMarker"), "VersionIdMarker": page.get("NextVersionIdMarker")}
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         """One kept version (GetObject with VersionId); None if there is none of that id or it is a delete marker."""
@@ -1104,6 +1166,11 @@ class S3Backend(ObjectBackend):
             ):
                 return None
             raise self._error("get_version", key, exc) from exc
+
+
+def _key_entries(page: Any, full_key: str, part: str) -> builtins.list[Any]:
+    """The entries of ``full_key`` in one list (``Versions`` or ``DeleteMarkers``) of a ListObjectVersions page."""
+    return [item for item in page.get(part, []) if item["Key"] == full_key]
 
 
 def _object_version(item: Any, *, deleted: bool) -> ObjectVersion:

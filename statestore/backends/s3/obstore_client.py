@@ -204,6 +204,8 @@ class ObstoreS3Client:
         object_store lists by path segment; a prefix that ends inside a segment
         is listed from its parent and filtered. The continuation token is the
         last key returned (object_store's ``offset``, S3's ``start-after``).
+        A key outside the parent asked of the server (which ignored the prefix)
+        is handed on, not filtered away: ``S3Backend`` refuses such a listing.
         """
         extra = set(args) - {"Bucket", "Prefix", "MaxKeys", "ContinuationToken"}
         if extra:
@@ -212,6 +214,7 @@ class ObstoreS3Client:
         prefix: str = args.get("Prefix") or ""
         max_keys = int(args.get("MaxKeys") or 1000)
         parent = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        asked = parent + "/" if parent else ""  # what object_store sends as the prefix
         offset = args.get("ContinuationToken")
         if offset is None and len(prefix) > len(parent) + 2:
             offset = prefix[:-1]  # start-after is exclusive: every key under ``prefix`` sorts after it
@@ -224,6 +227,9 @@ class ObstoreS3Client:
             async for chunk in stream:
                 for meta in chunk:
                     key = meta["path"]
+                    if not key.startswith(asked):  # the server ignored the prefix: let S3Backend see it
+                        contents.append({"Key": key, "Size": meta["size"], "LastModified": meta["last_modified"]})
+                        return
                     if not key.startswith(prefix):
                         if key > prefix:  # sorted: nothing further can match
                             return
