@@ -438,6 +438,9 @@ def _side_settings(opts: Options, given: str, key_env: str | None, which: str) -
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(min=1), help="States copied at once.")
 @click.option("--source-key-env", metavar="VAR", help="Environment variable holding the source's encryption key.")
 @click.option("--dest-key-env", metavar="VAR", help="Environment variable holding the destination's encryption key.")
+@click.option(
+    "--allow-plaintext", is_flag=True, help="Store states the source encrypts in plain JSON where DST has no key."
+)
 @pass_options
 def copy(
     opts: Options,
@@ -450,6 +453,7 @@ def copy(
     concurrency: int,
     source_key_env: str | None,
     dest_key_env: str | None,
+    allow_plaintext: bool,
 ) -> int:
     """Copy the app's states from the store SRC to the store DST, and print a summary.
 
@@ -461,9 +465,12 @@ def copy(
     decrypted with the source's key and sealed with the destination's: by
     default both are STATESTORE_ENCRYPTION_KEY; --source-key-env and
     --dest-key-env name other variables (a key never goes on the command
-    line). A state that fails does not stop the others; the exit code is
-    then that of its failure (all alike) or 1. Safe to run again: what an
-    earlier run copied is skipped.
+    line; the keys of the environment, STATESTORE_ENCRYPTION_OLD_KEYS too,
+    still decrypt). States the source encrypts are never written in plain
+    JSON to a DST without a key (exit 2, nothing copied) unless
+    --allow-plaintext. A state that fails does not stop the others; the
+    exit code is then that of its failure (all alike) or 1. Safe to run
+    again: what an earlier run copied is skipped.
 
     \b
     Example:
@@ -494,6 +501,7 @@ def copy(
                     dry_run=dry_run,
                     progress=advance,
                     concurrency=concurrency,
+                    allow_plaintext=allow_plaintext,
                 )
         finally:
             await src.aclose()
