@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import InvalidInputError, PlaintextCopyError, StateExistsError, StateStoreError
-from .offload import is_small, offload, run_check, run_workers
+from .offload import check_concurrency, is_small, offload, run_check, run_workers
 from .statetype import StateType
 from .store import State, Store
 
@@ -125,8 +125,7 @@ async def copy_states(
             raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
-    if concurrency.__class__ is not int or concurrency < 1:
-        raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+    check_concurrency(concurrency)
     if src is dst or (
         src.backend.describe() == dst.backend.describe()
         and src.app_name == dst.app_name

@@ -31,7 +31,7 @@ from .errors import (
     StateStoreError,
     VersionNotFoundError,
 )
-from .offload import is_small, offload, run_workers
+from .offload import check_concurrency, is_small, offload, run_workers
 from .paths import StateKey, id_from_key, state_key, type_prefix, validate_app_name
 from .retry import RetryPolicy
 from .statetype import StateType
@@ -262,8 +262,7 @@ class Store:
         ``progress(done, total)`` is called after each state.
         """
         stype = StateType.coerce(type)
-        if concurrency < 1:
-            raise InvalidInputError("concurrency must be at least 1")
+        check_concurrency(concurrency)
         if progress is not None and not callable(progress):
             raise InvalidInputError("progress must be callable")
         listed = await self.list_states(stype)
@@ -318,8 +317,7 @@ class Store:
         """
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
-        if concurrency.__class__ is not int or concurrency < 1:
-            raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+        check_concurrency(concurrency)
         stype = StateType.coerce(type)
         wanted: dict[str, None] = {}
         for state_id in ids:
@@ -460,7 +458,12 @@ class Store:
                 raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
         if progress is not None and not callable(progress):
             raise InvalidInputError("progress must be callable")
-        cutoff = datetime.now(UTC) - older_than
+        try:
+            cutoff = datetime.now(UTC) - older_than
+        except OverflowError:
+            raise InvalidInputError(
+                f"older_than is too long ({older_than.days} days): that is before the year 1, no state is that old"
+            ) from None
         stale = sorted(
             [info async for info in self.iter_state_info(stype) if info.last_modified < cutoff], key=lambda i: i.id
         )
