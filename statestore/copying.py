@@ -148,11 +148,14 @@ async def copy_states(
     async def worker() -> None:
         nonlocal done
         for stype, state_id in queue:  # a plain iterator shared by the workers: each state is taken once
+            held: list[State] = []  # the states read and written, freed in the offload thread if large
             try:
-                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report)
+                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report, held)
             except StateStoreError as exc:
                 logger.debug("copying %s state %r failed: %s", stype.value, state_id, type(exc).__name__)
                 report.failed.append(CopyFailure(stype.value, state_id, exc))
+            finally:
+                await offload(bool(held) and not is_small(held[0]), held.clear)  # freeing 1 MB of JSON takes ms
             done += 1
             if progress is not None:
                 progress(done, len(todo))
@@ -192,13 +195,16 @@ async def _copy_one(
     overwrite: bool,
     existing: dict[StateType, set[str]] | None,
     report: CopyReport,
+    held: list[State],
 ) -> None:
     """Copy one state; a typed error fails it alone (the caller records it).
 
-    ``existing`` (a dry run): the ids the destination lists; then nothing is written.
+    ``existing`` (a dry run): the ids the destination lists; then nothing is written. Every state
+    read or returned is put in ``held``, so that the caller frees them (off the loop if large).
     """
     dry_run = existing is not None
     state, version = await src.get_versioned_state(state_id, stype)
+    held.append(state)
     if version is None:  # deleted at the source since it was listed
         report.skipped.append(CopyItem(stype.value, state_id, "gone"))
         return
@@ -211,22 +217,23 @@ async def _copy_one(
                 report.copied.append(CopyItem(stype.value, state_id))
             return
         try:
-            await dst.create_state(state_id, stype, state)
+            held.append(await dst.create_state(state_id, stype, state))
         except StateExistsError:
             report.skipped.append(CopyItem(stype.value, state_id, "exists"))
             return
         report.copied.append(CopyItem(stype.value, state_id))
         return
     current, current_version = await dst.get_versioned_state(state_id, stype)
+    held.append(current)
     if current_version is not None and await offload(not is_small(state), operator.eq, current, state):
         report.skipped.append(CopyItem(stype.value, state_id, "identical"))
         return
     if dry_run:
         await run_check(state, lambda: _check_writable(dst, stype, state_id, state))
     elif current_version is None:
-        await dst.create_state(state_id, stype, state)
+        held.append(await dst.create_state(state_id, stype, state))
     else:
-        await dst.replace_state(state_id, stype, state, if_version=current_version)
+        held.append(await dst.replace_state(state_id, stype, state, if_version=current_version))
     report.copied.append(CopyItem(stype.value, state_id))
     if current_version is not None:
         report.overwritten.append(CopyItem(stype.value, state_id))

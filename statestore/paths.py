@@ -150,7 +150,7 @@ def _check_looks(value: str, what: str) -> None:
         kind = renders_as_nothing(ch)
         if kind is not None:
             raise InvalidInputError(
-                f"{what} {ascii(value)} contains {kind} U+{ord(ch):04X}; names must not contain characters that "
+                f"{what} {value!a} contains {kind} U+{ord(ch):04X}; names must not contain characters that "
                 "render as nothing (bidi controls, zero-width, format, variation selectors, fillers, spaces "
                 "other than ' '): they make one name look like another"
             )
