@@ -37,6 +37,10 @@ __all__ = ["cli", "effective_config", "main", "parse_value", "run"]
 class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The ``--debug`` log handler; ``run`` removes it when the command ends (``run`` may be called again)."""
 
+    def __init__(self, stream: Any, previous_level: int) -> None:
+        super().__init__(stream)
+        self.previous_level = previous_level  # the package logger's level, restored with the handler's removal
+
 
 class _StdoutClosed(Exception):
     """The reader of stdout went away (``statestore list | head``)."""
@@ -112,9 +116,9 @@ def cli(
     opts.json = json_output
     opts.debug = debug
     if debug:
-        handler = _DebugHandler(sys.stderr)
-        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package = logging.getLogger("statestore")  # only ours: SDK debug logs carry request headers
+        handler = _DebugHandler(sys.stderr, package.level)
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package.addHandler(handler)
         package.setLevel(logging.DEBUG)
 
@@ -184,7 +188,7 @@ def _remove_debug_handlers() -> None:
     package = logging.getLogger("statestore")
     for handler in [h for h in package.handlers if isinstance(h, _DebugHandler)]:
         package.removeHandler(handler)
-        package.setLevel(logging.NOTSET)
+        package.setLevel(handler.previous_level)
 
 
 def main() -> NoReturn:
