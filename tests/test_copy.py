@@ -272,11 +272,16 @@ def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, mot
     assert (back / KEY.format(type="workflows", id="wf-2")).is_file()
 
 
-def test_copy_command_refuses_bad_input(tmp_path: Path) -> None:
-    failed(statestore("copy", "file:a", "ftp://x", cwd=tmp_path), 2, "unknown store URL scheme")
-    failed(statestore("--root", "x", "copy", "file:a", "file:b", cwd=tmp_path), 2, "'-'")
-    failed(statestore("copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET", cwd=tmp_path), 2, "NOPE_UNSET")
-    failed(statestore("copy", "file:a", "file:a", cwd=tmp_path), 2, "same store")
+def test_copy_command_refuses_bad_input(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    for args, fragment in (
+        (["copy", "file:a", "ftp://x"], "unknown store URL scheme"),
+        (["--root", "x", "copy", "file:a", "file:b"], "'-'"),
+        (["copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET"], "NOPE_UNSET"),
+        (["copy", "file:a", "file:a"], "same store"),
+    ):
+        done = cli_run(*args)
+        assert (done.code, done.out) == (2, ""), done.err
+        assert done.err.startswith("statestore: ") and fragment in done.err and len(done.err.splitlines()) == 1
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 

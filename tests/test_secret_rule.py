@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conftest import CliResult
 
 from statestore import MemoryBackend, SecretPolicyError, Settings, StateType, Store
 from statestore.cli import effective_config
@@ -169,42 +167,30 @@ def test_config_settings_use_the_same_rule() -> None:
     assert "pa55" not in orjson.dumps(shown).decode()
 
 
-# -- the real console script ------------------------------------------------------------------
-
-EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
+# -- the command, in this process ----------------------------------------------------------
 
 
-def cli(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The installed console script on the local ``root``, run from its parent with ``env`` only."""
-    assert EXE is not None
-    cmd = [EXE, "--root", str(root), *args]
-    return subprocess.run(cmd, cwd=root.parent, env=env, capture_output=True, text=True, timeout=60, input="")
-
-
-def run_cli(root: Path, *args: str, env: dict[str, str]) -> str:
-    result = cli(root, *args, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_cli_get_and_config_print_no_secret(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    path = root / "persistent-artifacts/apps/default/credentials/db/config.json"
+def test_cli_get_and_config_print_no_secret(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    path = tmp_path / "root/persistent-artifacts/apps/default/credentials/db/config.json"
     path.parent.mkdir(parents=True)
     stored = {name: f"{SECRET}-{i}" for i, name in enumerate(SECRET_NAMES)}
     stored.update({f"dsn{i}": text for i, (text, _) in enumerate(SECRET_TEXTS)})
     stored["password_ref"] = "vault:db"
     path.write_bytes(orjson.dumps(stored))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STATESTORE_", "ATLAN_", "AWS_"))}
-    env["STATESTORE_S3_PREFIX"] = "x?password=pa55-prefix"
+    env = {"STATESTORE_S3_PREFIX": "x?password=pa55-prefix"}
+
+    def run_ok(*args: str) -> str:
+        done = cli_run("--root", "root", *args, env=env)
+        assert done.code == 0, done.err
+        return done.out
 
     for args in (["get", "db", "--type", "credentials"], ["--json", "get", "db", "--type", "credentials"]):
-        out = run_cli(root, *args, env=env)
+        out = run_ok(*args)
         assert SECRET not in out
         for _, hidden in SECRET_TEXTS:
             assert hidden not in out
         assert orjson.loads(out)["password_ref"] == "vault:db"
-    assert orjson.loads(run_cli(root, "get", "db", "--type", "credentials", "--show-secrets", env=env)) == stored
+    assert orjson.loads(run_ok("get", "db", "--type", "credentials", "--show-secrets")) == stored
 
-    config = run_cli(root, "config", env=env)
+    config = run_ok("config")
     assert "pa55-prefix" not in config and f"settings.s3_prefix: x?password={REDACTED}" in config
