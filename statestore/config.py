@@ -271,7 +271,7 @@ def with_key_from(settings: Settings, variable: str, environ: Mapping[str, str] 
     For a command that names which variable holds a store's key (``copy --source-key-env``), so a
     key never goes on a command line. The keys ``settings`` had (``STATESTORE_ENCRYPTION_KEY``,
     ``STATESTORE_ENCRYPTION_OLD_KEYS``) stay as old keys: they still decrypt what they sealed and
-    never seal anything (see docs/decisions/0040). ``InvalidInputError`` if it is unset, empty or
+    never seal anything (see docs/decisions/0041). ``InvalidInputError`` if it is unset, empty or
     not a key; the message names the variable, never the value.
     """
     value = ((os.environ if environ is None else environ).get(variable) or "").strip()

@@ -118,7 +118,7 @@ async def copy_states(
     Where ``src`` encrypts a type and ``dst`` would store it as plain JSON (it has no key), the copy
     is refused before any I/O with ``PlaintextCopyError``, also in a dry run: a copy never takes
     the encryption off states by surprise. ``allow_plaintext=True`` decrypts them deliberately (the
-    destination's secret policy still applies). See docs/decisions/0039.
+    destination's secret policy still applies). See docs/decisions/0040.
     """
     for name, flag in (("overwrite", overwrite), ("dry_run", dry_run), ("allow_plaintext", allow_plaintext)):
         if not isinstance(flag, bool):

@@ -70,7 +70,7 @@ DEFAULT_IGNORABLE_EXCEPTIONS: tuple[tuple[int, int], ...] = (
     (0x110CD, 0x110CD),
     (0x13430, 0x1343F),  # Egyptian hieroglyph format controls (13439..1343F since Unicode 15)
 )
-# Characters whose glyph is blank although no Unicode property says so (docs/decisions/0037).
+# Characters whose glyph is blank although no Unicode property says so (docs/decisions/0038).
 BLANK_GLYPHS = frozenset("\u2800\U0001d159")  # BRAILLE PATTERN BLANK, MUSICAL SYMBOL NULL NOTEHEAD
 
 
