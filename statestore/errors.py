@@ -48,6 +48,14 @@ class SecretPolicyError(InvalidInputError):
     """A credentials state holds a raw secret-looking value and the store refuses it."""
 
 
+class PlaintextCopyError(SecretPolicyError):
+    """A copy would store in plain JSON states that the source store encrypts; nothing was copied.
+
+    ``copy_states`` raises it before any I/O unless ``allow_plaintext=True``
+    (``statestore copy --allow-plaintext``): give the destination a key instead.
+    """
+
+
 class ConflictError(StateStoreError):
     """Compare-and-swap retries were exhausted: other writers kept changing the state."""
 

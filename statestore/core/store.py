@@ -34,7 +34,7 @@ from ..errors import (
     StateStoreError,
     VersionNotFoundError,
 )
-from ..util.offload import is_small, offload, run_workers
+from ..util.offload import check_concurrency, is_small, offload, run_workers
 from ..util.retry import RetryPolicy
 from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
 from .coalesce import Coalescer
@@ -269,8 +269,7 @@ class Store:
         ``progress(done, total)`` is called after each state.
         """
         stype = StateType.coerce(type)
-        if concurrency < 1:
-            raise InvalidInputError("concurrency must be at least 1")
+        check_concurrency(concurrency)
         if progress is not None and not callable(progress):
             raise InvalidInputError("progress must be callable")
         listed = await self.list_states(stype)
@@ -325,8 +324,7 @@ class Store:
         """
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
-        if concurrency.__class__ is not int or concurrency < 1:
-            raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+        check_concurrency(concurrency)
         stype = StateType.coerce(type)
         wanted: dict[str, None] = {}
         for state_id in ids:
@@ -468,7 +466,12 @@ class Store:
                 raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
         if progress is not None and not callable(progress):
             raise InvalidInputError("progress must be callable")
-        cutoff = datetime.now(UTC) - older_than
+        try:
+            cutoff = datetime.now(UTC) - older_than
+        except OverflowError:
+            raise InvalidInputError(
+                f"older_than is too long ({older_than.days} days): that is before the year 1, no state is that old"
+            ) from None
         stale = sorted(
             [info async for info in self.iter_state_info(stype) if info.last_modified < cutoff], key=lambda i: i.id
         )
