@@ -9,19 +9,19 @@ this is the one module that does so.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from . import forks
 from .config import Settings, backend_from_settings
 from .crypto import EncryptingCodec
 from .paths import state_path
 from .statetype import StateType
 from .store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
 
-_lock = threading.Lock()
+_lock = forks.lock()
 _default: Store | None = None
 
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from . import hooks
+from . import forks, hooks
 from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
 from .backends.wrappers import WrapperBackend
 from .statetype import StateType
@@ -114,7 +113,7 @@ class _Telemetry:
         self.tracer: Tracer = trace.get_tracer("statestore", version, tracer_provider=tracer_provider)
         meter = metrics.get_meter("statestore", version, meter_provider=meter_provider)
         self.duration: Histogram = _histogram(meter)
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         self._totals: dict[str, dict[_Key, int]] = {counter: {} for counter in _COUNTERS}
         for counter, (name, unit, description) in _COUNTERS.items():
             meter.create_observable_counter(name, [self._observer(counter)], unit, description)

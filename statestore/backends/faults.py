@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from .. import forks
 from ..errors import InjectedFault as InjectedFault  # re-exported (old home)
 from ..errors import PreconditionFailed
 from .base import ObjectBackend, ObjectMeta
@@ -72,7 +72,7 @@ class FaultBackend(WrapperBackend):
         self.counts: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._queued: deque[str] = deque()
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     def describe(self) -> str:
         return f"FaultBackend({self.inner.describe()}, rate={self.rate})"

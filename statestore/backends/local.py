@@ -4,7 +4,9 @@ Writes go to a temp file in the same directory (created 0600), are fsynced and
 then ``os.replace``-d over the object, so a reader sees the old or the new
 bytes, never a partial file. An exclusive ``flock`` on a per-object lock file
 makes "check the ETag, then replace" one step across threads and processes;
-the kernel drops the lock when its holder dies. Disk work runs in a thread so
+the kernel drops the lock when its holder dies. A forked child closes its copies
+of the lock, state and temp file descriptors at once (``forks.open_fd``): a copy
+would keep the parent's lock held. Disk work runs in a thread so
 the event loop keeps ticking; a lock held elsewhere is waited for on the event
 loop (bounded by ``lock_timeout``, cancellable), never in a thread.
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
+from .. import forks
 from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
 from ..lru import LRU
 from ..retry import RetryPolicy
@@ -92,12 +95,20 @@ class _Pins:
     at once. A pinned file that another process replaced or deleted keeps its
     space until the next operation on that object sees the change and closes
     the pin; at most ``files`` pins of ``nbytes`` bytes in all are kept, oldest
-    closed first. Thread-safe.
+    closed first. Thread-safe. A forked child has none: their descriptors are closed there at
+    once (``forks.open_fd``), or the child would keep replaced files on disk.
     """
 
     def __init__(self, files: int, nbytes: int) -> None:
         self.files, self.nbytes = files, nbytes
         self._items: OrderedDict[str, _Pin] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        forks.in_child(self, _Pins._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the pins' descriptors are closed already; forget them."""
+        self._items.clear()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -107,11 +118,11 @@ class _Pins:
             try:
                 sig = _signature(os.fstat(fd))
             except BaseException:
-                os.close(fd)
+                forks.close_fd(fd)
                 raise
             self._close(path)
             if sig[2] > self.nbytes:
-                os.close(fd)
+                forks.close_fd(fd)
                 return
             self._items[path] = _Pin(fd, sig, etag, owner)
             self._bytes += sig[2]
@@ -147,7 +158,7 @@ class _Pins:
         item = self._items.pop(path, None)
         if item is not None:
             self._bytes -= item.sig[2]
-            os.close(item.fd)
+            forks.close_fd(item.fd)
 
 
 _PINS = _Pins(_PIN_FILES, _PIN_BYTES)
@@ -258,8 +269,9 @@ class _Dir:
         return st
 
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """Open file ``name``; close it with ``forks.close_fd`` (a forked child closes its copy at once)."""
         try:
-            return os.open(name, flags | _FILE_FLAGS, mode, dir_fd=self.fd)
+            return forks.open_fd(name, flags | _FILE_FLAGS, mode, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self.lstat(name)
@@ -280,7 +292,7 @@ class _Dir:
                 chunks.append(chunk)
             return b"".join(chunks), st
         finally:
-            os.close(fd)
+            forks.close_fd(fd)
 
     def lock(self, name: str, mode: int) -> int:
         """Take the lock of object ``name`` without waiting (``_Busy`` if held); closing the fd releases it."""
@@ -288,10 +300,10 @@ class _Dir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            forks.close_fd(fd)
             raise _Busy from None
         except BaseException:
-            os.close(fd)
+            forks.close_fd(fd)
             raise
         return fd
 
@@ -559,7 +571,7 @@ class LocalBackend(ObjectBackend):
                         os.fsync(fd)
                         os.replace(tmp, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
                     except BaseException:
-                        os.close(fd)
+                        forks.close_fd(fd)
                         with suppress(OSError):
                             os.unlink(tmp, dir_fd=directory.fd)
                         raise
@@ -567,7 +579,7 @@ class LocalBackend(ObjectBackend):
                     if self.durable:
                         os.fsync(directory.fd)
                 finally:
-                    os.close(lock_fd)  # closing the descriptor releases the lock
+                    forks.close_fd(lock_fd)  # closing the descriptor releases the lock
         except OSError as exc:
             raise _os_error(f"cannot write {key}: {exc.strerror}", exc) from exc
         return etag
@@ -599,7 +611,7 @@ class LocalBackend(ObjectBackend):
                     self._seen.discard(key)
                     directory.remove_stale_temps(name)
                 finally:
-                    os.close(lock_fd)
+                    forks.close_fd(lock_fd)
         except OSError as exc:
             raise _os_error(f"cannot delete {key}: {exc.strerror}", exc) from exc
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from .. import forks
 from .base import (
     NotModified,
     ObjectBackend,
@@ -31,7 +31,7 @@ class MemoryBackend(ObjectBackend):
 
     def __init__(self) -> None:
         self._objects: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     def _check(self, key: str, mode: PutMode) -> None:
         entry = self._objects.get(key)

@@ -43,7 +43,6 @@ import logging
 import os
 import secrets
 import sys
-import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -53,13 +52,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import hooks
+from .. import forks, hooks
 from ..errors import (
     AccessDeniedError,
     BackendConfigError,
     BackendError,
     BackendUnavailableError,
     InvalidInputError,
+    S3ClientUnsupportedError,
     StateStoreError,
     VersionsUnsupportedError,
 )
@@ -172,7 +172,7 @@ class _IfMatchForm:
             raise InvalidInputError(f"if_match_form must be one of {', '.join(IF_MATCH_FORMS)}, got {setting!r}")
         self.setting = setting
         self._form = "unquoted" if setting == "unquoted" else "quoted"
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     @property
     def form(self) -> str:
@@ -207,7 +207,7 @@ class _ConditionalDelete:
         self.setting = _conditional_delete_mode(setting)
         self.known: bool | None = None if self.setting == "auto" else self.setting == "true"
         self._probe_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     async def supported(self, probe: Callable[[], Awaitable[bool]]) -> bool:
         """The known answer, or ``probe()``'s (one probe at a time per event loop; the first answer is kept)."""
@@ -240,7 +240,7 @@ class _LoopClient:
 
 _live_backends: weakref.WeakSet[S3Backend] = weakref.WeakSet()
 _atexit_registered = False
-_atexit_lock = threading.Lock()
+_atexit_lock = forks.lock()
 
 
 def _close_at_exit() -> None:
@@ -493,8 +493,9 @@ class S3Backend(ObjectBackend):
         self._histories: LRU[tuple[str, str], str] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         _live_backends.add(self)
+        forks.in_child(self, S3Backend._forget_parent_clients)
 
     def __repr__(self) -> str:
         return self.describe()
@@ -536,6 +537,18 @@ class S3Backend(ObjectBackend):
     def _entries(self) -> list[_LoopClient]:
         with self._lock:
             return list(self._clients.values())
+
+    def _forget_parent_clients(self) -> None:
+        """In a forked child: every client belongs to the parent (its connections are shared); drop them unused.
+
+        Never closed here (closing one would close the parent's connections); each loop of this
+        process opens a client of its own on first use.
+        """
+        entries = list(self._clients.values())
+        self._clients, self._open_locks = {}, {}
+        for entry in entries:
+            entry.closed = True  # not ours to close: the loop-shutdown hook then leaves it alone
+            forks.disown_loop(entry.loop, entry)
 
     async def _client(self) -> S3ClientProtocol:
         """This event loop's client, opened on first use."""
@@ -981,6 +994,8 @@ class S3Backend(ObjectBackend):
                 sse_kms_key_id=self.sse_kms_key_id,
                 max_pool_connections=self.max_pool_connections,
             )
+        except S3ClientUnsupportedError:
+            raise
         except ImportError as exc:
             raise BackendConfigError(
                 "STATESTORE_S3_CLIENT=obstore needs obstore: pip install 'statestore[obstore]'"
