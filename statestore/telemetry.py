@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import forks, hooks
 from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
-from .backends.wrappers import WrapperBackend
+from .backends.wrappers import WrapperBackend, forward_get
 from .statetype import StateType
 
 if TYPE_CHECKING:
@@ -308,12 +308,12 @@ class TelemetryBackend(WrapperBackend):
 
     # get and put return the inner backend's own coroutine while nothing records: no frame of theirs then.
 
-    def get(self, key: str, *, if_none_match: str | None = None) -> Coroutine[Any, Any, Versioned | NotModified | None]:
+    def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Coroutine[Any, Any, Versioned | NotModified | None]:
         if self._op() is None:
-            if if_none_match is None:
-                return self.inner.get(key)
-            return self.inner.get(key, if_none_match=if_none_match)
-        return super().get(key, if_none_match=if_none_match)
+            return forward_get(self.inner, key, if_none_match, max_bytes)
+        return super().get(key, if_none_match=if_none_match, max_bytes=max_bytes)
 
     def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> Coroutine[Any, Any, PutResult]:
         current = self._op()

@@ -14,6 +14,7 @@ from .base import (
     PreconditionFailed,
     PutMode,
     PutResult,
+    StoredStateTooLargeError,
     Versioned,
     check_put_mode,
     md5_etag,
@@ -39,13 +40,17 @@ class MemoryBackend(ObjectBackend):
         if not mode.allows(None if current is None else current.etag):
             raise PreconditionFailed(key, current=current, current_known=True)
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         with self._lock:
             entry = self._objects.get(key)
         if entry is None:
             return None
         if if_none_match is not None and same_etag(entry.object.etag, if_none_match):
             return NotModified(entry.object.etag)
+        if max_bytes is not None and len(entry.object.data) > max_bytes:
+            raise StoredStateTooLargeError(key, len(entry.object.data), max_bytes, entry.object.etag)
         return entry.object
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
