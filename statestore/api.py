@@ -9,7 +9,6 @@ this is the one module that does so.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -20,8 +19,9 @@ from .core.crypto import EncryptingCodec
 from .core.paths import state_path
 from .core.statetype import StateType
 from .core.store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
+from .util import forks
 
-_lock = threading.Lock()
+_lock = forks.lock()
 _default: Store | None = None
 
 

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
-from .backends.wrappers import WrapperBackend
+from .backends.wrappers import WrapperBackend, forward_get
 from .core.statetype import StateType
-from .util import hooks
+from .util import forks, hooks
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
@@ -114,7 +113,7 @@ class _Telemetry:
         self.tracer: Tracer = trace.get_tracer("statestore", version, tracer_provider=tracer_provider)
         meter = metrics.get_meter("statestore", version, meter_provider=meter_provider)
         self.duration: Histogram = _histogram(meter)
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         self._totals: dict[str, dict[_Key, int]] = {counter: {} for counter in _COUNTERS}
         for counter, (name, unit, description) in _COUNTERS.items():
             meter.create_observable_counter(name, [self._observer(counter)], unit, description)
@@ -309,12 +308,12 @@ class TelemetryBackend(WrapperBackend):
 
     # get and put return the inner backend's own coroutine while nothing records: no frame of theirs then.
 
-    def get(self, key: str, *, if_none_match: str | None = None) -> Coroutine[Any, Any, Versioned | NotModified | None]:
+    def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Coroutine[Any, Any, Versioned | NotModified | None]:
         if self._op() is None:
-            if if_none_match is None:
-                return self.inner.get(key)
-            return self.inner.get(key, if_none_match=if_none_match)
-        return super().get(key, if_none_match=if_none_match)
+            return forward_get(self.inner, key, if_none_match, max_bytes)
+        return super().get(key, if_none_match=if_none_match, max_bytes=max_bytes)
 
     def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> Coroutine[Any, Any, PutResult]:
         current = self._op()

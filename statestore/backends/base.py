@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, NamedTuple, final
 
-from ..errors import InvalidInputError, PreconditionFailed, VersionsUnsupportedError
+from ..errors import InvalidInputError, PreconditionFailed, StoredStateTooLargeError, VersionsUnsupportedError
 
 __all__ = [
     "Create",
@@ -30,12 +30,14 @@ __all__ = [
     "PreconditionFailed",
     "PutMode",
     "PutResult",
+    "StoredStateTooLargeError",
     "Update",
     "Versioned",
     "check_put_mode",
     "md5_etag",
     "same_etag",
     "takes_if_none_match",
+    "takes_max_bytes",
 ]
 
 
@@ -181,12 +183,19 @@ class ObjectBackend(ABC):
         return True
 
     @abstractmethod
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         """The object's bytes and ETag, or None if it does not exist.
 
         With ``if_none_match`` (an ETag, quoted or not): ``NotModified`` if the object
         still has that ETag, without its bytes. A backend that cannot tell cheaply may
         return the whole ``Versioned`` instead; never ``NotModified`` for another ETag.
+
+        With ``max_bytes``: an object larger than that raises ``StoredStateTooLargeError``
+        (its ``size``, and its ``etag`` if known without reading) before its body is read,
+        from the size the store tells first (``fstat``, ``Content-Length``); a body that turns
+        out longer than announced is refused after at most ``max_bytes + 1`` bytes.
         """
 
     @abstractmethod
@@ -253,6 +262,18 @@ def takes_if_none_match(backend: ObjectBackend) -> bool:
     A backend written against the older protocol (``get(key)``) does not; callers then
     read whole objects from it, as before.
     """
+    return _get_takes(backend, "if_none_match")
+
+
+def takes_max_bytes(backend: ObjectBackend) -> bool:
+    """Whether ``backend.get`` (and every backend it wraps) accepts ``max_bytes``.
+
+    One written before it does not; callers then read whole objects and check their size after.
+    """
+    return _get_takes(backend, "max_bytes")
+
+
+def _get_takes(backend: ObjectBackend, keyword: str) -> bool:
     seen: set[int] = set()
     current: object = backend
     while isinstance(current, ObjectBackend) and id(current) not in seen:
@@ -261,7 +282,7 @@ def takes_if_none_match(backend: ObjectBackend) -> bool:
             params = inspect.signature(current.get).parameters
         except (TypeError, ValueError):
             return False
-        if "if_none_match" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        if keyword not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return False
         current = getattr(current, "inner", None)
     return True

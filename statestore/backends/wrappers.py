@@ -11,8 +11,8 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from .base import NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
 
@@ -39,10 +39,10 @@ class WrapperBackend(ObjectBackend):
         """Run one ``get``, ``put`` or ``delete`` (``call``) of ``key``: the hook a wrapper overrides."""
         return await call()
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        if if_none_match is None:  # also serves an inner backend written before ``if_none_match``
-            return await self._around("get", key, lambda: self.inner.get(key))
-        return await self._around("get", key, lambda: self.inner.get(key, if_none_match=if_none_match))
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
+        return await self._around("get", key, lambda: forward_get(self.inner, key, if_none_match, max_bytes))
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         return await self._around("put", key, lambda: self.inner.put(key, data, mode))
@@ -72,6 +72,19 @@ class WrapperBackend(ObjectBackend):
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         return await self.inner.get_version(key, version_id)
+
+
+def forward_get(
+    inner: ObjectBackend, key: str, if_none_match: str | None, max_bytes: int | None
+) -> Coroutine[Any, Any, Versioned | NotModified | None]:
+    """``inner.get`` with only the keywords given: an inner backend written before them still serves the rest."""
+    if if_none_match is None and max_bytes is None:
+        return inner.get(key)
+    if max_bytes is None:
+        return inner.get(key, if_none_match=if_none_match)
+    if if_none_match is None:
+        return inner.get(key, max_bytes=max_bytes)
+    return inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
 
 
 def _outcome(op: str, result: object) -> str:

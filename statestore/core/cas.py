@@ -30,6 +30,7 @@ from ..backends.base import (
     Versioned,
     same_etag,
     takes_if_none_match,
+    takes_max_bytes,
 )
 from ..backends.base import Update as PutUpdate
 from ..config.settings import DEFAULT_CACHE_BYTES
@@ -42,6 +43,7 @@ from ..errors import (
     StateExistsError,
     StateStoreError,
     StateTooLargeError,
+    StoredStateTooLargeError,
     VersionConflictError,
 )
 from ..util import hooks
@@ -56,6 +58,15 @@ logger = logging.getLogger(__name__)
 State = dict[str, Any]
 UpdateFn = Callable[[State], State]
 T = TypeVar("T")
+
+#: What a stored object may hold beyond twice ``max_state_bytes`` (per-write metadata, an envelope's fields).
+READ_SLACK = 64 * 1024
+
+
+def read_limit(max_state_bytes: int) -> int:
+    """The largest stored object a read takes: twice the state limit (an encryption envelope is base64,
+    4/3 of the state) plus ``READ_SLACK``. A larger one no write of this store made: refused unread."""
+    return 2 * max_state_bytes + READ_SLACK
 
 
 # -- changes ------------------------------------------------------------------------
@@ -102,12 +113,15 @@ class Stored(NamedTuple):
 
 
 class Unreadable(NamedTuple):
-    """A stored object that is not a readable state (the codec cannot open it, or it is not a JSON object).
+    """A stored object that is not a readable state (the codec cannot open it, it is not a JSON object, or it is
+    too large to read).
 
-    Only a ``Replace`` may write over it; every other change fails with ``error``.
+    Only a ``Replace`` may write over it; every other change fails with ``error``. ``etag`` is
+    None for an object refused unread whose ETag the backend could not tell without reading it:
+    a ``Replace`` then overwrites it unconditionally (it replaces whatever is stored anyway).
     """
 
-    etag: str
+    etag: str | None
     error: CorruptStateError
 
 
@@ -268,22 +282,45 @@ def _same_version(a: Seen, b: Seen) -> bool:
     if isinstance(a, Stored) and isinstance(b, Stored):
         return same_etag(a.etag, b.etag) and a.plain == b.plain
     if isinstance(a, Unreadable) and isinstance(b, Unreadable):
-        return same_etag(a.etag, b.etag)
+        return a.etag is not None and b.etag is not None and same_etag(a.etag, b.etag)
     return a is None and b is None
 
 
+def _update_mode(seen: Stored | Unreadable) -> PutMode:
+    """The condition of a write over ``seen``: its version; none where that is unknown (only a ``Replace`` applies)."""
+    return PutMode.OVERWRITE if seen.etag is None else PutUpdate(seen.etag)
+
+
 def _etag(seen: Seen) -> str | None:
-    """The version of a sighting; None if nothing is stored."""
+    """The version of a sighting; None if nothing is stored (or, for an object refused unread, not known)."""
     return None if seen is None else seen.etag
 
 
-def _conflict_error(skey: StateKey, expected: Expected, current: str | None) -> VersionConflictError:
-    """``StateExistsError`` for a create that found a state, else ``VersionConflictError``; both name ``current``."""
+def _unknown(seen: Seen) -> bool:
+    """Whether something is stored whose version is not known (too large to read, and the backend did not say)."""
+    return isinstance(seen, Unreadable) and seen.etag is None
+
+
+def _allows(expected: Expected, seen: Seen) -> bool:
+    """Whether a versioned change may go on: a stored object of unknown version is left to the put's condition."""
+    if _unknown(seen):
+        return isinstance(expected, PutUpdate)
+    return expected.allows(_etag(seen))
+
+
+def _conflict_error(
+    skey: StateKey, expected: Expected, current: str | None, *, unknown: bool = False
+) -> VersionConflictError:
+    """``StateExistsError`` for a create that found a state, else ``VersionConflictError``; both name ``current``.
+
+    ``unknown``: something is stored whose version could not be read (``current`` is None).
+    """
     if isinstance(expected, Create):
-        return StateExistsError(
-            f"{skey} already exists (version {current}); nothing was changed", current_version=current
-        )
+        shown = "of a size too large to read" if unknown else f"version {current}"
+        return StateExistsError(f"{skey} already exists ({shown}); nothing was changed", current_version=current)
     now = "it does not exist" if current is None else f"version {current} is stored"
+    if unknown:
+        now = "another version, too large to read, is stored"
     return VersionConflictError(
         f"{skey}: expected version {expected.etag}, but {now}; nothing was changed", current_version=current
     )
@@ -335,6 +372,8 @@ class CompareAndSwap:
         self._cache: LRU[str, Stored] = LRU(cache_size, max_bytes=cache_bytes, weigh=_weigh)
         # Reads of a cached state ask "if not this version" (a backend of the older protocol cannot be asked).
         self._conditional = takes_if_none_match(backend)
+        # Reads refuse an object over ``read_limit`` unread where the backend takes ``max_bytes`` (else after reading).
+        self._bounded = takes_max_bytes(backend)
 
     async def read_state(self, skey: StateKey) -> State:
         """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""
@@ -408,13 +447,13 @@ class CompareAndSwap:
         budget: RetryBudget | None = None  # made on the first conflict: most writes have none
         current: Seen = self._cache.get(object_key)
         basis = Basis.UNREAD if current is None else Basis.CACHE
-        if expected is not None and not expected.allows(_etag(current)):
+        if expected is not None and not _allows(expected, current):
             basis = Basis.UNREAD  # the cache may be stale: only the backend can say the version is gone
         while True:
             if basis is Basis.UNREAD:
                 current, basis = await self._read(skey), Basis.BACKEND
-            if expected is not None and not expected.allows(_etag(current)):
-                raise _conflict_error(skey, expected, _etag(current))
+            if expected is not None and not _allows(expected, current):
+                raise _conflict_error(skey, expected, _etag(current), unknown=_unknown(current))
             draft, refused, plain = self._run_now(skey, current, changes) or await self._run(skey, current, changes)
             creates = isinstance(expected, Create) and draft.applied > 0
             if _nothing_to_write(current, draft, plain) and not creates:
@@ -432,7 +471,7 @@ class CompareAndSwap:
             else:
                 sealed = await offload(True, self.codec.seal, skey, plain)
             try:
-                mode: PutMode = PutMode.CREATE if current is None else PutUpdate(current.etag)
+                mode: PutMode = PutMode.CREATE if current is None else _update_mode(current)
                 if expected is not None:
                     mode = expected
                 try:  # as ``_call``, without its frame: the path of every write
@@ -584,7 +623,10 @@ class CompareAndSwap:
         if conflict.current_known:
             current = None if conflict.current is None else conflict.current.etag
         else:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+            try:
+                obj = await self._get(skey)
+            except StoredStateTooLargeError as exc:
+                return _conflict_error(skey, expected, exc.etag, unknown=exc.etag is None)
             current = None if obj is None else obj.etag
         return _conflict_error(skey, expected, current)
 
@@ -600,6 +642,12 @@ class CompareAndSwap:
     def _open(self, skey: StateKey, obj: Versioned | None) -> Seen:
         if obj is None:
             return None
+        limit = read_limit(self.max_state_bytes)
+        if len(obj.data) > limit:  # from a backend that takes no ``max_bytes``, or one that sent it anyway
+            size = len(obj.data)
+            return Unreadable(
+                obj.etag, StoredStateTooLargeError(skey.object_key, size, limit, obj.etag, what=str(skey))
+            )
         try:
             opened = self.codec.open(skey, obj.data)
         except CorruptStateError as exc:
@@ -610,13 +658,29 @@ class CompareAndSwap:
         """``_open``, in a worker thread for large objects (the codec scans, and may decrypt, all of it)."""
         return await offload(obj is not None and len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
 
+    async def _get(self, skey: StateKey, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        """One read of the stored object; over ``read_limit``: ``StoredStateTooLargeError``, unread if it can be."""
+        key = skey.object_key
+        if not self._bounded:
+            call = (
+                self.backend.get(key) if if_none_match is None else self.backend.get(key, if_none_match=if_none_match)
+            )
+            return await self._call(skey, "get", call)
+        limit = read_limit(self.max_state_bytes)
+        if if_none_match is None:
+            return await self._call(skey, "get", self.backend.get(key, max_bytes=limit))
+        return await self._call(skey, "get", self.backend.get(key, if_none_match=if_none_match, max_bytes=limit))
+
     async def _read(self, skey: StateKey) -> Seen:
         """The stored object, read now; a version the cache holds is asked for conditionally (no body if unchanged)."""
         cached = self._cache.get(skey.object_key) if self._conditional else None
-        if cached is None:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
-        else:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key, if_none_match=cached.etag))
+        try:
+            obj = await self._get(skey, None if cached is None else cached.etag)
+        except StoredStateTooLargeError as exc:
+            self._cache.discard(skey.object_key)
+            return Unreadable(
+                exc.etag, StoredStateTooLargeError(exc.key, exc.size, exc.limit, exc.etag, what=str(skey))
+            )
         if isinstance(obj, NotModified):
             if cached is None or not same_etag(obj.etag, cached.etag):
                 raise BackendError(f"get of {skey} answered 'not modified' for a version it was not asked about")
@@ -628,8 +692,13 @@ class CompareAndSwap:
     # -- pruning ------------------------------------------------------------------------
 
     async def current_etag(self, skey: StateKey) -> str | None:
-        """The stored object's ETag, read now (None: missing); the object is not opened."""
-        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        """The stored object's ETag, read now (None: missing, or too large to read and not told); not opened."""
+        try:
+            obj = await self._get(skey)
+        except StoredStateTooLargeError as exc:
+            if exc.etag is None:
+                logger.warning("%s is too large to read and its version is unknown: left alone", skey)
+            return exc.etag
         return None if obj is None else obj.etag
 
     async def delete_if(self, skey: StateKey, etag: str) -> bool:

@@ -18,12 +18,12 @@ import asyncio
 import contextvars
 import functools
 import os
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from ..errors import InvalidInputError
+from . import forks
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -56,7 +56,7 @@ def is_small(value: Any) -> bool:
 
 
 _worker: tuple[int, ThreadPoolExecutor] | None = None
-_worker_lock = threading.Lock()
+_worker_lock = forks.lock()
 
 
 def executor() -> ThreadPoolExecutor:

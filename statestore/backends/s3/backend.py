@@ -43,7 +43,6 @@ import logging
 import os
 import secrets
 import sys
-import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -62,10 +61,11 @@ from ...errors import (
     IfMatchRejectedError,
     InvalidInputError,
     ListingOutOfPrefixError,
+    S3ClientUnsupportedError,
     StateStoreError,
     VersionsUnsupportedError,
 )
-from ...util import hooks
+from ...util import forks, hooks
 from ...util.lru import LRU
 from ...util.retry import RetryBudget, RetryPolicy
 from ..base import (
@@ -173,7 +173,7 @@ class _IfMatchForm:
             raise InvalidInputError(f"if_match_form must be one of {', '.join(IF_MATCH_FORMS)}, got {setting!r}")
         self.setting = setting
         self._form = "unquoted" if setting == "unquoted" else "quoted"
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     @property
     def form(self) -> str:
@@ -208,7 +208,7 @@ class _ConditionalDelete:
         self.setting = _conditional_delete_mode(setting)
         self.known: bool | None = None if self.setting == "auto" else self.setting == "true"
         self._probe_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     async def supported(self, probe: Callable[[], Awaitable[bool]]) -> bool:
         """The known answer, or ``probe()``'s (one probe at a time per event loop; the first answer is kept)."""
@@ -241,7 +241,7 @@ class _LoopClient:
 
 _live_backends: weakref.WeakSet[S3Backend] = weakref.WeakSet()
 _atexit_registered = False
-_atexit_lock = threading.Lock()
+_atexit_lock = forks.lock()
 
 
 def _close_at_exit() -> None:
@@ -494,8 +494,9 @@ class S3Backend(ObjectBackend):
         self._histories: LRU[tuple[str, str], str] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         _live_backends.add(self)
+        forks.in_child(self, S3Backend._forget_parent_clients)
 
     def __repr__(self) -> str:
         return self.describe()
@@ -537,6 +538,18 @@ class S3Backend(ObjectBackend):
     def _entries(self) -> list[_LoopClient]:
         with self._lock:
             return list(self._clients.values())
+
+    def _forget_parent_clients(self) -> None:
+        """In a forked child: every client belongs to the parent (its connections are shared); drop them unused.
+
+        Never closed here (closing one would close the parent's connections); each loop of this
+        process opens a client of its own on first use.
+        """
+        entries = list(self._clients.values())
+        self._clients, self._open_locks = {}, {}
+        for entry in entries:
+            entry.closed = True  # not ours to close: the loop-shutdown hook then leaves it alone
+            forks.disown_loop(entry.loop, entry)
 
     async def _client(self) -> S3ClientProtocol:
         """This event loop's client, opened on first use."""
@@ -746,7 +759,11 @@ class S3Backend(ObjectBackend):
         self._histories.put((key, got[0].etag.strip('"')), ",".join(got[1]))
         return got
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    # No ``max_bytes`` yet (refusing on Content-Length before the body is read): until it takes it
+    # (``takes_max_bytes``), the store reads the object and checks its size after.
+    async def get(  # type: ignore[override]
+        self, key: str, *, if_none_match: str | None = None
+    ) -> Versioned | NotModified | None:
         """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent."""
         try:
             got = await self._get(key, if_none_match)
@@ -999,6 +1016,8 @@ class S3Backend(ObjectBackend):
                 sse_kms_key_id=self.sse_kms_key_id,
                 max_pool_connections=self.max_pool_connections,
             )
+        except S3ClientUnsupportedError:
+            raise
         except ImportError as exc:
             raise BackendConfigError(
                 "STATESTORE_S3_CLIENT=obstore needs obstore: pip install 'statestore[obstore]'"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -37,6 +38,19 @@ from ...errors import S3ClientUnsupportedError
 from .threaded import ReadBody
 
 logger = logging.getLogger(__name__)
+
+#: Whether this process, or the parent it was forked from, opened an obstore client (so started its Rust runtime).
+_runtime_started = False
+#: Whether this process was forked from one whose obstore runtime had started: its threads were not copied.
+_runtime_lost = False
+
+
+def _after_fork_in_child() -> None:
+    global _runtime_lost
+    _runtime_lost = _runtime_lost or _runtime_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _SETTLE_SECONDS = 0.01  # lets object_store's runtime close the dropped pool's connections
 _STATUS = re.compile(r"status code: (\d{3})")
@@ -282,8 +296,21 @@ def open_obstore_client(
     sse_kms_key_id: str | None,
     max_pool_connections: int,
 ) -> ObstoreS3Client:
-    """An ``ObstoreS3Client`` configured as ``S3Backend`` configures botocore (no retries, timeouts, path style)."""
+    """An ``ObstoreS3Client`` configured as ``S3Backend`` configures botocore (no retries, timeouts, path style).
+
+    Refused (``S3ClientUnsupportedError``) in a process forked after obstore was used: its
+    runtime's threads exist only in the parent, so any request would wait forever.
+    """
+    global _runtime_started
+    if _runtime_lost:
+        raise S3ClientUnsupportedError(
+            "the obstore S3 transport cannot be used in a process forked from one that used it: obstore's "
+            "runtime threads stay in the parent, so its requests would never complete; in a forked child use "
+            "STATESTORE_S3_CLIENT=aioboto3, or start workers with multiprocessing's 'spawn' or 'forkserver' method"
+        )
     from obstore.store import S3Store
+
+    _runtime_started = True
 
     config: dict[str, Any] = {}
     if endpoint_url:
