@@ -15,6 +15,12 @@ Each scenario runs in a fresh subprocess (so peak RSS is its own) on a
   its own), for comparison; no target.
 - ``update8``: one ``update_state`` on a state just under the 8 MiB limit; no
   target (parsing that much JSON holds the GIL for a while in any thread).
+- ``copy3`` / ``copy3over``: ``copy_states`` of three dense 4.5 MB
+  credentials states (many small records, no secret in them) to a store
+  without a key, whose secret policy scans every value: a dry run, and an
+  overwrite onto identical states (both sides read and compared). Also
+  printed: one parse of the state, the floor of any stall (orjson holds the
+  GIL while it parses, in whichever thread).
 - ``rss40``: 40 ``save_state`` calls at once on a 7.6 MB state, cache cold
   (the state was written by another process); peak RSS (``ru_maxrss``) minus
   the peak before the calls, as a multiple of the state's size. Linux keeps
@@ -50,8 +56,9 @@ import orjson
 
 import statestore
 from statestore import LocalBackend, MemoryBackend, ObjectBackend, StateTooLargeError, StateType, Store
+from statestore.copying import copy_states
 
-W = StateType.WORKFLOWS
+W, C = StateType.WORKFLOWS, StateType.CREDENTIALS
 TICK = 0.002
 MB = 1_000_000
 LIMIT = 8 * 1024 * 1024
@@ -170,6 +177,49 @@ async def update8(kind: str, root: Path, repeat: int) -> dict[str, Any]:
     return {"size": size, "batch": batches, "stall": stalls}
 
 
+def make_credentials(nbytes: int) -> dict[str, Any]:
+    """A dense credentials state of about ``nbytes`` of JSON: many small connection records, secrets by reference."""
+    connections: list[dict[str, Any]] = []
+    size, i = 20, 0
+    while size < nbytes:
+        record = {"name": f"c{i}", "host": f"db{i}.internal", "port": 5432, "user": "app", "password_ref": f"vault:{i}"}
+        connections.append(record)
+        size += len(orjson.dumps(record)) + 1
+        i += 1
+    return {"connections": connections}
+
+
+async def copy3(kind: str, root: Path, repeat: int, overwrite: bool = False) -> dict[str, Any]:
+    """``copy_states`` of three 4.5 MB credentials states to a store without a key (its policy scans them)."""
+    src = Store(make_backend(kind, root / "src"), app_name="bench-src")
+    dst = Store(make_backend(kind, root / "dst"), app_name="bench-dst")
+    state = make_credentials(4_500_000)
+    for i in range(3):
+        await src.replace_state(f"c{i}", C, state)
+        if overwrite:
+            await dst.replace_state(f"c{i}", C, state)
+    data = orjson.dumps(state)
+    size = len(data)
+    del state
+    gc.collect()
+    parses = []
+    for _ in range(3):  # the floor: one parse holds the GIL, in whichever thread
+        start = time.perf_counter()
+        orjson.loads(data)
+        parses.append(time.perf_counter() - start)
+    batches, stalls = [], []
+    for _ in range(repeat):
+        report, seconds, stall = await ticking(
+            copy_states(src, dst, types=C, dry_run=not overwrite, overwrite=overwrite)
+        )
+        expected = [("identical" if overwrite else "")] * 3
+        outcome = [i.reason for i in report.skipped] if overwrite else [""] * len(report.copied)
+        assert report.ok and outcome == expected, report
+        batches.append(seconds)
+        stalls.append(stall)
+    return {"size": size, "batch": batches, "stall": stalls, "parse": statistics.median(parses)}
+
+
 async def rss40(kind: str, root: Path, repeat: int) -> dict[str, Any]:
     data = (root / "seed.json").read_bytes()
     backend = make_backend(kind, root / "store")
@@ -190,6 +240,8 @@ SCENARIOS: dict[str, Callable[[str, Path, int], Coroutine[Any, Any, dict[str, An
     "save100+over": lambda kind, root, repeat: save100(kind, root, repeat, over=True),
     "object100": object100,
     "update8": update8,
+    "copy3": copy3,
+    "copy3over": lambda kind, root, repeat: copy3(kind, root, repeat, overwrite=True),
     "rss40": rss40,
 }
 
@@ -252,6 +304,12 @@ def rows_for(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, bool | N
         return [
             ("longest stall", stall_text, "<= 100 ms", stall <= 0.100),
             ("batch / one save", ratio_text, "<= 3x", ratio <= 3),
+        ]
+    if name in ("copy3", "copy3over"):
+        return [
+            ("longest stall", stall_text, "<= 100 ms", stall <= 0.100),
+            ("one parse", f"{r['parse'] * 1000:.0f} ms", "-", None),
+            ("time", f"{spread(r['batch'])} ms", "-", None),
         ]
     if name == "update8":
         return [("longest stall", stall_text, "-", None), ("time", f"{spread(r['batch'])} ms", "-", None)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -21,13 +20,14 @@ from .config.settings import Settings
 from .core.paths import state_path
 from .core.statetype import StateType
 from .core.store import Store
+from .util import forks
 
 __all__ = ["StateStore", "build_state_store_path", "build_store", "get_default_store", "set_default_store", "use_store"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_lock = threading.Lock()
+_lock = forks.lock()
 _default: Store | None = None
 
 
@@ -134,6 +134,7 @@ class StateStore:
     create_state = staticmethod(_on_default_store(Store.create_state))
     delete_state = staticmethod(_on_default_store(Store.delete_state))
     acquire_fence = staticmethod(_on_default_store(Store.acquire_fence))
+    get_fence_epoch = staticmethod(_on_default_store(Store.get_fence_epoch))
     get_versioned_state = staticmethod(_on_default_store(Store.get_versioned_state))
     get_states = staticmethod(_on_default_store(Store.get_states))
     list_states = staticmethod(_on_default_store(Store.list_states))

@@ -10,14 +10,15 @@ version just read. A rerun skips what an earlier run copied. ``statestore copy``
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .core.statetype import StateType
 from .core.store import State, Store
-from .errors import InvalidInputError, StateExistsError, StateStoreError
-from .util.offload import run_workers
+from .errors import InvalidInputError, PlaintextCopyError, StateExistsError, StateStoreError
+from .util.offload import check_concurrency, is_small, offload, run_check, run_workers
 
 __all__ = ["CopyFailure", "CopyItem", "CopyReport", "copy_states"]
 
@@ -83,8 +84,10 @@ class CopyReport:
 def _types(types: StateType | str | Iterable[StateType | str] | None) -> list[StateType]:
     if types is None or types == "all":
         return [StateType.WORKFLOWS, StateType.CREDENTIALS]
-    if isinstance(types, str):
+    if isinstance(types, str):  # a StateType is a str too
         return [StateType.coerce(types)]
+    if isinstance(types, (bytes, bytearray)) or not isinstance(types, Iterable):
+        raise InvalidInputError(f"types must be a state type, 'all' or a collection of state types, not {types!r}")
     chosen = [StateType.coerce(t) for t in types]
     if not chosen:
         raise InvalidInputError("types names no state type")
@@ -100,6 +103,7 @@ async def copy_states(
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
     concurrency: int = 8,
+    allow_plaintext: bool = False,
 ) -> CopyReport:
     """Copy the states of ``types`` (default both; ``"all"`` too) from ``src``'s app to ``dst``'s app.
 
@@ -110,14 +114,18 @@ async def copy_states(
     typed error in ``failed`` (for example ``SecretPolicyError`` where the destination refuses raw
     secrets in plain JSON); the others are still copied. ``dry_run`` reads both sides and writes
     nothing. ``progress(done, total)`` is called after each state.
+
+    Where ``src`` encrypts a type and ``dst`` would store it as plain JSON (it has no key), the copy
+    is refused before any I/O with ``PlaintextCopyError``, also in a dry run: a copy never takes
+    the encryption off states by surprise. ``allow_plaintext=True`` decrypts them deliberately (the
+    destination's secret policy still applies). See docs/decisions/0040.
     """
-    for name, flag in (("overwrite", overwrite), ("dry_run", dry_run)):
+    for name, flag in (("overwrite", overwrite), ("dry_run", dry_run), ("allow_plaintext", allow_plaintext)):
         if not isinstance(flag, bool):
             raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
-    if concurrency.__class__ is not int or concurrency < 1:
-        raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+    check_concurrency(concurrency)
     if src is dst or (
         src.backend.describe() == dst.backend.describe()
         and src.app_name == dst.app_name
@@ -125,6 +133,8 @@ async def copy_states(
     ):
         raise InvalidInputError("the source and the destination are the same store: nothing to copy")
     chosen = _types(types)
+    if not allow_plaintext:
+        _refuse_decrypting(src, dst, chosen)
     todo: list[tuple[StateType, str]] = []
     for stype in chosen:
         todo.extend((stype, state_id) for state_id in await src.list_states(stype))
@@ -138,11 +148,14 @@ async def copy_states(
     async def worker() -> None:
         nonlocal done
         for stype, state_id in queue:  # a plain iterator shared by the workers: each state is taken once
+            held: list[State] = []  # the states read and written, freed in the offload thread if large
             try:
-                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report)
+                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report, held)
             except StateStoreError as exc:
                 logger.debug("copying %s state %r failed: %s", stype.value, state_id, type(exc).__name__)
                 report.failed.append(CopyFailure(stype.value, state_id, exc))
+            finally:
+                await offload(bool(held) and not is_small(held[0]), held.clear)  # freeing 1 MB of JSON takes ms
             done += 1
             if progress is not None:
                 progress(done, len(todo))
@@ -150,6 +163,28 @@ async def copy_states(
     await run_workers(worker, min(concurrency, len(todo)))
     report._sort()
     return report
+
+
+def _seals(store: Store, stype: StateType) -> bool:
+    """Whether ``store`` stores states of ``stype`` in another form than their plain JSON (encrypted).
+
+    Asked of the codec itself (it seals an empty state), so it holds for any codec and key setup.
+    """
+    probe = b"{}"
+    return store.codec.seal(store.key("statestore-copy-probe", stype), probe) != probe
+
+
+def _refuse_decrypting(src: Store, dst: Store, chosen: list[StateType]) -> None:
+    """``PlaintextCopyError`` if a chosen type is encrypted by ``src`` and would be plain JSON in ``dst``."""
+    exposed = [stype.value for stype in chosen if _seals(src, stype) and not _seals(dst, stype)]
+    if exposed:
+        what = " and ".join(exposed)
+        raise PlaintextCopyError(
+            f"the source store encrypts {what} states and the destination would store them as plain JSON "
+            "(it has no encryption key): nothing was copied. Give the destination a key (statestore copy: "
+            "--dest-key-env VAR), copy other types only, or pass allow_plaintext=True (statestore copy "
+            "--allow-plaintext) to store them decrypted on purpose"
+        )
 
 
 async def _copy_one(
@@ -160,48 +195,56 @@ async def _copy_one(
     overwrite: bool,
     existing: dict[StateType, set[str]] | None,
     report: CopyReport,
+    held: list[State],
 ) -> None:
     """Copy one state; a typed error fails it alone (the caller records it).
 
-    ``existing`` (a dry run): the ids the destination lists; then nothing is written.
+    ``existing`` (a dry run): the ids the destination lists; then nothing is written. Every state
+    read or returned is put in ``held``, so that the caller frees them (off the loop if large).
     """
     dry_run = existing is not None
     state, version = await src.get_versioned_state(state_id, stype)
+    held.append(state)
     if version is None:  # deleted at the source since it was listed
         report.skipped.append(CopyItem(stype.value, state_id, "gone"))
         return
+    epoch = await src.get_fence_epoch(state_id, stype)  # the fence goes with the state (a 304: it was just read)
     if not overwrite:
         if existing is not None:
-            _check_writable(dst, stype, state_id, state)
+            await run_check(state, lambda: _check_writable(dst, stype, state_id, state))
             if state_id in existing[stype]:
                 report.skipped.append(CopyItem(stype.value, state_id, "exists"))
             else:
                 report.copied.append(CopyItem(stype.value, state_id))
             return
         try:
-            await dst.create_state(state_id, stype, state)
+            held.append(await dst.create_state(state_id, stype, state, fence_epoch=epoch))
         except StateExistsError:
             report.skipped.append(CopyItem(stype.value, state_id, "exists"))
             return
         report.copied.append(CopyItem(stype.value, state_id))
         return
     current, current_version = await dst.get_versioned_state(state_id, stype)
-    if current_version is not None and current == state:
+    held.append(current)
+    if current_version is not None and await offload(not is_small(state), operator.eq, current, state):
         report.skipped.append(CopyItem(stype.value, state_id, "identical"))
         return
     if dry_run:
-        _check_writable(dst, stype, state_id, state)
+        await run_check(state, lambda: _check_writable(dst, stype, state_id, state))
     elif current_version is None:
-        await dst.create_state(state_id, stype, state)
+        held.append(await dst.create_state(state_id, stype, state, fence_epoch=epoch))
     else:
-        await dst.replace_state(state_id, stype, state, if_version=current_version)
+        held.append(await dst.replace_state(state_id, stype, state, if_version=current_version, fence_epoch=epoch))
     report.copied.append(CopyItem(stype.value, state_id))
     if current_version is not None:
         report.overwritten.append(CopyItem(stype.value, state_id))
 
 
 def _check_writable(dst: Store, stype: StateType, state_id: str, state: State) -> None:
-    """What a write would refuse before any I/O (the destination's secret policy, reserved keys), for a dry run."""
+    """What a write would refuse before any I/O (the destination's secret policy, reserved keys), for a dry run.
+
+    It walks the whole state (the secret scan): the callers run it in the offload thread for a large one.
+    """
     try:
         dst.codec.check(dst.key(state_id, stype), state)
     except StateStoreError as exc:

@@ -7,7 +7,7 @@ imports keep working.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backends.base import Versioned
@@ -48,12 +48,47 @@ class SecretPolicyError(InvalidInputError):
     """A credentials state holds a raw secret-looking value and the store refuses it."""
 
 
+class PlaintextCopyError(SecretPolicyError):
+    """A copy would store in plain JSON states that the source store encrypts; nothing was copied.
+
+    ``copy_states`` raises it before any I/O unless ``allow_plaintext=True``
+    (``statestore copy --allow-plaintext``): give the destination a key instead.
+    """
+
+
 class ConflictError(StateStoreError):
     """Compare-and-swap retries were exhausted: other writers kept changing the state."""
 
 
 class CorruptStateError(StateStoreError):
     """The stored bytes are not a JSON object; delete or replace the state to recover."""
+
+
+class StoredStateTooLargeError(CorruptStateError):
+    """A stored object is larger than a read of this store accepts: refused before its body is read.
+
+    The limit is ``2 * max_state_bytes + 64 KiB`` (room for an encryption envelope and
+    per-write metadata), so only an object no write of this store could have made is refused.
+    ``key`` is the object's key, ``size`` its size in bytes, ``limit`` the most the read
+    took, ``etag`` its ETag where the backend knew it without reading it (else None). Like
+    any ``CorruptStateError`` it is never merged into: ``replace_state`` and
+    ``delete_state`` write over it; a larger ``max_state_bytes`` reads it. ``what`` names
+    it in the message (the store says which state; default: the key).
+    """
+
+    def __init__(self, key: str, size: int, limit: int, etag: str | None = None, *, what: str | None = None) -> None:
+        super().__init__(
+            f"{what or key} is {size} bytes stored, over the {limit} bytes a read of this store takes; nothing of "
+            "it was read: replace or delete the state, or raise max_state_bytes (STATESTORE_MAX_STATE_BYTES)"
+        )
+        self.key, self.size, self.limit, self.etag, self.what = key, size, limit, etag, what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_too_large, (self.key, self.size, self.limit, self.etag, self.what)
+
+
+def _rebuild_too_large(key: str, size: int, limit: int, etag: str | None, what: str | None) -> StoredStateTooLargeError:
+    return StoredStateTooLargeError(key, size, limit, etag, what=what)
 
 
 class DecryptionError(CorruptStateError):
@@ -148,6 +183,19 @@ class FencedError(StateStoreError):
 
 class StateExistsError(VersionConflictError):
     """``create_state`` found the state already stored: nothing was changed (``current_version`` is its version)."""
+
+
+class ListingOutOfPrefixError(BackendError):
+    """A listing answered a key outside the prefix asked for: the server (or a proxy before it) ignored the prefix.
+
+    Nothing is done with such a listing: no state is listed, pruned, copied, re-encrypted or shown in a
+    history, since acting on it could touch objects that are not this store's. Retrying does not help;
+    ``statestore check`` reports such a server as unsafe. ``prefix`` is the prefix that was asked for.
+    """
+
+    def __init__(self, message: str, *, prefix: str = "") -> None:
+        super().__init__(message)
+        self.prefix = prefix
 
 
 class BackendUnavailableError(BackendError):

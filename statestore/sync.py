@@ -9,6 +9,11 @@ thread that runs an event loop raises ``SyncStoreUsageError`` instead of blockin
 on the private loop and stops its thread; a ``SyncStore`` dropped unclosed stops its thread
 when it is garbage-collected.
 
+A forked child starts a loop thread of its own on its first call (the parent's thread was not
+copied by the fork; its loop is left alone). A ``KeyboardInterrupt`` or ``SystemExit`` raised
+on the loop thread (by an update function, say) goes to the call that caused it, and the loop
+thread keeps running for every other call.
+
 ``iter_states`` and ``iter_state_info`` are not offered: a blocking iterator would keep an async
 generator (and, on S3, a listing) open on the private loop between ``next()`` calls for as long as the caller holds it;
 ``list_states`` and ``list_state_info`` return everything. Nothing here is imported by ``import statestore``.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -31,8 +37,11 @@ from .core.paths import StateKey
 from .core.statetype import StateType
 from .core.store import Store
 from .errors import InvalidInputError, SyncStoreUsageError
+from .util import forks
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -55,6 +64,7 @@ class _LoopThread:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self.stopping = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -62,7 +72,17 @@ class _LoopThread:
         loop = self.loop
         asyncio.set_event_loop(loop)
         try:
-            loop.run_forever()
+            while True:
+                try:
+                    loop.run_forever()
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # asyncio lets these two out of a task that raised them, stopping the loop; the
+                    # task holds the exception for whoever awaits it, so the loop goes on for the rest.
+                    if self.stopping:
+                        break
+                    logger.debug("%s escaped a task of %s; running on", type(exc).__name__, self.thread.name)
+                    continue
+                break
         finally:
             try:
                 tasks = asyncio.all_tasks(loop)
@@ -77,8 +97,26 @@ class _LoopThread:
 
     def stop(self) -> None:
         """Ask the loop to stop (from any thread); its thread then cancels what is left and exits."""
+        self.stopping = True
         with contextlib.suppress(RuntimeError):  # the loop is closed already
             self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+class _Raised:
+    """A ``KeyboardInterrupt`` or ``SystemExit`` raised by a call, carried to its caller's thread as a result."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _carried(call: Coroutine[Any, Any, T]) -> T | _Raised:
+    """``call``'s result; a ``KeyboardInterrupt`` or ``SystemExit`` it raises is returned, not let out of the loop."""
+    try:
+        return await call
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return _Raised(exc)
 
 
 async def _shutdown(store: Store) -> None:
@@ -121,6 +159,17 @@ class SyncStore:
         self._runner: _LoopThread | None = None
         self._finalizer: weakref.finalize[[], SyncStore] | None = None
         self._closed = False
+        forks.in_child(self, SyncStore._forget_parent_loop)
+
+    def _forget_parent_loop(self) -> None:
+        """In a forked child: the loop thread was not copied; drop it unused, so the next call starts one here."""
+        self._lock = threading.Lock()
+        runner, self._runner = self._runner, None
+        if self._finalizer is not None:
+            self._finalizer.detach()  # it would stop the parent's loop through the descriptors the fork shares
+            self._finalizer = None
+        if runner is not None:
+            forks.disown_loop(runner.loop, runner)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SyncStore:
@@ -150,9 +199,9 @@ class SyncStore:
             if self._runner is None:
                 self._runner = _LoopThread(f"statestore-sync-{id(self):x}")
                 self._finalizer = weakref.finalize(self, self._runner.stop)
-            future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._runner.loop)
+            future = asyncio.run_coroutine_threadsafe(_carried(fn(*args, **kwargs)), self._runner.loop)
         try:
-            return future.result()
+            result = future.result()
         except concurrent.futures.CancelledError:
             if self._closed:
                 raise SyncStoreUsageError(f"SyncStore.{fn.__name__}() was cancelled by close()") from None
@@ -160,6 +209,9 @@ class SyncStore:
         except BaseException:
             future.cancel()  # e.g. KeyboardInterrupt while waiting: stop the call on the loop as well
             raise
+        if isinstance(result, _Raised):
+            raise result.error
+        return result
 
     def close(self) -> None:
         """Cancel calls still running, close the store's connections and stop the loop thread (idempotent)."""
@@ -201,6 +253,7 @@ class SyncStore:
     create_state = _blocking(Store.create_state)
     delete_state = _blocking(Store.delete_state)
     acquire_fence = _blocking(Store.acquire_fence)
+    get_fence_epoch = _blocking(Store.get_fence_epoch)
     get_versioned_state = _blocking(Store.get_versioned_state)
     get_states = _blocking(Store.get_states)
     list_states = _blocking(Store.list_states)

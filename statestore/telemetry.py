@@ -16,7 +16,6 @@ recorded (they name the id): an error is its class name.
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractContextManager
@@ -28,14 +27,14 @@ from .backends.memory import MemoryBackend
 from .backends.s3 import S3Backend
 from .backends.wrappers import WrapperBackend
 from .config.settings import otel_ids_from_env
-from .util import operation
+from .util import forks, operation
 from .util.operation import Operation
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-__all__ = ["Telemetry", "TelemetryBackend", "available", "configure", "for_store"]
+__all__ = ["configure"]
 
 _MAX_ID_CHARS = 256
 # Upper bounds (seconds) of the duration histogram's buckets: from a cached local read to a slow S3 retry.
@@ -87,7 +86,7 @@ class _Instruments:
             "Duration of statestore operations",
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
         )
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         self._totals: dict[str, dict[_Key, int]] = {counter: {} for counter in _COUNTERS}
         for counter, (name, unit, description) in _COUNTERS.items():
             meter.create_observable_counter(name, [self._observer(counter)], unit, description)
@@ -287,9 +286,11 @@ class TelemetryBackend(WrapperBackend):
             return None
         return _Recording(instruments, self.attributes, _NO_SPAN)
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         recording = self._recording()
-        result = await self.inner.get(key, if_none_match=if_none_match)
+        result = await self.inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
         if recording is not None:
             counted = recording.request_key("get")
             recording.instruments.add("requests", counted)

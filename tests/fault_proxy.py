@@ -4,8 +4,10 @@ It forwards every request, but a queued ``Fault`` (or, with ``rate`` > 0, a seed
 ``methods``) answers an S3 error, resets or times out unforwarded, or forwards (the server commits) and then does
 not answer (see ``_AFTER``); ``deny`` answers 403; ``reject_if_match`` answers 412 to a PutObject whose If-Match
 has one of the given forms, as Ceph RGW does for ``quoted``; ``drop_on_put`` / ``ignore_delete_if_match`` strip
-those headers, as servers that ignore them do (moto only: they are signed). It counts what reached the server, what
-it faulted and the If-Match forms it saw. ``Host`` goes through unchanged, so signatures still check.
+those headers, as servers that ignore them do (moto only: they are signed); ``drop_list_prefix`` strips the
+``prefix`` query parameter of ListObjectsV2 and ListObjectVersions, as a gateway that ignores it would (moto only:
+it is signed too). It counts what reached the server, what it faulted and the If-Match forms it saw. ``Host`` goes
+through unchanged, so signatures still check.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SLOW_SECONDS = 2.0  # the client times out after half of it: long enough for a loaded machine to answer a normal put
 CHAOS_KINDS = ("500", "503", "reset", "timeout", "lost")
@@ -53,6 +55,17 @@ def if_match_form(value: str) -> str:
     return "quoted" if value.startswith('"') else "unquoted"
 
 
+def without_list_prefix(path: str) -> str:
+    """``path`` without its ``prefix`` query parameter if it is a ListObjectsV2 or ListObjectVersions request."""
+    parts = urlsplit(path)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in query}
+    if "list-type" not in names and "versions" not in names:
+        return path
+    kept = [(name, value) for name, value in query if name != "prefix"]
+    return urlunsplit(parts._replace(query=urlencode(kept, safe="/")))
+
+
 class FaultProxy:
     """A forwarding HTTP proxy on 127.0.0.1 with queued faults; counts what reached the server."""
 
@@ -63,6 +76,7 @@ class FaultProxy:
         reject_if_match: frozenset[str] = frozenset(),
         drop_on_put: tuple[str, ...] = (),
         ignore_delete_if_match: bool = False,
+        drop_list_prefix: bool = False,
         deny: Callable[[str, str], bool] | None = None,
         rate: float = 0.0,
         kinds: tuple[str, ...] = CHAOS_KINDS,
@@ -74,6 +88,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.reject_if_match, self.ignore_delete_if_match, self.deny = reject_if_match, ignore_delete_if_match, deny
         self.drop_on_put = {h.lower() for h in drop_on_put}
+        self.drop_list_prefix = drop_list_prefix
         self.rate, self.kinds, self.methods = rate, kinds, methods
         self.slow_seconds = SLOW_SECONDS
         self.chaos: Counter[str] = Counter()  # random faults by kind
@@ -177,7 +192,10 @@ class FaultProxy:
                 if self.command == "DELETE" and proxy.ignore_delete_if_match:
                     dropped |= {"if-match"}
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
-                status, reason, answer_headers, answer = proxy.forward(self.command, self.path, headers, body)
+                path = self.path
+                if proxy.drop_list_prefix and self.command == "GET":
+                    path = without_list_prefix(path)
+                status, reason, answer_headers, answer = proxy.forward(self.command, path, headers, body)
                 if fault is not None and fault.after_forward is not None:
                     fault.after_forward()
                 if kind is not None:  # the server committed; the client never hears of it

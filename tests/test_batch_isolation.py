@@ -30,7 +30,7 @@ from statestore import (
 )
 from statestore.backends import PutResult, WrapperBackend
 from statestore.core.codec import check_json, copy_state, decode, encode
-from statestore.testing import CountingBackend
+from statestore.testing import CountingBackend, LatencyBackend
 
 W = StateType.WORKFLOWS
 PEERS = 6
@@ -107,6 +107,33 @@ async def test_base_exception_from_an_update_fails_only_its_caller(make_backend:
     await asyncio.sleep(0.01)
     assert unhandled == []  # no "Task exception was never retrieved"
     assert await store.update_state("wf", W, appender(3)) == {"log": [0, 1, 2, 3], "k": 1}
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+async def test_keyboardinterrupt_or_systemexit_from_an_update_fails_only_its_caller(
+    raised: type[BaseException],
+) -> None:
+    """The two exceptions asyncio lets out of a task: the raiser's await gets it (here caught by the caller, as a
+    loop that goes on must), the drain task delivers it and writes the batch's other changes, and carries on."""
+    store = Store(LatencyBackend(MemoryBackend(), 0.01))
+    await store.save_state("log", [], "wf", W)
+
+    def stop(state: dict[str, Any]) -> dict[str, Any]:
+        raise raised("mine alone")
+
+    async def call(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        try:
+            return await store.update_state("wf", W, fn)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            return exc
+
+    first = asyncio.ensure_future(call(appender(0)))  # writing alone: the calls below queue for the drain task
+    await asyncio.sleep(0.002)
+    batch = await asyncio.gather(call(appender(1)), call(stop), call(appender(2)))
+    assert (await first)["log"] == [0]
+    assert isinstance(batch[1], raised)
+    assert [r["log"] for r in (batch[0], batch[2])] == [[0, 1, 2]] * 2
+    assert await store.update_state("wf", W, appender(3)) == {"log": [0, 1, 2, 3]}
 
 
 # -- item 3: O(1) work per batch, off the event loop ----------------------------------------------------------

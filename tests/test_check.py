@@ -139,7 +139,7 @@ async def test_check_on_moto_is_safe_with_the_quoted_form(moto_server: MotoServe
     assert found.pop("sse") == "skipped"
     assert set(found.values()) == {"ok"}, found
     assert list(outcomes(report)) == [
-        "reachable", "bucket", "sse", "put", "get", "list", "create-if-absent", "if-match-quoted",
+        "reachable", "bucket", "sse", "put", "get", "list", "list-prefix", "create-if-absent", "if-match-quoted",
         "if-match-unquoted", "stale-if-match", "if-match-missing", "metadata", "conditional-delete", "delete",
     ]  # fmt: skip
     metadata = report.probe("metadata")

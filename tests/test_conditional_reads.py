@@ -32,9 +32,9 @@ def file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     reads: list[str] = []
     real = local_module._Dir.read
 
-    def spy(self: Any, name: str) -> Any:
+    def spy(self: Any, name: str, max_bytes: int | None = None) -> Any:
         reads.append(name)
-        return real(self, name)
+        return real(self, name, max_bytes)
 
     monkeypatch.setattr(local_module._Dir, "read", spy)
     return reads

@@ -7,13 +7,14 @@ client, files read from disk, states read back through a store with the destinat
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
 import pytest
-from conftest import s3_backend
+from conftest import CliResult, s3_backend
 from test_cli import clean_env, failed, ok, statestore
 
 from statestore import (
@@ -30,6 +31,7 @@ from statestore.backends.s3.backend import S3Backend
 from statestore.copying import CopyReport, copy_states
 from statestore.core.codec import Codec
 from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.errors import PlaintextCopyError
 from statestore.testing import MotoServer
 
 W, C = StateType.WORKFLOWS, StateType.CREDENTIALS
@@ -131,7 +133,7 @@ async def test_a_refused_state_fails_alone_and_no_plaintext_secret_lands(
     """A destination without a key refuses raw secrets: that state fails typed, the others are copied."""
     await seed(local, workflows=2)
     s3 = on_moto(EncryptingCodec())
-    report = await copy_states(local, s3)
+    report = await copy_states(local, s3, allow_plaintext=True)
     assert [(f.type, f.id) for f in report.failed] == [("credentials", "db")]
     assert isinstance(report.failed[0].error, SecretPolicyError)
     assert SECRET not in str(report.failed[0].error) and SECRET not in orjson.dumps(report.to_dict()).decode()
@@ -191,7 +193,7 @@ async def test_dry_run_writes_nothing(
     s3 = on_moto(EncryptingCodec())  # refuses the raw secret of "db"
     await s3.create_state("wf-0", W, {"theirs": True})
     before, src_before = s3_objects(moto_server, bucket_of(s3)), files(tmp_path / "src")
-    report = await copy_states(local, s3, dry_run=True)
+    report = await copy_states(local, s3, dry_run=True, allow_plaintext=True)
     assert report.dry_run
     assert sorted(i.id for i in report.copied) == ["ref", "wf-1", "wf-2", "wf-3"]
     assert [(i.id, i.reason) for i in report.skipped] == [("wf-0", "exists")]
@@ -251,10 +253,14 @@ def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, mot
     shown = statestore("--url", url, "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=dst_env)
     assert orjson.loads(ok(shown)) == {"password": SECRET}
 
-    # back to a new local root with no key: the credentials state is refused (exit 2), the rest copied
+    # back to a new local root with no key: refused as a whole unless --allow-plaintext; then the secret
+    # policy still refuses the raw secret of the credentials state (exit 2), and the rest is copied
     back = tmp_path / "back"
     no_key = clean_env(**moto_server.fake_credentials(), SRC_KEY=dst_key)
-    result = statestore("copy", url, f"file://{back}", "--source-key-env", "SRC_KEY", cwd=tmp_path, env=no_key)
+    args = ["copy", url, f"file://{back}", "--source-key-env", "SRC_KEY"]
+    failed(statestore(*args, cwd=tmp_path, env=no_key), 2, "plain JSON", "--allow-plaintext")
+    assert not back.exists()
+    result = statestore(*args, "--allow-plaintext", cwd=tmp_path, env=no_key)
     assert result.returncode == 2, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "copied 2, skipped 0, failed 1"
@@ -264,11 +270,16 @@ def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, mot
     assert (back / KEY.format(type="workflows", id="wf-2")).is_file()
 
 
-def test_copy_command_refuses_bad_input(tmp_path: Path) -> None:
-    failed(statestore("copy", "file:a", "ftp://x", cwd=tmp_path), 2, "unknown store URL scheme")
-    failed(statestore("--root", "x", "copy", "file:a", "file:b", cwd=tmp_path), 2, "'-'")
-    failed(statestore("copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET", cwd=tmp_path), 2, "NOPE_UNSET")
-    failed(statestore("copy", "file:a", "file:a", cwd=tmp_path), 2, "same store")
+def test_copy_command_refuses_bad_input(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    for args, fragment in (
+        (["copy", "file:a", "ftp://x"], "unknown store URL scheme"),
+        (["--root", "x", "copy", "file:a", "file:b"], "'-'"),
+        (["copy", "-", "file:b", "--dest-key-env", "NOPE_UNSET"], "NOPE_UNSET"),
+        (["copy", "file:a", "file:a"], "same store"),
+    ):
+        done = cli_run(*args)
+        assert (done.code, done.out) == (2, ""), done.err
+        assert done.err.startswith("statestore: ") and fragment in done.err and len(done.err.splitlines()) == 1
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
@@ -295,3 +306,109 @@ async def test_overwrite_never_overwrites_a_change_made_after_its_read(
     assert [i.id for i in report.overwritten] == ["wf-1"]
     assert await other.get_state("wf-0", W) == {"old": True, "theirs": 1}
     assert await other.get_state("wf-1", W) == {"n": 1, "status": "running"}
+
+
+# -- taking the encryption off, keys, arguments, the event loop -------------------------------
+
+
+async def test_copy_from_an_encrypted_store_to_one_without_a_key_is_refused_before_any_io(tmp_path: Path) -> None:
+    src = Store(LocalBackend(tmp_path / "src"), codec=EncryptingCodec(generate_key(), encrypt_workflows=True))
+    await src.create_state("db", C, {"host": "db", "user": "app"})  # no secret-looking value: the policy lets it by
+    await src.create_state("wf", W, {"n": 1})
+    plain = Store(LocalBackend(tmp_path / "dst"), codec=EncryptingCodec())
+    for dry_run in (True, False):
+        with pytest.raises(PlaintextCopyError, match="credentials states and the destination") as info:
+            await copy_states(src, plain, types="credentials", dry_run=dry_run)
+        assert "allow_plaintext=True" in str(info.value)
+    with pytest.raises(PlaintextCopyError, match="workflows and credentials"):
+        await copy_states(src, plain)
+    assert not (tmp_path / "dst").exists()
+    # a destination that encrypts only credentials still takes the encryption off workflows
+    half = Store(LocalBackend(tmp_path / "half"), codec=EncryptingCodec(generate_key()))
+    with pytest.raises(PlaintextCopyError, match="encrypts workflows states"):
+        await copy_states(src, half)
+    assert (await copy_states(src, half, types=C)).ok
+
+    report = await copy_states(src, plain, allow_plaintext=True)
+    assert [i.id for i in report.copied] == ["db", "wf"] and report.ok
+    assert orjson.loads((tmp_path / "dst" / KEY.format(type="credentials", id="db")).read_bytes()) == {
+        "host": "db",
+        "user": "app",
+    }
+    with pytest.raises(InvalidInputError, match="allow_plaintext must be True or False"):
+        await copy_states(src, plain, allow_plaintext="yes")  # type: ignore[arg-type]
+    # plain to plain, and plain to encrypted, need no flag
+    assert (await copy_states(plain, Store(MemoryBackend(), app_name="x"), dry_run=True)).ok
+
+
+def test_copy_command_refuses_to_decrypt_unless_allowed(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    key = generate_key()
+    env = {"STATESTORE_ENCRYPTION_KEY": key}
+    assert cli_run("--root", "src", "--type", "credentials", "merge", "db", '{"user": "app"}', env=env).code == 0
+    refused = cli_run("copy", "-", "file:dst", "--dest-key-env", "UNSET_KEY", env=env)
+    assert refused.code == 2 and "UNSET_KEY is not set" in refused.err
+    refused = cli_run("copy", "file:src", "file:dst", "--source-key-env", "SRC_KEY", env={"SRC_KEY": key})
+    assert refused.code == 2 and refused.out == ""
+    assert refused.err.startswith("statestore: invalid input: the source store encrypts credentials states")
+    assert "--allow-plaintext" in refused.err
+    assert not (tmp_path / "dst").exists()
+    done = cli_run(
+        "copy", "file:src", "file:dst", "--source-key-env", "SRC_KEY", "--allow-plaintext", env={"SRC_KEY": key}
+    )
+    assert done.code == 0, done.err
+    assert done.out.splitlines() == ["copied\tcredentials\tdb", "copied 1, skipped 0, failed 0"]
+    stored = tmp_path / "dst" / KEY.format(type="credentials", id="db")
+    assert orjson.loads(stored.read_bytes()) == {"user": "app"}
+
+
+def test_copy_source_key_env_keeps_the_old_keys_of_the_environment(
+    tmp_path: Path, cli_run: Callable[..., CliResult]
+) -> None:
+    """``--source-key-env`` names the source's primary key; STATESTORE_ENCRYPTION_OLD_KEYS still decrypt."""
+    old, new, dest = generate_key(), generate_key(), generate_key()
+    cred = ["--type", "credentials"]
+    assert (
+        cli_run("--root", "src", *cred, "merge", "c-old", '{"n": 1}', env={"STATESTORE_ENCRYPTION_KEY": old}).code == 0
+    )
+    # c-old stays sealed under the old key, as after a rotation not yet followed by 'reencrypt'
+    assert (
+        cli_run("--root", "src", *cred, "merge", "c-new", '{"n": 2}', env={"STATESTORE_ENCRYPTION_KEY": new}).code == 0
+    )
+
+    env = {"SRC_KEY": new, "STATESTORE_ENCRYPTION_KEY": dest}
+    args = ["copy", "file:src", "file:dst", "--source-key-env", "SRC_KEY"]
+    missing = cli_run(*args, env=env)
+    assert missing.code == 3
+    assert "add that key to STATESTORE_ENCRYPTION_OLD_KEYS" in missing.out  # true: that variable is used
+    done = cli_run(*args, env={**env, "STATESTORE_ENCRYPTION_OLD_KEYS": old})
+    assert done.code == 0, done.out + done.err
+    assert done.out.splitlines()[-1] == "copied 1, skipped 1, failed 0"
+    got = cli_run("--root", "dst", *cred, "get", "c-old", env={"STATESTORE_ENCRYPTION_KEY": dest})
+    assert orjson.loads(got.out) == {"n": 1}
+
+
+async def test_copy_types_that_are_no_collection_are_invalid_input(local: Store) -> None:
+    other = Store(MemoryBackend(), app_name="x")
+    for types in (5, b"workflows", object()):
+        with pytest.raises(InvalidInputError, match="types must be"):
+            await copy_states(local, other, types=types)  # type: ignore[arg-type]
+
+
+async def test_dry_run_checks_a_large_state_off_the_event_loop(tmp_path: Path) -> None:
+    """The destination's secret scan walks the whole state: for a large one it runs in the offload thread."""
+    threads: list[str] = []
+
+    class Recording(EncryptingCodec):
+        def check(self, key: Any, state: dict[str, Any]) -> None:
+            threads.append(threading.current_thread().name)
+            super().check(key, state)
+
+    src = Store(LocalBackend(tmp_path / "src"), codec=EncryptingCodec())
+    big = {"connections": [{"host": f"db{i}", "password_ref": f"vault:{i}"} for i in range(5000)]}
+    await src.create_state("big", C, big)
+    await src.create_state("small", C, {"host": "db"})
+    dst = Store(LocalBackend(tmp_path / "dst"), codec=Recording())
+    await copy_states(src, dst, dry_run=True)
+    await copy_states(src, dst, dry_run=True, overwrite=True)
+    loop_thread = threading.current_thread().name
+    assert sorted(threads) == sorted([loop_thread, "statestore-offload_0"] * 2)

@@ -34,6 +34,17 @@ def test_every_exception_of_the_library_is_in_errors_or_the_test_kit() -> None:
                 assert info.name == "statestore.errors", f"{info.name}.{name}"
 
 
+def test_stored_state_too_large_pickles_with_its_fields() -> None:
+    """It crosses process boundaries (a ``multiprocessing`` worker's error) with its size, limit, ETag and text."""
+    import pickle
+
+    error = errors.StoredStateTooLargeError("a/config.json", 10, 5, '"e"', what="workflows state 'a'")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is errors.StoredStateTooLargeError and isinstance(again, errors.CorruptStateError)
+    assert (again.key, again.size, again.limit, again.etag, str(again)) == ("a/config.json", 10, 5, '"e"', str(error))
+    assert str(error).startswith("workflows state 'a' is 10 bytes stored")
+
+
 def test_injected_fault_is_a_backend_error_and_a_connection_error() -> None:
     assert issubclass(InjectedFault, BackendError)
     assert issubclass(InjectedFault, ConnectionError)

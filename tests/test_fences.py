@@ -180,3 +180,19 @@ def test_processes_get_ever_greater_epochs_and_older_fences_are_refused(tmp_path
     written = asyncio.run(Store(LocalBackend(tmp_path)).get_state("shared", W))
     refused = sum(report["refused"] for report in reports)
     assert written["n"] + refused == 4 * 10 * 3  # each write either landed once or was refused
+
+
+async def test_copy_carries_the_fence_over(tmp_path: Path) -> None:
+    from statestore.copying import copy_states
+
+    src, dst = Store(MemoryBackend(), app_name="app"), Store(LocalBackend(tmp_path), app_name="app")
+    fence = await src.acquire_fence("wf", W)
+    await src.save_state("i", 7, "wf", W, fence=fence)
+    report = await copy_states(src, dst)
+    assert report.ok and await dst.get_state("wf", W) == {"i": 7}
+    assert await dst.get_fence_epoch("wf", W) == fence.epoch
+    await dst.save_state("i", 8, "wf", W, fence=Fence("app", W, "wf", fence.epoch))  # the holder writes on at dst
+    newer = await dst.acquire_fence("wf", W)
+    assert newer.epoch > fence.epoch
+    with pytest.raises(FencedError):
+        await dst.save_state("i", 0, "wf", W, fence=fence)

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import s3_backend
+from fault_proxy import FaultProxy
 from test_cli import failed, ok, s3_cli, statestore
 from test_credentials import RacingBackend
 
@@ -63,7 +64,8 @@ async def write_versions(store: Store, states: list[dict[str, object]], id_: str
 async def test_history_is_newest_first_with_sizes_and_each_version_reads_back(store: Store) -> None:
     states: list[dict[str, object]] = [{"n": 1}, {"n": 2, "pad": "x" * 50}, {"n": 3, "status": "done"}]
     history = await write_versions(store, states)
-    assert [v.size for v in history] == [len(orjson.dumps(s)) for s in reversed(states)]
+    record = 1 + 64  # each write's record after the JSON: a newline and 64 bits as whitespace
+    assert [v.size for v in history] == [len(orjson.dumps(s)) + record for s in reversed(states)]
     assert len({v.version for v in history}) == 3
     assert [v.last_modified for v in history] == sorted((v.last_modified for v in history), reverse=True)
     assert all(v.last_modified.tzinfo is not None and not v.deleted for v in history)
@@ -87,6 +89,61 @@ async def test_history_pages_through_many_versions(moto_server: MotoServer, buck
     ]
     assert len(await store.state_history("wf-0", W)) == 2
     await store.aclose()
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 1000])
+@pytest.mark.parametrize("last_deleted", [False, True], ids=["ends-written", "ends-deleted"])
+async def test_history_shows_deletions_in_their_place_whatever_the_page_size(
+    moto_server: MotoServer, bucket: str, page_size: int, last_deleted: bool
+) -> None:
+    """v1, delete, v2, delete, v3 (, delete) within one second: newest first, each deletion in its place.
+
+    moto lists whole seconds, so the versions and the delete markers (two lists in the answer) tie on time.
+    """
+    store = Store(s3_backend(moto_server, bucket, prefix="p", list_page_size=page_size), app_name="app")
+    states: list[dict[str, object]] = [{"n": 1}, {"n": 22}, {"n": 333}]
+    expected: list[tuple[bool, int]] = []
+    for attempt in range(5):  # until the writes land within one second (they take a few ms)
+        state_id, expected = f"wf-{attempt}", []
+        for n, state in enumerate(states):
+            await store.replace_state(state_id, W, state)
+            expected.insert(0, (False, len(orjson.dumps(state)) + 1 + 64))  # and the write's record
+            if n < len(states) - 1 or last_deleted:
+                await store.delete_state(state_id, W)
+                expected.insert(0, (True, 0))
+        history = await store.state_history(state_id, W)
+        if len({v.last_modified for v in history}) == 1:
+            break
+    else:
+        pytest.fail("the writes never landed within one second")
+    assert [(v.deleted, v.size) for v in history] == expected
+    written = [v.version for v in history if not v.deleted]
+    assert [await store.get_state_version(state_id, W, version) for version in written] == states[::-1]
+    await store.aclose()
+
+
+async def test_history_asks_the_server_once_more_per_deletion_that_ties_on_time(
+    moto_server: MotoServer, bucket: str
+) -> None:
+    """A deletion with the same time as a version costs one listing more (from that marker on); no more."""
+    with FaultProxy(moto_server.endpoint_url) as proxy:
+        store = Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url), app_name="app")
+        for attempt in range(5):
+            state_id = f"wf-{attempt}"
+            for n in range(3):
+                await store.replace_state(state_id, W, {"n": n})
+                if n < 2:
+                    await store.delete_state(state_id, W)
+            proxy.reset_counts()
+            history = await store.state_history(state_id, W)
+            if len({v.last_modified for v in history}) == 1:
+                break
+        else:
+            pytest.fail("the writes never landed within one second")
+        await store.aclose()
+    listings = [path for method, path in proxy.paths if method == "GET" and "versions" in path]
+    assert [v.deleted for v in history] == [False, True, False, True, False]
+    assert len(listings) == 1 + 2 and sum("version-id-marker" in path for path in listings) == 2
 
 
 async def test_restore_writes_the_old_content_as_a_new_version(store: Store) -> None:
@@ -254,7 +311,11 @@ def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, b
     lines = ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()
     assert lines[0].split("\t") == ["version", "time", "size"]
     rows = [line.split("\t") for line in lines[1:]]
-    assert [int(row[2]) for row in rows] == [len(b'{"n":2,"status":"broken"}'), len(b'{"n":1,"status":"good"}')]
+    record = 1 + 64  # each write's record after its JSON
+    assert [int(row[2]) for row in rows] == [
+        len(b'{"n":2,"status":"broken"}') + record,
+        len(b'{"n":1,"status":"good"}') + record,
+    ]
     assert all(row[1].endswith("Z") for row in rows)
     old = rows[1][0]
 

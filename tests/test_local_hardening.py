@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import statestore
-from statestore import BackendError, LocalBackend, StateType, Store
+from statestore import BackendError, LocalBackend, RetryPolicy, StateType, Store
 from statestore.backends import local
 from statestore.errors import LockTimeoutError
 
@@ -166,10 +166,10 @@ async def test_a_lone_writer_still_proves_its_etag_without_a_read(
     reads = 0
     real = local._Dir.read
 
-    def counting(self: local._Dir, name: str) -> Any:
+    def counting(self: local._Dir, name: str, max_bytes: int | None = None) -> Any:
         nonlocal reads
         reads += 1
-        return real(self, name)
+        return real(self, name, max_bytes)
 
     monkeypatch.setattr(local._Dir, "read", counting)
     for i in range(1, 6):
@@ -212,6 +212,20 @@ def locks_held_by_another_process(root: Path, ids: list[str]) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+async def test_the_stores_deadline_bounds_a_lock_wait(tmp_path: Path) -> None:
+    """Hardening II item 6: a store built with a 2 s deadline gives up on a lock held elsewhere after 2 s, not 30."""
+    root = tmp_path / "root"
+    store = Store(LocalBackend(root), app_name="app", retry=RetryPolicy(deadline=2.0))
+    assert store.backend.lock_timeout == 30.0  # type: ignore[attr-defined]  # the backend's own bound is longer
+    with locks_held_by_another_process(root, ["stuck"]):
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError, match="after waiting 2 s"):
+            await store.save_state("k", 1, "stuck", W)
+        elapsed = time.monotonic() - started
+    assert 1.8 <= elapsed < 6.0
+    assert await store.get_state("stuck", W) == {}
 
 
 async def test_lock_wait_ends_with_a_typed_error_naming_the_state(tmp_path: Path) -> None:
@@ -370,3 +384,68 @@ async def test_deleted_states_free_a_full_disk_at_once(small_tmpfs: Path) -> Non
     assert await writer.list_states(W) == ["t0", "t1", "t2", "t3"]
     await writer.aclose()
     await deleter.aclose()
+
+
+# -- a planted huge file ------------------------------------------------------------------------------
+
+
+def bytes_read() -> int:
+    """What this process has read through ``read`` calls so far (``rchar`` of ``/proc/self/io``)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+async def test_a_planted_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    """A sparse 128 MiB ``config.json`` put below the root by hand, under a 1 MiB limit: reads and merges refuse
+    it from its size before reading it (read ``rchar`` stays small); ``replace_state`` and ``delete_state``
+    recover without reading it."""
+    root = tmp_path / "root"
+    store = Store(LocalBackend(root), app_name="app", max_state_bytes=2**20)
+    planted = root / TYPE_DIR / "wf/config.json"
+    planted.parent.mkdir(parents=True)
+    with open(planted, "wb") as f:
+        f.truncate(128 * 2**20)
+    before = bytes_read()
+    with pytest.raises(statestore.errors.StoredStateTooLargeError, match="workflows state 'wf'") as refused:
+        await store.get_state("wf", W)
+    assert isinstance(refused.value, statestore.CorruptStateError)
+    assert (refused.value.size, refused.value.limit, refused.value.etag) == (128 * 2**20, 2 * 2**20 + 65536, None)
+    for write in (
+        store.save_state("k", 1, "wf", W),
+        store.update_state("wf", W, lambda st: st),
+        store.get_versioned_state("wf", W),
+    ):
+        with pytest.raises(statestore.errors.StoredStateTooLargeError):
+            await write
+    with pytest.raises(statestore.StateExistsError, match="too large to read"):
+        await store.create_state("wf", W, {"k": 1})
+    assert bytes_read() - before < 2**20  # not one read of the file's body
+    assert planted.stat().st_size == 128 * 2**20  # untouched
+    with pytest.raises(statestore.VersionConflictError, match="too large to read"):  # hashed in chunks, not held
+        await store.replace_state("wf", W, {"k": 1}, if_version='"0123456789abcdef0123456789abcdef"')
+    assert planted.stat().st_size == 128 * 2**20
+    before = bytes_read()
+    assert await store.replace_state("wf", W, {"k": 1}) == {"k": 1}
+    assert bytes_read() - before < 2**20
+    assert await store.get_state("wf", W) == {"k": 1}
+    with open(planted, "wb") as f:
+        f.truncate(128 * 2**20)
+    await store.delete_state("wf", W)
+    assert not planted.exists()
+
+
+def test_a_file_that_grows_while_read_is_refused_at_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size seen first was within the limit; the file then grew: the read stops after limit + 1 bytes."""
+    (tmp_path / "f").write_bytes(b"x" * 100_000)
+    real_fstat = os.fstat
+
+    def small_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, *st[1:6], 10, *st[7:]))  # as it was when it held 10 bytes
+
+    monkeypatch.setattr(local.os, "fstat", small_fstat)
+    with local._Dir.walk(str(tmp_path), []) as directory:  # type: ignore[union-attr]
+        assert directory.read("f", max_bytes=100_000) is not None
+        with pytest.raises(local._TooLarge) as refused:
+            directory.read("f", max_bytes=50_000)
+    assert refused.value.size == 50_001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statestore import InvalidInputError, PathTraversalError, StateType, build_state_store_path
-from statestore.core.paths import validate_id
+from statestore.core.paths import is_default_ignorable, validate_app_name, validate_id
 from statestore.errors import InvalidStateTypeError
 from statestore.testing import local_store
 
@@ -109,3 +110,68 @@ def test_path_root_and_app_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("STATESTORE_APP_NAME", "../evil")
     with pytest.raises(PathTraversalError):
         build_state_store_path("workflow-123", "workflows")
+
+
+# -- names that render as nothing ----------------------------------------------------------------
+
+INVISIBLE = [
+    *["admin\u3164", "admin\u115f", "admin\uffa0", "admin\u034f", "admin\ufe0f", "admin\U000e0100", "admin\u2800"],
+    *["ad\u00a0min", "ad\u2009min", "ad\u3000min", "ad\u202fmin", "ad\u1160min", "ad\u17b4min", "ad\u180bmin"],
+    *["ad\U0001d159min", "ad\u2065min", "ad\U000e01f0min", "ad\U0001bca0min"],
+]
+
+
+@pytest.mark.parametrize("bad", INVISIBLE)
+async def test_ids_with_characters_that_render_as_nothing_are_refused(bad: str, tmp_path: Path) -> None:
+    for check in (validate_id, validate_app_name):
+        with pytest.raises(InvalidInputError, match=f"U\\+{ord(next(c for c in bad if not c.isascii())):04X}"):
+            check(bad)
+    store = local_store(tmp_path)
+    with pytest.raises(InvalidInputError):
+        await store.save_state("k", 1, bad, StateType.WORKFLOWS)
+    assert not (tmp_path / "persistent-artifacts").exists()
+
+
+# DerivedCoreProperties.txt of Unicode 14.0 (Python 3.11's unicodedata), Default_Ignorable_Code_Point, verbatim.
+DERIVED_DEFAULT_IGNORABLE = """
+00AD 034F 061C 115F..1160 17B4..17B5 180B..180D 180E 180F 200B..200F 202A..202E 2060..2064 2065 2066..206F 3164
+FE00..FE0F FEFF FFA0 FFF0..FFF8 1BCA0..1BCA3 1D173..1D17A E0000 E0001 E0002..E001F E0020..E007F E0080..E00FF
+E0100..E01EF E01F0..E0FFF
+"""
+
+
+@pytest.fixture(scope="module")
+def invisible_code_points() -> tuple[set[int], set[int]]:
+    """(what ``is_default_ignorable`` says yes to, the non-ASCII Zs and Cf code points), from one pass over Unicode."""
+    derived, spaces_and_formats = set(), set()
+    for cp in range(0x80, 0x110000):
+        ch = chr(cp)
+        if is_default_ignorable(ch):
+            derived.add(cp)
+        if unicodedata.category(ch) in ("Zs", "Cf"):
+            spaces_and_formats.add(cp)
+    return derived, spaces_and_formats
+
+
+def test_default_ignorable_is_derived_as_unicode_derives_it(invisible_code_points: tuple[set[int], set[int]]) -> None:
+    """Cf from unicodedata plus the embedded contributory lists, minus the exceptions, is the derived table."""
+    table: set[int] = set()
+    for item in DERIVED_DEFAULT_IGNORABLE.split():
+        start, _, end = item.partition("..")
+        table.update(range(int(start, 16), int(end or start, 16) + 1))
+    assert len(table) == 4174
+    derived = invisible_code_points[0]
+    assert derived == table, (
+        f"Unicode {unicodedata.unidata_version}: update statestore/paths.py and this table from its "
+        f"DerivedCoreProperties.txt; differing: {sorted(f'U+{cp:04X}' for cp in derived ^ table)[:20]}"
+    )
+
+
+def test_every_default_ignorable_and_non_ascii_space_is_refused(
+    invisible_code_points: tuple[set[int], set[int]],
+) -> None:
+    derived, spaces_and_formats = invisible_code_points
+    for cp in sorted(derived | spaces_and_formats):
+        with pytest.raises(InvalidInputError, match=f"U\\+{cp:04X}"):
+            validate_id(f"a{chr(cp)}b")
+    assert validate_id("a b") == "a b"  # the ASCII space shows

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from test_store import raw
 
-from statestore import CorruptStateError, ObjectBackend, StateType, Store
+from statestore import CorruptStateError, ObjectBackend, StateExistsError, StateType, Store
+from statestore.core.cas import read_limit
+from statestore.errors import StoredStateTooLargeError
 
 CORRUPT = {
     "truncated-json": b'{"step": 3, "tables": ["a", "b"',
@@ -81,3 +83,63 @@ async def test_a_corrupt_state_fails_only_its_own_callers(backend: ObjectBackend
     assert results[5] is None
     assert await store.get_state("other", W) == {"ok": True, "more": 1}
     assert await raw(store, ID) == CORRUPT["json-list"]
+
+
+# -- an object too large to read ---------------------------------------------------------------------------------
+
+LIMIT = 1000  # max_state_bytes of these stores; a read takes read_limit(LIMIT) bytes at most
+
+
+def json_of_size(size: int) -> bytes:
+    """A valid JSON object of exactly ``size`` bytes: refused for its size alone."""
+    return b'{"x":"' + b"y" * (size - 8) + b'"}'
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh-store", "warm-cache"])
+async def test_an_object_too_large_to_read_is_refused_and_replaceable(backend: ObjectBackend, warm: bool) -> None:
+    """Over ``2 * max_state_bytes + 64 KiB``: ``StoredStateTooLargeError`` (a ``CorruptStateError``) on read and
+    on every merging write, nothing written; at the limit it is read. ``replace_state`` recovers."""
+    store = Store(backend, app_name="app", max_state_bytes=LIMIT)
+    key = store.key(ID, W).object_key
+    if warm:
+        await store.save_state("step", 1, ID, W)
+    await backend.put(key, json_of_size(read_limit(LIMIT)))
+    assert len((await store.get_state(ID, W))["x"]) == read_limit(LIMIT) - 8
+    big = json_of_size(read_limit(LIMIT) + 1)
+    await backend.put(key, big)
+    with pytest.raises(StoredStateTooLargeError, match=f"workflows state '{ID}'") as refused:
+        await store.get_state(ID, W)
+    assert isinstance(refused.value, CorruptStateError)
+    assert (refused.value.size, refused.value.limit) == (len(big), read_limit(LIMIT))
+    writes = [
+        store.save_state("step", 4, ID, W),
+        store.save_state_object(ID, {"step": 4}, W),
+        store.update_state(ID, W, increment),
+        store.get_versioned_state(ID, W),
+    ]
+    for write in writes:
+        with pytest.raises(StoredStateTooLargeError, match=ID):
+            await write
+        assert await raw(store, ID) == big
+    with pytest.raises(StateExistsError):
+        await store.create_state(ID, W, {"step": 0})
+    assert await raw(store, ID) == big
+    assert await store.replace_state(ID, W, {"step": 0}) == {"step": 0}
+    assert await store.update_state(ID, W, increment) == {"step": 0, "n": 1}
+    store.max_state_bytes = 10 * LIMIT  # a larger limit reads what a smaller one refused
+    await backend.put(key, big)
+    assert len((await store.get_state(ID, W))["x"]) == len(big) - 8
+
+
+async def test_a_backend_without_max_bytes_is_checked_after_the_read() -> None:
+    """A backend of the older protocol (``get(key)``): the same error, from the size of what it returned."""
+    from test_third_party_backend import SQLiteBackend
+
+    backend = SQLiteBackend()
+    store = Store(backend, app_name="app", max_state_bytes=LIMIT)
+    big = json_of_size(read_limit(LIMIT) + 1)
+    await backend.put(store.key(ID, W).object_key, big)
+    with pytest.raises(StoredStateTooLargeError) as refused:
+        await store.get_state(ID, W)
+    assert refused.value.etag is not None and refused.value.size == len(big)
+    assert await store.replace_state(ID, W, {"step": 0}) == {"step": 0}

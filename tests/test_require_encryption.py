@@ -6,12 +6,12 @@ Only ``replace_state`` / ``delete_state`` write over it; ``reencrypt`` (requirem
 from __future__ import annotations
 
 import base64
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from test_secret_rule import cli
+from conftest import CliResult
 
 from statestore import CorruptStateError, InvalidInputError, ObjectBackend, Settings, StateType, Store
 from statestore.config.build import codec_from_settings
@@ -131,7 +131,7 @@ async def test_reencrypt_is_the_migration_path_before_turning_it_on(backend: Obj
     with pytest.raises(UnencryptedStateError):
         await on.reencrypt_states(C)  # turned on too early: stops at the first plain state, rewrites nothing
     for i in range(3):
-        assert await stored(on, f"c{i}") == orjson.dumps({"password": f"p{i}"})
+        assert orjson.loads(await stored(on, f"c{i}") or b"") == {"password": f"p{i}"}
 
     migrating = Store(backend, app_name="app", codec=EncryptingCodec(KEY))  # key on, requirement still off
     assert await migrating.reencrypt_states(C) == 3
@@ -143,26 +143,25 @@ async def test_reencrypt_is_the_migration_path_before_turning_it_on(backend: Obj
 # -- the real console script --------------------------------------------------------------------
 
 
-def test_cli_reencrypt_then_require(tmp_path: Path) -> None:
+def test_cli_reencrypt_then_require(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
     root = tmp_path / "root"
     path = root / "persistent-artifacts/apps/default/credentials/db/config.json"
     path.parent.mkdir(parents=True)
     path.write_bytes(orjson.dumps({"host": "db", "password": "Sentinel-Cli-pw"}))
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("STATESTORE_", "ATLAN_", "AWS_"))}
-    keyed = {**base, "STATESTORE_ENCRYPTION_KEY": KEY}
+    keyed = {"STATESTORE_ENCRYPTION_KEY": KEY}
     strict = {**keyed, "STATESTORE_REQUIRE_ENCRYPTION": "true"}
 
-    refused = cli(root, "get", "db", "--type", "credentials", env=strict)
-    assert refused.returncode == 3 and "plain JSON" in refused.stderr and "Sentinel" not in refused.stderr
-    early = cli(root, "reencrypt", "--type", "credentials", env=strict)
-    assert early.returncode == 3
+    refused = cli_run("--root", str(root), "get", "db", "--type", "credentials", env=strict)
+    assert refused.code == 3 and "plain JSON" in refused.err and "Sentinel" not in refused.err
+    early = cli_run("--root", str(root), "reencrypt", "--type", "credentials", env=strict)
+    assert early.code == 3
 
-    done = cli(root, "reencrypt", "--type", "credentials", env=keyed)
-    assert done.returncode == 0 and "credentials: 1 rewritten" in done.stdout, done.stderr
+    done = cli_run("--root", str(root), "reencrypt", "--type", "credentials", env=keyed)
+    assert done.code == 0 and "credentials: 1 rewritten" in done.out, done.err
     assert b"Sentinel-Cli-pw" not in path.read_bytes()
-    got = cli(root, "get", "db", "--type", "credentials", "--show-secrets", env=strict)
-    assert got.returncode == 0, got.stderr
-    assert orjson.loads(got.stdout) == {"host": "db", "password": "Sentinel-Cli-pw"}
-    config = cli(root, "config", env=strict)
-    assert "settings.require_encryption: true" in config.stdout
-    assert base64.b64decode(KEY).hex() not in config.stdout and KEY not in config.stdout
+    got = cli_run("--root", str(root), "get", "db", "--type", "credentials", "--show-secrets", env=strict)
+    assert got.code == 0, got.err
+    assert orjson.loads(got.out) == {"host": "db", "password": "Sentinel-Cli-pw"}
+    config = cli_run("--root", str(root), "config", env=strict)
+    assert "settings.require_encryption: true" in config.out
+    assert base64.b64decode(KEY).hex() not in config.out and KEY not in config.out

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conftest import CliResult
 
 from statestore import MemoryBackend, SecretPolicyError, Settings, StateType, Store
 from statestore.cli import effective_config
@@ -30,12 +28,18 @@ SECRET_NAMES = [
     *["password", "PASSWORD", "dbPassword", "db-passwd", "clientSecret", "secret_access_key", "X-Api-Key", "apikey"],
     *["APIKey", "apiKey", "privateKey", "private key", "access_key", "refresh_token", "tokens", "Client-Secret"],
     "db_passwd",
+    # names the rule missed in the second review
+    *["jwt", "id_jwt", "signedJwt", "passcode", "user_passcode", "otp_seed", "totpSeed", "mfa_key", "ssh_private"],
+    *["private", "AccountKey", "SharedAccessKey", "aws_secret_access_key", "SharedAccessSignature", "sig"],
 ]
 NOT_SECRET_NAMES = [
     *["forward", "pwd_ref", "password_ref", "passwordRef", "client_secret_ref", "credentials_ref", "credential_id"],
     *["credential_type", "secret_name", "token_url", "token_type", "token_endpoint", "bearer_format"],
     *["cookie_domain", "session_key_id", "public_key", "ssh_public_key", "primary_key", "partition_key", "key"],
     *["pass_rate", "passenger", "username", "host", "access_key_id"],
+    # ordinary names next to the new ones
+    *["jwt_issuer", "jwt_audience", "jwt_algorithm", "random_seed", "seed", "private_ip", "private_subnet"],
+    *["SharedAccessKeyName", "AccountName", "aws_access_key_id", "signature_version", "design"],
 ]
 # (value, what redaction must hide)
 SECRET_TEXTS = [
@@ -54,11 +58,40 @@ SECRET_TEXTS = [
     ("Driver={ODBC};Server=db;PWD={pa 55;x};", "pa 55;x"),
     ("https://api.example.com/v1?api_key=pa55", "pa55"),
     ("https://example.com/cb?access_token=pa55&x=1", "pa55"),
+    # formats the rule missed in the second review
+    ("postgres://app:ab/cd+ef@db/main", "ab/cd+ef"),  # a "/" in the password
+    ("mysql://root:a/b@127.0.0.1:3306/app", "a/b"),
+    ("pass=hunter2", "hunter2"),
+    ("host=db user=app pass=hunter2", "hunter2"),
+    (
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=pa55+K3y/x==;EndpointSuffix=core.windows.net",
+        "pa55+K3y/x==",
+    ),
+    (
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=pa55=",
+        "pa55=",
+    ),
+    ("BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=pa55%3D", "pa55%3D"),
+    (
+        "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = pa55/K7MDENG+bPxRfiCY\n",
+        "pa55/K7MDENG+bPxRfiCY",
+    ),
+    ("aws_session_token=pa55Session//Token", "pa55Session//Token"),
+    ("spring.datasource.password=pa55", "pa55"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpa55AIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n", "MIIEpa55AIBAAKCAQEA"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEpa55\n-----END OPENSSH PRIVATE KEY-----", "pa55"),
+    ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwYTU1In0.pa55SignatureXyz", "eyJzdWIiOiJwYTU1In0"),
 ]
 NOT_SECRET_TEXTS = [
     *["postgres://app@db/main", "postgres://app:@db/main", "https://db.example.com:5432/main", "forward=1"],
     *["https://registry.example.com:443/@scope/pkg", "password=", "a sentence about passwords"],
     "user:pass@host",  # not a URL
+    # ordinary data next to the new formats
+    *["https://example.com:8080/users/@me", "http://[::1]:8080/@x", "ssh://git@github.com:org/repo.git"],
+    *["AccountName=acct;EndpointSuffix=core.windows.net", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE"],
+    *["SharedAccessKeyName=RootManageSharedAccessKey", "password=''", "x = 5", "?page=2&sort=name&pass_rate=3"],
+    *["-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", "-----BEGIN CERTIFICATE-----\nMIIB"],
+    *["see https://a:b/c and mail me@x", "eyJhbGciOi is only the start of a token"],
 ]
 
 
@@ -134,42 +167,30 @@ def test_config_settings_use_the_same_rule() -> None:
     assert "pa55" not in orjson.dumps(shown).decode()
 
 
-# -- the real console script ------------------------------------------------------------------
-
-EXE = shutil.which("statestore", path=str(Path(sys.executable).parent))
+# -- the command, in this process ----------------------------------------------------------
 
 
-def cli(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The installed console script on the local ``root``, run from its parent with ``env`` only."""
-    assert EXE is not None
-    cmd = [EXE, "--root", str(root), *args]
-    return subprocess.run(cmd, cwd=root.parent, env=env, capture_output=True, text=True, timeout=60, input="")
-
-
-def run_cli(root: Path, *args: str, env: dict[str, str]) -> str:
-    result = cli(root, *args, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_cli_get_and_config_print_no_secret(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    path = root / "persistent-artifacts/apps/default/credentials/db/config.json"
+def test_cli_get_and_config_print_no_secret(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    path = tmp_path / "root/persistent-artifacts/apps/default/credentials/db/config.json"
     path.parent.mkdir(parents=True)
     stored = {name: f"{SECRET}-{i}" for i, name in enumerate(SECRET_NAMES)}
     stored.update({f"dsn{i}": text for i, (text, _) in enumerate(SECRET_TEXTS)})
     stored["password_ref"] = "vault:db"
     path.write_bytes(orjson.dumps(stored))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STATESTORE_", "ATLAN_", "AWS_"))}
-    env["STATESTORE_S3_PREFIX"] = "x?password=pa55-prefix"
+    env = {"STATESTORE_S3_PREFIX": "x?password=pa55-prefix"}
+
+    def run_ok(*args: str) -> str:
+        done = cli_run("--root", "root", *args, env=env)
+        assert done.code == 0, done.err
+        return done.out
 
     for args in (["get", "db", "--type", "credentials"], ["--json", "get", "db", "--type", "credentials"]):
-        out = run_cli(root, *args, env=env)
+        out = run_ok(*args)
         assert SECRET not in out
         for _, hidden in SECRET_TEXTS:
             assert hidden not in out
         assert orjson.loads(out)["password_ref"] == "vault:db"
-    assert orjson.loads(run_cli(root, "get", "db", "--type", "credentials", "--show-secrets", env=env)) == stored
+    assert orjson.loads(run_ok("get", "db", "--type", "credentials", "--show-secrets")) == stored
 
-    config = run_cli(root, "config", env=env)
+    config = run_ok("config")
     assert "pa55-prefix" not in config and f"settings.s3_prefix: x?password={REDACTED}" in config

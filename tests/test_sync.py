@@ -212,6 +212,57 @@ def test_close_cancels_a_call_still_running(tmp_path: Path) -> None:
     assert "cancelled by close" in str(errors[0])
 
 
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_an_update_raising_systemexit_or_keyboardinterrupt_fails_only_its_caller(
+    raised: type[BaseException],
+) -> None:
+    """asyncio lets these two out of a task, stopping its loop: the raiser gets its exception, and the loop
+    thread goes on serving the other threads' calls (coalesced with it, and later ones)."""
+    s = SyncStore(Store(LatencyBackend(MemoryBackend(), 0.02)))
+    s.save_state("n", 0, "wf", W)
+    outcomes: dict[int, Any] = {}
+
+    def increment(st: dict[str, Any]) -> dict[str, Any]:
+        return {"n": st["n"] + 1}
+
+    def stop(st: dict[str, Any]) -> dict[str, Any]:
+        raise raised(7)
+
+    def call(t: int) -> None:
+        try:
+            outcomes[t] = s.update_state("wf", W, stop if t == 2 else increment)
+        except BaseException as exc:
+            outcomes[t] = exc
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(call, range(6)))
+    assert isinstance(outcomes.pop(2), raised)
+    assert all(isinstance(o, dict) for o in outcomes.values()), outcomes
+    with pytest.raises(raised):  # alone, too
+        s.update_state("wf", W, stop)
+    assert s.get_state("wf", W) == {"n": 5}
+    assert s.update_state("wf", W, increment) == {"n": 6}
+    (thread,) = loop_threads()
+    s.close()
+    assert not thread.is_alive()
+
+
+def test_systemexit_from_a_task_of_the_loop_fails_only_its_call() -> None:
+    """``progress`` of ``reencrypt_states`` runs in worker tasks: a ``SystemExit`` there stops the loop
+    (asyncio lets it out), which must run on for later calls."""
+    s = SyncStore(Store(MemoryBackend()))
+    s.save_state_object("wf", {"n": 1}, W)
+
+    def progress(done: int, total: int) -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        s.reencrypt_states(W, progress=progress)
+    assert s.get_state("wf", W) == {"n": 1}
+    assert s.reencrypt_states(W) == 0
+    s.close()
+
+
 def test_an_unclosed_sync_store_stops_its_thread_when_collected() -> None:
     s = SyncStore(Store(MemoryBackend()))
     s.get_state("wf", W)

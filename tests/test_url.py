@@ -121,12 +121,16 @@ async def test_from_url_local_absolute_and_relative(tmp_path: Path, monkeypatch:
     assert isinstance(store.backend, LocalBackend)
     assert store.max_state_bytes == 1000
     await store.save_state_object("wf", {"n": 1}, W)
-    assert (tmp_path / "abs/persistent-artifacts/apps/urlapp/workflows/wf/config.json").read_bytes() == b'{"n":1}'
+    assert (
+        tmp_path / "abs/persistent-artifacts/apps/urlapp/workflows/wf/config.json"
+    ).read_bytes().rstrip() == b'{"n":1}'
 
     monkeypatch.chdir(tmp_path)
     relative = Store.from_url("file:rel/dir")
     await relative.save_state_object("wf", {"n": 2}, W)
-    assert (tmp_path / "rel/dir/persistent-artifacts/apps/default/workflows/wf/config.json").read_bytes() == b'{"n":2}'
+    assert (
+        tmp_path / "rel/dir/persistent-artifacts/apps/default/workflows/wf/config.json"
+    ).read_bytes().rstrip() == b'{"n":2}'
     monkeypatch.chdir("/")
     assert await relative.get_state("wf", W) == {"n": 2}  # resolved when built, not per call
 
@@ -150,7 +154,7 @@ async def test_from_url_s3(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch)
     client = s3_target.client()
     try:
         key = f"{prefix}/persistent-artifacts/apps/urlapp/workflows/wf/config.json"
-        assert client.get_object(Bucket=location.bucket, Key=key)["Body"].read() == b'{"n":1}'
+        assert client.get_object(Bucket=location.bucket, Key=key)["Body"].read().rstrip() == b'{"n":1}'
     finally:
         client.close()
 
@@ -181,3 +185,45 @@ def test_settings_fields_build_the_same_backend(url: str) -> None:
 def test_settings_fields_of_s3_clear_what_the_url_leaves_out() -> None:
     fields = parse_store_url("s3://bucket").settings_fields()
     assert fields == {"backend": "s3", "bucket": "bucket", "s3_prefix": "", "s3_endpoint_url": None, "s3_region": None}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        *["s3://bucket/a%1B%5B31mb", "s3://bucket/a%00b", "s3://bucket/a%0Ab", "s3://bucket/a%E2%80%AEb"],
+        *["s3://bucket/a%C2%9Bb", "s3://bucket/a%7Fb", "s3://bucket/a%E2%80%A8b", "s3://bucket/a%E2%81%A6b"],
+        *["file:/tmp/a%0Ab", "file:///tmp/a%1B]0;x%07b", "file:///tmp/a%E2%80%AEb", "file:relative%09dir"],
+        *["s3://bucket?endpoint_url=http://h%0A.example", "s3://bucket?endpoint_url=http://h/%E2%80%AE"],
+        *["s3://bucket?region=us-east-1%0A", "s3://bucket?region%1B=x"],
+    ],
+)
+def test_control_and_format_characters_are_refused_after_percent_decoding(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="control or format character") as caught:
+        parse_store_url(url)
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u202e\u2066\u2028" for ch in str(caught.value))
+
+
+SECRET = "wJalrXUtnFEMIsEcReT"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"s3://bucket?region={SECRET}",
+        f"s3://bucket?region=us-east-1&region={SECRET}",
+        f"s3://bucket?endpoint_url={SECRET}",
+        f"s3://bucket?endpoint_url=ftp://{SECRET}",
+        f"s3://bucket?endpoint_url=http://h:{SECRET}",
+        f"s3://bucket?{SECRET}",
+        f"s3://bucket?region=us-east-1&{SECRET}",
+        f"s3://bucket?region=us-east-1&x={SECRET}",
+        f"file:///tmp/x?{SECRET}",
+        f"memory://?{SECRET}",
+        f"s3://bucket?region={SECRET}%0A",
+    ],
+)
+def test_messages_never_repeat_a_parameter_value(url: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_store_url(url)
+    assert SECRET not in str(caught.value)
+    assert SECRET.lower() not in str(caught.value).lower()

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import Enum
 from typing import ClassVar, NamedTuple, final
 
-from ..errors import InvalidInputError, PreconditionFailed, VersionsUnsupportedError
+from ..errors import InvalidInputError, PreconditionFailed, StoredStateTooLargeError, VersionsUnsupportedError
 
 __all__ = [
     "Capability",
@@ -31,6 +31,7 @@ __all__ = [
     "PreconditionFailed",
     "PutMode",
     "PutResult",
+    "StoredStateTooLargeError",
     "Update",
     "Versioned",
     "check_put_mode",
@@ -181,12 +182,19 @@ class ObjectBackend(ABC):
     """An object store. Every method may raise ``BackendError`` (cause chained) for I/O failures."""
 
     @abstractmethod
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         """The object's bytes and ETag, or None if it does not exist.
 
         With ``if_none_match`` (an ETag, quoted or not): ``NotModified`` if the object
         still has that ETag, without its bytes. A backend that cannot tell cheaply may
         return the whole ``Versioned`` instead; never ``NotModified`` for another ETag.
+
+        With ``max_bytes``: an object larger than that raises ``StoredStateTooLargeError``
+        (its ``size``, and its ``etag`` if known without reading) before its body is read,
+        from the size the store tells first (``fstat``, ``Content-Length``); a body that turns
+        out longer than announced is refused after at most ``max_bytes + 1`` bytes.
         """
 
     @abstractmethod

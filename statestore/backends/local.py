@@ -4,7 +4,9 @@ Writes go to a temp file in the same directory (created 0600), are fsynced and
 then ``os.replace``-d over the object, so a reader sees the old or the new
 bytes, never a partial file. An exclusive ``flock`` on a per-object lock file
 makes "check the ETag, then replace" one step across threads and processes;
-the kernel drops the lock when its holder dies. Disk work runs in a thread so
+the kernel drops the lock when its holder dies. A forked child closes its copies
+of the lock and temp (later pinned) file descriptors at once (``forks.open_fd``):
+a copy would keep the parent's lock held, or a replaced file on disk. Disk work runs in a thread so
 the event loop keeps ticking; a lock held elsewhere is waited for on the event
 loop (bounded by ``lock_timeout``, cancellable), never in a thread.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import random
@@ -34,7 +37,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
-from ..errors import AccessDeniedError, BackendConfigError, BackendError, InvalidInputError, LockTimeoutError
+from ..errors import (
+    AccessDeniedError,
+    BackendConfigError,
+    BackendError,
+    InvalidInputError,
+    LockTimeoutError,
+    StoredStateTooLargeError,
+)
+from ..util import forks, operation
 from ..util.lru import LRU
 from ..util.retry import RetryPolicy
 from .base import (
@@ -66,6 +77,7 @@ _PIN_BYTES = 32 * 2**20
 _SEEN_FILES = 4096  # statuses of files read, remembered per backend to answer conditional reads
 _RACY_NS = 3 * 10**9  # a file changed more recently than this is not remembered (coarse clocks, skew)
 _LOCK_POLL_MAX = 0.05  # seconds between tries of a held lock, at most
+_CHECK_READ_MAX = 2**24  # a larger file a put's condition must see is hashed in chunks, never held whole
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang an open
 
@@ -92,7 +104,8 @@ class _Pins:
     at once. A pinned file that another process replaced or deleted keeps its
     space until the next operation on that object sees the change and closes
     the pin; at most ``files`` pins of ``nbytes`` bytes in all are kept, oldest
-    closed first. Thread-safe.
+    closed first. Thread-safe. A forked child has none: their descriptors are closed there at
+    once (``forks.open_fd``), or the child would keep replaced files on disk.
     """
 
     def __init__(self, files: int, nbytes: int) -> None:
@@ -100,18 +113,27 @@ class _Pins:
         self._items: OrderedDict[str, _Pin] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._released: list[object] = []  # owners whose backend was collected: their pins close on next use
+        forks.in_child(self, _Pins._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the pins' descriptors are closed already; forget them."""
+        self._items.clear()
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     def pin(self, path: str, fd: int, etag: str, owner: object) -> None:
         """Remember ``fd`` (now ours to close) as the file at ``path`` holding ``etag``."""
         with self._lock:
+            self._close_released()
             try:
                 sig = _signature(os.fstat(fd))
             except BaseException:
-                os.close(fd)
+                forks.close_fd(fd)
                 raise
             self._close(path)
             if sig[2] > self.nbytes:
-                os.close(fd)
+                forks.close_fd(fd)
                 return
             self._items[path] = _Pin(fd, sig, etag, owner)
             self._bytes += sig[2]
@@ -125,6 +147,7 @@ class _Pins:
         pin of ``path`` can be closed and made again between its stat and this check.
         """
         with self._lock:
+            self._close_released()
             item = self._items.get(path)
             if item is None:
                 return None
@@ -140,6 +163,20 @@ class _Pins:
     def close_owned(self, owner: object) -> None:
         """Close the pins made through one backend."""
         with self._lock:
+            self._released.append(owner)
+            self._close_released()
+
+    def release(self, owner: object) -> None:
+        """Close the pins made through a backend that was collected, on the next use of the registry.
+
+        Called by a finalizer, which the garbage collector may run on a thread that holds the lock:
+        taking it here could deadlock, and appending to a list takes none.
+        """
+        self._released.append(owner)
+
+    def _close_released(self) -> None:
+        while self._released:
+            owner = self._released.pop()
             for path in [path for path, item in self._items.items() if item.owner is owner]:
                 self._close(path)
 
@@ -147,7 +184,7 @@ class _Pins:
         item = self._items.pop(path, None)
         if item is not None:
             self._bytes -= item.sig[2]
-            os.close(item.fd)
+            forks.close_fd(item.fd)
 
 
 _PINS = _Pins(_PIN_FILES, _PIN_BYTES)
@@ -168,6 +205,14 @@ def _is_hidden(name: str) -> bool:
 
 class _Busy(Exception):
     """The object's lock is held elsewhere: wait on the event loop, then try again."""
+
+
+class _TooLarge(Exception):
+    """A file over a read's ``max_bytes``: ``size`` bytes (at least), status ``st``; its body was not read."""
+
+    def __init__(self, size: int, st: os.stat_result) -> None:
+        super().__init__(size)
+        self.size, self.st = size, st
 
 
 class _Dir:
@@ -258,15 +303,30 @@ class _Dir:
         return st
 
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """Open file ``name`` (close it with ``os.close``)."""
+        return self._open(os.open, name, flags, mode)
+
+    def open_held(self, name: str, flags: int, mode: int = 0o600) -> int:
+        """Open file ``name`` to hold it (a lock, a file to pin): a forked child closes its copy at once.
+
+        Close it with ``forks.close_fd``.
+        """
+        return self._open(forks.open_fd, name, flags, mode)
+
+    def _open(self, opener: Callable[..., int], name: str, flags: int, mode: int) -> int:
         try:
-            return os.open(name, flags | _FILE_FLAGS, mode, dir_fd=self.fd)
+            return opener(name, flags | _FILE_FLAGS, mode, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self.lstat(name)
             raise
 
-    def read(self, name: str) -> tuple[bytes, os.stat_result] | None:
-        """The bytes of regular file ``name`` and its status, or None if missing."""
+    def read(self, name: str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result] | None:
+        """The bytes of regular file ``name`` and its status, or None if missing.
+
+        A file over ``max_bytes`` raises ``_TooLarge``: at once if its status says so, else
+        (it grows while read) after ``max_bytes + 1`` bytes.
+        """
         try:
             fd = self.open(name, os.O_RDONLY)
         except FileNotFoundError:
@@ -275,23 +335,47 @@ class _Dir:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise BackendError(f"{self.rel}{name} is not a regular file")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise _TooLarge(st.st_size, st)
+            cap = None if max_bytes is None else max_bytes + 1
             chunks: list[bytes] = []
-            while chunk := os.read(fd, max(st.st_size + 1, 65536)):
+            total = 0
+            while True:
+                want = max(st.st_size + 1, 65536) if cap is None else min(max(st.st_size + 1, 65536), cap - total)
+                if want <= 0:
+                    raise _TooLarge(total, st)
+                chunk = os.read(fd, want)
+                if not chunk:
+                    return b"".join(chunks), st
                 chunks.append(chunk)
-            return b"".join(chunks), st
+                total += len(chunk)
+        finally:
+            os.close(fd)
+
+    def md5(self, name: str) -> str | None:
+        """The ETag of file ``name`` (None if missing), hashed in chunks: memory stays flat however large it is."""
+        try:
+            fd = self.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            while chunk := os.read(fd, 2**20):
+                digest.update(chunk)
+            return f'"{digest.hexdigest()}"'
         finally:
             os.close(fd)
 
     def lock(self, name: str, mode: int) -> int:
         """Take the lock of object ``name`` without waiting (``_Busy`` if held); closing the fd releases it."""
-        fd = self.open(f".{name}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, mode)
+        fd = self.open_held(f".{name}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            forks.close_fd(fd)
             raise _Busy from None
         except BaseException:
-            os.close(fd)
+            forks.close_fd(fd)
             raise
         return fd
 
@@ -437,7 +521,7 @@ class LocalBackend(ObjectBackend):
         self._owner = object()  # marks the pins made through this backend
         # key -> (status, ETag) of files read, to answer a conditional read with a stat (``_known_etag``).
         self._seen: LRU[str, tuple[FullSignature, str]] = LRU(_SEEN_FILES)
-        weakref.finalize(self, _PINS.close_owned, self._owner)
+        weakref.finalize(self, _PINS.release, self._owner)
 
     async def aclose(self) -> None:
         """Close the files kept open to prove ETags; the backend stays usable."""
@@ -456,12 +540,14 @@ class LocalBackend(ObjectBackend):
 
     # -- reads -----------------------------------------------------------------
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         parts, name = _split(key)
-        return await asyncio.to_thread(self._get_sync, key, parts, name, if_none_match)
+        return await asyncio.to_thread(self._get_sync, key, parts, name, if_none_match, max_bytes)
 
     def _get_sync(
-        self, key: str, parts: list[str], name: str, if_none_match: str | None
+        self, key: str, parts: list[str], name: str, if_none_match: str | None, max_bytes: int | None
     ) -> Versioned | NotModified | None:
         try:
             directory = _Dir.walk(self._real_root, parts)
@@ -473,7 +559,10 @@ class LocalBackend(ObjectBackend):
                         known = self._known_etag(key, directory.lstat(name))
                         if known is not None and same_etag(known, if_none_match):
                             return NotModified(known)
-                    found = directory.read(name)
+                    found = directory.read(name, max_bytes)
+        except _TooLarge as big:
+            assert max_bytes is not None
+            raise StoredStateTooLargeError(key, big.size, max_bytes, self._known_etag(key, big.st)) from None
         except OSError as exc:
             raise _os_error(f"cannot read {key}: {exc.strerror}", exc) from exc
         _PINS.check(self._pin_key(key), _signature(found[1]) if found else None)  # closes a pin gone stale
@@ -521,8 +610,12 @@ class LocalBackend(ObjectBackend):
         return PutResult(await self._when_locked(key, lambda: self._put_sync(key, parts, name, data, mode)))
 
     async def _when_locked(self, key: str, work: Callable[[], T]) -> T:
-        """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here."""
-        deadline = time.monotonic() + self.lock_timeout
+        """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here.
+
+        The wait ends after ``lock_timeout``, or sooner when the operation it serves must end (a store's deadline).
+        """
+        bound = operation.seconds_left(self.lock_timeout)
+        deadline = time.monotonic() + bound
         delay = 0.001
         while True:
             try:
@@ -532,7 +625,7 @@ class LocalBackend(ObjectBackend):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockTimeoutError(
-                    f"gave up on {key} after waiting {self.lock_timeout:g} s for its lock, "
+                    f"gave up on {key} after waiting {max(bound, 0):.2g} s for its lock, "
                     "held by another process or thread"
                 )
             logger.debug("lock of %s is held elsewhere; trying again", key)
@@ -553,13 +646,13 @@ class LocalBackend(ObjectBackend):
                         directory.remove_stale_temps(name)
                         self._remember(directory.rel)
                     tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
-                    fd = directory.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+                    fd = directory.open_held(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
                     try:
                         _write_all(fd, data)
                         os.fsync(fd)
                         os.replace(tmp, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
                     except BaseException:
-                        os.close(fd)
+                        forks.close_fd(fd)
                         with suppress(OSError):
                             os.unlink(tmp, dir_fd=directory.fd)
                         raise
@@ -567,7 +660,7 @@ class LocalBackend(ObjectBackend):
                     if self.durable:
                         os.fsync(directory.fd)
                 finally:
-                    os.close(lock_fd)  # closing the descriptor releases the lock
+                    forks.close_fd(lock_fd)  # closing the descriptor releases the lock
         except OSError as exc:
             raise _os_error(f"cannot write {key}: {exc.strerror}", exc) from exc
         return etag
@@ -599,7 +692,7 @@ class LocalBackend(ObjectBackend):
                     self._seen.discard(key)
                     directory.remove_stale_temps(name)
                 finally:
-                    os.close(lock_fd)
+                    forks.close_fd(lock_fd)
         except OSError as exc:
             raise _os_error(f"cannot delete {key}: {exc.strerror}", exc) from exc
 
@@ -611,6 +704,10 @@ class LocalBackend(ObjectBackend):
         found = directory.lstat(name)
         pinned = _PINS.check(self._pin_key(key), _signature(found) if found else None)
         if isinstance(mode, Overwrite) or (isinstance(mode, Update) and same_etag(pinned or "", mode.etag)):
+            return found
+        if found is not None and found.st_size > _CHECK_READ_MAX:  # planted, or written under a larger limit
+            if not isinstance(mode, Update) or not same_etag(directory.md5(name) or "", mode.etag):
+                raise PreconditionFailed(key)
             return found
         read = directory.read(name) if found is not None else None
         current = Versioned(read[0], md5_etag(read[0])) if read is not None else None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from ..util import forks
 from .base import (
     NotModified,
     ObjectBackend,
@@ -14,6 +14,7 @@ from .base import (
     PreconditionFailed,
     PutMode,
     PutResult,
+    StoredStateTooLargeError,
     Versioned,
     check_put_mode,
     md5_etag,
@@ -31,7 +32,7 @@ class MemoryBackend(ObjectBackend):
 
     def __init__(self) -> None:
         self._objects: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     def _check(self, key: str, mode: PutMode) -> None:
         entry = self._objects.get(key)
@@ -39,13 +40,17 @@ class MemoryBackend(ObjectBackend):
         if not mode.allows(None if current is None else current.etag):
             raise PreconditionFailed(key, current=current, current_known=True)
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
         with self._lock:
             entry = self._objects.get(key)
         if entry is None:
             return None
         if if_none_match is not None and same_etag(entry.object.etag, if_none_match):
             return NotModified(entry.object.etag)
+        if max_bytes is not None and len(entry.object.data) > max_bytes:
+            raise StoredStateTooLargeError(key, len(entry.object.data), max_bytes, entry.object.etag)
         return entry.object
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:

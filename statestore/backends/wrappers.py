@@ -35,10 +35,12 @@ class WrapperBackend(ObjectBackend):
         """Run one ``get``, ``put`` or ``delete`` (``call``) of ``key``: the hook a wrapper overrides."""
         return await call()
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        if if_none_match is None:  # also serves an inner backend written before ``if_none_match``
-            return await self._around("get", key, lambda: self.inner.get(key))
-        return await self._around("get", key, lambda: self.inner.get(key, if_none_match=if_none_match))
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
+        return await self._around(
+            "get", key, lambda: self.inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
+        )
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         return await self._around("put", key, lambda: self.inner.put(key, data, mode))

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from ..backends.base import Capability, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from ..backends.memory import MemoryBackend
-from ..errors import StateStoreError
+from ..errors import ListingOutOfPrefixError, StateStoreError
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ _PROTOCOL_PROBES = (
     "put",
     "get",
     "list",
+    "list-prefix",
     "create-if-absent",
     "if-match",
     "stale-if-match",
@@ -64,11 +65,23 @@ class _Protocol:
         if not isinstance(got, Versioned) or got.data != v1 or not same_etag(got.etag, etag1):
             raise _Stop("get", Verdict.UNSAFE, "the object read back is not the one written")
         run.ok("get", "the object reads back with the ETag the write returned")
-        keys = [meta.key async for meta in b.list(self.scratch)]
-        if self.main in keys:
+        keys = await self._listed("list", self.scratch)
+        if keys is not None and self.main in keys:
             run.ok("list", "the object is listed")
         else:
             run.fail("list", "the object just written is not listed: list_states may miss a state just written")
+        empty = self.scratch + "list-prefix/"  # nothing is stored under it
+        under_empty = await self._listed("list-prefix", empty)
+        answers = ((keys, self.scratch), (under_empty, empty))
+        if any(got is None or not all(key.startswith(asked) for key in got) for got, asked in answers):
+            run.unsafe(
+                "list-prefix",
+                "a listing answered keys outside the prefix asked for",
+                "the backend ignores the prefix of a listing: list, prune, copy and reencrypt would see objects "
+                "that are not this app's (statestore refuses such listings)",
+            )
+        else:
+            run.ok("list-prefix", "listings answer only keys under the prefix asked for")
 
         await self._create("create-if-absent", self.create, b"{}")
         try:
@@ -135,11 +148,20 @@ class _Protocol:
                 "the backend claims a conditional delete it ignores",
             )
 
+    async def _listed(self, probe: str, prefix: str) -> list[str] | None:
+        """The keys the backend lists under ``prefix``; None if it refused its own listing (keys outside it)."""
+        try:
+            return [meta.key async for meta in self.backend.list(prefix)]
+        except ListingOutOfPrefixError:
+            return None
+        except StateStoreError as exc:
+            raise _Stop(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
+
     async def delete(self) -> None:
         """Remove every scratch object (the "delete" probe); ``_Stop`` if that fails."""
         for key in self.written:
             await self._io("delete", self.backend.delete(key))
-        left = [meta.key async for meta in self.backend.list(self.scratch)]
+        left = [key for key in await self._listed("delete", self.scratch) or [] if key.startswith(self.scratch)]
         if left:
             raise _Stop("delete", self.failure, f"deleted objects are still listed: {', '.join(left)}")
         self.run.ok("delete", f"{len(self.written)} scratch objects were removed")

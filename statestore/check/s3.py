@@ -35,6 +35,7 @@ _S3_PROBES = (
     "put",
     "get",
     "list",
+    "list-prefix",
     "create-if-absent",
     "if-match-quoted",
     "if-match-unquoted",
@@ -45,6 +46,7 @@ _S3_PROBES = (
     "delete",
 )
 _FORMS = ("quoted", "unquoted")
+_VERSION_LISTS = ("Versions", "DeleteMarkers")  # the two lists of a ListObjectVersions answer
 _BAD_CREDENTIALS = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"}
 )
@@ -121,6 +123,7 @@ class _S3Check:
         self.missing = backend.object_key(self.scratch + "missing")
         self.endpoint = _show_endpoint(backend.effective_endpoint_url)
         self.written: list[str] = []  # object keys a put was sent for (it may have landed)
+        self.versions: set[tuple[str, str]] = set()  # (key, version id) of each version a put or delete made
         self.versioned = False
         self.sse: dict[str, Any] = {}
         if backend.sse is not None:
@@ -208,6 +211,8 @@ class _S3Check:
         assert self.client is not None
         try:
             response = await getattr(self.client, method)(**args)
+            if method in ("put_object", "delete_object") and "VersionId" not in args and response.get("VersionId"):
+                self.versions.add((args["Key"], str(response["VersionId"])))
             if method == "get_object":
                 async with response["Body"] as body:
                     response = {**response, "Body": await body.read()}
@@ -328,10 +333,44 @@ class _S3Check:
         )
         if error is not None:
             raise _Stop("list", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
-        if self.main not in [item["Key"] for item in page.get("Contents", [])]:
+        listed = [item["Key"] for item in page.get("Contents", [])]
+        if self.main not in listed:
             run.fail("list", "the object just written is not listed: list_states may miss a state just written")
         else:
             run.ok("list", "ListObjectsV2 is allowed (s3:ListBucket); the object is listed")
+        await self.probe_list_prefix(prefix, listed)
+
+    async def probe_list_prefix(self, scratch: str, listed: list[str]) -> None:
+        """Listings answer only keys under the prefix asked: the scratch one's, and one with nothing under it.
+
+        A server (or a proxy in front of it) that ignores the prefix answers other keys, even in an
+        otherwise empty bucket; a bulk operation acting on them would touch objects not its own.
+        """
+        empty = scratch + "list-prefix/"
+        calls: list[tuple[str, str, str, tuple[str, ...]]] = [
+            ("ListObjectsV2", "s3:ListBucket", "list_objects_v2", ("Contents",))
+        ]
+        if self.versioned:  # history lists versions; a bucket without versioning keeps none
+            calls.append(("ListObjectVersions", "s3:ListBucketVersions", "list_object_versions", _VERSION_LISTS))
+        ignored = {"ListObjectsV2"} if any(not key.startswith(scratch) for key in listed) else set()
+        for name, permission, method, parts in calls:
+            page, error = await self.request(
+                "list-prefix", permission, method, Bucket=self.bucket, Prefix=empty, MaxKeys=100
+            )
+            if error is not None:
+                raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"{name} answered {_answer(error)}")
+            if any(not item["Key"].startswith(empty) for part in parts for item in page.get(part, [])):
+                ignored.add(name)
+        if ignored:
+            self.run.unsafe(
+                "list-prefix",
+                f"{' and '.join(sorted(ignored))} answered keys outside the prefix asked for",
+                "the server ignores the prefix of a listing: list, prune, copy, reencrypt and history would see "
+                "objects that are not this app's (statestore refuses such listings)",
+            )
+        else:
+            asked = " and ".join(name for name, *_ in calls)
+            self.run.ok("list-prefix", f"{asked} answered only keys under the prefix asked for")
 
     async def probe_create(self) -> None:
         run = self.run
@@ -503,13 +542,17 @@ class _S3Check:
     # -- removing the scratch objects
 
     async def remove(self) -> list[str]:
-        """Delete every scratch object (and its versions on a versioned bucket); returns what is left."""
+        """Delete every scratch object (and its versions on a versioned bucket); returns what is left.
+
+        Only keys under the scratch prefix are ever deleted: those written, and those a listing of the
+        prefix answers (a server that ignores the prefix answers others too: they are left alone).
+        """
         prefix = self.backend.object_key(self.scratch)
-        keys = set(self.written)
+        keys = {key for key in self.written if key.startswith(prefix)}
         listing = {"Bucket": self.bucket, "Prefix": prefix}
         page, error = await self.request("delete", "s3:ListBucket", "list_objects_v2", denied_ok=True, **listing)
         if error is None:
-            keys.update(item["Key"] for item in page.get("Contents", []))
+            keys.update(_under(prefix, page.get("Contents", [])))
         for key in sorted(keys):
             _, error = await self.request("delete", "s3:DeleteObject", "delete_object", Bucket=self.bucket, Key=key)
             code, status = _code(error) if error is not None else ("", None)
@@ -518,22 +561,27 @@ class _S3Check:
         if self.versioned:
             await self.remove_versions(prefix)
         page, error = await self.request("delete", "s3:ListBucket", "list_objects_v2", denied_ok=True, **listing)
-        return [] if error is not None else [item["Key"] for item in page.get("Contents", [])]
+        return [] if error is not None else _under(prefix, page.get("Contents", []))
 
     async def remove_versions(self, prefix: str) -> None:
+        """Delete the versions the check made (recorded), and any other a listing shows under ``prefix``."""
         page, error = await self.request(
             "delete", "s3:ListBucketVersions", "list_object_versions", Bucket=self.bucket, Prefix=prefix
         )
         if error is not None:
             raise _Stop("delete", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
-        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+        found = {(key, version) for key, version in self.versions if key.startswith(prefix)}
+        for item in [item for part in _VERSION_LISTS for item in page.get(part, [])]:
+            if item["Key"].startswith(prefix):
+                found.add((item["Key"], str(item["VersionId"])))
+        for key, version in sorted(found):
             _, error = await self.request(
                 "delete",
                 "s3:DeleteObjectVersion",
                 "delete_object",
                 Bucket=self.bucket,
-                Key=item["Key"],
-                VersionId=item["VersionId"],
+                Key=key,
+                VersionId=version,
             )
             if error is not None:
                 raise _Stop("delete", Verdict.MISCONFIGURED, f"deleting a version answered {_answer(error)}")
@@ -568,6 +616,11 @@ class _S3Check:
             self.run.fail("delete", f"could not remove {', '.join(left)}; {self.leftovers()}")
         else:
             self.run.ok("delete", "the scratch objects written before the stop are gone")
+
+
+def _under(prefix: str, items: list[Any]) -> list[str]:
+    """The keys of the listed ``items`` under ``prefix``: the only ones the check may act on."""
+    return [item["Key"] for item in items if item["Key"].startswith(prefix)]
 
 
 async def _check_s3(backend: S3Backend, app: str) -> CheckReport:

@@ -29,9 +29,17 @@ from .demo import demo
 from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, cause_chain, describe_error
 from .options import TYPE_NAMES, Options, pass_options
 from .parsing import parse_value
-from .render import effective_config, report_error
+from .render import SafeFormatter, echo, effective_config, report_error
 
 __all__ = ["cli", "effective_config", "main", "parse_value", "run"]
+
+
+class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The ``--debug`` log handler; ``run`` removes it when the command ends (``run`` may be called again)."""
+
+    def __init__(self, stream: Any, previous_level: int) -> None:
+        super().__init__(stream)
+        self.previous_level = previous_level  # the package logger's level, restored with the handler's removal
 
 
 class _StdoutClosed(Exception):
@@ -108,9 +116,9 @@ def cli(
     opts.json = json_output
     opts.debug = debug
     if debug:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package = logging.getLogger("statestore")  # only ours: SDK debug logs carry request headers
+        handler = _DebugHandler(sys.stderr, package.level)
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package.addHandler(handler)
         package.setLevel(logging.DEBUG)
 
@@ -144,7 +152,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             args=list(argv) if argv is not None else None, prog_name="statestore", standalone_mode=False, obj=opts
         )
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message(), err=True)
+        echo(exc.format_message(), err=True)
         return EXIT_INVALID
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
@@ -163,14 +171,24 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except Exception as exc:
         if opts.debug:
-            traceback.print_exception(exc)
+            echo("".join(traceback.format_exception(exc)), err=True, nl=False)
             for cause in cause_chain(exc):
                 shown = mask_secret_text(" ".join(str(cause).split()))
-                click.echo(f"statestore: caused by {type(cause).__name__}: {shown}", err=True)
+                echo(f"statestore: caused by {type(cause).__name__}: {shown}", err=True)
         message, code = describe_error(exc)
-        report_error(opts, type(exc).__name__, message, code)
+        notes = getattr(exc, "__notes__", None)  # what the command adds, e.g. how much it printed before
+        report_error(opts, type(exc).__name__, "; ".join([message, *notes]) if notes else message, code)
         return code
+    finally:
+        _remove_debug_handlers()
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _remove_debug_handlers() -> None:
+    package = logging.getLogger("statestore")
+    for handler in [h for h in package.handlers if isinstance(h, _DebugHandler)]:
+        package.removeHandler(handler)
+        package.setLevel(handler.previous_level)
 
 
 def main() -> NoReturn:

@@ -32,6 +32,7 @@ from .options import (
 )
 from .parsing import parse_duration, parse_value, read_object
 from .render import (
+    echo,
     echo_config,
     echo_json,
     echo_state,
@@ -161,7 +162,7 @@ def delete(opts: Options, state_id: str, state_type: str | None) -> None:
     if opts.json:
         echo_json(opts, {"deleted": state_id, "type": stype.value})
     else:
-        click.echo(f"deleted {stype.value} state {state_id!r}")
+        echo(f"deleted {stype.value} state {state_id!r}")
 
 
 @click.command(name="list")
@@ -173,10 +174,13 @@ def list_(opts: Options, state_type: str | None, long_format: bool, force_progre
     """List the ids of all states of one type, one per line, unsorted.
 
     Ids stream as the backend lists them: nothing is loaded into memory
-    all at once. With --json the output is one JSON array. With --long each
-    line is id, size in bytes, last modified (UTC, ISO 8601) and version
-    (the ETag; '-' where the listing has none), from the listing alone; with
-    --json each entry is then an object with those fields.
+    all at once; if the listing fails midway, the error line says how many
+    ids were printed before it (they are incomplete). With --json the
+    output is one JSON array, printed once the listing is complete (nothing
+    on a failure). With --long each line is id, size in bytes, last
+    modified (UTC, ISO 8601) and version (the ETag; '-' where the listing
+    has none), from the listing alone; with --json each entry is then an
+    object with those fields.
 
     \b
     Example:
@@ -187,26 +191,27 @@ def list_(opts: Options, state_type: str | None, long_format: bool, force_progre
     stype = opts.resolve_type(state_type)
 
     async def stream(store: Store) -> None:
-        first = True
+        listed: list[Any] = []  # --json: the whole array, printed only once complete
         count = 0
-        if opts.json:
-            click.echo("[", nl=False)
         items: AsyncIterator[Any] = store.iter_state_info(stype) if long_format else store.iter_states(stype)
         with progress_reporter(opts, f"listing {stype.value}", force_progress, unknown_total=True) as advance:
-            async for item in items:
-                if opts.json:
-                    shown = info_json(item) if long_format else item
-                    click.echo(("" if first else ",") + orjson.dumps(shown).decode(), nl=False)
-                else:
-                    click.echo(info_line(item) if long_format else item)
-                first = False
-                count += 1
-                if advance is not None:
-                    advance(count, 0)
+            try:
+                async for item in items:
+                    if opts.json:
+                        listed.append(info_json(item) if long_format else item)
+                    else:
+                        echo(info_line(item) if long_format else item)
+                    count += 1
+                    if advance is not None:
+                        advance(count, 0)
+            except Exception as exc:
+                if count and not opts.json:
+                    exc.add_note(f"the listing stopped after {count} ids: the ids printed above are incomplete")
+                raise
             if advance is not None:
                 advance(count, count)
         if opts.json:
-            click.echo("]")
+            echo(orjson.dumps(listed).decode())
 
     run_on_store(opts.settings(), stream)
 
@@ -233,7 +238,7 @@ def path(opts: Options, state_id: str, state_type: str | None) -> None:
     if opts.json:
         echo_json(opts, {"path": where, "object_key": state_key(settings.app_name, stype, state_id).object_key})
     else:
-        click.echo(where)
+        echo(where)
 
 
 @click.command()
@@ -293,7 +298,7 @@ def reencrypt(opts: Options, state_type: str | None, concurrency: int, force_pro
         echo_json(opts, {"rewritten": counts})
         return
     for name, count in counts.items():
-        click.echo(f"{name}: {count} rewritten")
+        echo(f"{name}: {count} rewritten")
 
 
 @click.command()
@@ -384,8 +389,8 @@ def prune(opts: Options, state_type: str | None, older_than: str, dry_run: bool,
         echo_json(opts, {"type": stype.value, "dry_run": dry_run, "count": len(ids), "pruned": ids})
         return
     for state_id in ids:
-        click.echo(state_id)
-    click.echo(f"{verb} {len(ids)} {stype.value} state{'' if len(ids) == 1 else 's'}", err=True)
+        echo(state_id)
+    echo(f"{verb} {len(ids)} {stype.value} state{'' if len(ids) == 1 else 's'}", err=True)
 
 
 def _stderr_console() -> Any:
@@ -438,6 +443,9 @@ def _side_settings(opts: Options, given: str, key_env: str | None, which: str) -
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(min=1), help="States copied at once.")
 @click.option("--source-key-env", metavar="VAR", help="Environment variable holding the source's encryption key.")
 @click.option("--dest-key-env", metavar="VAR", help="Environment variable holding the destination's encryption key.")
+@click.option(
+    "--allow-plaintext", is_flag=True, help="Store states the source encrypts in plain JSON where DST has no key."
+)
 @pass_options
 def copy(
     opts: Options,
@@ -450,6 +458,7 @@ def copy(
     concurrency: int,
     source_key_env: str | None,
     dest_key_env: str | None,
+    allow_plaintext: bool,
 ) -> int:
     """Copy the app's states from the store SRC to the store DST, and print a summary.
 
@@ -461,9 +470,12 @@ def copy(
     decrypted with the source's key and sealed with the destination's: by
     default both are STATESTORE_ENCRYPTION_KEY; --source-key-env and
     --dest-key-env name other variables (a key never goes on the command
-    line). A state that fails does not stop the others; the exit code is
-    then that of its failure (all alike) or 1. Safe to run again: what an
-    earlier run copied is skipped.
+    line; the keys of the environment, STATESTORE_ENCRYPTION_OLD_KEYS too,
+    still decrypt). States the source encrypts are never written in plain
+    JSON to a DST without a key (exit 2, nothing copied) unless
+    --allow-plaintext. A state that fails does not stop the others; the
+    exit code is then that of its failure (all alike) or 1. Safe to run
+    again: what an earlier run copied is skipped.
 
     \b
     Example:
@@ -494,6 +506,7 @@ def copy(
                     dry_run=dry_run,
                     progress=advance,
                     concurrency=concurrency,
+                    allow_plaintext=allow_plaintext,
                 )
         finally:
             await src.aclose()
@@ -507,13 +520,13 @@ def copy(
         return code
     would = "would copy" if dry_run else "copied"
     for item in report.copied:
-        click.echo(f"{would}\t{item.type}\t{item.id}" + ("\t(overwrite)" if item in report.overwritten else ""))
+        echo(f"{would}\t{item.type}\t{item.id}" + ("\t(overwrite)" if item in report.overwritten else ""))
     for item in report.skipped:
-        click.echo(f"skipped\t{item.type}\t{item.id}\t({item.reason})")
+        echo(f"skipped\t{item.type}\t{item.id}\t({item.reason})")
     for failure in report.failed:
         message = " ".join(describe_error(failure.error)[0].split())
-        click.echo(f"failed\t{failure.type}\t{failure.id}\t{type(failure.error).__name__}: {message}")
-    click.echo(
+        echo(f"failed\t{failure.type}\t{failure.id}\t{type(failure.error).__name__}: {message}")
+    echo(
         f"{would} {len(report.copied)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
         + (" (dry run: nothing written)" if dry_run else "")
     )
@@ -538,12 +551,12 @@ def progress_reporter(
 
         def lines(done: int, total: int) -> None:
             if done == total:
-                click.echo(f"{label}: {done}/{total} done", err=True)
+                echo(f"{label}: {done}/{total} done", err=True)
                 return
             mark = done * 100 // total if total else done // 1000
             if mark >= step[0]:
                 step[0] = mark + (10 if total else 1)
-                click.echo(f"{label}: {done}/{total or '?'}", err=True)
+                echo(f"{label}: {done}/{total or '?'}", err=True)
 
         yield lines
         return
@@ -584,11 +597,11 @@ def history(opts: Options, state_id: str, state_type: str | None) -> None:
         echo_json(opts, {"id": state_id, "type": stype.value, "versions": [version_json(v) for v in versions]})
         return
     if not versions:
-        click.echo(f"no versions kept of {stype.value} state {state_id!r}", err=True)
+        echo(f"no versions kept of {stype.value} state {state_id!r}", err=True)
         return
-    click.echo("version\ttime\tsize")
+    echo("version\ttime\tsize")
     for version in versions:
-        click.echo(version_line(version))
+        echo(version_line(version))
 
 
 @click.command()

@@ -8,7 +8,7 @@ from ..api import StateStore, use_store
 from ..core.statetype import StateType
 from ..core.store import State, Store
 from .options import Options, pass_options, run_on_store
-from .render import echo_json, state_location
+from .render import echo, echo_json, state_location
 
 
 async def _demo(store: Store, workflow_id: str, items: int) -> State:
@@ -55,5 +55,5 @@ def demo(opts: Options, workflow_id: str, items: int) -> None:
     if opts.json:
         echo_json(opts, {"state_file": where if local else None, "location": where, "state": state})
         return
-    click.echo(f"state file: {where}" if local else f"state object: {where}")
+    echo(f"state file: {where}" if local else f"state object: {where}")
     echo_json(opts, state)

@@ -1,12 +1,16 @@
 """What the commands print: JSON, states with their secrets redacted, the configuration, the check report, errors.
 
 Secrets and URLs go through ``statestore.hygiene``: the same rule as the secret
-policy, and the one URL redactor.
+policy, and the one URL redactor. Every line the command prints goes through
+``echo``, which escapes what a terminal would act on (``terminal_safe``): text
+from a server, a stored key or an exception never reaches a terminal raw.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -23,10 +27,45 @@ from ..core.statetype import StateType
 from ..core.store import State, StateInfo, StateVersion, Store
 from .options import Options
 
+# What a terminal acts on: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: 8-bit CSI, OSC...),
+# the bidi controls, and the line and paragraph separators. ``_FIELD`` adds tab and newline, for one field.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+_FIELD = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with what a terminal would act on written as ``\\u001b`` escapes; tabs and newlines stay.
+
+    The escape is JSON's, so JSON text stays valid JSON that decodes to the same value (raw
+    control characters can only be inside its strings).
+    """
+    return _UNSAFE.sub(_escape, text)
+
+
+def field(text: str) -> str:
+    """One field of a line (a version id, an ETag: text a server sent): ``terminal_safe``, tabs and newlines too."""
+    return _FIELD.sub(_escape, text)
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print ``text`` on stdout (or stderr), made ``terminal_safe``: every output line of the command goes here."""
+    click.echo(terminal_safe(text), err=err, nl=nl)
+
+
+class SafeFormatter(logging.Formatter):
+    """The ``--debug`` log lines, made ``terminal_safe`` (a record may quote what a server sent)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
+
 
 def echo_json(opts: Options, value: Any) -> None:
     """Compact JSON with ``--json`` (one line per result, for machines), indented otherwise."""
-    click.echo(dumps(value, indent=not opts.json).decode())
+    echo(dumps(value, indent=not opts.json).decode())
 
 
 def echo_state(opts: Options, state: State, stype: StateType, show_secrets: bool) -> None:
@@ -38,9 +77,9 @@ def report_error(opts: Options, kind: str, message: str, code: int) -> None:
     """A failure as one line on stderr (a JSON object with ``--json``)."""
     line = " ".join(message.split())  # one line, whatever the message held
     if opts.json:
-        click.echo(orjson.dumps({"error": kind, "message": line, "exit_code": code}).decode(), err=True)
+        echo(orjson.dumps({"error": kind, "message": line, "exit_code": code}).decode(), err=True)
     else:
-        click.echo(f"statestore: {line}", err=True)
+        echo(f"statestore: {line}", err=True)
 
 
 # -- config --------------------------------------------------------------------
@@ -90,7 +129,7 @@ def echo_config(opts: Options, shown: dict[str, Any]) -> None:
     for section, values in shown.items():
         for name, value in values.items():
             text = "-" if value is None else value if isinstance(value, str) and value else orjson.dumps(value).decode()
-            click.echo(f"{section}.{name}: {text}")
+            echo(f"{section}.{name}: {field(text)}")
 
 
 # -- check ---------------------------------------------------------------------
@@ -111,20 +150,21 @@ def render_check(report: CheckReport) -> None:
     from rich.text import Text
 
     console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 120)
-    table = Table(title=f"statestore check: {report.backend}", title_justify="left")
+    table = Table(title=f"statestore check: {field(report.backend)}", title_justify="left")
     table.add_column("probe", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("detail", overflow="fold")
-    for probe in report.probes:
-        table.add_row(probe.name, Text(probe.outcome.value, style=_OUTCOME_STYLE[probe.outcome]), probe.detail)
+    for probe in report.probes:  # rich styles what it is given, but passes control characters through
+        outcome = Text(probe.outcome.value, style=_OUTCOME_STYLE[probe.outcome])
+        table.add_row(field(probe.name), outcome, field(probe.detail))
     console.print(table)
     verdict = Text("verdict: ")
     verdict.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
-    verdict.append(f" - {report.message}")
+    verdict.append(f" - {field(report.message)}")
     console.print(verdict)
     if report.verdict is Verdict.SAFE:
         shown = " ".join(f"{name}={value}" for name, value in report.settings.items())
-        console.print(f"settings to use: {shown}" if shown else "settings to use: none needed")
+        console.print(field(f"settings to use: {shown}" if shown else "settings to use: none needed"))
 
 
 # -- list --long -------------------------------------------------------------------
@@ -139,7 +179,7 @@ def info_json(info: StateInfo) -> dict[str, Any]:
 def info_line(info: StateInfo) -> str:
     """One ``list --long`` line: id, size, last modified (UTC), version ('-' if unknown), tab-separated."""
     modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{info.id}\t{info.size}\t{modified}\t{info.version or '-'}"
+    return f"{info.id}\t{info.size}\t{modified}\t{field(info.version or '-')}"
 
 
 # -- where a state lives -------------------------------------------------------------
@@ -172,4 +212,4 @@ def version_json(version: StateVersion) -> dict[str, Any]:
 def version_line(version: StateVersion) -> str:
     """One ``history`` line: version, time (UTC), size ('deleted' for a deletion), tab-separated."""
     modified = version.last_modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{version.version}\t{modified}\t{'deleted' if version.deleted else version.size}"
+    return f"{field(version.version)}\t{modified}\t{'deleted' if version.deleted else version.size}"

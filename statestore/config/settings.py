@@ -262,15 +262,21 @@ def otel_ids_from_env(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def with_key_from(settings: Settings, variable: str, environ: Mapping[str, str] | None = None) -> Settings:
-    """``settings`` with the encryption key read from the variable ``variable`` (and no old keys).
+    """``settings`` with the primary encryption key read from the variable ``variable``.
 
-    For a command that names which variable holds a store's key (``copy --dest-key-env``), so a
-    key never goes on a command line. ``InvalidInputError`` if it is unset or empty.
+    For a command that names which variable holds a store's key (``copy --source-key-env``), so a
+    key never goes on a command line. The keys ``settings`` had (``STATESTORE_ENCRYPTION_KEY``,
+    ``STATESTORE_ENCRYPTION_OLD_KEYS``) stay as old keys: they still decrypt what they sealed and
+    never seal anything (see docs/decisions/0041). ``InvalidInputError`` if it is unset, empty or
+    not a key; the message names the variable, never the value.
     """
     value = ((os.environ if environ is None else environ).get(variable) or "").strip()
     if not value:
         raise InvalidInputError(f"{variable} is not set: it should hold the encryption key (base64 of 32 bytes)")
-    return dataclasses.replace(settings, encryption_key=value, encryption_old_keys=())
+    primary = parse_key(value, variable)
+    known = (settings.encryption_key, *settings.encryption_old_keys)
+    old = tuple(dict.fromkeys(k for k in known if k is not None and k != primary))
+    return dataclasses.replace(settings, encryption_key=primary, encryption_old_keys=old)
 
 
 def requested_backend(environ: Mapping[str, str] | None = None) -> str:

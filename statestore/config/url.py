@@ -7,18 +7,21 @@
   credentials come from the AWS chain (environment, profile, instance role), never from the URL.
 
 Anything else -- another scheme, an unknown or repeated parameter, a missing bucket, a user name or
-password in the URL -- is an ``InvalidInputError`` naming the part at fault. Messages never repeat
-a user-info part, a bucket that is not a bucket name or an unknown parameter's value, so a secret
-pasted into a URL does not reach a log.
+password in the URL, a control or format character (C0, DEL, C1, bidi controls, line separators)
+in any part once percent-decoded -- is an ``InvalidInputError`` naming the part at fault. Messages
+never repeat a user-info part, a bucket that is not a bucket name, or any parameter's value (a bare
+``?word`` counts as a value; only the names of ``name=value`` parameters are shown), so a secret
+pasted into a URL does not reach a log or a terminal.
 This module only parses (stdlib and ``errors``), so the configuration layer can use it.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from ..errors import InvalidInputError
 
@@ -104,10 +107,33 @@ def parse_store_url(url: str) -> StoreURL:
     return _s3(parts.netloc, parts.path, parts.query)
 
 
+def _has_controls(text: str) -> bool:
+    """Whether ``text`` has a control or format character: C0, DEL, C1, bidi and other Cf, line separators."""
+    return not text.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+
+
+def _refuse_controls(text: str, what: str) -> str:
+    """``text`` (already percent-decoded) if it has no control or format character; the message shows none of it."""
+    if _has_controls(text):
+        raise InvalidInputError(f"{what} contains a control or format character (after percent-decoding)")
+    return text
+
+
+def _shown_names(pairs: list[tuple[str, str]], bare: bool) -> str:
+    """The names of unknown ``name=value`` parameters, for a message; a bare ``?word`` may be a secret: not shown."""
+    shown = ", ".join(repr(name) for name in sorted({name for name, _ in pairs}))
+    if bare:
+        shown += (" and " if shown else "") + "a bare word (not repeated here)"
+    return shown
+
+
 def _no_query(query: str, scheme: str) -> None:
     if query:
-        names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)}) or ["?"]
-        raise InvalidInputError(f"unknown {scheme}: store URL parameter(s) {', '.join(names)}: it takes none")
+        pieces = [piece.partition("=") for piece in query.split("&") if piece]
+        named = [(name, value) for name, sep, value in pieces if sep]
+        bare = any(not sep for _, sep, _ in pieces) or not pieces
+        shown = _shown_names([(_refuse_controls(unquote_plus(n), f"a {scheme}: store URL"), v) for n, v in named], bare)
+        raise InvalidInputError(f"unknown {scheme}: store URL parameter(s) {shown}: it takes none")
 
 
 def _local_root(host: str, path: str) -> str:
@@ -115,11 +141,9 @@ def _local_root(host: str, path: str) -> str:
         raise InvalidInputError(
             f"a file: store URL names no host (got {host!r}): use file:///absolute/path or file:relative/path"
         )
-    root = _unquote(path, "the directory of a file: store URL")
+    root = _refuse_controls(_unquote(path, "the directory of a file: store URL"), "the directory of a file: store URL")
     if not root:
         raise InvalidInputError("a file: store URL needs a directory: file:///absolute/path or file:relative/path")
-    if "\x00" in root:
-        raise InvalidInputError("the directory of a file: store URL contains a NUL character")
     return root
 
 
@@ -142,7 +166,8 @@ def _s3(netloc: str, path: str, query: str) -> StoreURL:
             "the bucket of an s3: store URL is not a bucket name: letters, digits, '.', '-' and '_' only, "
             "starting with a letter or digit, at most 255 characters"
         )
-    prefix = _unquote(path, "the prefix of an s3: store URL").strip("/")
+    prefix = _refuse_controls(_unquote(path, "the prefix of an s3: store URL"), "the prefix of an s3: store URL")
+    prefix = prefix.strip("/")
     if any(segment in ("", ".", "..") for segment in prefix.split("/")) and prefix:
         raise InvalidInputError(f"the prefix {prefix!r} of an s3: store URL has an empty, '.' or '..' segment")
     params = _s3_parameters(query)
@@ -159,20 +184,27 @@ def _s3_parameters(query: str) -> dict[str, str]:
     if not query:
         return {}
     pairs: list[tuple[str, str]] = []
+    bare: list[str] = []  # unknown names given without "=": shown as "a bare word", never repeated
     for piece in query.split("&"):
-        name, _, value = piece.partition("=")
+        name, sep, value = piece.partition("=")
         try:
-            pairs.append((unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")))
+            name, value = unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
             name = ""
         if not name:
             raise InvalidInputError(
                 f"the query of an s3: store URL is malformed: expected {'&'.join(p + '=...' for p in S3_PARAMETERS)}"
             )
-    unknown = sorted({name for name, _ in pairs if name not in S3_PARAMETERS})
-    if unknown:
+        _refuse_controls(name, "a parameter name of an s3: store URL")
+        _refuse_controls(value, f"the value of the s3: store URL parameter {_name(name)}")
+        if not sep and name not in S3_PARAMETERS:
+            bare.append(name)
+        else:
+            pairs.append((name, value))
+    unknown = [(name, value) for name, value in pairs if name not in S3_PARAMETERS]
+    if unknown or bare:
         raise InvalidInputError(
-            f"unknown s3: store URL parameter(s) {', '.join(repr(n) for n in unknown)}: "
+            f"unknown s3: store URL parameter(s) {_shown_names(unknown, bool(bare))}: "
             f"expected {', '.join(S3_PARAMETERS)} (credentials come from the AWS chain, never the URL)"
         )
     params: dict[str, str] = {}
@@ -183,6 +215,11 @@ def _s3_parameters(query: str) -> dict[str, str]:
             raise InvalidInputError(f"the s3: store URL parameter {name} is empty")
         params[name] = value.strip()
     return params
+
+
+def _name(name: str) -> str:
+    """A parameter's name for a message: a known one as it is, any other not at all (it may be a secret)."""
+    return name if name in S3_PARAMETERS else "(unknown)"
 
 
 def _endpoint(value: str) -> str:
@@ -196,8 +233,8 @@ def _endpoint(value: str) -> str:
             "endpoint_url of an s3: store URL has a user name or password in it; that is refused (and not "
             "repeated here): give credentials through the environment or an AWS profile"
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInputError(f"endpoint_url must be an http:// or https:// URL with a host, got {value!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:  # the value is not repeated: it may be a secret
+        raise InvalidInputError("endpoint_url of an s3: store URL must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise InvalidInputError("endpoint_url of an s3: store URL must not have a query or fragment")
     return value
@@ -205,5 +242,7 @@ def _endpoint(value: str) -> str:
 
 def _region(value: str) -> str:
     if not _REGION.fullmatch(value):
-        raise InvalidInputError(f"region of an s3: store URL is not a region name: {value!r}")
+        raise InvalidInputError(  # the value is not repeated: it may be a secret pasted in the wrong place
+            "region of an s3: store URL is not a region name: lowercase letters, digits and '-', e.g. us-east-1"
+        )
     return value

@@ -37,6 +37,7 @@ from ..errors import (
     InvalidInputError,
     StateExistsError,
     StateStoreError,
+    StoredStateTooLargeError,
     VersionConflictError,
 )
 from ..util import operation
@@ -54,6 +55,14 @@ T = TypeVar("T")
 
 #: What a store's cache of last-seen states may weigh by default (``STATESTORE_CACHE_BYTES``).
 DEFAULT_CACHE_BYTES = 64 * 2**20
+#: What a stored object may hold beyond twice ``max_state_bytes`` (the write record, an envelope's fields).
+READ_SLACK = 64 * 1024
+
+
+def read_limit(max_state_bytes: int) -> int:
+    """The largest stored object a read takes: twice the state limit (an encryption envelope is base64, 4/3 of the
+    state) plus ``READ_SLACK``. A larger one no write of this store made: refused unread (decision 0043)."""
+    return 2 * max_state_bytes + READ_SLACK
 
 
 class Stored(NamedTuple):
@@ -115,21 +124,39 @@ def _same_version(a: Seen, b: Seen) -> bool:
     """Whether two sightings of a stored object are the same version (ETags name one write each)."""
     if a is None or b is None:
         return a is b
-    return type(a) is type(b) and same_etag(a.etag, b.etag)
+    return type(a) is type(b) and a.etag is not None and b.etag is not None and same_etag(a.etag, b.etag)
 
 
 def _etag(seen: Seen) -> str | None:
-    """The version of a sighting; None if nothing is stored."""
+    """The version of a sighting; None if nothing is stored (or, for an object refused unread, not known)."""
     return None if seen is None else seen.etag
 
 
-def _conflict_error(skey: StateKey, expected: Expected, current: str | None) -> VersionConflictError:
-    """``StateExistsError`` for a create that found a state, else ``VersionConflictError``; both name ``current``."""
+def _unknown(seen: Seen) -> bool:
+    """Whether something is stored whose version is not known (too large to read, and the backend did not say)."""
+    return isinstance(seen, Unreadable) and seen.etag is None
+
+
+def _allows(expected: Expected, seen: Seen) -> bool:
+    """Whether a versioned change may go on: a stored object of unknown version is left to the put's condition."""
+    if _unknown(seen):
+        return isinstance(expected, PutUpdate)
+    return expected.allows(_etag(seen))
+
+
+def _conflict_error(
+    skey: StateKey, expected: Expected, current: str | None, *, unknown: bool = False
+) -> VersionConflictError:
+    """``StateExistsError`` for a create that found a state, else ``VersionConflictError``; both name ``current``.
+
+    ``unknown``: something is stored whose version could not be read (``current`` is None).
+    """
     if isinstance(expected, Create):
-        return StateExistsError(
-            f"{skey} already exists (version {current}); nothing was changed", current_version=current
-        )
+        shown = "of a size too large to read" if unknown else f"version {current}"
+        return StateExistsError(f"{skey} already exists ({shown}); nothing was changed", current_version=current)
     now = "it does not exist" if current is None else f"version {current} is stored"
+    if unknown:
+        now = "another version, too large to read, is stored"
     return VersionConflictError(
         f"{skey}: expected version {expected.etag}, but {now}; nothing was changed", current_version=current
     )
@@ -145,6 +172,13 @@ def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
         return not draft.state
     return isinstance(current, Stored) and plain == current.plain and not current.reseal
 
+
+#: The words the service statestore replaces used for a failed read or write, kept for log alerts (decision 0060).
+_PHRASES = {
+    "get": "Failed to extract state: ",
+    "get_version": "Failed to extract state: ",
+    "put": "Failed to store state: ",
+}
 
 _ENTRY_OVERHEAD = 256  # bytes a cache entry costs beyond its JSON and ETag (objects, key, links)
 
@@ -197,6 +231,13 @@ class CompareAndSwap:
             self._cache.put(skey.object_key, current)
         return state, current.etag
 
+    async def read_fence(self, skey: StateKey) -> int:
+        """The state's fence epoch, read now (0: none was acquired, or no state); an unreadable state raises."""
+        current = await self._read(skey)
+        if isinstance(current, Unreadable):
+            raise current.error
+        return 0 if current is None else current.record.fence
+
     async def outdated(self, skey: StateKey) -> bool:
         """Whether the codec says the stored form of this state is outdated, read afresh.
 
@@ -217,21 +258,39 @@ class CompareAndSwap:
     async def _read(self, skey: StateKey) -> Seen:
         """The stored object, read now; a version the cache holds is asked for conditionally (no body if unchanged)."""
         cached = self._cache.get(skey.object_key)
-        if cached is None or cached is ABSENT:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
-        else:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key, if_none_match=cached.etag))
+        try:
+            obj = await self._get(skey, None if cached is None or cached is ABSENT else cached.etag)
+        except StoredStateTooLargeError as exc:
+            self._cache.discard(skey.object_key)
+            return Unreadable(
+                exc.etag, StoredStateTooLargeError(exc.key, exc.size, exc.limit, exc.etag, what=str(skey))
+            )
         if isinstance(obj, NotModified):
             if cached is None or cached is ABSENT or not same_etag(obj.etag, cached.etag):
-                raise BackendError(f"get of {skey} answered 'not modified' for a version it was not asked about")
+                raise BackendError(
+                    f"Failed to extract state: get of {skey} answered 'not modified' for a version it was not "
+                    "asked about"
+                )
             return cached
         if obj is None:
             self._cache.discard(skey.object_key)
             return None
         return await offload(len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
 
+    async def _get(self, skey: StateKey, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        """One read of the stored object; over ``read_limit``: ``StoredStateTooLargeError``, before reading it."""
+        limit = read_limit(self.max_state_bytes)
+        return await self._call(
+            skey, "get", self.backend.get(skey.object_key, if_none_match=if_none_match, max_bytes=limit)
+        )
+
     def _open(self, skey: StateKey, obj: Versioned) -> Stored | Unreadable:
         """What the codec makes of stored bytes: the state's JSON and its write record, or why it cannot."""
+        limit = read_limit(self.max_state_bytes)
+        if len(obj.data) > limit:  # a backend that read it whole anyway
+            return Unreadable(
+                obj.etag, StoredStateTooLargeError(skey.object_key, len(obj.data), limit, obj.etag, what=str(skey))
+            )
         try:
             opened = self.codec.open(skey, obj.data)
             plain, record = detach(opened.plain)
@@ -246,7 +305,7 @@ class CompareAndSwap:
         except StateStoreError:
             raise
         except Exception as exc:
-            raise BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})") from exc
+            raise BackendError(f"{_PHRASES.get(op, '')}{op} of {skey} failed ({exc.__class__.__name__})") from exc
 
     # -- writing ------------------------------------------------------------------------
 
@@ -267,13 +326,13 @@ class CompareAndSwap:
         cached = self._cache.get(object_key)
         current: Seen = None if cached is ABSENT else cached
         basis = Basis.UNREAD if cached is None else Basis.CACHE
-        if expected is not None and not expected.allows(_etag(current)):
+        if expected is not None and not _allows(expected, current):
             basis = Basis.UNREAD  # the cache may be stale: only the backend can say the version is gone
         while True:
             if basis is Basis.UNREAD:
                 current, basis = await self._read(skey), Basis.BACKEND
-            if expected is not None and not expected.allows(_etag(current)):
-                raise _conflict_error(skey, expected, _etag(current))
+            if expected is not None and not _allows(expected, current):
+                raise _conflict_error(skey, expected, _etag(current), unknown=_unknown(current))
             draft, refused, plain = await self._pass(skey, current, changes)
             creates = isinstance(expected, Create) and draft.applied > 0
             if _nothing_to_write(current, draft, plain) and not creates:
@@ -292,7 +351,9 @@ class CompareAndSwap:
                 sealed = self.codec.seal(skey, stored)
             else:
                 sealed = await in_worker(self.codec.seal, skey, stored)
-            mode: PutMode = PutMode.CREATE if current is None else PutUpdate(current.etag)
+            mode: PutMode = PutMode.CREATE
+            if current is not None:  # a state too large to read, of unknown version: a Replace overwrites it
+                mode = PutMode.OVERWRITE if current.etag is None else PutUpdate(current.etag)
             if expected is not None:
                 mode = expected
             try:
@@ -405,7 +466,10 @@ class CompareAndSwap:
         if conflict.current_known:
             current = None if conflict.current is None else conflict.current.etag
         else:
-            obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+            try:
+                obj = await self._get(skey)
+            except StoredStateTooLargeError as exc:
+                return _conflict_error(skey, expected, exc.etag, unknown=exc.etag is None)
             current = None if obj is None or isinstance(obj, NotModified) else obj.etag
         return _conflict_error(skey, expected, current)
 
@@ -436,7 +500,7 @@ class CompareAndSwap:
             if fence is not None:
                 current = await self._read(skey)
                 fence.verify(skey, current.record if isinstance(current, Stored) else None)
-                assert current is not None
+                assert isinstance(current, Stored)  # verify refuses a missing or unreadable state
                 if if_version is not None and not same_etag(current.etag, if_version):
                     raise _conflict_error(skey, PutMode.update(if_version), current.etag)
                 version = current.etag
@@ -456,8 +520,13 @@ class CompareAndSwap:
     # -- pruning ------------------------------------------------------------------------
 
     async def current_etag(self, skey: StateKey) -> str | None:
-        """The stored object's ETag, read now (None: missing); the object is not opened."""
-        obj = await self._call(skey, "get", self.backend.get(skey.object_key))
+        """The stored object's ETag, read now (None: missing, or too large to read and not told); not opened."""
+        try:
+            obj = await self._get(skey)
+        except StoredStateTooLargeError as exc:
+            if exc.etag is None:
+                logger.warning("%s is too large to read and its version is unknown: left alone", skey)
+            return exc.etag
         return None if obj is None or isinstance(obj, NotModified) else obj.etag
 
     async def delete_if(self, skey: StateKey, etag: str) -> bool:

@@ -31,11 +31,15 @@ class Merge:
 
 @dataclass(slots=True)
 class Replace:
-    """Make ``values`` the whole state; it applies on top of a corrupt state too (``replace_state``)."""
+    """Make ``values`` the whole state; it applies on top of a corrupt state too (``replace_state``).
+
+    ``epoch``: the state's fence epoch becomes at least this (a fenced state copied from another store).
+    """
 
     values: Mapping[str, Any]
     large: bool = False
     fence: Fence | None = None
+    epoch: int = 0
 
 
 @dataclass(slots=True)
@@ -58,12 +62,15 @@ RESEAL = Merge({})
 
 
 class Unreadable(NamedTuple):
-    """A stored object that is not a readable state (the codec cannot open it, or it is not a JSON object).
+    """A stored object that is not a readable state (the codec cannot open it, it is not a JSON object, or it is
+    too large to read).
 
-    Only a ``Replace`` may write over it; every other change fails with ``error``.
+    Only a ``Replace`` may write over it; every other change fails with ``error``. ``etag`` is None for an object
+    refused unread whose ETag the backend could not tell: a ``Replace`` then overwrites it unconditionally (it
+    replaces whatever is stored anyway).
     """
 
-    etag: str
+    etag: str | None
     error: CorruptStateError
 
 
@@ -128,6 +135,9 @@ class Draft:
         self.check_fence(change.fence)
         self.accept(dict(change.values))
         self.large = self.large or change.large
+        if change.epoch > self.fence:
+            self.fence = change.epoch
+            self.acquired = True  # the epoch changes: written even if the state does not
 
     def accept(self, state: State) -> None:
         """Make ``state`` (checked JSON) the whole state."""

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from ..backends.base import ObjectBackend
-from ..errors import ConditionalDeleteUnsupportedError, StateStoreError, VersionNotFoundError
+from ..errors import ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError, VersionNotFoundError
 from ..util.offload import run_workers
 from .cas import CompareAndSwap
 from .changes import State
-from .paths import StateKey, id_from_key, type_prefix
+from .paths import StateKey, listed_id, type_prefix
 from .statetype import StateType
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class StateVersion(NamedTuple):
 async def list_ids(backend: ObjectBackend, app: str, stype: StateType) -> AsyncIterator[str]:
     """The ids of the app's states of ``stype``, as the backend lists their keys."""
     prefix = type_prefix(app, stype)
+    where = backend.describe()
     async for key in backend.list_keys(prefix):
-        state_id = id_from_key(prefix, key)
+        state_id = listed_id(prefix, key, where)
         if state_id is not None:
             yield state_id
 
@@ -58,8 +59,9 @@ async def list_ids(backend: ObjectBackend, app: str, stype: StateType) -> AsyncI
 async def list_infos(backend: ObjectBackend, app: str, stype: StateType) -> AsyncIterator[StateInfo]:
     """What the listing says of each state of ``stype``: id, version, size and last change."""
     prefix = type_prefix(app, stype)
+    where = backend.describe()
     async for meta in backend.list(prefix):
-        state_id = id_from_key(prefix, meta.key)
+        state_id = listed_id(prefix, meta.key, where)
         if state_id is not None:
             yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
 
@@ -108,7 +110,12 @@ class Pruner:
         allow_unconditional: bool,
         progress: Callable[[int, int], None] | None,
     ) -> list[str]:
-        cutoff = datetime.now(UTC) - older_than
+        try:
+            cutoff = datetime.now(UTC) - older_than
+        except OverflowError:
+            raise InvalidInputError(
+                f"older_than is too long ({older_than.days} days): that is before the year 1, no state is that old"
+            ) from None
         listed = [info async for info in self.listing(stype) if info.last_modified < cutoff]
         stale = sorted(listed, key=lambda info: info.id)
         if dry_run:

@@ -23,7 +23,7 @@ from ..config.settings import Settings
 from ..config.url import parse_store_url
 from ..errors import BackendError, InvalidInputError, StateStoreError
 from ..util import operation
-from ..util.offload import in_worker, is_small, run_workers
+from ..util.offload import check_concurrency, in_worker, is_small, run_workers
 from ..util.retry import RetryPolicy
 from . import maintenance
 from .cas import DEFAULT_CACHE_BYTES, CompareAndSwap, Expected
@@ -222,28 +222,39 @@ class Store:
         *,
         if_version: str | None = None,
         fence: Fence | None = None,
+        fence_epoch: int = 0,
     ) -> State:
         """Store ``value`` as the whole state, whatever is stored now (also a corrupt state).
 
         With ``if_version`` only at that version (else ``VersionConflictError``); with ``fence`` only while it
-        holds (else ``FencedError``).
+        holds (else ``FencedError``). ``fence_epoch``: keep at least this fence epoch, from ``get_fence_epoch``
+        of the same state in another store (how ``copy_states`` carries fences over).
         """
         with self._operation("replace_state", id, type):
             skey = self.key(id, type)
             values = _as_dict(value)
             large = await self._checked(skey, values, values)
-            return await self._submit(skey, Replace(values, large, _fence(fence, skey)), expected=_expected(if_version))
+            change = Replace(values, large, _fence(fence, skey), _epoch(fence_epoch))
+            return await self._submit(skey, change, expected=_expected(if_version))
 
-    async def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
+    async def create_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        value: Mapping[str, Any],
+        *,
+        fence_epoch: int = 0,
+    ) -> State:
         """Store ``value`` only if no state exists, else ``StateExistsError``; returns what was stored.
 
-        Of concurrent creators (tasks, processes, machines) exactly one wins.
+        Of concurrent creators (tasks, processes, machines) exactly one wins. ``fence_epoch``: as for
+        ``replace_state``.
         """
         with self._operation("create_state", id, type):
             skey = self.key(id, type)
             values = _as_dict(value)
             large = await self._checked(skey, values, values)
-            return await self._submit(skey, Replace(values, large), expected=PutMode.CREATE)
+            return await self._submit(skey, Replace(values, large, epoch=_epoch(fence_epoch)), expected=PutMode.CREATE)
 
     async def delete_state(
         self,
@@ -278,6 +289,15 @@ class Store:
             outcome.own()
             return Fence(skey.app, skey.type, skey.id, outcome.fence)
 
+    async def get_fence_epoch(self, id: str, type: StateType | str) -> int:  # noqa: A002
+        """The epoch of the state's newest fence (0: none was acquired, or no state is stored). Always asks the backend.
+
+        For tools that move states (``copy_states`` passes it as ``fence_epoch=``) and for diagnostics; a writer
+        proves its right to write with the ``Fence`` that ``acquire_fence`` gave it, never with this number.
+        """
+        with self._operation("get_fence_epoch", id, type):
+            return await self._cas.read_fence(self.key(id, type))
+
     # -- reading several, listing ------------------------------------------------
 
     async def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
@@ -307,7 +327,7 @@ class Store:
         with self._operation("get_states", None, type):
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
                 raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
-            _count(concurrency, "concurrency")
+            check_concurrency(concurrency)
             stype = StateType.coerce(type)
             wanted = {self.key(state_id, stype).id: None for state_id in ids}  # a bad id raises before any read
             found: dict[str, State] = {}
@@ -396,7 +416,7 @@ class Store:
         """
         with self._operation("reencrypt_states", None, type):
             stype = StateType.coerce(type)
-            _count(concurrency, "concurrency")
+            check_concurrency(concurrency)
             _callable_or_none(progress, "progress")
 
             async def reseal(state_id: str) -> bool:
@@ -601,6 +621,13 @@ def _fence(fence: object, skey: StateKey) -> Fence | None:
     return fence.check(skey)
 
 
+def _epoch(value: object) -> int:
+    """``value`` if it can be a fence epoch (an integer of 0 or more; a bool is not), else ``InvalidInputError``."""
+    if value.__class__ is not int or value < 0:
+        raise InvalidInputError(f"fence_epoch must be an integer of 0 or more, not {_shown(value)}")
+    return value
+
+
 def _version_id(version: Any) -> str:
     """``version`` if it can be a kept version's id (a short printable string), else ``InvalidInputError``."""
     if (
@@ -625,12 +652,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
     return dict(value)
-
-
-def _count(value: object, name: str) -> None:
-    """``InvalidInputError`` unless ``value`` is an integer of at least 1 (``True`` is no count)."""
-    if value.__class__ is not int or value < 1:
-        raise InvalidInputError(f"{name} must be an integer of at least 1, not {_shown(value)}")
 
 
 def _callable_or_none(value: object, name: str) -> None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ..backends.base import Capability, NotModified, ObjectBackend, ObjectMeta, PutMode, Versioned, same_etag
-from ..errors import ConditionalDeleteUnsupportedError, PreconditionFailed
+from ..errors import ConditionalDeleteUnsupportedError, PreconditionFailed, StoredStateTooLargeError
 
 __all__ = ["BackendTests"]
 
@@ -267,6 +267,37 @@ class BackendTests:
         assert await backend.get(KEY, if_none_match=etag) is not None
         await backend.delete(KEY)
         assert await backend.get(KEY, if_none_match=etag) is None
+
+    # -- bounded reads -----------------------------------------------------------------
+
+    async def test_get_refuses_an_object_over_max_bytes(self, backend: ObjectBackend) -> None:
+        """``StoredStateTooLargeError`` with the object's size, decided before its body is read (from the size
+        the store tells first: ``fstat``, ``Content-Length``), so that memory stays bounded by ``max_bytes``."""
+        data = bytes(range(256)) * 400  # 102,400 bytes
+        etag = (await backend.put(KEY, data)).etag
+        with pytest.raises(StoredStateTooLargeError) as refused:
+            await backend.get(KEY, max_bytes=len(data) - 1)
+        error = refused.value
+        assert (error.key, error.size, error.limit) == (KEY, len(data), len(data) - 1)
+        assert error.etag is None or same_etag(error.etag, etag)  # told where known without reading
+        for limit in (len(data), len(data) + 1, None):
+            got = await backend.get(KEY, max_bytes=limit)
+            assert isinstance(got, Versioned) and got.data == data and same_etag(got.etag, etag)
+        assert await backend.get("p/missing/config.json", max_bytes=1) is None
+        assert await backend.get(KEY) == await backend.get(KEY, max_bytes=len(data))
+
+    async def test_get_max_bytes_with_if_none_match(self, backend: ObjectBackend) -> None:
+        """The current version: ``NotModified`` (no body, whatever its size) or, where the backend sends the
+        whole object instead, the same refusal; another version over the limit is refused."""
+        etag = (await backend.put(KEY, b"x" * 5000)).etag
+        try:
+            got = await backend.get(KEY, if_none_match=etag, max_bytes=10)
+        except StoredStateTooLargeError as exc:
+            assert exc.size == 5000
+        else:
+            assert isinstance(got, NotModified) and same_etag(got.etag, etag)
+        with pytest.raises(StoredStateTooLargeError):
+            await backend.get(KEY, if_none_match=_NEVER_AN_ETAG, max_bytes=10)
 
     # -- keys only -------------------------------------------------------------------
 

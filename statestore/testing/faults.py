@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -30,6 +29,7 @@ from typing import TypeVar
 from ..backends.base import ObjectBackend, ObjectMeta
 from ..backends.wrappers import WrapperBackend
 from ..errors import BackendError, PreconditionFailed
+from ..util import forks
 
 FAULT_KINDS = ("error", "conflict", "lost", "delay")
 OPERATIONS = ("get", "put", "delete", "list")
@@ -79,7 +79,7 @@ class FaultBackend(WrapperBackend):
         self.counts: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._queued: deque[str] = deque()
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     def describe(self) -> str:
         return f"FaultBackend({self.inner.describe()}, rate={self.rate})"

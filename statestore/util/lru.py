@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from . import forks
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -33,7 +34,7 @@ class LRU(Generic[K, V]):
         self._weigh = weigh
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -18,10 +18,12 @@ import asyncio
 import contextvars
 import functools
 import os
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
+
+from ..errors import InvalidInputError
+from . import forks
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -54,7 +56,7 @@ def is_small(value: Any) -> bool:
 
 
 _worker: tuple[int, ThreadPoolExecutor] | None = None
-_worker_lock = threading.Lock()
+_worker_lock = forks.lock()
 
 
 def executor() -> ThreadPoolExecutor:
@@ -89,6 +91,16 @@ async def run_check(value: Any, check: Callable[[], None]) -> bool:
     large = not is_small(value)
     await offload(large, check)
     return large
+
+
+def check_concurrency(concurrency: object) -> int:
+    """``concurrency`` if it is an integer of at least 1 (a bool is not), else ``InvalidInputError``.
+
+    The one check of the ``concurrency`` argument of every bulk call, made before any I/O.
+    """
+    if concurrency.__class__ is not int or concurrency < 1:
+        raise InvalidInputError(f"concurrency must be an integer of at least 1, not {concurrency!r}")
+    return concurrency
 
 
 async def run_workers(worker: Callable[[], Coroutine[Any, Any, None]], count: int) -> None:

@@ -43,10 +43,9 @@ import logging
 import os
 import secrets
 import sys
-import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,10 +60,13 @@ from ...errors import (
     ConditionalDeleteUnsupportedError,
     IfMatchRejectedError,
     InvalidInputError,
+    ListingOutOfPrefixError,
+    S3ClientUnsupportedError,
     StateStoreError,
+    StoredStateTooLargeError,
     VersionsUnsupportedError,
 )
-from ...util import operation
+from ...util import forks, operation
 from ...util.lru import LRU
 from ...util.retry import RetryBudget, RetryPolicy
 from ..base import (
@@ -173,7 +175,7 @@ class _IfMatchForm:
             raise InvalidInputError(f"if_match_form must be one of {', '.join(IF_MATCH_FORMS)}, got {setting!r}")
         self.setting = setting
         self._form = "unquoted" if setting == "unquoted" else "quoted"
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     @property
     def form(self) -> str:
@@ -208,7 +210,7 @@ class _ConditionalDelete:
         self.setting = _conditional_delete_mode(setting)
         self.known: bool | None = None if self.setting == "auto" else self.setting == "true"
         self._probe_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
 
     async def supported(self, probe: Callable[[], Awaitable[bool]]) -> bool:
         """The known answer, or ``probe()``'s (one probe at a time per event loop; the first answer is kept)."""
@@ -241,7 +243,7 @@ class _LoopClient:
 
 _live_backends: weakref.WeakSet[S3Backend] = weakref.WeakSet()
 _atexit_registered = False
-_atexit_lock = threading.Lock()
+_atexit_lock = forks.lock()
 
 
 def _close_at_exit() -> None:
@@ -494,8 +496,9 @@ class S3Backend(ObjectBackend):
         self._histories: LRU[tuple[str, str], str] = LRU(4096)
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._open_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.lock()
         _live_backends.add(self)
+        forks.in_child(self, S3Backend._forget_parent_clients)
 
     def __repr__(self) -> str:
         return self.describe()
@@ -537,6 +540,18 @@ class S3Backend(ObjectBackend):
     def _entries(self) -> list[_LoopClient]:
         with self._lock:
             return list(self._clients.values())
+
+    def _forget_parent_clients(self) -> None:
+        """In a forked child: every client belongs to the parent (its connections are shared); drop them unused.
+
+        Never closed here (closing one would close the parent's connections); each loop of this
+        process opens a client of its own on first use.
+        """
+        entries = list(self._clients.values())
+        self._clients, self._open_locks = {}, {}
+        for entry in entries:
+            entry.closed = True  # not ours to close: the loop-shutdown hook then leaves it alone
+            forks.disown_loop(entry.loop, entry)
 
     async def _client(self) -> S3ClientProtocol:
         """This event loop's client, opened on first use."""
@@ -745,12 +760,19 @@ class S3Backend(ObjectBackend):
         self._histories.put((key, got[0].etag.strip('"')), ",".join(got[1]))
         return got
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent."""
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
+        """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent.
+
+        ``max_bytes``: a larger object raises ``StoredStateTooLargeError`` (checked once read, for now).
+        """
         try:
             got = await self._get(key, if_none_match)
         except _Unchanged as unchanged:
             return NotModified(unchanged.etag)
+        if got is not None and max_bytes is not None and len(got[0].data) > max_bytes:
+            raise StoredStateTooLargeError(key, len(got[0].data), max_bytes, got[0].etag)
         return None if got is None else got[0]
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
@@ -902,6 +924,8 @@ class S3Backend(ObjectBackend):
         """A conditional delete: as configured, or (``auto``) probed once per backend; versions: bucket versioning."""
         if capability is Capability.CONDITIONAL_DELETE:
             return await self._conditional_delete.supported(self._probe_conditional_delete)
+        if self.transport == "obstore":  # object_store lists no versions: never asked, whatever the bucket keeps
+            return False
         return await self._keeps_versions("supports", "")
 
     async def _probe_conditional_delete(self) -> bool:
@@ -940,11 +964,28 @@ class S3Backend(ObjectBackend):
                 raise
             except Exception as exc:
                 raise self._error("list", prefix, exc) from exc
-            for item in page.get("Contents", []):
+            contents = page.get("Contents", [])
+            self._check_listed("list", full_prefix, (item["Key"] for item in contents))
+            for item in contents:
                 yield _object_meta(item, len(self.prefix))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+    def _check_listed(self, op: str, full_prefix: str, keys: Iterable[str]) -> None:
+        """``ListingOutOfPrefixError`` if a listed key is outside ``full_prefix``: the server ignored the prefix.
+
+        Checked for a whole page before anything of it is used: whatever a caller would do with
+        such a listing (prune, copy, clean up) could touch objects that are not this store's.
+        """
+        if all(key.startswith(full_prefix) for key in keys):
+            return
+        raise ListingOutOfPrefixError(
+            f"S3 {op} of prefix {full_prefix!r} in bucket {self.bucket!r} answered keys outside that prefix: the "
+            "server (or a proxy in front of it) ignored the prefix asked for, so the listing cannot be trusted and "
+            "nothing was done with it ('statestore check' reports such a server as unsafe)",
+            prefix=full_prefix,
+        )
 
     # -- the obstore transport ---------------------------------------------------
 
@@ -978,6 +1019,8 @@ class S3Backend(ObjectBackend):
                 sse_kms_key_id=self.sse_kms_key_id,
                 max_pool_connections=self.max_pool_connections,
             )
+        except S3ClientUnsupportedError:
+            raise
         except ImportError as exc:
             raise BackendConfigError(
                 "STATESTORE_S3_CLIENT=obstore needs obstore: pip install 'statestore[obstore]'"
@@ -1047,43 +1090,87 @@ class S3Backend(ObjectBackend):
         return True
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
-        """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included."""
+        """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included.
+
+        In the listing's own order, whatever the page size: S3 lists a key's versions and delete
+        markers as one sequence, newest first, but botocore (and moto) split each page into two
+        lists, which ``_interleave`` merges back (docs/decisions/0037).
+        """
         await self._require_versioning("versions", key)
         full_key = self.object_key(key)
-        found: list[tuple[bool, ObjectVersion]] = []
+        found: list[ObjectVersion] = []
         markers: dict[str, Any] = {}
         while True:
-            args: dict[str, Any] = {
-                "Bucket": self.bucket,
-                "Prefix": full_key,
-                "MaxKeys": self.list_page_size,
-                **markers,
-            }
-
-            async def call(client: S3ClientProtocol, args: dict[str, Any] = args) -> Any:
-                return await client.list_object_versions(**args)
-
-            try:
-                page = await self._retrying(call)
-            except StateStoreError:
-                raise
-            except Exception as exc:
-                raise self._error("versions", key, exc) from exc
-            for item in page.get("Versions", []):
-                if item["Key"] == full_key:
-                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=False)))
-            for item in page.get("DeleteMarkers", []):
-                if item["Key"] == full_key:
-                    found.append((bool(item.get("IsLatest")), _object_version(item, deleted=True)))
+            page = await self._versions_page(key, full_key, markers)
+            versions = [_object_version(item, deleted=False) for item in _key_entries(page, full_key, "Versions")]
+            deleted = [_object_version(item, deleted=True) for item in _key_entries(page, full_key, "DeleteMarkers")]
+            found += await self._interleave(key, full_key, versions, deleted)
             beyond = any(item["Key"] > full_key for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])))
             if beyond or not page.get("IsTruncated"):
                 break
             markers = {"KeyMarker": page.get("NextKeyMarker"), "VersionIdMarker": page.get("NextVersionIdMarker")}
             if not markers["KeyMarker"]:
                 break
-        # S3 lists a key's versions newest first, but versions and delete markers apart: merge by time, latest first
-        found.sort(key=lambda pair: (not pair[0], -pair[1].last_modified.timestamp()))
-        return [version for _, version in found]
+        return found
+
+    async def _versions_page(self, key: str, full_key: str, markers: dict[str, Any]) -> Any:
+        """One page of ListObjectVersions for ``full_key``, from ``markers`` (KeyMarker, VersionIdMarker) on."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_key, "MaxKeys": self.list_page_size, **markers}
+
+        async def call(client: S3ClientProtocol) -> Any:
+            return await client.list_object_versions(**args)
+
+        try:
+            page = await self._retrying(call)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise self._error("versions", key, exc) from exc
+        self._check_listed(
+            "versions", full_key, (item["Key"] for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])))
+        )
+        return page
+
+    async def _interleave(
+        self, key: str, full_key: str, versions: builtins.list[ObjectVersion], deleted: builtins.list[ObjectVersion]
+    ) -> builtins.list[ObjectVersion]:
+        """One page's versions and delete markers (each list newest first) as one list in the listing's order.
+
+        Their times order them where they differ. Where a delete marker and a version share a time
+        (moto lists whole seconds; any server can give two writes one time), the server's order
+        decides: a listing that starts after the marker (``VersionIdMarker``) shows which of those
+        versions follow it. One request per such marker; none where times differ.
+        """
+        following: dict[str, set[str]] = {}
+        for marker in deleted:
+            tied = {v.version_id for v in versions if v.last_modified == marker.last_modified}
+            if tied:
+                following[marker.version_id] = await self._following(key, full_key, marker, tied)
+        merged: list[ObjectVersion] = []
+        v = d = 0
+        while v < len(versions) and d < len(deleted):
+            version, marker = versions[v], deleted[d]
+            if version.last_modified == marker.last_modified:
+                marker_first = version.version_id in following[marker.version_id]
+            else:
+                marker_first = marker.last_modified > version.last_modified
+            merged.append(marker if marker_first else version)
+            d, v = (d + 1, v) if marker_first else (d, v + 1)
+        return merged + versions[v:] + deleted[d:]
+
+    async def _following(self, key: str, full_key: str, marker: ObjectVersion, tied: set[str]) -> set[str]:
+        """Which of the ``tied`` version ids the server lists after the delete ``marker``."""
+        found: set[str] = set()
+        markers: dict[str, Any] = {"KeyMarker": full_key, "VersionIdMarker": marker.version_id}
+        while True:
+            page = await self._versions_page(key, full_key, markers)
+            listed = [*_key_entries(page, full_key, "Versions"), *_key_entries(page, full_key, "DeleteMarkers")]
+            found |= tied & {str(item["VersionId"]) for item in _key_entries(page, full_key, "Versions")}
+            older = any(_object_version(item, deleted=True).last_modified < marker.last_modified for item in listed)
+            everything = len(listed) == len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+            if found == tied or older or not everything or not page.get("IsTruncated") or not page.get("NextKeyMarker"):
+                return found  # the tied versions all follow the marker; after them come older ones, then other keys
+            markers = {"KeyMarker": page.get("NextKeyMarker"), "VersionIdMarker": page.get("NextVersionIdMarker")}
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         """One kept version (GetObject with VersionId); None if there is none of that id or it is a delete marker."""
@@ -1107,6 +1194,11 @@ class S3Backend(ObjectBackend):
             ):
                 return None
             raise self._error("get_version", key, exc) from exc
+
+
+def _key_entries(page: Any, full_key: str, part: str) -> builtins.list[Any]:
+    """The entries of ``full_key`` in one list (``Versions`` or ``DeleteMarkers``) of a ListObjectVersions page."""
+    return [item for item in page.get(part, []) if item["Key"] == full_key]
 
 
 def _object_version(item: Any, *, deleted: bool) -> ObjectVersion:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -37,6 +38,19 @@ from ...errors import S3ClientUnsupportedError
 from .threaded import ReadBody
 
 logger = logging.getLogger(__name__)
+
+#: Whether this process, or the parent it was forked from, opened an obstore client (so started its Rust runtime).
+_runtime_started = False
+#: Whether this process was forked from one whose obstore runtime had started: its threads were not copied.
+_runtime_lost = False
+
+
+def _after_fork_in_child() -> None:
+    global _runtime_lost
+    _runtime_lost = _runtime_lost or _runtime_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _SETTLE_SECONDS = 0.01  # lets object_store's runtime close the dropped pool's connections
 _STATUS = re.compile(r"status code: (\d{3})")
@@ -204,6 +218,8 @@ class ObstoreS3Client:
         object_store lists by path segment; a prefix that ends inside a segment
         is listed from its parent and filtered. The continuation token is the
         last key returned (object_store's ``offset``, S3's ``start-after``).
+        A key outside the parent asked of the server (which ignored the prefix)
+        is handed on, not filtered away: ``S3Backend`` refuses such a listing.
         """
         extra = set(args) - {"Bucket", "Prefix", "MaxKeys", "ContinuationToken"}
         if extra:
@@ -212,6 +228,7 @@ class ObstoreS3Client:
         prefix: str = args.get("Prefix") or ""
         max_keys = int(args.get("MaxKeys") or 1000)
         parent = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        asked = parent + "/" if parent else ""  # what object_store sends as the prefix
         offset = args.get("ContinuationToken")
         if offset is None and len(prefix) > len(parent) + 2:
             offset = prefix[:-1]  # start-after is exclusive: every key under ``prefix`` sorts after it
@@ -224,6 +241,9 @@ class ObstoreS3Client:
             async for chunk in stream:
                 for meta in chunk:
                     key = meta["path"]
+                    if not key.startswith(asked):  # the server ignored the prefix: let S3Backend see it
+                        contents.append({"Key": key, "Size": meta["size"], "LastModified": meta["last_modified"]})
+                        return
                     if not key.startswith(prefix):
                         if key > prefix:  # sorted: nothing further can match
                             return
@@ -276,8 +296,21 @@ def open_obstore_client(
     sse_kms_key_id: str | None,
     max_pool_connections: int,
 ) -> ObstoreS3Client:
-    """An ``ObstoreS3Client`` configured as ``S3Backend`` configures botocore (no retries, timeouts, path style)."""
+    """An ``ObstoreS3Client`` configured as ``S3Backend`` configures botocore (no retries, timeouts, path style).
+
+    Refused (``S3ClientUnsupportedError``) in a process forked after obstore was used: its
+    runtime's threads exist only in the parent, so any request would wait forever.
+    """
+    global _runtime_started
+    if _runtime_lost:
+        raise S3ClientUnsupportedError(
+            "the obstore S3 transport cannot be used in a process forked from one that used it: obstore's "
+            "runtime threads stay in the parent, so its requests would never complete; in a forked child use "
+            "STATESTORE_S3_CLIENT=aioboto3, or start workers with multiprocessing's 'spawn' or 'forkserver' method"
+        )
     from obstore.store import S3Store
+
+    _runtime_started = True
 
     config: dict[str, Any] = {}
     if endpoint_url:
