@@ -6,8 +6,9 @@ and ended by the store's operation boundary, ``core.store``), its duration a his
 backend is wrapped in a ``TelemetryBackend`` that counts requests and bytes. Conflicts and transient retries are
 what the layers below noted on the ``Operation`` (``util.operation``).
 
-Spans and metrics go to the global tracer and meter providers (asked on each operation, so a provider set after
-statestore was imported is used), or to the providers passed to ``configure``. While neither global provider is
+Spans and metrics go to the global tracer and meter providers (a provider set after statestore was imported is
+used from 0.1 s after it was set at the latest: while none is set they are asked again at most that often), or to
+the providers passed to ``configure``. While neither global provider is
 set and ``configure`` was given none, an operation records nothing. No attribute ever holds a state's value or a
 credential; a state's id only with ``STATESTORE_OTEL_IDS=true`` (ids may be sensitive). Error messages are never
 recorded (they name the id): an error is its class name.
@@ -27,6 +28,7 @@ from .backends.memory import MemoryBackend
 from .backends.s3 import S3Backend
 from .backends.wrappers import WrapperBackend
 from .config.settings import otel_ids_from_env
+from .core.statetype import StateType
 from .util import forks, operation
 from .util.operation import Operation
 
@@ -131,7 +133,7 @@ def configure(
     go back to the global providers and the environment. Raises ``RuntimeError`` if ``opentelemetry-api`` is not
     installed.
     """
-    global _instruments
+    global _instruments, _unset_until
     if not available():
         raise RuntimeError("statestore telemetry needs opentelemetry-api: pip install 'statestore[otel]'")
     _instruments = _Instruments(
@@ -139,18 +141,31 @@ def configure(
     )
 
 
+#: While no provider records, the global providers are asked again at most this often (seconds): asking costs
+#: two environment lookups, and a provider is set once, at start-up.
+_RECHECK = 0.1
+_unset_until = 0.0
+
+
 def _active() -> _Instruments | None:
     """The instruments to record to, or None while nothing would record (no provider given, none set globally)."""
+    global _unset_until
     instruments = _instruments
+    if instruments is not None and instruments.explicit:
+        return instruments
+    now = time.monotonic()
+    if now < _unset_until:
+        return None
     if instruments is None:
         configure()
         instruments = _instruments
         assert instruments is not None
-    if instruments.explicit:
-        return instruments
+        if instruments.explicit:
+            return instruments
     from opentelemetry import metrics, trace
 
     if not (_records(trace.get_tracer_provider()) or _records(metrics.get_meter_provider())):
+        _unset_until = now + _RECHECK
         return None
     instruments.explicit = True  # a global provider, once set, stays set: no need to ask again
     return instruments
@@ -201,14 +216,14 @@ class Telemetry:
     def __init__(self, app_name: str, backend: ObjectBackend) -> None:
         self.attributes = {"statestore.app": app_name, "statestore.backend": backend_kind(backend)}
 
-    def begin(self, op: Operation, state_type: str | None, state_id: object, *, current: bool = True) -> None:
+    def begin(self, op: Operation, state_type: object, state_id: object, *, current: bool = True) -> None:
         """Start recording ``op`` (a span, made current for the calls it makes if ``current``), if anything records."""
         instruments = _active()
         if instruments is None:
             return
         attributes = {"statestore.operation": op.name, **self.attributes}
-        if state_type is not None:
-            attributes["statestore.state_type"] = state_type
+        if isinstance(state_type, str) and StateType.is_member(state_type):  # never a string a caller made up
+            attributes["statestore.state_type"] = str(StateType(state_type).value)
         span_attributes: dict[str, Any] = dict(attributes)
         if instruments.record_ids and isinstance(state_id, str):
             span_attributes["statestore.state_id"] = state_id[:_MAX_ID_CHARS]

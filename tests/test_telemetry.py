@@ -356,6 +356,7 @@ _GLOBAL = textwrap.dedent(
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)  # set after statestore was imported and used
+        await asyncio.sleep(0.15)  # picked up within 0.1 s (statestore asks again at most that often)
         await store.get_state("w1", StateType.WORKFLOWS)
         print(",".join(s.name for s in exporter.get_finished_spans()))
 

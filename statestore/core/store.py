@@ -1,6 +1,6 @@
 """``Store``: the public API of statestore on one backend for one app, and the checks on its input.
 
-Each call is one operation (``_Boundary``): it checks its input before any I/O, then hands its change to the
+Each call is one operation (``with _Boundary(...)``): it checks its input before any I/O, then hands its change to the
 ``Coalescer`` (``coalesce.py``), which batches concurrent changes to one state into one pass of the
 compare-and-swap loop (``CompareAndSwap`` in ``cas.py``). The boundary is where an error is told which call and
 state it is about, where the operation's deadline starts, and where telemetry records it.
@@ -133,15 +133,11 @@ class Store:
             self._keys[memo] = skey
         return skey
 
-    def _operation(self, name: str, state_id: object = None, state_type: object = None) -> _Boundary:
-        """``with self._operation(...)``: one public call, its deadline, its errors told their call, its telemetry."""
-        return _Boundary(self, name, state_id, state_type)
-
     # -- reading and saving ----------------------------------------------------
 
     async def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
         """The stored state; ``{}`` only if it does not exist. Always asks the backend."""
-        with self._operation("get_state", id, type):
+        with _Boundary(self, "get_state", id, type):
             return await self._cas.read_state(self.key(id, type))
 
     async def save_state(
@@ -160,7 +156,7 @@ class Store:
         ``VersionConflictError`` and nothing changes. With ``fence`` (from ``acquire_fence``), only while no newer
         fence was acquired; else ``FencedError`` and nothing changes.
         """
-        with self._operation("save_state", id, type):
+        with _Boundary(self, "save_state", id, type):
             skey = self.key(id, type)
             if not isinstance(key, str):
                 raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
@@ -183,7 +179,7 @@ class Store:
         With ``if_version`` only at that version (else ``VersionConflictError``); with ``fence`` only while it
         holds (else ``FencedError``).
         """
-        with self._operation("save_state_object", id, type):
+        with _Boundary(self, "save_state_object", id, type):
             skey = self.key(id, type)
             values = _as_dict(value)
             large = await self._checked(skey, values, values)
@@ -208,7 +204,7 @@ class Store:
         the size limit). Whatever ``fn`` raises, even a ``BaseException``, fails this call alone. With ``fence``,
         only while it holds (else ``FencedError``).
         """
-        with self._operation("update_state", id, type):
+        with _Boundary(self, "update_state", id, type):
             skey = self.key(id, type)
             if not callable(fn):
                 raise InvalidInputError("fn must be callable")
@@ -230,7 +226,7 @@ class Store:
         holds (else ``FencedError``). ``fence_epoch``: keep at least this fence epoch, from ``get_fence_epoch``
         of the same state in another store (how ``copy_states`` carries fences over).
         """
-        with self._operation("replace_state", id, type):
+        with _Boundary(self, "replace_state", id, type):
             skey = self.key(id, type)
             values = _as_dict(value)
             large = await self._checked(skey, values, values)
@@ -250,7 +246,7 @@ class Store:
         Of concurrent creators (tasks, processes, machines) exactly one wins. ``fence_epoch``: as for
         ``replace_state``.
         """
-        with self._operation("create_state", id, type):
+        with _Boundary(self, "create_state", id, type):
             skey = self.key(id, type)
             values = _as_dict(value)
             large = await self._checked(skey, values, values)
@@ -271,7 +267,7 @@ class Store:
         honours a conditional delete: on a server that ignores it (MinIO, Ceph RGW) it raises
         ``ConditionalDeleteUnsupportedError`` and deletes nothing.
         """
-        with self._operation("delete_state", id, type):
+        with _Boundary(self, "delete_state", id, type):
             skey = self.key(id, type)
             _expected(if_version)
             await self._cas.delete(skey, if_version, _fence(fence, skey))
@@ -283,7 +279,7 @@ class Store:
         carries an older fence raises ``FencedError`` and writes nothing: a paused or zombie writer that wakes up
         cannot roll the state back. Writes without ``fence=`` are not fenced. See docs/temporal.md.
         """
-        with self._operation("acquire_fence", id, type):
+        with _Boundary(self, "acquire_fence", id, type):
             skey = self.key(id, type)
             outcome = await self._cas.apply(skey, [Acquire()])
             outcome.own()
@@ -295,7 +291,7 @@ class Store:
         For tools that move states (``copy_states`` passes it as ``fence_epoch=``) and for diagnostics; a writer
         proves its right to write with the ``Fence`` that ``acquire_fence`` gave it, never with this number.
         """
-        with self._operation("get_fence_epoch", id, type):
+        with _Boundary(self, "get_fence_epoch", id, type):
             return await self._cas.read_fence(self.key(id, type))
 
     # -- reading several, listing ------------------------------------------------
@@ -307,7 +303,7 @@ class Store:
         read-modify-write that spans your own code (a request, a human). A version names one write: a state
         rewritten with the same content has another version.
         """
-        with self._operation("get_versioned_state", id, type):
+        with _Boundary(self, "get_versioned_state", id, type):
             state, version = await self._cas.read_versioned(self.key(id, type))
             return VersionedState(state, version)
 
@@ -324,7 +320,7 @@ class Store:
         type are checked before any request. Any failure (a corrupt state, the backend) raises, and the reads still
         running are cancelled: it never returns part of the answer.
         """
-        with self._operation("get_states", None, type):
+        with _Boundary(self, "get_states", None, type):
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
                 raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
             check_concurrency(concurrency)
@@ -347,7 +343,7 @@ class Store:
 
     async def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
         """The ids of this app's states of ``type``, sorted."""
-        with self._operation("list_states", None, type):
+        with _Boundary(self, "list_states", None, type):
             return sorted([state_id async for state_id in self.iter_states(type)])
 
     def iter_state_info(self, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
@@ -362,7 +358,7 @@ class Store:
 
     async def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
         """``iter_state_info``, sorted by id."""
-        with self._operation("list_state_info", None, type):
+        with _Boundary(self, "list_state_info", None, type):
             return sorted([info async for info in self.iter_state_info(type)], key=lambda info: info.id)
 
     async def _listing(self, name: str, stype: StateType, items: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -414,7 +410,7 @@ class Store:
         nobody configured) stops the run with that error; states done before it stay done, and running again is
         safe. ``progress(done, total)`` is called after each state.
         """
-        with self._operation("reencrypt_states", None, type):
+        with _Boundary(self, "reencrypt_states", None, type):
             stype = StateType.coerce(type)
             check_concurrency(concurrency)
             _callable_or_none(progress, "progress")
@@ -447,7 +443,7 @@ class Store:
         which can lose an update made in between (docs/decisions/0034). ``dry_run`` deletes nothing and returns the
         ids a run would consider. ``progress(done, total)`` is called per state.
         """
-        with self._operation("prune_states", None, type):
+        with _Boundary(self, "prune_states", None, type):
             stype = StateType.coerce(type)
             if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
                 raise InvalidInputError(f"older_than must be a positive timedelta, not {older_than!r}")
@@ -464,7 +460,7 @@ class Store:
         Needs a backend that keeps versions (S3 with bucket versioning on); any other raises
         ``VersionsUnsupportedError``, saying how to enable them. A state never written has none.
         """
-        with self._operation("state_history", id, type):
+        with _Boundary(self, "state_history", id, type):
             versions = await self._cas.versions(self.key(id, type))
             return [StateVersion(v.version_id, v.last_modified, v.size, v.deleted) for v in versions]
 
@@ -473,7 +469,7 @@ class Store:
 
         ``VersionNotFoundError`` if the state has no such version, or that version is a deletion.
         """
-        with self._operation("get_state_version", id, type):
+        with _Boundary(self, "get_state_version", id, type):
             return await maintenance.read_version(self._cas, self.key(id, type), _version_id(version))
 
     async def restore_state(
@@ -491,7 +487,7 @@ class Store:
         history. With ``if_version`` only if that version is still the current one (else
         ``VersionConflictError``). An unknown ``version`` raises ``VersionNotFoundError`` and writes nothing.
         """
-        with self._operation("restore_state", id, type):
+        with _Boundary(self, "restore_state", id, type):
             skey = self.key(id, type)
             expected = _expected(if_version)
             values = await maintenance.read_version(self._cas, skey, _version_id(version))
@@ -550,7 +546,7 @@ class Store:
         return self._coalescer.alone(skey, change, expected)
 
 
-class _Boundary:
+class _Boundary(operation.Operation):
     """One public call of a store, as a ``with`` block: the operation, its deadline and what is said of it.
 
     On the way in it makes the call the current ``Operation`` (its deadline: now + the store's retry deadline,
@@ -558,26 +554,29 @@ class _Boundary:
     ``StateStoreError`` is told the call and the state it is about, and the span ends with the outcome.
     """
 
-    __slots__ = ("_op", "_state_id", "_state_type", "_telemetry", "_token")
+    __slots__ = ("_state_id", "_state_type", "_telemetry", "_token")
 
-    def __init__(self, store: Store, name: str, state_id: object, state_type: object) -> None:
-        self._op = operation.Operation(name, time.monotonic() + store.retry.deadline)
+    def __init__(self, store: Store, name: str, state_id: object = None, state_type: object = None) -> None:
+        self.name = name
+        self.deadline = time.monotonic() + store._cas.retry.deadline
+        self.conflicts = self.retries = 0
+        self.recording = None
         self._state_id = state_id
         self._state_type = state_type
         self._telemetry = store._telemetry
 
-    def __enter__(self) -> operation.Operation:
-        self._token = operation.enter(self._op)
+    def __enter__(self) -> _Boundary:
+        self._token = operation.CURRENT.set(self)
         if self._telemetry is not None:
-            self._telemetry.begin(self._op, _type_value(self._state_type), self._state_id)
-        return self._op
+            self._telemetry.begin(self, self._state_type, self._state_id)
+        return self
 
     def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        operation.leave(self._token)
-        if isinstance(exc, StateStoreError):
-            _annotate(exc, self._op.name, self._state_id, self._state_type)
+        operation.CURRENT.reset(self._token)
+        if exc is not None and isinstance(exc, StateStoreError):
+            _annotate(exc, self.name, self._state_id, self._state_type)
         if self._telemetry is not None:
-            self._telemetry.end(self._op, "ok" if exc is None else exc.__class__.__name__)
+            self._telemetry.end(self, "ok" if exc is None else exc.__class__.__name__)
 
 
 def _annotate(exc: StateStoreError, name: str, state_id: object, state_type: object) -> None:
@@ -587,13 +586,6 @@ def _annotate(exc: StateStoreError, name: str, state_id: object, state_type: obj
         exc.state_id = state_id
     if exc.state_type is None and isinstance(state_type, str):  # as the caller gave it, even if it is no type
         exc.state_type = state_type.value if isinstance(state_type, StateType) else state_type
-
-
-def _type_value(value: object) -> str | None:
-    """The value of a state type (never an arbitrary string a caller passed)."""
-    if isinstance(value, StateType):
-        return value.value
-    return value if isinstance(value, str) and StateType.is_member(value) else None
 
 
 def _expected(version: str | None) -> Expected | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar, Token
 
-__all__ = ["Operation", "current", "enter", "leave", "note_conflict", "note_retry", "seconds_left"]
+__all__ = ["CURRENT", "Operation", "current", "enter", "leave", "note_conflict", "note_retry", "seconds_left"]
 
 
 class Operation:
@@ -34,27 +34,28 @@ class Operation:
         return f"Operation({self.name!r}, {self.deadline - time.monotonic():.3f} s left)"
 
 
-_CURRENT: ContextVar[Operation | None] = ContextVar("statestore_operation", default=None)
+#: The operation the current task runs for (None outside any). ``enter``/``leave`` or ``CURRENT.set``/``reset``.
+CURRENT: ContextVar[Operation | None] = ContextVar("statestore_operation", default=None)
 
 
 def current() -> Operation | None:
     """The operation this task runs for, or None outside any."""
-    return _CURRENT.get()
+    return CURRENT.get()
 
 
 def enter(op: Operation) -> Token[Operation | None]:
     """Make ``op`` the current operation of this task; pass the token to ``leave`` when it ends."""
-    return _CURRENT.set(op)
+    return CURRENT.set(op)
 
 
 def leave(token: Token[Operation | None]) -> None:
     """End the operation ``enter`` began: the one before it is current again."""
-    _CURRENT.reset(token)
+    CURRENT.reset(token)
 
 
 def seconds_left(bound: float) -> float:
     """What is left of the current operation's time, at most ``bound`` seconds (all of ``bound`` outside any)."""
-    op = _CURRENT.get()
+    op = CURRENT.get()
     if op is None:
         return bound
     return min(bound, op.deadline - time.monotonic())
@@ -62,13 +63,13 @@ def seconds_left(bound: float) -> float:
 
 def note_conflict() -> None:
     """The compare-and-swap loop is about to try again after a failed precondition."""
-    op = _CURRENT.get()
+    op = CURRENT.get()
     if op is not None:
         op.conflicts += 1
 
 
 def note_retry() -> None:
     """A backend is about to send a request again after a transient failure."""
-    op = _CURRENT.get()
+    op = CURRENT.get()
     if op is not None:
         op.retries += 1
