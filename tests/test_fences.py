@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from statestore import LocalBackend, MemoryBackend, StateStore, StateType, Store
-from statestore.core.record import Fence
+from statestore import Fence, LocalBackend, MemoryBackend, StateStore, StateType, Store
 from statestore.errors import FencedError, InvalidInputError
 from statestore.sync import SyncStore
 from statestore.testing import CountingBackend
