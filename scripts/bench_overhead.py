@@ -105,7 +105,7 @@ async def main(calls: int, rounds: int) -> None:
     from statestore import MemoryBackend, Store, telemetry
     from statestore.backends.base import PutMode
 
-    print(f"opentelemetry {'installed, no provider set' if telemetry.ENABLED else 'not importable'}")
+    print(f"opentelemetry {'installed, no provider set' if telemetry.available() else 'not importable'}")
     backend = MemoryBackend()
     store = Store(backend)
     await store.save_state_object("steady", {"k": 0, "name": "steady"}, "workflows")
@@ -144,5 +144,5 @@ if __name__ == "__main__":
     if args.without_otel:
         if "statestore" in sys.modules or "statestore.telemetry" in sys.modules:
             raise SystemExit("--without-otel: statestore was imported already")
-        sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import fails: telemetry.ENABLED is False
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import fails: telemetry.available() is False
     asyncio.run(main(args.calls, args.rounds))

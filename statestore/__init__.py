@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .api import StateStore, build_state_store_path, build_store, set_default_store, use_store
 from .backends import LocalBackend, MemoryBackend, ObjectBackend, PutMode, S3Backend
 from .config import Settings
+from .core.record import Fence
 from .core.statetype import StateType
 from .core.store import StateInfo, StateVersion, Store, VersionedState
 from .errors import (
@@ -22,6 +23,7 @@ from .errors import (
     ConflictError,
     CorruptStateError,
     DecryptionError,
+    FencedError,
     InvalidInputError,
     PathTraversalError,
     SecretPolicyError,
@@ -43,6 +45,8 @@ __all__ = [
     "ConflictError",
     "CorruptStateError",
     "DecryptionError",
+    "Fence",
+    "FencedError",
     "InvalidInputError",
     "LocalBackend",
     "MemoryBackend",

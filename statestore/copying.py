@@ -208,6 +208,7 @@ async def _copy_one(
     if version is None:  # deleted at the source since it was listed
         report.skipped.append(CopyItem(stype.value, state_id, "gone"))
         return
+    epoch = await src.get_fence_epoch(state_id, stype)  # the fence goes with the state (a 304: it was just read)
     if not overwrite:
         if existing is not None:
             await run_check(state, lambda: _check_writable(dst, stype, state_id, state))
@@ -217,7 +218,7 @@ async def _copy_one(
                 report.copied.append(CopyItem(stype.value, state_id))
             return
         try:
-            held.append(await dst.create_state(state_id, stype, state))
+            held.append(await dst.create_state(state_id, stype, state, fence_epoch=epoch))
         except StateExistsError:
             report.skipped.append(CopyItem(stype.value, state_id, "exists"))
             return
@@ -231,9 +232,9 @@ async def _copy_one(
     if dry_run:
         await run_check(state, lambda: _check_writable(dst, stype, state_id, state))
     elif current_version is None:
-        held.append(await dst.create_state(state_id, stype, state))
+        held.append(await dst.create_state(state_id, stype, state, fence_epoch=epoch))
     else:
-        held.append(await dst.replace_state(state_id, stype, state, if_version=current_version))
+        held.append(await dst.replace_state(state_id, stype, state, if_version=current_version, fence_epoch=epoch))
     report.copied.append(CopyItem(stype.value, state_id))
     if current_version is not None:
         report.overwritten.append(CopyItem(stype.value, state_id))

@@ -167,6 +167,20 @@ class VersionConflictError(StateStoreError):
         self.current_version = current_version
 
 
+class FencedError(StateStoreError):
+    """A write carried a fence that no longer holds: a newer fence was acquired for the state, or it was deleted.
+
+    Nothing was written. Not retryable: another writer (a newer attempt of the same work) owns the state now, so
+    the holder of the stale fence should stop. ``stored_epoch`` is the epoch stored (None: the state is missing or
+    unreadable) and ``epoch`` the stale fence's.
+    """
+
+    def __init__(self, message: str, *, epoch: int, stored_epoch: int | None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.stored_epoch = stored_epoch
+
+
 class StateExistsError(VersionConflictError):
     """``create_state`` found the state already stored: nothing was changed (``current_version`` is its version)."""
 

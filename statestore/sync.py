@@ -27,17 +27,15 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .api import build_store
-from .check import CheckReport
+from .api import adopt, build_store
 from .config.settings import Settings
 from .core.paths import StateKey
 from .core.statetype import StateType
-from .core.store import State, StateInfo, StateVersion, Store, UpdateFn, VersionedState
+from .core.store import Store
 from .errors import InvalidInputError, SyncStoreUsageError
 from .util import forks
 
@@ -129,6 +127,20 @@ async def _shutdown(store: Store) -> None:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
     await store.aclose()
+
+
+def _blocking(
+    method: Callable[Concatenate[Store, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncStore, P], T]:
+    """``method`` of the ``SyncStore``'s store, run on its loop thread and waited for: a ``SyncStore`` method."""
+    name = method.__name__
+
+    def call(self: SyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        bound: Callable[P, Coroutine[Any, Any, T]] = getattr(self.store, name)
+        return self._run(bound, *args, **kwargs)
+
+    adopt(call, method, drop_self=False)
+    return call
 
 
 class SyncStore:
@@ -233,142 +245,22 @@ class SyncStore:
         """Validate ``id`` and ``type`` and return where that state lives (no I/O)."""
         return self.store.key(id, type)
 
-    def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
-        """The stored state; ``{}`` only if it does not exist."""
-        return self._run(self.store.get_state, id, type)
-
-    def save_state(
-        self,
-        key: str,
-        value: Any,
-        id: str,  # noqa: A002
-        type: StateType | str,  # noqa: A002
-        *,
-        if_version: str | None = None,
-    ) -> None:
-        """Set one top-level ``key`` of the state to ``value``, keeping every other key (only at ``if_version``)."""
-        self._run(self.store.save_state, key, value, id, type, if_version=if_version)
-
-    def save_state_object(
-        self,
-        id: str,  # noqa: A002
-        value: Mapping[str, Any],
-        type: StateType | str,  # noqa: A002
-        *,
-        if_version: str | None = None,
-    ) -> State:
-        """Shallow-merge ``value`` into the state and return the complete merged state (only at ``if_version``)."""
-        return self._run(self.store.save_state_object, id, value, type, if_version=if_version)
-
-    def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
-        """Replace the state with ``fn(copy of state)`` and return what was stored.
-
-        ``fn`` runs in this store's loop thread (maybe more than once, see ``Store.update_state``);
-        it must not call this ``SyncStore`` (that raises ``SyncStoreUsageError``).
-        """
-        return self._run(self.store.update_state, id, type, fn)
-
-    def replace_state(
-        self,
-        id: str,  # noqa: A002
-        type: StateType | str,  # noqa: A002
-        value: Mapping[str, Any],
-        *,
-        if_version: str | None = None,
-    ) -> State:
-        """Store ``value`` as the whole state, whatever is stored now (only at ``if_version``, if given)."""
-        return self._run(self.store.replace_state, id, type, value, if_version=if_version)
-
-    def delete_state(
-        self,
-        id: str,  # noqa: A002
-        type: StateType | str,  # noqa: A002
-        *,
-        if_version: str | None = None,
-    ) -> None:
-        """Remove the state; a missing state is not an error (only at ``if_version``, if given)."""
-        self._run(self.store.delete_state, id, type, if_version=if_version)
-
-    def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
-        """The ids of this app's states of ``type``, sorted."""
-        return self._run(self.store.list_states, type)
-
-    def get_states(
-        self,
-        ids: Iterable[str],
-        type: StateType | str,  # noqa: A002
-        *,
-        concurrency: int = 16,
-    ) -> dict[str, State]:
-        """The states of ``ids`` (``{}`` for a missing one), read ``concurrency`` at a time; all or an error."""
-        return self._run(self.store.get_states, ids, type, concurrency=concurrency)
-
-    def reencrypt_states(
-        self,
-        type: StateType | str,  # noqa: A002
-        *,
-        concurrency: int = 8,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
-        """Rewrite every state of ``type`` whose stored form is outdated; returns how many were.
-
-        ``progress(done, total)`` runs on the store's loop thread.
-        """
-        return self._run(self.store.reencrypt_states, type, concurrency=concurrency, progress=progress)
-
-    def check(self) -> CheckReport:
-        """Probe the backend on scratch objects: is compare-and-swap safe on it?"""
-        return self._run(self.store.check)
-
-    def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
-        """The state and its version (None if it does not exist), for ``if_version=``."""
-        return self._run(self.store.get_versioned_state, id, type)
-
-    def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
-        """Store ``value`` only if no state exists, else ``StateExistsError``."""
-        return self._run(self.store.create_state, id, type, value)
-
-    def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
-        """Id, version, size and last change of each state of ``type``, sorted by id (listing only)."""
-        return self._run(self.store.list_state_info, type)
-
-    def prune_states(
-        self,
-        type: StateType | str,  # noqa: A002
-        *,
-        older_than: timedelta,
-        dry_run: bool = False,
-        allow_unconditional: bool = False,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list[str]:
-        """Delete states of ``type`` unchanged for ``older_than``, each only if unchanged since listed.
-
-        ``progress`` runs in this store's loop thread.
-        """
-        return self._run(
-            self.store.prune_states,
-            type,
-            older_than=older_than,
-            dry_run=dry_run,
-            allow_unconditional=allow_unconditional,
-            progress=progress,
-        )
-
-    def state_history(self, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
-        """The kept versions of the state, newest first (a backend that keeps versions: S3 with versioning)."""
-        return self._run(self.store.state_history, id, type)
-
-    def get_state_version(self, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
-        """The state as it was at ``version`` (from ``state_history``)."""
-        return self._run(self.store.get_state_version, id, type, version)
-
-    def restore_state(
-        self,
-        id: str,  # noqa: A002
-        type: StateType | str,  # noqa: A002
-        version: str,
-        *,
-        if_version: str | None = None,
-    ) -> State:
-        """Write the content of ``version`` as the state again, by compare-and-swap."""
-        return self._run(self.store.restore_state, id, type, version, if_version=if_version)
+    get_state = _blocking(Store.get_state)
+    save_state = _blocking(Store.save_state)
+    save_state_object = _blocking(Store.save_state_object)
+    update_state = _blocking(Store.update_state)  # ``fn`` runs in this store's loop thread
+    replace_state = _blocking(Store.replace_state)
+    create_state = _blocking(Store.create_state)
+    delete_state = _blocking(Store.delete_state)
+    acquire_fence = _blocking(Store.acquire_fence)
+    get_fence_epoch = _blocking(Store.get_fence_epoch)
+    get_versioned_state = _blocking(Store.get_versioned_state)
+    get_states = _blocking(Store.get_states)
+    list_states = _blocking(Store.list_states)
+    list_state_info = _blocking(Store.list_state_info)
+    reencrypt_states = _blocking(Store.reencrypt_states)  # ``progress`` runs in this store's loop thread
+    prune_states = _blocking(Store.prune_states)  # ``progress`` runs in this store's loop thread
+    state_history = _blocking(Store.state_history)
+    get_state_version = _blocking(Store.get_state_version)
+    restore_state = _blocking(Store.restore_state)
+    check = _blocking(Store.check)

@@ -1,72 +1,52 @@
-"""OpenTelemetry spans and metrics for every public ``Store`` operation, when ``opentelemetry-api`` is installed.
+"""OpenTelemetry spans and metrics for every ``Store`` operation, where ``opentelemetry-api`` is installed.
 
-Whether OpenTelemetry is importable is decided once, when this module is
-imported (``ENABLED``). Without it nothing of it is imported, no wrapper is
-installed and the two hooks below are never called: statestore costs exactly
-what it costs without this module.
+A ``Store`` asks ``for_store`` once, when it is made: without OpenTelemetry it gets no ``Telemetry`` and its backend
+is not wrapped, so it costs nothing. With it, each public operation is a span ``statestore.<operation>`` (begun
+and ended by the store's operation boundary, ``core.store``), its duration a histogram point, and the store's
+backend is wrapped in a ``TelemetryBackend`` that counts requests and bytes. Conflicts and transient retries are
+what the layers below noted on the ``Operation`` (``util.operation``).
 
-With it, ``traced`` wraps each public async method of ``Store`` in a span
-``statestore.<operation>`` and installs the hooks of ``statestore.hooks``
-(``note_conflict``: the compare-and-swap loop retries after a failed
-precondition; ``note_retry``: the S3 backend retries a transient failure), and
-each store's backend is wrapped in a ``TelemetryBackend`` that counts requests
-and bytes.
-
-Spans and metrics go to the global tracer and meter providers (read on each
-call, so a provider set after statestore was imported is used), or to the
-providers passed to ``configure``. While neither global provider is set and
-``configure`` was given none, an operation skips all of it. No attribute ever
-holds a state's value or a credential; a state's id only with
-``STATESTORE_OTEL_IDS=true`` (``Settings.otel_ids``), as ids may be sensitive.
-Error messages are never recorded (they name the id): an error is its class name.
+Spans and metrics go to the global tracer and meter providers (a provider set after statestore was imported is
+used from 0.1 s after it was set at the latest: while none is set they are asked again at most that often), or to
+the providers passed to ``configure``. While neither global provider is
+set and ``configure`` was given none, an operation records nothing. No attribute ever holds a state's value or a
+credential; a state's id only with ``STATESTORE_OTEL_IDS=true`` (ids may be sensitive). Error messages are never
+recorded (they name the id): an error is its class name.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
+import importlib.util
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import NotModified, ObjectBackend, ObjectMeta, PutMode, PutResult, Versioned
-from .backends.wrappers import WrapperBackend, forward_get
+from .backends.local import LocalBackend
+from .backends.memory import MemoryBackend
+from .backends.s3 import S3Backend
+from .backends.wrappers import WrapperBackend
+from .config.settings import otel_ids_from_env
 from .core.statetype import StateType
-from .util import forks, hooks
+from .util import forks, operation
+from .util.operation import Operation
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
-    from opentelemetry.trace import Tracer, TracerProvider
+    from opentelemetry.trace import Span, Tracer, TracerProvider
 
-__all__ = ["ENABLED", "configure"]
-
-
-def _importable() -> bool:
-    try:
-        import opentelemetry.metrics
-        import opentelemetry.trace  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-#: Whether ``opentelemetry-api`` is importable (decided once): without it nothing here is used.
-ENABLED = _importable()
-
-#: Methods of ``Store`` that are not operations, so get no span.
-NOT_TRACED = frozenset({"aclose"})
+__all__ = ["configure"]
 
 _MAX_ID_CHARS = 256
 # Upper bounds (seconds) of the duration histogram's buckets: from a cached local read to a slow S3 retry.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-
 #: A set of metric attributes as a hashable key: ``(name, value)`` pairs.
 _Key = tuple[tuple[str, str], ...]
 
-#: The counters: name, unit, description. They are observable counters over totals kept here, so that
-#: counting a request costs a dict update under a lock instead of a synchronous SDK measurement.
+#: The counters: name, unit, description. They are observable counters over totals kept here, so that counting a
+#: request costs a dict update under a lock instead of a synchronous SDK measurement.
 _COUNTERS = {
     "conflicts": ("statestore.conflicts", "{conflict}", "Compare-and-swap retries after a failed precondition"),
     "retries": ("statestore.retries", "{retry}", "Backend requests retried after a transient failure"),
@@ -75,31 +55,21 @@ _COUNTERS = {
     "bytes_written": ("statestore.backend.bytes_written", "By", "Bytes of objects stored (sealed if encrypted)"),
 }
 
-
-class _Op:
-    """The operation running in this task: its metric attributes and what the layers below reported."""
-
-    __slots__ = ("attempts", "attributes", "key", "requests", "retries", "state")
-
-    def __init__(self, state: _Telemetry, attributes: dict[str, str]) -> None:
-        self.state = state
-        self.attributes = attributes
-        self.key: _Key = tuple(attributes.items())
-        self.attempts = 1
-        self.retries = 0
-        self.requests: dict[str, _Key] = {}
-
-    def request_key(self, kind: str) -> _Key:
-        found = self.requests.get(kind)
-        if found is None:
-            found = self.requests[kind] = (*self.key, ("statestore.request", kind))
-        return found
+_available: bool | None = None
 
 
-_CURRENT: ContextVar[_Op | None] = ContextVar("statestore_telemetry_op", default=None)
+def available() -> bool:
+    """Whether ``opentelemetry-api`` is installed (looked up once, without importing it)."""
+    global _available
+    if _available is None:
+        try:
+            _available = importlib.util.find_spec("opentelemetry.trace") is not None
+        except (ImportError, ValueError):  # a parent that is not a package, or a broken entry in sys.modules
+            _available = False
+    return _available
 
 
-class _Telemetry:
+class _Instruments:
     """The tracer, the instruments, the counters' totals and the id setting in use."""
 
     def __init__(
@@ -112,7 +82,12 @@ class _Telemetry:
         self.record_ids = record_ids
         self.tracer: Tracer = trace.get_tracer("statestore", version, tracer_provider=tracer_provider)
         meter = metrics.get_meter("statestore", version, meter_provider=meter_provider)
-        self.duration: Histogram = _histogram(meter)
+        self.duration: Histogram = meter.create_histogram(
+            "statestore.operation.duration",
+            "s",
+            "Duration of statestore operations",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
         self._lock = forks.lock()
         self._totals: dict[str, dict[_Key, int]] = {counter: {} for counter in _COUNTERS}
         for counter, (name, unit, description) in _COUNTERS.items():
@@ -134,17 +109,6 @@ class _Telemetry:
         return observe
 
 
-def _histogram(meter: Any) -> Histogram:
-    name, unit, description = "statestore.operation.duration", "s", "Duration of statestore operations"
-    try:
-        histogram: Histogram = meter.create_histogram(
-            name, unit, description, explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS)
-        )
-    except TypeError:  # opentelemetry-api before 1.23 takes no advice
-        histogram = meter.create_histogram(name, unit, description)
-    return histogram
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -154,7 +118,7 @@ def _version() -> str:
         return "0"
 
 
-_state: _Telemetry | None = None
+_instruments: _Instruments | None = None
 
 
 def configure(
@@ -165,103 +129,55 @@ def configure(
 ) -> None:
     """Send statestore's spans and metrics to these providers (None: the global ones), from now on.
 
-    ``record_ids`` puts each state's id on its span (None: ``STATESTORE_OTEL_IDS``). Call it
-    with no arguments to go back to the global providers and the environment. Raises
-    ``RuntimeError`` if ``opentelemetry-api`` is not installed.
+    ``record_ids`` puts each state's id on its span (None: ``STATESTORE_OTEL_IDS``). Call it with no arguments to
+    go back to the global providers and the environment. Raises ``RuntimeError`` if ``opentelemetry-api`` is not
+    installed.
     """
-    global _state
-    if not ENABLED:
+    global _instruments, _unset_until
+    if not available():
         raise RuntimeError("statestore telemetry needs opentelemetry-api: pip install 'statestore[otel]'")
-    if record_ids is None:
-        from .config.settings import otel_ids_from_env
-
-        record_ids = otel_ids_from_env()
-    _state = _Telemetry(tracer_provider, meter_provider, record_ids)
+    _instruments = _Instruments(
+        tracer_provider, meter_provider, otel_ids_from_env() if record_ids is None else record_ids
+    )
 
 
-def _unset_check() -> Callable[[], bool]:
-    """A test of whether neither global provider is set yet (then nothing would record what statestore reports).
+#: While no provider records, the global providers are asked again at most this often (seconds): asking costs
+#: two environment lookups, and a provider is set once, at start-up.
+_RECHECK = 0.1
+_unset_until = 0.0
 
-    A global provider is set at most once, so a False answer is final. The test reads the API's
-    module globals (a public call costs an environment lookup, too much for every operation),
-    after a public call that installs a provider named by ``OTEL_PYTHON_*_PROVIDER``.
-    """
+
+def _active() -> _Instruments | None:
+    """The instruments to record to, or None while nothing would record (no provider given, none set globally)."""
+    global _unset_until
+    instruments = _instruments
+    if instruments is not None and instruments.explicit:
+        return instruments
+    now = time.monotonic()
+    if now < _unset_until:
+        return None
+    if instruments is None:
+        configure()
+        instruments = _instruments
+        assert instruments is not None
+        if instruments.explicit:
+            return instruments
     from opentelemetry import metrics, trace
 
-    trace.get_tracer_provider()
-    metrics.get_meter_provider()
-    try:
-        from opentelemetry.metrics import _internal as metrics_internal
-
-        trace.__dict__["_TRACER_PROVIDER"]
-        metrics_internal.__dict__["_METER_PROVIDER"]
-    except (ImportError, KeyError):  # another API version: the public way
-        proxy_meter = type(metrics.NoOpMeterProvider())  # never the proxy: "set" unless proven unset
-
-        def public() -> bool:
-            return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and isinstance(
-                metrics.get_meter_provider(), proxy_meter
-            )
-
-        return public
-    tracing, metering = trace.__dict__, metrics_internal.__dict__
-
-    def unset() -> bool:
-        return tracing["_TRACER_PROVIDER"] is None and metering["_METER_PROVIDER"] is None
-
-    return unset
+    if not (_records(trace.get_tracer_provider()) or _records(metrics.get_meter_provider())):
+        _unset_until = now + _RECHECK
+        return None
+    instruments.explicit = True  # a global provider, once set, stays set: no need to ask again
+    return instruments
 
 
-_globals_unset: Callable[[], bool] | None = None
-
-
-def _active() -> _Telemetry | None:
-    """The telemetry to record to, or None when nothing would record it (no provider given, none set globally)."""
-    global _globals_unset
-    state = _state
-    if state is None:
-        configure()
-        state = _state
-        assert state is not None
-    if state.explicit:
-        return state
-    unset = _globals_unset
-    if unset is None:
-        unset = _globals_unset = _unset_check()
-    if not unset():
-        state.explicit = True  # a global provider stays set: no need to look again
-        return state
-    return None
-
-
-# -- hooks called by the layers below ----------------------------------------------
-
-
-def note_conflict() -> None:
-    """The compare-and-swap loop retries after a failed precondition: count it, and one more attempt."""
-    op = _CURRENT.get()
-    if op is not None:
-        op.attempts += 1
-        op.state.add("conflicts", op.key)
-
-
-def note_retry() -> None:
-    """A backend retries a request after a transient failure: count it."""
-    op = _CURRENT.get()
-    if op is not None:
-        op.retries += 1
-        op.state.add("retries", op.key)
-
-
-# -- the backend wrapper -----------------------------------------------------------
+def _records(provider: object) -> bool:
+    """Whether a global provider records: the API's own (the proxy while none is set, the no-op) do not."""
+    return not type(provider).__module__.startswith(("opentelemetry.trace", "opentelemetry.metrics"))
 
 
 def backend_kind(backend: ObjectBackend) -> str:
     """``local``, ``memory``, ``s3`` or ``other``: the backend under any wrappers."""
-    from .backends.local import LocalBackend
-    from .backends.memory import MemoryBackend
-    from .backends.s3.backend import S3Backend
-
     while isinstance(backend, WrapperBackend):
         backend = backend.inner
     if isinstance(backend, LocalBackend):
@@ -273,11 +189,98 @@ def backend_kind(backend: ObjectBackend) -> str:
     return "other"
 
 
+class _Recording:
+    """What is recorded of one operation: its instruments, metric attributes, span and start."""
+
+    __slots__ = ("attributes", "instruments", "key", "requests", "span", "started", "use")
+
+    def __init__(self, instruments: _Instruments, attributes: dict[str, str], span: Span) -> None:
+        self.instruments = instruments
+        self.attributes = attributes
+        self.key: _Key = tuple(attributes.items())
+        self.requests: dict[str, _Key] = {}
+        self.span = span
+        self.started = time.perf_counter()
+        self.use: AbstractContextManager[Any] | None = None
+
+    def request_key(self, kind: str) -> _Key:
+        found = self.requests.get(kind)
+        if found is None:
+            found = self.requests[kind] = (*self.key, ("statestore.request", kind))
+        return found
+
+
+class Telemetry:
+    """What one store records: the spans of its operations and, through ``TelemetryBackend``, its requests."""
+
+    def __init__(self, app_name: str, backend: ObjectBackend) -> None:
+        self.attributes = {"statestore.app": app_name, "statestore.backend": backend_kind(backend)}
+
+    def begin(self, op: Operation, state_type: object, state_id: object, *, current: bool = True) -> None:
+        """Start recording ``op`` (a span, made current for the calls it makes if ``current``), if anything records."""
+        instruments = _active()
+        if instruments is None:
+            return
+        attributes = {"statestore.operation": op.name, **self.attributes}
+        if isinstance(state_type, str) and StateType.is_member(state_type):  # never a string a caller made up
+            attributes["statestore.state_type"] = str(StateType(state_type).value)
+        span_attributes: dict[str, Any] = dict(attributes)
+        if instruments.record_ids and isinstance(state_id, str):
+            span_attributes["statestore.state_id"] = state_id[:_MAX_ID_CHARS]
+        span = instruments.tracer.start_span(f"statestore.{op.name}", attributes=span_attributes)
+        recording = _Recording(instruments, attributes, span)
+        if current:
+            from opentelemetry import trace
+
+            recording.use = trace.use_span(span, record_exception=False, set_status_on_exception=False)
+            recording.use.__enter__()
+        op.recording = recording
+
+    @staticmethod
+    def end(op: Operation, outcome: str) -> None:
+        """Finish recording ``op``: its outcome (``ok`` or an error's class name), attempts, retries and duration."""
+        recording = op.recording
+        if not isinstance(recording, _Recording):
+            return
+        op.recording = None
+        if recording.use is not None:
+            recording.use.__exit__(None, None, None)
+        instruments = recording.instruments
+        instruments.duration.record(
+            time.perf_counter() - recording.started, {**recording.attributes, "statestore.outcome": outcome}
+        )
+        if op.conflicts:
+            instruments.add("conflicts", recording.key, op.conflicts)
+        if op.retries:
+            instruments.add("retries", recording.key, op.retries)
+        span = recording.span
+        if span.is_recording():
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attributes(
+                {
+                    "statestore.attempts": 1 + op.conflicts,
+                    "statestore.retries": op.retries,
+                    "statestore.outcome": outcome,
+                }
+            )
+            if outcome != "ok":
+                span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
+
+
+def for_store(app_name: str, backend: ObjectBackend) -> tuple[ObjectBackend, Telemetry | None]:
+    """The backend a store should use and its ``Telemetry``: wrapped and made where OpenTelemetry is installed."""
+    if not available():
+        return backend, None
+    return TelemetryBackend(backend, app_name), Telemetry(app_name, backend)
+
+
 class TelemetryBackend(WrapperBackend):
     """Counts the requests one store makes to its backend, by kind, and the bytes it reads and writes.
 
-    Each count carries the attributes of the operation that made it (operation, app, state
-    type, backend kind); ``describe`` is the inner backend's, so messages read as without it.
+    Each count carries the attributes of the operation that made it (operation, app, state type, backend kind);
+    ``describe`` is the inner backend's, so messages read as without it.
     """
 
     def __init__(self, inner: ObjectBackend, app_name: str) -> None:
@@ -287,213 +290,65 @@ class TelemetryBackend(WrapperBackend):
     def describe(self) -> str:
         return self.inner.describe()
 
-    def _op(self) -> _Op | None:
-        """The operation a request belongs to (one of its own outside any), or None if nothing records it."""
-        op = _CURRENT.get()
+    def _recording(self) -> _Recording | None:
+        """Where a request is counted: the current operation's recording, one of its own outside any, or nowhere."""
+        op = operation.current()
         if op is not None:
-            return op
-        state = _active()
-        return None if state is None else _Op(state, self.attributes)
+            recording = op.recording
+            return recording if isinstance(recording, _Recording) else None
+        instruments = _active()
+        if instruments is None:
+            return None
+        return _Recording(instruments, self.attributes, _NO_SPAN)
 
-    async def _around(self, op: str, key: str, call: Callable[[], Any]) -> Any:
-        current = self._op()
-        if current is None:
-            return await call()
-        counted = current.request_key(op)
-        current.state.add("requests", counted)
-        result = await call()
-        if isinstance(result, Versioned):
-            current.state.add("bytes_read", counted, len(result.data))
-        return result
-
-    # get and put return the inner backend's own coroutine while nothing records: no frame of theirs then.
-
-    def get(
+    async def get(
         self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
-    ) -> Coroutine[Any, Any, Versioned | NotModified | None]:
-        if self._op() is None:
-            return forward_get(self.inner, key, if_none_match, max_bytes)
-        return super().get(key, if_none_match=if_none_match, max_bytes=max_bytes)
-
-    def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> Coroutine[Any, Any, PutResult]:
-        current = self._op()
-        if current is None:
-            return self.inner.put(key, data, mode)
-        return self._put(current, key, data, mode)
-
-    async def _put(self, current: _Op, key: str, data: bytes, mode: PutMode) -> PutResult:
-        counted = current.request_key("put")
-        current.state.add("requests", counted)
-        result = await self.inner.put(key, data, mode)
-        current.state.add("bytes_written", counted, len(data))
+    ) -> Versioned | NotModified | None:
+        recording = self._recording()
+        result = await self.inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
+        if recording is not None:
+            counted = recording.request_key("get")
+            recording.instruments.add("requests", counted)
+            if isinstance(result, Versioned):
+                recording.instruments.add("bytes_read", counted, len(result.data))
         return result
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        recording = self._recording()
+        if recording is not None:
+            recording.instruments.add("requests", recording.request_key("put"))
+        result = await self.inner.put(key, data, mode)
+        if recording is not None:
+            recording.instruments.add("bytes_written", recording.request_key("put"), len(data))
+        return result
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        recording = self._recording()
+        if recording is not None:
+            recording.instruments.add("requests", recording.request_key("delete"))
+        await self.inner.delete(key, if_match=if_match)
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
-        current = self._op()
-        if current is not None:
-            current.state.add("requests", current.request_key("list"))
+        self._count_list()
         async for meta in self.inner.list(prefix):
             yield meta
 
     async def list_keys(self, prefix: str) -> AsyncIterator[str]:
-        current = self._op()
-        if current is not None:
-            current.state.add("requests", current.request_key("list"))
+        self._count_list()
         async for key in self.inner.list_keys(prefix):
             yield key
 
-
-# -- spans around the Store's operations -------------------------------------------
-
-
-def _argument(params: list[str], name: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """A reader of argument ``name`` from a call's ``args`` and ``kwargs`` (None where the method has none)."""
-    if name not in params:
-        return lambda args, kwargs: None
-    position = params.index(name)
-
-    def read(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return args[position] if position < len(args) else kwargs.get(name)
-
-    return read
+    def _count_list(self) -> None:
+        recording = self._recording()
+        if recording is not None:
+            recording.instruments.add("requests", recording.request_key("list"))
 
 
-def _type_value(value: Any) -> str | None:
-    """The state type's value if ``value`` is a state type (never an arbitrary string a caller passed)."""
-    if isinstance(value, StateType):
-        return value.value
-    return value if StateType.is_member(value) else None
+class _NoSpan:
+    """The span of a request made outside any operation: there is none to end."""
+
+    def is_recording(self) -> bool:
+        return False
 
 
-class _Call:
-    """What the wrapper of one ``Store`` method knows: its name and where its id and type arguments are."""
-
-    def __init__(self, name: str, method: Callable[..., Any]) -> None:
-        params = list(inspect.signature(method).parameters)
-        self.name = name
-        self.span_name = f"statestore.{name}"
-        self.id = _argument(params, "id")
-        self.type = _argument(params, "type")
-
-    def start(self, state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Op, dict[str, Any]]:
-        """The operation's record (its metric attributes) and its span's attributes."""
-        store = args[0]
-        backend = store._cas.backend
-        base = backend.attributes if isinstance(backend, TelemetryBackend) else _store_attributes(store)
-        attributes = {"statestore.operation": self.name, **base}
-        state_type = _type_value(self.type(args, kwargs))
-        if state_type is not None:
-            attributes["statestore.state_type"] = state_type
-        span_attributes: dict[str, Any] = dict(attributes)
-        if state.record_ids:
-            state_id = self.id(args, kwargs)
-            if isinstance(state_id, str):
-                span_attributes["statestore.state_id"] = state_id[:_MAX_ID_CHARS]
-        return _Op(state, attributes), span_attributes
-
-    def finish(self, state: _Telemetry, op: _Op, span: Any, outcome: str, seconds: float) -> None:
-        state.duration.record(seconds, {**op.attributes, "statestore.outcome": outcome})
-        if span.is_recording():
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_attributes(
-                {"statestore.attempts": op.attempts, "statestore.retries": op.retries, "statestore.outcome": outcome}
-            )
-            if outcome != "ok":
-                span.set_status(Status(StatusCode.ERROR, outcome))
-
-
-def _store_attributes(store: Any) -> dict[str, str]:
-    return {"statestore.app": store.app_name, "statestore.backend": backend_kind(store.backend)}
-
-
-def _traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` in a span ``statestore.<name>``, its duration recorded; untouched while nothing would record."""
-    from opentelemetry import trace
-
-    about = _Call(name, method)
-
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            state = _active()
-            if state is None:
-                async for item in method(*args, **kwargs):
-                    yield item
-                return
-            op, span_attributes = about.start(state, args, kwargs)
-            span = state.tracer.start_span(about.span_name, attributes=span_attributes)
-            started = time.perf_counter()
-            outcome = "ok"
-            items = method(*args, **kwargs)
-            try:
-                while True:
-                    # The operation is current only while the generator runs (its body runs in its
-                    # consumer's context): set and reset within each step, never across a yield.
-                    token = _CURRENT.set(op)
-                    try:
-                        with trace.use_span(span, record_exception=False, set_status_on_exception=False):
-                            item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        _CURRENT.reset(token)
-                    yield item
-            except GeneratorExit:  # the consumer stopped early: not an error
-                raise
-            except BaseException as exc:
-                outcome = exc.__class__.__name__
-                raise
-            finally:
-                await items.aclose()
-                about.finish(state, op, span, outcome, time.perf_counter() - started)
-                span.end()
-
-        iterate.__statestore_traced__ = True  # type: ignore[attr-defined]
-        return iterate
-
-    async def record(state: _Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        op, span_attributes = about.start(state, args, kwargs)
-        token = _CURRENT.set(op)
-        span = state.tracer.start_span(about.span_name, attributes=span_attributes)
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
-                return await method(*args, **kwargs)
-        except BaseException as exc:
-            outcome = exc.__class__.__name__
-            raise
-        finally:
-            _CURRENT.reset(token)
-            about.finish(state, op, span, outcome, time.perf_counter() - started)
-            span.end()
-
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        state = _active()
-        if state is None:  # the method's own coroutine: no frame of ours while nothing records
-            return method(*args, **kwargs)
-        return record(state, args, kwargs)
-
-    call.__statestore_traced__ = True  # type: ignore[attr-defined]
-    return call
-
-
-def traced(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` (a public async method of ``Store``) in a span, the hooks installed; untouched if not traced.
-
-    A coroutine method's wrapper is a plain function that returns a coroutine: the caller
-    (``Store``'s own async wrapper) keeps it a coroutine function.
-    """
-    if name in NOT_TRACED:
-        return method
-    hooks.on_conflict = note_conflict
-    hooks.on_retry = note_retry
-    return _traced(name, method)
-
-
-def is_traced(method: Any) -> bool:
-    """Whether ``method`` is wrapped in a span by ``traced``."""
-    return bool(getattr(method, "__statestore_traced__", False))
+_NO_SPAN: Any = _NoSpan()

@@ -14,7 +14,7 @@ import pytest
 from conftest import CliResult
 from fault_proxy import Fault, FaultProxy
 
-import statestore.config.settings
+import statestore.config.build
 from statestore import S3Backend
 from statestore.testing import MotoServer
 
@@ -34,7 +34,7 @@ def second_page_fails(
             client.put_object(Bucket=bucket, Key=key, Body=b'{"n": 1}')
     finally:
         client.close()
-    monkeypatch.setattr(statestore.config.settings, "S3Backend", functools.partial(S3Backend, list_page_size=2))
+    monkeypatch.setattr(statestore.config.build, "S3Backend", functools.partial(S3Backend, list_page_size=2))
     proxy = FaultProxy(moto_server.endpoint_url).start()
     env = {**moto_server.fake_credentials(), "STATESTORE_S3_MAX_ATTEMPTS": "1"}
     yield ["--backend", "s3", "--bucket", bucket, "--endpoint-url", proxy.endpoint_url], env, proxy

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_third_party_backend as third_party
 
 from statestore import LocalBackend, MemoryBackend, StateType, Store
 from statestore.backends import local as local_module
@@ -165,16 +164,6 @@ async def test_a_save_that_changes_nothing_is_confirmed_by_a_conditional_read() 
         counting.reset()
         await store.save_state("blob", "x" * 10_000, "w1", W)  # the same value: nothing to write
         assert counting.counts == {"get": 1} and counting.bytes_read == 0 and counting.not_modified == 1
-
-
-async def test_backend_of_the_older_protocol_is_read_whole() -> None:
-    """A third-party ``get(key)`` without ``if_none_match`` keeps working, wrapped or not."""
-    counting = CountingBackend(LoggingBackend(third_party.SQLiteBackend()))
-    async with Store(counting) as store:
-        await store.save_state_object("w1", {"n": 1}, W)
-        assert await store.get_state("w1", W) == {"n": 1}
-        assert await store.get_state("w1", W) == {"n": 1}
-        assert counting.not_modified == 0 and counting.bytes_read > 0
 
 
 async def test_counting_backend_counts_bytes() -> None:

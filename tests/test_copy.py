@@ -161,8 +161,10 @@ async def test_rerun_after_an_interrupted_copy_skips_what_landed(local: Store, o
     assert 5 <= len(landed) < 20
     seen: list[tuple[int, int]] = []
     report = await copy_states(local, s3, progress=lambda done, total: seen.append((done, total)))
-    assert {i.id for i in report.skipped} == landed and {i.reason for i in report.skipped} == {"exists"}
-    assert len(report.copied) == 22 - len(landed) and report.ok
+    # a write cancelled by the interruption may still land after that listing (its request was sent)
+    skipped = {i.id for i in report.skipped}
+    assert landed <= skipped and len(skipped) <= len(landed) + 1 and {i.reason for i in report.skipped} == {"exists"}
+    assert len(report.copied) == 22 - len(skipped) and report.ok
     assert seen[-1] == (22, 22) and len(seen) == 22
     assert await s3.get_states([f"wf-{i}" for i in range(20)], W) == {
         f"wf-{i}": {"n": i, "status": "running"} for i in range(20)

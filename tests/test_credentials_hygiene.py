@@ -24,7 +24,7 @@ from statestore import (
     set_default_store,
     use_store,
 )
-from statestore.api import codec_from_settings
+from statestore.config.build import codec_from_settings
 from statestore.core.crypto import EncryptingCodec, key_id, parse_key
 
 C = StateType.CREDENTIALS

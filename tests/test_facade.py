@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,7 +56,7 @@ async def test_default_store_is_built_lazily_from_environment(
     await StateStore.save_state("k", 1, "wf", StateType.WORKFLOWS)
     store = get_default_store()
     assert isinstance(store.backend, LocalBackend) and store.app_name == "envapp"
-    assert (tmp_path / "persistent-artifacts/apps/envapp/workflows/wf/config.json").read_bytes() == b'{"k":1}'
+    assert json.loads((tmp_path / "persistent-artifacts/apps/envapp/workflows/wf/config.json").read_bytes()) == {"k": 1}
     assert get_default_store() is store
 
 

@@ -33,14 +33,16 @@ class InFlight(WrapperBackend):
         self.now = self.peak = self.started = self.cancelled = 0
         self.fail: set[str] = set()
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | None:
         self.started += 1
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:
             if key in self.fail:
                 raise OSError("injected")
-            return await super().get(key)
+            return await super().get(key, if_none_match=if_none_match, max_bytes=max_bytes)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise

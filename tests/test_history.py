@@ -64,7 +64,8 @@ async def write_versions(store: Store, states: list[dict[str, object]], id_: str
 async def test_history_is_newest_first_with_sizes_and_each_version_reads_back(store: Store) -> None:
     states: list[dict[str, object]] = [{"n": 1}, {"n": 2, "pad": "x" * 50}, {"n": 3, "status": "done"}]
     history = await write_versions(store, states)
-    assert [v.size for v in history] == [len(orjson.dumps(s)) for s in reversed(states)]
+    record = 1 + 64  # each write's record after the JSON: a newline and 64 bits as whitespace
+    assert [v.size for v in history] == [len(orjson.dumps(s)) + record for s in reversed(states)]
     assert len({v.version for v in history}) == 3
     assert [v.last_modified for v in history] == sorted((v.last_modified for v in history), reverse=True)
     assert all(v.last_modified.tzinfo is not None and not v.deleted for v in history)
@@ -106,7 +107,7 @@ async def test_history_shows_deletions_in_their_place_whatever_the_page_size(
         state_id, expected = f"wf-{attempt}", []
         for n, state in enumerate(states):
             await store.replace_state(state_id, W, state)
-            expected.insert(0, (False, len(orjson.dumps(state))))
+            expected.insert(0, (False, len(orjson.dumps(state)) + 1 + 64))  # and the write's record
             if n < len(states) - 1 or last_deleted:
                 await store.delete_state(state_id, W)
                 expected.insert(0, (True, 0))
@@ -310,7 +311,11 @@ def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, b
     lines = ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()
     assert lines[0].split("\t") == ["version", "time", "size"]
     rows = [line.split("\t") for line in lines[1:]]
-    assert [int(row[2]) for row in rows] == [len(b'{"n":2,"status":"broken"}'), len(b'{"n":1,"status":"good"}')]
+    record = 1 + 64  # each write's record after its JSON
+    assert [int(row[2]) for row in rows] == [
+        len(b'{"n":2,"status":"broken"}') + record,
+        len(b'{"n":1,"status":"good"}') + record,
+    ]
     assert all(row[1].endswith("Z") for row in rows)
     old = rows[1][0]
 

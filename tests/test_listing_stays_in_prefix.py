@@ -242,8 +242,10 @@ class IgnoresPrefix(ObjectBackend):
     def __init__(self, inner: MemoryBackend) -> None:
         self.inner = inner
 
-    async def get(self, key: str, *, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        return await self.inner.get(key, if_none_match=if_none_match)
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
+        return await self.inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         return await self.inner.put(key, data, mode)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import statestore
-from statestore import BackendError, LocalBackend, StateType, Store
+from statestore import BackendError, LocalBackend, RetryPolicy, StateType, Store
 from statestore.backends import local
 from statestore.errors import LockTimeoutError
 
@@ -212,6 +212,20 @@ def locks_held_by_another_process(root: Path, ids: list[str]) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+async def test_the_stores_deadline_bounds_a_lock_wait(tmp_path: Path) -> None:
+    """Hardening II item 6: a store built with a 2 s deadline gives up on a lock held elsewhere after 2 s, not 30."""
+    root = tmp_path / "root"
+    store = Store(LocalBackend(root), app_name="app", retry=RetryPolicy(deadline=2.0))
+    assert store.backend.lock_timeout == 30.0  # type: ignore[attr-defined]  # the backend's own bound is longer
+    with locks_held_by_another_process(root, ["stuck"]):
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError, match="after waiting 2 s"):
+            await store.save_state("k", 1, "stuck", W)
+        elapsed = time.monotonic() - started
+    assert 1.8 <= elapsed < 6.0
+    assert await store.get_state("stuck", W) == {}
 
 
 async def test_lock_wait_ends_with_a_typed_error_naming_the_state(tmp_path: Path) -> None:

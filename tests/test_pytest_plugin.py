@@ -57,6 +57,7 @@ INNER_TESTS = """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 
@@ -120,7 +121,7 @@ async def test_local_writes(statestore_local, tmp_path):
     assert statestore_local.backend.root == tmp_path / "statestore"
     await StateStore.save_state("k", "local", "wf-1", WF)
     path = tmp_path / "statestore/persistent-artifacts/apps/default/workflows/wf-1/config.json"
-    assert path.read_bytes() == b'{"k":"local"}'
+    assert json.loads(path.read_bytes()) == {"k": "local"}
     from_env = build_store()  # code that builds its own store from the environment sees the same state
     assert await from_env.get_state("wf-1", WF) == {"k": "local"}
 
@@ -162,7 +163,7 @@ async def test_s3_writes_over_http(statestore_s3, statestore_moto_server):
     SEEN.append((statestore_moto_server.endpoint_url, backend.bucket))
     await StateStore.save_state("k", "s3", "wf-1", WF)
     key = "persistent-artifacts/apps/default/workflows/wf-1/config.json"
-    assert raw_object(statestore_moto_server, backend.bucket, key) == b'{"k":"s3"}'
+    assert json.loads(raw_object(statestore_moto_server, backend.bucket, key)) == {"k": "s3"}
     from_env = build_store()  # code that builds its own store from the environment sees the same state
     try:
         assert await from_env.get_state("wf-1", WF) == {"k": "s3"}

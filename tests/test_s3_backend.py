@@ -18,8 +18,9 @@ from conftest import S3_TRANSPORTS, s3_backend
 
 import statestore.backends.s3.backend as s3_module
 from statestore import InvalidInputError, PutMode, S3Backend, Settings, StateType, Store, build_store
-from statestore.api import backend_from_settings
+from statestore.backends.base import Capability
 from statestore.backends.s3.backend import HISTORY, WRITES_METADATA
+from statestore.config.build import backend_from_settings
 from statestore.errors import ConditionalDeleteUnsupportedError
 from statestore.testing import MotoServer
 
@@ -54,7 +55,8 @@ def test_settings_from_env_reads_every_s3_variable() -> None:
     assert backend.prefix == "team-a/"
     assert (backend.connect_timeout, backend.read_timeout) == (2.5, 7.0)
     assert (backend.sse, backend.sse_kms_key_id) == ("aws:kms", "alias/state")
-    assert backend.supports_conditional_delete is False and backend.conditional_delete == "false"
+    assert backend.conditional_delete == "false"
+    assert asyncio.run(backend.supports(Capability.CONDITIONAL_DELETE)) is False
     assert backend.if_match_setting == "unquoted" and backend.if_match_form == "unquoted"
     assert backend.retry.attempts == 7
     assert backend.object_key(KEY) == "team-a/" + KEY
@@ -66,7 +68,7 @@ def test_settings_defaults_for_s3() -> None:
     assert backend.prefix == "" and backend.sse is None
     # auto: the quoted If-Match form until a server refuses it; conditional delete not trusted until probed
     assert (backend.if_match_setting, backend.if_match_form) == ("auto", "quoted")
-    assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False
+    assert backend.conditional_delete == "auto"  # probed on first need
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,9 @@ def test_conditional_delete_setting_values(value: str, mode: str) -> None:
     assert settings.s3_conditional_delete == mode
     backend = backend_from_settings(Settings(backend="s3", bucket="b", s3_conditional_delete=mode))
     assert isinstance(backend, S3Backend)
-    assert backend.conditional_delete == mode and backend.supports_conditional_delete is (mode == "true")
+    assert backend.conditional_delete == mode
+    if mode != "auto":
+        assert asyncio.run(backend.supports(Capability.CONDITIONAL_DELETE)) is (mode == "true")
 
 
 @pytest.mark.parametrize(
@@ -243,7 +247,7 @@ async def test_wrong_etag_formats_still_compare(moto_server: MotoServer) -> None
 
 async def test_without_conditional_delete_if_match_is_refused_not_ignored(moto_server: MotoServer) -> None:
     async with aclosing(s3_backend(moto_server, moto_server.create_bucket(), conditional_delete=False)) as backend:
-        assert backend.supports_conditional_delete is False
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
         etag = (await backend.put(KEY, b"1")).etag
         with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
             await backend.delete(KEY, if_match=etag)

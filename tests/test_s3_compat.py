@@ -17,6 +17,7 @@ from conftest import S3Location, S3Target
 from fault_proxy import FaultProxy
 
 from statestore import BackendError, ConflictError, PutMode, RetryPolicy, StateType, Store
+from statestore.backends.base import Capability
 from statestore.backends.s3.backend import PROBE_PREFIX, IfMatchRejectedError, S3Backend
 from statestore.errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 
@@ -200,7 +201,7 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
     obstore = s3_transport == "obstore"
     honoured = honoured and not obstore
     async with aclosing(through(s3_target, proxy)) as backend:
-        assert backend.conditional_delete == "auto" and backend.supports_conditional_delete is False  # not yet known
+        assert backend.conditional_delete == "auto"
         first = (await backend.put(KEY, b"1")).etag
         second = (await backend.put(KEY, b"2", PutMode.update(first))).etag
         proxy.reset_counts()
@@ -211,7 +212,7 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
         assert all(isinstance(o, expected) for o in outcomes), outcomes
         got = await backend.get(KEY)
         assert got is not None and got.data == b"2"
-        assert backend.supports_conditional_delete is honoured
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is honoured  # known: no request
         probes = [path for method, path in proxy.paths if method == "PUT" and PROBE_PREFIX in path]
         assert len(probes) == (0 if obstore else 1)  # one probe for three concurrent callers; none on obstore
         assert not obstore or not any(method == "DELETE" for method, _ in proxy.paths)
@@ -234,7 +235,7 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
     same_objects = S3Location(backend.bucket, backend.prefix.rstrip("/"))
     trusting = s3_target.backend(same_objects, endpoint_url=proxy.endpoint_url, conditional_delete=True)
     try:
-        assert await backend.conditional_delete_supported() is False
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
         await backend.put(KEY, b"1")
         proxy.reset_counts()
         with pytest.raises(ConditionalDeleteUnsupportedError, match=r"ignores If-Match on DeleteObject \(probed\)"):
@@ -242,7 +243,7 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
         assert requests(proxy) == {}  # refused before any request
         assert await backend.get(KEY) is not None
         # ``true`` trusts the server blindly: that is what the setting says, and why ``auto`` is the default
-        assert trusting.supports_conditional_delete is True
+        assert await trusting.supports(Capability.CONDITIONAL_DELETE) is True
         await trusting.delete(KEY, if_match='"00000000000000000000000000000000"')
         assert await backend.get(KEY) is None
     finally:

@@ -6,6 +6,7 @@ on both transports (see conftest.py); this file holds what is particular to the 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -22,9 +23,9 @@ from fault_proxy import FaultProxy
 
 from statestore import BackendUnavailableError, InvalidInputError, PutMode, RetryPolicy, S3Backend, Settings
 from statestore.backends import Versioned
-from statestore.backends.base import NotModified
+from statestore.backends.base import Capability, NotModified
 from statestore.check import Verdict, check_backend
-from statestore.config.settings import backend_from_settings
+from statestore.config.build import backend_from_settings
 from statestore.errors import ConditionalDeleteUnsupportedError, S3ClientUnsupportedError
 from statestore.testing import MotoServer
 
@@ -48,7 +49,7 @@ def test_settings_select_the_transport_and_refuse_what_obstore_cannot_do() -> No
     assert settings.s3_client == "obstore"
     backend = backend_from_settings(settings)
     assert isinstance(backend, S3Backend) and backend.transport == "obstore"
-    assert backend.supports_conditional_delete is False
+    assert asyncio.run(backend.supports(Capability.CONDITIONAL_DELETE)) is False
     with pytest.raises(InvalidInputError, match="STATESTORE_S3_CLIENT must be one of"):
         Settings.from_env({**env, "STATESTORE_S3_CLIENT": "rust"})
     with pytest.raises(InvalidInputError, match="STATESTORE_S3_CONDITIONAL_DELETE=true"):
@@ -83,7 +84,7 @@ async def test_obstore_refuses_calls_it_cannot_make_before_any_request(
     async with aclosing(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, client="obstore")) as backend:
         etag = (await backend.put(KEY, b"1", PutMode.CREATE)).etag
         proxy.reset_counts()
-        assert await backend.conditional_delete_supported() is False  # known without a probe
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is False  # known without a probe
         with pytest.raises(ConditionalDeleteUnsupportedError, match=r"obstore.*nothing was deleted"):
             await backend.delete(KEY, if_match=etag)
         client = await backend._client()

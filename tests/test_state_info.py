@@ -13,6 +13,7 @@ from test_get_states import over
 
 from statestore import InvalidInputError, LocalBackend, ObjectBackend, StateInfo, StateStore, StateType, Store
 from statestore.backends import WrapperBackend
+from statestore.backends.base import Capability
 from statestore.errors import ConditionalDeleteUnsupportedError, InvalidStateTypeError
 from statestore.sync import SyncStore
 from statestore.testing import CountingBackend, MotoServer
@@ -85,7 +86,7 @@ async def saved_apart(store: Store) -> timedelta:
 
 async def skip_without_conditional_delete(store: Store) -> None:
     """Where the server ignores If-Match on DeleteObject (Ceph RGW, MinIO) prune refuses instead (its own test)."""
-    if not await store.backend.conditional_delete_supported():
+    if not await store.backend.supports(Capability.CONDITIONAL_DELETE):
         pytest.skip("the server ignores If-Match on DeleteObject: prune refuses there")
 
 

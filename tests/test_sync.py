@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -280,7 +281,7 @@ def test_from_url_and_from_env(tmp_path: Path) -> None:
     env = {"STATESTORE_BACKEND": "local", "STATESTORE_LOCAL_ROOT": str(tmp_path / "env"), "STATESTORE_APP_NAME": "e"}
     with SyncStore.from_env(env) as s:
         s.save_state_object("wf", {"n": 2}, W)
-    assert (tmp_path / "env/persistent-artifacts/apps/e/workflows/wf/config.json").read_bytes() == b'{"n":2}'
+    assert json.loads((tmp_path / "env/persistent-artifacts/apps/e/workflows/wf/config.json").read_bytes()) == {"n": 2}
     with pytest.raises(InvalidInputError, match="'gs'"):
         SyncStore.from_url("gs://bucket")
     with pytest.raises(InvalidInputError, match="Store"):

@@ -13,7 +13,7 @@ import pytest
 from statestore import ObjectBackend, PutMode
 from statestore.backends import ObjectMeta, PutResult, Update, Versioned
 from statestore.backends.base import md5_etag
-from statestore.errors import PreconditionFailed
+from statestore.errors import PreconditionFailed, StoredStateTooLargeError
 from statestore.testing import BackendTests
 
 
@@ -28,7 +28,13 @@ class SQLiteBackend(ObjectBackend):
         self.db = sqlite3.connect(path, isolation_level=None)  # autocommit: one statement, one transaction
         self.db.execute("CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, data BLOB, etag TEXT, at REAL)")
 
-    async def get(self, key: str) -> Versioned | None:
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | None:
+        # answering NotModified to if_none_match is optional: returning the whole object is always correct
+        size = self.db.execute("SELECT length(data), etag FROM objects WHERE key = ?", (key,)).fetchone()
+        if size is not None and max_bytes is not None and size[0] > max_bytes:  # refused before it is read
+            raise StoredStateTooLargeError(key, size[0], max_bytes, size[1])
         row = self.db.execute("SELECT data, etag FROM objects WHERE key = ?", (key,)).fetchone()
         return Versioned(*row) if row else None
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import S3Target
 
 from statestore import InvalidInputError, LocalBackend, MemoryBackend, S3Backend, Settings, StateType, Store
-from statestore.api import backend_from_settings
+from statestore.config.build import backend_from_settings
 from statestore.config.url import StoreURL, parse_store_url
 
 W = StateType.WORKFLOWS
@@ -121,12 +121,16 @@ async def test_from_url_local_absolute_and_relative(tmp_path: Path, monkeypatch:
     assert isinstance(store.backend, LocalBackend)
     assert store.max_state_bytes == 1000
     await store.save_state_object("wf", {"n": 1}, W)
-    assert (tmp_path / "abs/persistent-artifacts/apps/urlapp/workflows/wf/config.json").read_bytes() == b'{"n":1}'
+    assert (
+        tmp_path / "abs/persistent-artifacts/apps/urlapp/workflows/wf/config.json"
+    ).read_bytes().rstrip() == b'{"n":1}'
 
     monkeypatch.chdir(tmp_path)
     relative = Store.from_url("file:rel/dir")
     await relative.save_state_object("wf", {"n": 2}, W)
-    assert (tmp_path / "rel/dir/persistent-artifacts/apps/default/workflows/wf/config.json").read_bytes() == b'{"n":2}'
+    assert (
+        tmp_path / "rel/dir/persistent-artifacts/apps/default/workflows/wf/config.json"
+    ).read_bytes().rstrip() == b'{"n":2}'
     monkeypatch.chdir("/")
     assert await relative.get_state("wf", W) == {"n": 2}  # resolved when built, not per call
 
@@ -150,7 +154,7 @@ async def test_from_url_s3(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch)
     client = s3_target.client()
     try:
         key = f"{prefix}/persistent-artifacts/apps/urlapp/workflows/wf/config.json"
-        assert client.get_object(Bucket=location.bucket, Key=key)["Body"].read() == b'{"n":1}'
+        assert client.get_object(Bucket=location.bucket, Key=key)["Body"].read().rstrip() == b'{"n":1}'
     finally:
         client.close()
 

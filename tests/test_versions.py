@@ -31,6 +31,7 @@ from statestore import (
     VersionedState,
 )
 from statestore.backends import PutResult, WrapperBackend
+from statestore.backends.base import Capability
 from statestore.errors import ConditionalDeleteUnsupportedError
 from statestore.sync import SyncStore
 from statestore.testing import CountingBackend
@@ -69,7 +70,7 @@ async def test_versioned_state_of_a_missing_and_a_stored_state(store: Store) -> 
 async def skip_without_conditional_delete(store: Store, op: str = "delete_state") -> None:
     """Skip a versioned delete on a server that ignores If-Match on DeleteObject (Ceph RGW, MinIO): it is refused
     there, as ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing`` proves."""
-    if op == "delete_state" and not await store.backend.conditional_delete_supported():
+    if op == "delete_state" and not await store.backend.supports(Capability.CONDITIONAL_DELETE):
         pytest.skip("the server ignores If-Match on DeleteObject: a versioned delete is refused there")
 
 
@@ -224,11 +225,7 @@ async def test_a_versioned_change_is_never_merged_into_a_batch(versioned_first: 
 class NoConditionalDelete(WrapperBackend):
     """A backend that says it cannot honour ``delete(if_match=...)``, and would delete anyway."""
 
-    @property
-    def supports_conditional_delete(self) -> bool:
-        return False
-
-    async def conditional_delete_supported(self) -> bool:
+    async def supports(self, capability: Capability) -> bool:
         return False
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:

@@ -10,6 +10,7 @@ from conftest import s3_backend
 
 from statestore import MemoryBackend, PutMode
 from statestore.backends import LoggingBackend, WrapperBackend
+from statestore.backends.base import Capability
 from statestore.errors import PreconditionFailed
 from statestore.testing import CountingBackend, FaultBackend, InjectedFault, LatencyBackend, MotoServer
 
@@ -24,8 +25,7 @@ class _Learning(MemoryBackend):
         super().__init__()
         self.learned = True
 
-    @property
-    def supports_conditional_delete(self) -> bool:
+    async def supports(self, capability: Capability) -> bool:
         return self.learned
 
     @property
@@ -33,13 +33,14 @@ class _Learning(MemoryBackend):
         return "tenant/" if not self.learned else ""
 
 
-def test_every_wrapper_reads_the_capability_and_prefix_of_its_inner_backend_live() -> None:
+async def test_every_wrapper_reads_the_capability_and_prefix_of_its_inner_backend_live() -> None:
     inner = _Learning()
     wrappers = [cls(inner) for cls in (WrapperBackend, CountingBackend, LoggingBackend, FaultBackend)]
     wrappers += [LatencyBackend(inner, 0.0), CountingBackend(LoggingBackend(inner))]
-    assert all(w.supports_conditional_delete and w.key_prefix == "" for w in wrappers)
+    assert all([await w.supports(Capability.CONDITIONAL_DELETE) for w in wrappers])
+    assert all(w.key_prefix == "" for w in wrappers)
     inner.learned = False
-    assert not any(w.supports_conditional_delete for w in wrappers)
+    assert not any([await w.supports(Capability.CONDITIONAL_DELETE) for w in wrappers])
     assert all(w.key_prefix == "tenant/" for w in wrappers)
 
 
@@ -48,9 +49,8 @@ async def test_a_wrapper_of_s3_tells_the_probed_conditional_delete(moto_server: 
     inner = s3_backend(moto_server, moto_server.create_bucket(), conditional_delete="auto")
     counting = CountingBackend(inner)
     try:
-        assert counting.supports_conditional_delete is False
-        assert await inner.conditional_delete_supported() is True  # moto honours If-Match on DeleteObject
-        assert counting.supports_conditional_delete is True
+        assert await counting.supports(Capability.CONDITIONAL_DELETE) is True  # probed: moto honours it
+        assert await inner.supports(Capability.CONDITIONAL_DELETE) is True
     finally:
         await counting.aclose()
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import ClassVar, NamedTuple, final
 
 from ..errors import InvalidInputError, PreconditionFailed, StoredStateTooLargeError, VersionsUnsupportedError
 
 __all__ = [
+    "Capability",
     "Create",
     "NotModified",
     "ObjectBackend",
@@ -36,9 +37,16 @@ __all__ = [
     "check_put_mode",
     "md5_etag",
     "same_etag",
-    "takes_if_none_match",
-    "takes_max_bytes",
 ]
+
+
+class Capability(Enum):
+    """What a backend may or may not offer; ask with ``await backend.supports(capability)``."""
+
+    #: ``delete(key, if_match=etag)`` deletes only that version, atomically (MinIO and Ceph RGW ignore the condition).
+    CONDITIONAL_DELETE = "conditional delete"
+    #: ``versions`` and ``get_version`` return earlier versions of an object (S3 with bucket versioning).
+    VERSIONS = "versions"
 
 
 class Versioned(NamedTuple):
@@ -173,15 +181,6 @@ def same_etag(a: str, b: str) -> bool:
 class ObjectBackend(ABC):
     """An object store. Every method may raise ``BackendError`` (cause chained) for I/O failures."""
 
-    @property
-    def supports_conditional_delete(self) -> bool:
-        """False where ``delete(if_match=...)`` is not honoured (MinIO, Ceph RGW): ``Store`` must not rely on it.
-
-        A property, so a backend that learns it (S3's probe) and the wrappers
-        around it always tell the current answer.
-        """
-        return True
-
     @abstractmethod
     async def get(
         self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
@@ -222,13 +221,14 @@ class ObjectBackend(ABC):
         """A one-line description for logs and ``statestore config`` (never a credential)."""
         return type(self).__name__
 
-    async def conditional_delete_supported(self) -> bool:
-        """Whether ``delete(if_match=...)`` is honoured, finding out if need be (S3's ``auto`` probes once).
+    async def supports(self, capability: Capability) -> bool:
+        """Whether this backend offers ``capability``, finding out if need be (S3 probes a server once).
 
-        ``supports_conditional_delete`` tells what is known now without I/O; this is the
-        answer to rely on before a conditional delete.
+        The one way to ask a backend what it can do. The defaults: a conditional delete is honoured
+        (``delete(if_match=...)`` is atomic), and no earlier versions are kept (``versions`` and
+        ``get_version`` raise ``VersionsUnsupportedError``). A backend that differs overrides this.
         """
-        return self.supports_conditional_delete
+        return capability is Capability.CONDITIONAL_DELETE
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
         """The kept versions of ``key``, newest first, deletions included (else ``VersionsUnsupportedError``).
@@ -254,35 +254,3 @@ def _no_versions(backend: ObjectBackend) -> str:
         "memory backends never do; use S3 with bucket versioning enabled (aws s3api put-bucket-versioning "
         "--bucket BUCKET --versioning-configuration Status=Enabled)"
     )
-
-
-def takes_if_none_match(backend: ObjectBackend) -> bool:
-    """Whether ``backend.get`` (and every backend it wraps) accepts ``if_none_match``.
-
-    A backend written against the older protocol (``get(key)``) does not; callers then
-    read whole objects from it, as before.
-    """
-    return _get_takes(backend, "if_none_match")
-
-
-def takes_max_bytes(backend: ObjectBackend) -> bool:
-    """Whether ``backend.get`` (and every backend it wraps) accepts ``max_bytes``.
-
-    One written before it does not; callers then read whole objects and check their size after.
-    """
-    return _get_takes(backend, "max_bytes")
-
-
-def _get_takes(backend: ObjectBackend, keyword: str) -> bool:
-    seen: set[int] = set()
-    current: object = backend
-    while isinstance(current, ObjectBackend) and id(current) not in seen:
-        seen.add(id(current))
-        try:
-            params = inspect.signature(current.get).parameters
-        except (TypeError, ValueError):
-            return False
-        if keyword not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return False
-        current = getattr(current, "inner", None)
-    return True

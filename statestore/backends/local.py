@@ -45,7 +45,7 @@ from ..errors import (
     LockTimeoutError,
     StoredStateTooLargeError,
 )
-from ..util import forks
+from ..util import forks, operation
 from ..util.lru import LRU
 from ..util.retry import RetryPolicy
 from .base import (
@@ -113,6 +113,7 @@ class _Pins:
         self._items: OrderedDict[str, _Pin] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._released: list[object] = []  # owners whose backend was collected: their pins close on next use
         forks.in_child(self, _Pins._forget)
 
     def _forget(self) -> None:
@@ -124,6 +125,7 @@ class _Pins:
     def pin(self, path: str, fd: int, etag: str, owner: object) -> None:
         """Remember ``fd`` (now ours to close) as the file at ``path`` holding ``etag``."""
         with self._lock:
+            self._close_released()
             try:
                 sig = _signature(os.fstat(fd))
             except BaseException:
@@ -145,6 +147,7 @@ class _Pins:
         pin of ``path`` can be closed and made again between its stat and this check.
         """
         with self._lock:
+            self._close_released()
             item = self._items.get(path)
             if item is None:
                 return None
@@ -160,6 +163,20 @@ class _Pins:
     def close_owned(self, owner: object) -> None:
         """Close the pins made through one backend."""
         with self._lock:
+            self._released.append(owner)
+            self._close_released()
+
+    def release(self, owner: object) -> None:
+        """Close the pins made through a backend that was collected, on the next use of the registry.
+
+        Called by a finalizer, which the garbage collector may run on a thread that holds the lock:
+        taking it here could deadlock, and appending to a list takes none.
+        """
+        self._released.append(owner)
+
+    def _close_released(self) -> None:
+        while self._released:
+            owner = self._released.pop()
             for path in [path for path, item in self._items.items() if item.owner is owner]:
                 self._close(path)
 
@@ -504,7 +521,7 @@ class LocalBackend(ObjectBackend):
         self._owner = object()  # marks the pins made through this backend
         # key -> (status, ETag) of files read, to answer a conditional read with a stat (``_known_etag``).
         self._seen: LRU[str, tuple[FullSignature, str]] = LRU(_SEEN_FILES)
-        weakref.finalize(self, _PINS.close_owned, self._owner)
+        weakref.finalize(self, _PINS.release, self._owner)
 
     async def aclose(self) -> None:
         """Close the files kept open to prove ETags; the backend stays usable."""
@@ -593,8 +610,12 @@ class LocalBackend(ObjectBackend):
         return PutResult(await self._when_locked(key, lambda: self._put_sync(key, parts, name, data, mode)))
 
     async def _when_locked(self, key: str, work: Callable[[], T]) -> T:
-        """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here."""
-        deadline = time.monotonic() + self.lock_timeout
+        """Run ``work`` (which takes the object's lock) in a thread; while the lock is held elsewhere, wait here.
+
+        The wait ends after ``lock_timeout``, or sooner when the operation it serves must end (a store's deadline).
+        """
+        bound = operation.seconds_left(self.lock_timeout)
+        deadline = time.monotonic() + bound
         delay = 0.001
         while True:
             try:
@@ -604,7 +625,7 @@ class LocalBackend(ObjectBackend):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockTimeoutError(
-                    f"gave up on {key} after waiting {self.lock_timeout:g} s for its lock, "
+                    f"gave up on {key} after waiting {max(bound, 0):.2g} s for its lock, "
                     "held by another process or thread"
                 )
             logger.debug("lock of %s is held elsewhere; trying again", key)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
-from .base import NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
+from .base import Capability, NotModified, ObjectBackend, ObjectMeta, ObjectVersion, PutMode, PutResult, Versioned
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ class WrapperBackend(ObjectBackend):
         self.inner = inner
 
     @property
-    def supports_conditional_delete(self) -> bool:
-        return self.inner.supports_conditional_delete
-
-    @property
     def key_prefix(self) -> str:
         return self.inner.key_prefix
 
@@ -42,7 +38,9 @@ class WrapperBackend(ObjectBackend):
     async def get(
         self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
     ) -> Versioned | NotModified | None:
-        return await self._around("get", key, lambda: forward_get(self.inner, key, if_none_match, max_bytes))
+        return await self._around(
+            "get", key, lambda: self.inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
+        )
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         return await self._around("put", key, lambda: self.inner.put(key, data, mode))
@@ -64,27 +62,14 @@ class WrapperBackend(ObjectBackend):
     def describe(self) -> str:
         return f"{type(self).__name__}({self.inner.describe()})"
 
-    async def conditional_delete_supported(self) -> bool:
-        return await self.inner.conditional_delete_supported()
+    async def supports(self, capability: Capability) -> bool:
+        return await self.inner.supports(capability)
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
         return await self.inner.versions(key)
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         return await self.inner.get_version(key, version_id)
-
-
-def forward_get(
-    inner: ObjectBackend, key: str, if_none_match: str | None, max_bytes: int | None
-) -> Coroutine[Any, Any, Versioned | NotModified | None]:
-    """``inner.get`` with only the keywords given: an inner backend written before them still serves the rest."""
-    if if_none_match is None and max_bytes is None:
-        return inner.get(key)
-    if max_bytes is None:
-        return inner.get(key, if_none_match=if_none_match)
-    if if_none_match is None:
-        return inner.get(key, max_bytes=max_bytes)
-    return inner.get(key, if_none_match=if_none_match, max_bytes=max_bytes)
 
 
 def _outcome(op: str, result: object) -> str:

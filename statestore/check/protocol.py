@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TypeVar
 
-from ..backends.base import ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
+from ..backends.base import Capability, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from ..backends.memory import MemoryBackend
 from ..errors import ListingOutOfPrefixError, StateStoreError
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
@@ -131,7 +131,7 @@ class _Protocol:
                 "a state deleted meanwhile is recreated by a stale update",
             )
 
-        if not b.supports_conditional_delete:
+        if not await self._io("conditional-delete", b.supports(Capability.CONDITIONAL_DELETE)):
             run.skipped("conditional-delete", "the backend says it has no conditional delete")
             return
         try:

@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import ObjectBackend
-from ..backends.local import LocalBackend
-from ..backends.memory import MemoryBackend
 from ..backends.s3.backend import (
     CONDITIONAL_DELETE_MODES,
     DEFAULT_CONNECT_TIMEOUT,
@@ -24,7 +21,6 @@ from ..backends.s3.backend import (
     IF_MATCH_FORMS,
     S3_CLIENTS,
     SSE_MODES,
-    S3Backend,
 )
 from ..core.crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
 from ..core.paths import validate_app_name
@@ -293,26 +289,3 @@ def aws_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The AWS variables that steer the S3 client (``AWS_*_VARIABLES``) that are set; for display after redaction."""
     env = os.environ if environ is None else environ
     return {name: env[name] for name in (*AWS_SECRET_VARIABLES, *AWS_PUBLIC_VARIABLES) if env.get(name)}
-
-
-def backend_from_settings(settings: Settings) -> ObjectBackend:
-    """The backend ``settings.backend`` names, configured from ``settings``."""
-    if settings.backend == "memory":
-        return MemoryBackend()
-    if settings.backend == "s3":
-        assert settings.bucket is not None  # Settings refuses s3 without a bucket
-        return S3Backend(
-            settings.bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            prefix=settings.s3_prefix,
-            connect_timeout=settings.s3_connect_timeout,
-            read_timeout=settings.s3_read_timeout,
-            sse=settings.s3_sse,
-            sse_kms_key_id=settings.s3_sse_kms_key_id,
-            if_match_form=settings.s3_if_match,
-            conditional_delete=settings.s3_conditional_delete,
-            retry=dataclasses.replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
-            client=settings.s3_client,
-        )
-    return LocalBackend(settings.local_root)

@@ -1,26 +1,24 @@
 """The compare-and-swap loop that stores every change, with its cache of the last version seen per state.
 
-``CompareAndSwap.apply`` reads the current state and its ETag (or takes them
-from the cache), applies a sequence of changes to it (a ``Draft``), writes the
-result conditionally, and on ``PreconditionFailed`` re-reads, re-applies and
-retries with jittered backoff. A change that fails on its own is refused (its
-caller gets the error) and the others are still written.
+``CompareAndSwap.apply`` takes the current state, its ETag and its write record from the cache (or reads them),
+applies a sequence of changes to a ``Draft`` of it (``changes``), writes the result with the condition "only over
+that version", and on ``PreconditionFailed`` re-reads, re-applies and retries with jittered backoff. A change that
+fails on its own is refused (its caller gets the error) and the others are still written. Every write stores a
+fresh write record (``record``), so its ETag names that write alone.
 
-A pass decodes and encodes the state once, however many changes it has; only
-an update function (its own copy) costs a copy each. Work on large states runs
-in worker threads (``offload``).
+A pass decodes and encodes the state once, however many changes it has; only an update function (its own copy)
+costs a copy each. Work on large states runs in the worker thread (``util.offload``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
 from enum import Enum
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from ..backends.base import (
+    Capability,
     Create,
     NotModified,
     ObjectBackend,
@@ -29,11 +27,8 @@ from ..backends.base import (
     PutMode,
     Versioned,
     same_etag,
-    takes_if_none_match,
-    takes_max_bytes,
 )
 from ..backends.base import Update as PutUpdate
-from ..config.settings import DEFAULT_CACHE_BYTES
 from ..errors import (
     BackendError,
     ConditionalDeleteUnsupportedError,
@@ -42,88 +37,45 @@ from ..errors import (
     InvalidInputError,
     StateExistsError,
     StateStoreError,
-    StateTooLargeError,
     StoredStateTooLargeError,
     VersionConflictError,
 )
-from ..util import hooks
+from ..util import operation
 from ..util.lru import LRU
-from ..util.offload import OFFLOAD_BYTES, offload, run_check
+from ..util.offload import OFFLOAD_BYTES, in_worker, is_small, offload
 from ..util.retry import RetryBudget, RetryPolicy
-from .codec import Codec, check_json, copy_state, decode, encode
+from .changes import Acquire, Change, Draft, ExactDraft, Merge, Replace, State, Unreadable, Update, accept_result
+from .codec import Codec, copy_state, decode
 from .paths import StateKey
+from .record import NO_RECORD, Fence, Record, attach, detach, new_rev
 
 logger = logging.getLogger(__name__)
 
-State = dict[str, Any]
-UpdateFn = Callable[[State], State]
 T = TypeVar("T")
 
-#: What a stored object may hold beyond twice ``max_state_bytes`` (per-write metadata, an envelope's fields).
+#: What a store's cache of last-seen states may weigh by default (``STATESTORE_CACHE_BYTES``).
+DEFAULT_CACHE_BYTES = 64 * 2**20
+#: What a stored object may hold beyond twice ``max_state_bytes`` (the write record, an envelope's fields).
 READ_SLACK = 64 * 1024
 
 
 def read_limit(max_state_bytes: int) -> int:
-    """The largest stored object a read takes: twice the state limit (an encryption envelope is base64,
-    4/3 of the state) plus ``READ_SLACK``. A larger one no write of this store made: refused unread."""
+    """The largest stored object a read takes: twice the state limit (an encryption envelope is base64, 4/3 of the
+    state) plus ``READ_SLACK``. A larger one no write of this store made: refused unread (decision 0043)."""
     return 2 * max_state_bytes + READ_SLACK
 
 
-# -- changes ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Merge:
-    """Set top-level keys to ``values``, keeping the others (``save_state``, ``save_state_object``)."""
-
-    values: Mapping[str, Any]
-    large: bool = False  # the values may encode to OFFLOAD_BYTES or more
-
-
-@dataclass(slots=True)
-class Replace:
-    """Make ``values`` the whole state; it applies on top of a corrupt state too (``replace_state``)."""
-
-    values: Mapping[str, Any]
-    large: bool = False
-
-
-@dataclass(slots=True)
-class Update:
-    """Replace the state with ``fn(a copy of it)`` (``update_state``); the result is checked when applied."""
-
-    fn: UpdateFn
-
-
-Change: TypeAlias = Merge | Replace | Update
-
-#: Changes nothing: the loop writes it only where the codec says the stored form is outdated (``Opened.reseal``).
-RESEAL = Merge({})
-
-
-# -- what the loop knows of the stored object ---------------------------------------
-
-
 class Stored(NamedTuple):
-    """A stored state as seen: its plain JSON, its ETag, and whether the codec says its stored form is outdated."""
+    """A stored state as seen: its plain JSON, its ETag, its write record, and whether to seal it anew."""
 
     plain: bytes
     etag: str
+    record: Record = NO_RECORD
     reseal: bool = False
 
 
-class Unreadable(NamedTuple):
-    """A stored object that is not a readable state (the codec cannot open it, it is not a JSON object, or it is
-    too large to read).
-
-    Only a ``Replace`` may write over it; every other change fails with ``error``. ``etag`` is
-    None for an object refused unread whose ETag the backend could not tell without reading it:
-    a ``Replace`` then overwrites it unconditionally (it replaces whatever is stored anyway).
-    """
-
-    etag: str | None
-    error: CorruptStateError
-
+#: The cache's note that a read found no state: the next change creates it directly (``If-None-Match: *``).
+ABSENT = Stored(b"", "")
 
 #: The stored object: a state, something unreadable, or nothing (None).
 Seen: TypeAlias = Stored | Unreadable | None
@@ -147,6 +99,7 @@ class Outcome(NamedTuple):
     state: State  # as stored (or as found, if nothing needed writing)
     plain: bytes  # its JSON; empty if no change applied
     refused: dict[int, BaseException]  # index of a change that was not applied -> its caller's error
+    fence: int = 0  # the fence epoch stored
 
     async def copy(self) -> State:
         """A deep copy of ``state``: decoded from the stored JSON (the cheapest deep copy; in a thread if large)."""
@@ -160,116 +113,6 @@ class Outcome(NamedTuple):
         return self.state
 
 
-# -- drafts -------------------------------------------------------------------------
-
-_MISSING: Any = object()
-
-
-class Draft:
-    """The state one pass builds, change by change; a change that fails leaves it as it was.
-
-    It starts from a shallow copy of ``base``: changes only set top-level keys or replace the
-    whole state (an update function works on a deep copy), so ``base`` itself stays as decoded
-    and a second pass can start from it again.
-    """
-
-    def __init__(self, skey: StateKey, codec: Codec, base: State | Unreadable, large: bool) -> None:
-        self.skey = skey
-        self.codec = codec
-        self.state: State | None = None if isinstance(base, Unreadable) else dict(base)
-        self.unreadable = base if isinstance(base, Unreadable) else None
-        self.large = large  # the state may encode to OFFLOAD_BYTES or more: work on it goes to a thread
-        self.applied = 0
-
-    def current(self) -> State:
-        """The state so far; a change that needs it fails if the stored object is unreadable."""
-        if self.state is None:
-            assert self.unreadable is not None
-            raise self.unreadable.error
-        return self.state
-
-    def merge(self, change: Merge) -> None:
-        """Apply a ``Merge``: only its keys change, so undoing it is restoring them."""
-        state = self.current()
-        saved = {}
-        for k in change.values:  # a loop, not a comprehension: no function call for the usual one or two keys
-            saved[k] = state.get(k, _MISSING)
-        state.update(change.values)
-        try:
-            self.codec.check_state(self.skey, state)
-        except Exception:
-            for k, old in saved.items():
-                if old is _MISSING:
-                    del state[k]
-                else:
-                    state[k] = old
-            raise
-        self.applied += 1
-        self.large = self.large or change.large
-
-    def replace(self, change: Replace) -> None:
-        self.accept(dict(change.values))
-        self.large = self.large or change.large
-
-    def accept(self, state: State) -> None:
-        """Make ``state`` (checked JSON) the whole state."""
-        self.codec.check_state(self.skey, state)
-        self.state = state
-        self.applied += 1
-
-    def plain(self) -> bytes:
-        return encode(self.current())
-
-
-class ExactDraft(Draft):
-    """A draft that also keeps each top-level entry's JSON, to encode and size every change on its own.
-
-    A change then costs encoding what it sets (for an update function's result, the whole state),
-    so the size limit fails exactly the changes that cross it, and a value that does not encode
-    fails only its own change. Used to re-apply changes whose combined state did not encode or
-    was over the limit.
-    """
-
-    def __init__(self, skey: StateKey, codec: Codec, base: State | Unreadable, large: bool, limit: int) -> None:
-        super().__init__(skey, codec, base, large)
-        self.limit = limit
-        self.pieces = _pieces(self.state) if self.state is not None else {}
-        self.total = _total(self.pieces.values())
-
-    def merge(self, change: Merge) -> None:
-        self.current()  # an unreadable stored object fails the change first
-        new = _pieces(change.values)
-        total = self.total + _total(new.values()) - _total(self.pieces[k] for k in new if k in self.pieces)
-        self._check_size(total)
-        super().merge(change)
-        self.pieces.update(new)
-        self.total = total
-
-    def accept(self, state: State) -> None:
-        pieces = _pieces(state)
-        total = _total(pieces.values())
-        self._check_size(total)
-        super().accept(state)
-        self.pieces, self.total = pieces, total
-
-    def plain(self) -> bytes:
-        return b"{" + b",".join(self.pieces.values()) + b"}"
-
-    def _check_size(self, total: int) -> None:
-        size = max(2, total + 1)  # "{" + pieces joined by "," + "}"
-        if size > self.limit:
-            raise StateTooLargeError(f"{self.skey} would be {size} bytes; the limit is {self.limit}")
-
-
-def _pieces(values: Mapping[str, Any]) -> dict[str, bytes]:
-    """The JSON of each entry (``"key":value``): an object's JSON is these, joined by commas, in braces."""
-    return {k: encode({k: v})[1:-1] for k, v in values.items()}
-
-
-def _total(pieces: Iterable[bytes]) -> int:
-    return sum(len(piece) + 1 for piece in pieces)
-
-
 async def _decode(skey: StateKey, plain: bytes) -> State:
     """``decode``, in a worker thread for large states."""
     if len(plain) < OFFLOAD_BYTES:
@@ -278,17 +121,10 @@ async def _decode(skey: StateKey, plain: bytes) -> State:
 
 
 def _same_version(a: Seen, b: Seen) -> bool:
-    """Whether two sightings of a stored object are the same version."""
-    if isinstance(a, Stored) and isinstance(b, Stored):
-        return same_etag(a.etag, b.etag) and a.plain == b.plain
-    if isinstance(a, Unreadable) and isinstance(b, Unreadable):
-        return a.etag is not None and b.etag is not None and same_etag(a.etag, b.etag)
-    return a is None and b is None
-
-
-def _update_mode(seen: Stored | Unreadable) -> PutMode:
-    """The condition of a write over ``seen``: its version; none where that is unknown (only a ``Replace`` applies)."""
-    return PutMode.OVERWRITE if seen.etag is None else PutUpdate(seen.etag)
+    """Whether two sightings of a stored object are the same version (ETags name one write each)."""
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and a.etag is not None and b.etag is not None and same_etag(a.etag, b.etag)
 
 
 def _etag(seen: Seen) -> str | None:
@@ -326,19 +162,23 @@ def _conflict_error(
     )
 
 
-def _backend_error(skey: StateKey, op: str, exc: Exception) -> BackendError:
-    """What a backend failure that is not one of our errors becomes: its type is named, its text is not."""
-    return BackendError(f"{op} of {skey} failed ({exc.__class__.__name__})")
-
-
 def _nothing_to_write(current: Seen, draft: Draft, plain: bytes) -> bool:
     """Whether the pass leaves the stored object as it is (no change applied, or the same JSON and encoding)."""
+    if draft.acquired:
+        return False
     if not draft.applied:  # every change failed (or needed a readable state)
         return True
     if current is None:
         return not draft.state
     return isinstance(current, Stored) and plain == current.plain and not current.reseal
 
+
+#: The words the service statestore replaces used for a failed read or write, kept for log alerts (decision 0060).
+_PHRASES = {
+    "get": "Failed to extract state: ",
+    "get_version": "Failed to extract state: ",
+    "put": "Failed to store state: ",
+}
 
 _ENTRY_OVERHEAD = 256  # bytes a cache entry costs beyond its JSON and ETag (objects, key, links)
 
@@ -348,11 +188,8 @@ def _weigh(stored: Stored) -> int:
     return len(stored.plain) + len(stored.etag) + _ENTRY_OVERHEAD
 
 
-# -- the loop -----------------------------------------------------------------------
-
-
 class CompareAndSwap:
-    """Conditional writes of changes to states on one backend, and the (plain, ETag) last seen per state."""
+    """Conditional writes of changes to states on one backend, and the (plain, ETag, record) last seen per state."""
 
     def __init__(
         self,
@@ -370,19 +207,22 @@ class CompareAndSwap:
         # At most cache_size states weighing cache_bytes in all; a state over 1/8 of that is not kept
         # (its next update reads it first: 1 GET + 1 PUT instead of 1 PUT).
         self._cache: LRU[str, Stored] = LRU(cache_size, max_bytes=cache_bytes, weigh=_weigh)
-        # Reads of a cached state ask "if not this version" (a backend of the older protocol cannot be asked).
-        self._conditional = takes_if_none_match(backend)
-        # Reads refuse an object over ``read_limit`` unread where the backend takes ``max_bytes`` (else after reading).
-        self._bounded = takes_max_bytes(backend)
+
+    # -- reading ------------------------------------------------------------------------
 
     async def read_state(self, skey: StateKey) -> State:
         """The stored state (``{}`` if there is none), always read from the backend; remembers what it read."""
         return (await self.read_versioned(skey))[0]
 
     async def read_versioned(self, skey: StateKey) -> tuple[State, str | None]:
-        """``read_state`` and the version (ETag) read with it; None if there is no state."""
+        """``read_state`` and the version (ETag) read with it; None if there is no state.
+
+        What it read is remembered, an absence too: the next change to a state found missing creates it with
+        one conditional PUT, and one to a state found unchanged replaces it with one.
+        """
         current = await self._read(skey)
         if current is None:
+            self._cache.put(skey.object_key, ABSENT)
             return {}, None
         if isinstance(current, Unreadable):
             raise current.error
@@ -391,11 +231,18 @@ class CompareAndSwap:
             self._cache.put(skey.object_key, current)
         return state, current.etag
 
+    async def read_fence(self, skey: StateKey) -> int:
+        """The state's fence epoch, read now (0: none was acquired, or no state); an unreadable state raises."""
+        current = await self._read(skey)
+        if isinstance(current, Unreadable):
+            raise current.error
+        return 0 if current is None else current.record.fence
+
     async def outdated(self, skey: StateKey) -> bool:
         """Whether the codec says the stored form of this state is outdated, read afresh.
 
-        Raises the error of an unreadable object. An outdated state is remembered, so that
-        applying ``RESEAL`` next writes it anew without reading it again.
+        Raises the error of an unreadable object. An outdated state is remembered, so that applying ``RESEAL``
+        next writes it anew without reading it again.
         """
         self._cache.discard(skey.object_key)
         current = await self._read(skey)
@@ -408,45 +255,77 @@ class CompareAndSwap:
         self._cache.put(skey.object_key, current)
         return True
 
-    async def delete(self, skey: StateKey, if_version: str | None = None) -> None:
-        """Remove the state; with ``if_version``, only if that version is stored (else ``VersionConflictError``).
+    async def _read(self, skey: StateKey) -> Seen:
+        """The stored object, read now; a version the cache holds is asked for conditionally (no body if unchanged)."""
+        cached = self._cache.get(skey.object_key)
+        try:
+            obj = await self._get(skey, None if cached is None or cached is ABSENT else cached.etag)
+        except StoredStateTooLargeError as exc:
+            self._cache.discard(skey.object_key)
+            return Unreadable(
+                exc.etag, StoredStateTooLargeError(exc.key, exc.size, exc.limit, exc.etag, what=str(skey))
+            )
+        if isinstance(obj, NotModified):
+            if cached is None or cached is ABSENT or not same_etag(obj.etag, cached.etag):
+                raise BackendError(
+                    f"Failed to extract state: get of {skey} answered 'not modified' for a version it was not "
+                    "asked about"
+                )
+            return cached
+        if obj is None:
+            self._cache.discard(skey.object_key)
+            return None
+        return await offload(len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
 
-        A versioned delete needs a backend that honours a conditional delete; where it
-        does not (``conditional_delete_supported``), it raises
-        ``ConditionalDeleteUnsupportedError`` and deletes nothing, rather than delete blindly.
-        """
-        self._cache.discard(skey.object_key)
-        if if_version is None:
-            await self._call(skey, "delete", self.backend.delete(skey.object_key))
-            return
-        supported = await self._call(skey, "probe", self.backend.conditional_delete_supported())
-        if not supported:
-            raise ConditionalDeleteUnsupportedError(
-                f"delete of {skey} with if_version: {self.backend.describe()} does not honour a conditional "
-                "delete, so it cannot be made only if unchanged; nothing was deleted"
+    async def _get(self, skey: StateKey, if_none_match: str | None = None) -> Versioned | NotModified | None:
+        """One read of the stored object; over ``read_limit``: ``StoredStateTooLargeError``, before reading it."""
+        limit = read_limit(self.max_state_bytes)
+        return await self._call(
+            skey, "get", self.backend.get(skey.object_key, if_none_match=if_none_match, max_bytes=limit)
+        )
+
+    def _open(self, skey: StateKey, obj: Versioned) -> Stored | Unreadable:
+        """What the codec makes of stored bytes: the state's JSON and its write record, or why it cannot."""
+        limit = read_limit(self.max_state_bytes)
+        if len(obj.data) > limit:  # a backend that read it whole anyway
+            return Unreadable(
+                obj.etag, StoredStateTooLargeError(skey.object_key, len(obj.data), limit, obj.etag, what=str(skey))
             )
         try:
-            await self._call(skey, "delete", self.backend.delete(skey.object_key, if_match=if_version))
-        except PreconditionFailed as conflict:
-            raise await self._version_conflict(skey, PutMode.update(if_version), conflict) from None
+            opened = self.codec.open(skey, obj.data)
+            plain, record = detach(opened.plain)
+        except CorruptStateError as exc:
+            return Unreadable(obj.etag, exc)
+        return Stored(plain, obj.etag, record, opened.reseal)
+
+    async def _call(self, skey: StateKey, op: str, call: Awaitable[T]) -> T:
+        """Await a backend call; anything but our own errors becomes ``BackendError`` (its type named, not its text)."""
+        try:
+            return await call
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{_PHRASES.get(op, '')}{op} of {skey} failed ({exc.__class__.__name__})") from exc
+
+    # -- writing ------------------------------------------------------------------------
 
     async def apply(self, skey: StateKey, changes: Sequence[Change], expected: Expected | None = None) -> Outcome:
         """Apply ``changes`` in order and store the result, retrying on conflict.
 
-        An outcome that writes nothing (no change, or every change failed) is returned only once
-        the backend confirms the state it was computed from: a cached state may be stale, and a
-        successful conditional write is what confirms it otherwise.
+        An outcome that writes nothing (no change, or every change failed) is returned only once the backend
+        confirms the state it was computed from: a cached state may be stale, and a successful conditional write
+        is what confirms it otherwise.
 
-        With ``expected`` (a versioned change: ``PutMode.CREATE`` or ``PutMode.update(version)``)
-        the changes apply only to that version, written with that precondition; finding or
-        meeting another version raises ``VersionConflictError`` (``StateExistsError`` for
-        ``CREATE``) at once, never a retry. ``CREATE`` stores even an empty state.
+        With ``expected`` (a versioned change: ``PutMode.CREATE`` or ``PutMode.update(version)``) the changes
+        apply only to that version, written with that precondition; finding or meeting another version raises
+        ``VersionConflictError`` (``StateExistsError`` for ``CREATE``) at once, never a retry. ``CREATE`` stores
+        even an empty state.
         """
         object_key = skey.object_key
-        started = time.monotonic()
         budget: RetryBudget | None = None  # made on the first conflict: most writes have none
-        current: Seen = self._cache.get(object_key)
-        basis = Basis.UNREAD if current is None else Basis.CACHE
+        cached = self._cache.get(object_key)
+        current: Seen = None if cached is ABSENT else cached
+        basis = Basis.UNREAD if cached is None else Basis.CACHE
         if expected is not None and not _allows(expected, current):
             basis = Basis.UNREAD  # the cache may be stale: only the backend can say the version is gone
         while True:
@@ -454,7 +333,7 @@ class CompareAndSwap:
                 current, basis = await self._read(skey), Basis.BACKEND
             if expected is not None and not _allows(expected, current):
                 raise _conflict_error(skey, expected, _etag(current), unknown=_unknown(current))
-            draft, refused, plain = self._run_now(skey, current, changes) or await self._run(skey, current, changes)
+            draft, refused, plain = await self._pass(skey, current, changes)
             creates = isinstance(expected, Create) and draft.applied > 0
             if _nothing_to_write(current, draft, plain) and not creates:
                 if basis is Basis.CACHE:  # only the cache says so: ask the backend
@@ -465,116 +344,83 @@ class CompareAndSwap:
                         continue
                 if isinstance(current, Stored) and not current.reseal and draft.state is not None:
                     self._cache.put(object_key, current)
-                return Outcome(skey, draft.state or {}, plain, refused)
-            if len(plain) < OFFLOAD_BYTES:
-                sealed = self.codec.seal(skey, plain)
+                return Outcome(skey, draft.state or {}, plain, refused, draft.fence)
+            rev = new_rev()
+            stored = attach(plain, rev, draft.fence)
+            if len(stored) < OFFLOAD_BYTES:
+                sealed = self.codec.seal(skey, stored)
             else:
-                sealed = await offload(True, self.codec.seal, skey, plain)
+                sealed = await in_worker(self.codec.seal, skey, stored)
+            mode: PutMode = PutMode.CREATE
+            if current is not None:  # a state too large to read, of unknown version: a Replace overwrites it
+                mode = PutMode.OVERWRITE if current.etag is None else PutUpdate(current.etag)
+            if expected is not None:
+                mode = expected
             try:
-                mode: PutMode = PutMode.CREATE if current is None else _update_mode(current)
-                if expected is not None:
-                    mode = expected
-                try:  # as ``_call``, without its frame: the path of every write
-                    etag = (await self.backend.put(object_key, sealed, mode)).etag
-                except StateStoreError:
-                    raise
-                except Exception as exc:
-                    raise _backend_error(skey, "put", exc) from exc
+                etag = (await self._call(skey, "put", self.backend.put(object_key, sealed, mode))).etag
             except PreconditionFailed as conflict:
                 self._cache.discard(object_key)
                 if expected is not None:  # the caller asked for that version: never retried
                     raise await self._version_conflict(skey, expected, conflict) from None
                 if budget is None:
-                    budget = self.retry.start(started)
+                    budget = self.retry.start()
                 retry_at_once = conflict.current_known and budget.tries == 1  # it said what it holds now
                 if not await budget.backoff(sleep=not retry_at_once):
                     raise ConflictError(
                         f"{skey}: gave up after {budget.tries} attempts; other writers kept changing it"
                     ) from None
                 logger.debug("conflict on %s, attempt %d", skey, budget.tries)
-                if hooks.on_conflict is not None:
-                    hooks.on_conflict()
-                if retry_at_once:
-                    current, basis = await self._opened(skey, conflict.current), Basis.BACKEND
+                operation.note_conflict()
+                if retry_at_once and conflict.current is not None:
+                    large = len(conflict.current.data) >= OFFLOAD_BYTES
+                    current, basis = await offload(large, self._open, skey, conflict.current), Basis.BACKEND
+                elif retry_at_once:
+                    current, basis = None, Basis.BACKEND
                 else:
                     basis = Basis.UNREAD
                 continue
             except BaseException:
                 self._cache.discard(object_key)
                 raise
-            self._cache.put(object_key, Stored(plain, etag))
-            return Outcome(skey, draft.current(), plain, refused)
+            self._cache.put(object_key, Stored(plain, etag, Record(rev, draft.fence)))
+            return Outcome(skey, draft.current(), plain, refused, draft.fence)
 
-    # -- one pass -----------------------------------------------------------------------
-
-    def _run_now(
-        self, skey: StateKey, current: Seen, changes: Sequence[Change]
-    ) -> tuple[Draft, dict[int, BaseException], bytes] | None:
-        """``_run`` without a coroutine, for the common case; None for anything else (``_run`` then starts over).
-
-        The common case: a small readable state, small merges, and one pass that encodes within the limit.
-        """
-        if current is not None and (not isinstance(current, Stored) or len(current.plain) >= OFFLOAD_BYTES):
-            return None
-        merges: list[Merge] = []
-        for change in changes:
-            if not isinstance(change, Merge) or change.large:
-                return None
-            merges.append(change)
-        try:
-            draft = Draft(skey, self.codec, {} if current is None else decode(current.plain, skey), False)
-        except CorruptStateError:
-            return None
-        refused: dict[int, BaseException] = {}
-        for i, merge in enumerate(merges):
-            try:
-                draft.merge(merge)
-            except Exception as exc:
-                refused[i] = exc
-        if not draft.applied:
-            return draft, refused, b""
-        try:
-            plain = draft.plain()
-        except InvalidInputError:
-            return None
-        return (draft, refused, plain) if len(plain) <= self.max_state_bytes else None
-
-    async def _run(
+    async def _pass(
         self, skey: StateKey, current: Seen, changes: Sequence[Change]
     ) -> tuple[Draft, dict[int, BaseException], bytes]:
         """Apply ``changes`` to the current state and encode the result: the draft, the refused changes, the JSON.
 
-        The combined state is encoded once. Only if that fails, or it is over the size limit, are the
-        changes applied again, one by one (``ExactDraft``), to refuse only the changes at fault.
+        The combined state is encoded once. Only if that fails, or it is over the size limit, are the changes
+        applied again, one by one (``ExactDraft``), to refuse only the changes at fault.
         """
-        base = await self._base(skey, current)
-        large = isinstance(current, Stored) and len(current.plain) >= OFFLOAD_BYTES
-        draft = Draft(skey, self.codec, base, large)
+        base: State | Unreadable
+        record: Record | None = None
+        large = False
+        if current is None:
+            base = {}
+        elif isinstance(current, Unreadable):
+            base = current
+        else:
+            record, large = current.record, len(current.plain) >= OFFLOAD_BYTES
+            try:
+                base = await in_worker(decode, current.plain, skey) if large else decode(current.plain, skey)
+            except CorruptStateError as exc:
+                base, record = Unreadable(current.etag, exc), None
+        draft = Draft(skey, self.codec, base, record, large)
         refused = await self._build(skey, draft, changes)
         if not draft.applied:
             return draft, refused, b""
         plain: bytes | None
         try:
-            plain = await offload(True, draft.plain) if draft.large else draft.plain()
+            plain = await in_worker(draft.plain) if draft.large else draft.plain()
         except InvalidInputError:  # a value that does not encode: the exact pass finds whose
             plain = None
         if plain is not None and len(plain) <= self.max_state_bytes:
             return draft, refused, plain
         del plain
-        draft = await offload(large, ExactDraft, skey, self.codec, base, large, self.max_state_bytes)
+        draft = await offload(large, ExactDraft, skey, self.codec, base, record, large, self.max_state_bytes)
         refused = await self._build(skey, draft, changes)
         return draft, refused, await offload(draft.large, draft.plain) if draft.applied else b""
-
-    async def _base(self, skey: StateKey, current: Seen) -> State | Unreadable:
-        """The stored state, decoded, or the unreadable object."""
-        if current is None:
-            return {}
-        if isinstance(current, Unreadable):
-            return current
-        try:
-            return await _decode(skey, current.plain)
-        except CorruptStateError as exc:
-            return Unreadable(current.etag, exc)
 
     async def _build(self, skey: StateKey, draft: Draft, changes: Sequence[Change]) -> dict[int, BaseException]:
         """Apply ``changes`` in order to ``draft``; a change that fails is refused and skipped."""
@@ -583,38 +429,35 @@ class CompareAndSwap:
             try:
                 if isinstance(change, Merge):
                     if change.large:
-                        await offload(True, draft.merge, change)
+                        await in_worker(draft.merge, change)
                     else:
                         draft.merge(change)
-                    continue
-                if isinstance(change, Replace):
+                elif isinstance(change, Replace):
                     await offload(change.large, draft.replace, change)
-                    continue
-                copy = await offload(draft.large, copy_state, draft.current())
-                try:
-                    result = change.fn(copy)
-                except BaseException as exc:  # the caller's own code: whatever it raises is that caller's alone
-                    refused[i] = exc
-                    continue
-                await self._accept(skey, draft, result)
+                elif isinstance(change, Acquire):
+                    draft.acquire()
+                else:
+                    error = await self._update(skey, draft, change)
+                    if error is not None:
+                        refused[i] = error
             except Exception as exc:
                 refused[i] = exc
         return refused
 
-    async def _accept(self, skey: StateKey, draft: Draft, result: Any) -> None:
-        """Check an update function's result and make it the draft's state (in a thread if it is large)."""
+    async def _update(self, skey: StateKey, draft: Draft, change: Update) -> BaseException | None:
+        """Apply an update function to a copy of the draft; whatever it raises, even a BaseException, is returned."""
+        draft.check_fence(change.fence)
+        copy = await offload(draft.large, copy_state, draft.current())
+        try:
+            result: Any = change.fn(copy)
+        except BaseException as exc:  # the caller's own code: whatever it raises is that caller's alone
+            return exc
         if not isinstance(result, dict):
             raise InvalidInputError(f"update function for {skey} returned {result.__class__.__name__}, not a dict")
-
-        def accept() -> None:
-            check_json(result, "updated state")
-            self.codec.check(skey, result)
-            draft.accept(result)
-
-        large = await run_check(result, accept)
+        large = not is_small(result)
+        await offload(large, accept_result, draft, result)
         draft.large = draft.large or large
-
-    # -- reading ------------------------------------------------------------------------
+        return None
 
     async def _version_conflict(
         self, skey: StateKey, expected: Expected, conflict: PreconditionFailed
@@ -627,67 +470,52 @@ class CompareAndSwap:
                 obj = await self._get(skey)
             except StoredStateTooLargeError as exc:
                 return _conflict_error(skey, expected, exc.etag, unknown=exc.etag is None)
-            current = None if obj is None else obj.etag
+            current = None if obj is None or isinstance(obj, NotModified) else obj.etag
         return _conflict_error(skey, expected, current)
 
-    async def _call(self, skey: StateKey, op: str, call: Awaitable[T]) -> T:
-        """Await a backend call; anything but our own errors becomes ``BackendError``."""
-        try:
-            return await call
-        except StateStoreError:
-            raise
-        except Exception as exc:
-            raise _backend_error(skey, op, exc) from exc
+    # -- deleting -----------------------------------------------------------------------
 
-    def _open(self, skey: StateKey, obj: Versioned | None) -> Seen:
-        if obj is None:
-            return None
-        limit = read_limit(self.max_state_bytes)
-        if len(obj.data) > limit:  # from a backend that takes no ``max_bytes``, or one that sent it anyway
-            size = len(obj.data)
-            return Unreadable(
-                obj.etag, StoredStateTooLargeError(skey.object_key, size, limit, obj.etag, what=str(skey))
+    async def delete(self, skey: StateKey, if_version: str | None = None, fence: Fence | None = None) -> None:
+        """Remove the state; with ``if_version``, only if that version is stored (else ``VersionConflictError``).
+
+        With ``fence``, only while that fence holds (else ``FencedError``). Both need a backend that honours a
+        conditional delete; where it does not, ``ConditionalDeleteUnsupportedError`` and nothing is deleted,
+        rather than a blind delete.
+        """
+        if if_version is None and fence is None:
+            await self._call(skey, "delete", self.backend.delete(skey.object_key))
+            self._cache.put(skey.object_key, ABSENT)
+            return
+        self._cache.discard(skey.object_key)
+        supported = await self._call(skey, "probe", self.backend.supports(Capability.CONDITIONAL_DELETE))
+        if not supported:
+            raise ConditionalDeleteUnsupportedError(
+                f"delete of {skey} with {'if_version' if fence is None else 'a fence'}: "
+                f"{self.backend.describe()} does not honour a conditional delete, so it cannot be made only if "
+                "unchanged; nothing was deleted"
             )
-        try:
-            opened = self.codec.open(skey, obj.data)
-        except CorruptStateError as exc:
-            return Unreadable(obj.etag, exc)
-        return Stored(opened.plain, obj.etag, opened.reseal)
-
-    async def _opened(self, skey: StateKey, obj: Versioned | None) -> Seen:
-        """``_open``, in a worker thread for large objects (the codec scans, and may decrypt, all of it)."""
-        return await offload(obj is not None and len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
-
-    async def _get(self, skey: StateKey, if_none_match: str | None = None) -> Versioned | NotModified | None:
-        """One read of the stored object; over ``read_limit``: ``StoredStateTooLargeError``, unread if it can be."""
-        key = skey.object_key
-        if not self._bounded:
-            call = (
-                self.backend.get(key) if if_none_match is None else self.backend.get(key, if_none_match=if_none_match)
-            )
-            return await self._call(skey, "get", call)
-        limit = read_limit(self.max_state_bytes)
-        if if_none_match is None:
-            return await self._call(skey, "get", self.backend.get(key, max_bytes=limit))
-        return await self._call(skey, "get", self.backend.get(key, if_none_match=if_none_match, max_bytes=limit))
-
-    async def _read(self, skey: StateKey) -> Seen:
-        """The stored object, read now; a version the cache holds is asked for conditionally (no body if unchanged)."""
-        cached = self._cache.get(skey.object_key) if self._conditional else None
-        try:
-            obj = await self._get(skey, None if cached is None else cached.etag)
-        except StoredStateTooLargeError as exc:
-            self._cache.discard(skey.object_key)
-            return Unreadable(
-                exc.etag, StoredStateTooLargeError(exc.key, exc.size, exc.limit, exc.etag, what=str(skey))
-            )
-        if isinstance(obj, NotModified):
-            if cached is None or not same_etag(obj.etag, cached.etag):
-                raise BackendError(f"get of {skey} answered 'not modified' for a version it was not asked about")
-            return cached
-        if obj is None:
-            self._cache.discard(skey.object_key)
-        return await self._opened(skey, obj)
+        budget: RetryBudget | None = None
+        while True:
+            version = if_version
+            if fence is not None:
+                current = await self._read(skey)
+                fence.verify(skey, current.record if isinstance(current, Stored) else None)
+                assert isinstance(current, Stored)  # verify refuses a missing or unreadable state
+                if if_version is not None and not same_etag(current.etag, if_version):
+                    raise _conflict_error(skey, PutMode.update(if_version), current.etag)
+                version = current.etag
+            assert version is not None
+            try:
+                await self._call(skey, "delete", self.backend.delete(skey.object_key, if_match=version))
+            except PreconditionFailed as conflict:
+                if fence is None or if_version is not None:
+                    raise await self._version_conflict(skey, PutMode.update(version), conflict) from None
+                budget = budget or self.retry.start()
+                if not await budget.backoff():
+                    raise ConflictError(f"{skey}: gave up deleting after {budget.tries} attempts") from None
+                continue  # changed since read: read again, and check the fence again
+            self._cache.put(skey.object_key, ABSENT)
+            return
 
     # -- pruning ------------------------------------------------------------------------
 
@@ -699,7 +527,7 @@ class CompareAndSwap:
             if exc.etag is None:
                 logger.warning("%s is too large to read and its version is unknown: left alone", skey)
             return exc.etag
-        return None if obj is None else obj.etag
+        return None if obj is None or isinstance(obj, NotModified) else obj.etag
 
     async def delete_if(self, skey: StateKey, etag: str) -> bool:
         """Delete the state only if it is still version ``etag``; False if it changed or is gone.
@@ -738,8 +566,7 @@ class CompareAndSwap:
         obj = await self._call(skey, "get_version", self.backend.get_version(skey.object_key, version_id))
         if obj is None:
             return None
-        seen = await self._opened(skey, obj)
+        seen = await offload(len(obj.data) >= OFFLOAD_BYTES, self._open, skey, obj)
         if isinstance(seen, Unreadable):
             raise seen.error
-        assert seen is not None
         return await _decode(skey, seen.plain)

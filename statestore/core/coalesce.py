@@ -14,48 +14,38 @@ to hop through.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Protocol
 
+from .cas import Expected, Outcome
+from .changes import Change, State
 from .paths import StateKey
 
-State = dict[str, Any]
-C = TypeVar("C")  # a change; the coalescer only passes it on
 
+class Apply(Protocol):
+    """``CompareAndSwap.apply``: one pass of the compare-and-swap loop over a batch of changes."""
 
-class Outcome(Protocol):
-    """What ``apply`` returns for a batch of changes."""
-
-    @property
-    def state(self) -> State:
-        """The state as stored (or as found, if nothing needed writing)."""
-
-    @property
-    def refused(self) -> Mapping[int, BaseException]:
-        """Index of a change that was not applied -> its caller's error."""
-
-    async def copy(self) -> State:
-        """A deep copy of ``state`` that one caller may own."""
-
-    def own(self) -> State:
-        """For a batch of one: ``state``, or the error that refused its change."""
+    def __call__(
+        self, skey: StateKey, changes: Sequence[Change], expected: Expected | None = None
+    ) -> Awaitable[Outcome]:
+        """Apply ``changes`` in order and store the result."""
 
 
 @dataclass
-class _Call(Generic[C]):
+class _Call:
     """One caller's change, waiting for its write."""
 
-    change: C
+    change: Change
     future: asyncio.Future[State]
     returns: bool  # the caller gets the state back (save_state does not)
 
 
 @dataclass
-class _Queue(Generic[C]):
+class _Queue:
     """The calls for one state from one event loop, waiting for the next write, and the task that drains them."""
 
-    calls: list[_Call[C]] = field(default_factory=list)
+    calls: list[_Call] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
 
@@ -71,14 +61,14 @@ def _raisable(error: BaseException) -> BaseException:
     return error
 
 
-class Coalescer(Generic[C]):
+class Coalescer:
     """Batches concurrent changes to one state into one call of ``apply(key, changes)``."""
 
-    def __init__(self, apply: Callable[[StateKey, Sequence[C]], Awaitable[Outcome]]) -> None:
+    def __init__(self, apply: Apply) -> None:
         self._apply = apply
-        self._queues: dict[_Slot, _Queue[C]] = {}
+        self._queues: dict[_Slot, _Queue] = {}
 
-    async def submit(self, skey: StateKey, change: C, returns: bool = True) -> State:
+    async def submit(self, skey: StateKey, change: Change, returns: bool = True) -> State:
         """Apply one change; changes to the same state that wait together share one write.
 
         ``returns=False`` (``save_state``) says the caller drops the result, so it needs no copy of its own.
@@ -86,51 +76,46 @@ class Coalescer(Generic[C]):
         loop = asyncio.get_running_loop()
         slot = (loop, skey.object_key)
         queue = self._queues.get(slot)
-        if queue is not None:
+        if queue is not None:  # a write of this state is on its way: join the next one
             call = _Call(change, loop.create_future(), returns)
             queue.calls.append(call)
             return await call.future
         queue = self._queues[slot] = _Queue()
-        # asyncio's own loops keep this turn's ready callbacks in ``_ready``: when it is empty nothing else
-        # runs before the next wait for I/O, and a lone writer skips the turn it would yield to let others join.
-        ready = getattr(loop, "_ready", None)
-        if ready is None or ready:
-            mine = _Call(change, loop.create_future(), returns)
-            queue.calls.append(mine)
-            try:
-                await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
-            except BaseException:
-                mine.future.cancel()
-                self._hand_off(slot, skey, queue)
-                raise
-            if len(queue.calls) > 1:
-                self._hand_off(slot, skey, queue)
-                return await mine.future
-            queue.calls = []
-        # Alone: write from this task. Callers that arrive meanwhile queue up and go to a drain task afterwards.
+        mine = _Call(change, loop.create_future(), returns)
+        queue.calls.append(mine)
         try:
-            outcome = await self._apply(skey, [change])  # as ``alone`` without its frame: the common path
+            await asyncio.sleep(0)  # one loop turn, so callers of the same moment join this write
+        except BaseException:
+            mine.future.cancel()
+            self._hand_off(slot, skey, queue)
+            raise
+        if len(queue.calls) > 1:
+            self._hand_off(slot, skey, queue)
+            return await mine.future
+        # Alone: write from this task. Callers that arrive meanwhile queue up and go to a drain task afterwards.
+        queue.calls = []
+        try:
+            return await self.alone(skey, change)
         finally:
             if queue.calls:
                 self._hand_off(slot, skey, queue)
             else:
                 del self._queues[slot]
-        return outcome.own()
 
-    async def alone(self, skey: StateKey, change: C) -> State:
-        """Apply one change in a write of its own."""
-        return (await self._apply(skey, [change])).own()
+    async def alone(self, skey: StateKey, change: Change, expected: Expected | None = None) -> State:
+        """Apply one change in a write of its own (with ``expected``, only over that version)."""
+        return (await self._apply(skey, [change], expected)).own()
 
-    def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
+    def _hand_off(self, slot: _Slot, skey: StateKey, queue: _Queue) -> None:
         """Leave the waiting calls to a drain task, or drop the queue if nobody waits."""
         if any(not call.future.done() for call in queue.calls):
             queue.task = slot[0].create_task(self._drain(slot, skey, queue))
         else:
             del self._queues[slot]
 
-    async def _drain(self, slot: _Slot, skey: StateKey, queue: _Queue[C]) -> None:
+    async def _drain(self, slot: _Slot, skey: StateKey, queue: _Queue) -> None:
         """Write the waiting changes batch by batch, in call order, until none are left."""
-        batch: list[_Call[C]] = []
+        batch: list[_Call] = []
         try:
             while queue.calls:
                 batch = [call for call in queue.calls if not call.future.done()]
@@ -150,7 +135,7 @@ class Coalescer(Generic[C]):
             for call in batch + queue.calls:
                 call.future.cancel()
 
-    async def _deliver(self, batch: list[_Call[C]], outcome: Outcome) -> None:
+    async def _deliver(self, batch: list[_Call], outcome: Outcome) -> None:
         """Give each caller of a written batch its error or the state.
 
         The state the batch built holds every caller's values, so in a batch of several each

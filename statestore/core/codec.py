@@ -270,14 +270,45 @@ def encode(state: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes, key: StateKey) -> dict[str, Any]:
-    """Decode stored JSON, integers exactly; anything but a JSON object is ``CorruptStateError``."""
+    """Decode stored JSON, integers exactly; anything but a JSON object is ``CorruptStateError``.
+
+    A bare ``NaN``, ``Infinity`` or ``-Infinity`` (what Python's ``json.dump`` writes, and so the service
+    statestore replaces) reads as ``None``: JSON's one value for "no number" (decision 0062).
+    """
     try:
         value = loads(data)
     except ValueError as exc:  # orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError are ValueErrors
-        raise CorruptStateError(f"{key} is not valid JSON ({len(data)} bytes stored)") from exc
+        value = _loads_non_finite(data)
+        if value is _NOT_JSON:
+            raise CorruptStateError(
+                f"Failed to extract state: {key} is not valid JSON ({len(data)} bytes stored)"
+            ) from exc
     if not isinstance(value, dict):
-        raise CorruptStateError(f"{key} holds a JSON {type(value).__name__}, not an object")
+        raise CorruptStateError(f"Failed to extract state: {key} holds a JSON {type(value).__name__}, not an object")
     return value
+
+
+_NOT_JSON: Any = object()
+_NON_FINITE = re.compile(rb"NaN|Infinity")
+
+
+def _loads_non_finite(data: bytes) -> Any:
+    """``data`` parsed with ``NaN`` and ``[-]Infinity`` tokens (and numbers beyond a float) read as None, else
+    ``_NOT_JSON``; as strict as ``loads`` otherwise."""
+    if _NON_FINITE.search(data) is None:
+        return _NOT_JSON
+    try:
+        text = bytes(data).decode("utf-8")
+        value = json.loads(text, parse_constant=lambda _: None, parse_float=_float_or_none)
+        check_json(value)
+    except (ValueError, RecursionError, InvalidInputError):
+        return _NOT_JSON
+    return value
+
+
+def _float_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def copy_state(state: dict[str, Any]) -> dict[str, Any]:

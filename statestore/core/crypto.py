@@ -28,17 +28,18 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import DecryptionError, InvalidInputError, SecretPolicyError, UnencryptedStateError
 from .codec import Codec, Opened, loads
 from .paths import StateKey
 from .secrets import find_raw_secrets
 from .statetype import StateType
+
+if TYPE_CHECKING:  # cryptography is imported when a key is given: importing statestore stays light
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ class EncryptingCodec(Codec):
         # Only AESGCM objects and key ids are kept: no attribute holds key bytes.
         self._aeads: dict[str, AESGCM] = {}
         self.primary_key_id: str | None = None
+        if primary is not None or old_keys:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         if primary is not None:
             raw = parse_key(primary, "primary encryption key")
             self.primary_key_id = key_id(raw)
@@ -221,6 +224,8 @@ class EncryptingCodec(Codec):
                 f"{key} is encrypted under key id {kid}, which is neither the primary key nor an old key "
                 f"(configured: {', '.join(self._aeads)}); add that key to STATESTORE_ENCRYPTION_OLD_KEYS"
             )
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = aead.decrypt(nonce, ciphertext, associated_data(key))
         except InvalidTag:

@@ -1,52 +1,49 @@
 """``Store``: the public API of statestore on one backend for one app, and the checks on its input.
 
-Each call checks its input before any I/O, then hands one change to the
-``Coalescer`` (``coalesce.py``), which batches concurrent changes to one state
-into one pass of the compare-and-swap loop (``CompareAndSwap`` in ``cas.py``).
+Each call is one operation (``with _Boundary(...)``): it checks its input before any I/O, then hands its change to the
+``Coalescer`` (``coalesce.py``), which batches concurrent changes to one state into one pass of the
+compare-and-swap loop (``CompareAndSwap`` in ``cas.py``). The boundary is where an error is told which call and
+state it is about, where the operation's deadline starts, and where telemetry records it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .. import telemetry as _telemetry
 from ..backends.base import ObjectBackend, PutMode
 from ..check import CheckReport, check_backend
-from ..config.settings import (
-    DEFAULT_APP_NAME,
-    DEFAULT_CACHE_BYTES,
-    DEFAULT_MAX_STATE_BYTES,
-    Settings,
-    backend_from_settings,
-)
+from ..config.build import store_options
+from ..config.settings import Settings
 from ..config.url import parse_store_url
-from ..errors import (
-    BackendError,
-    ConditionalDeleteUnsupportedError,
-    InvalidInputError,
-    StateStoreError,
-    VersionNotFoundError,
-)
-from ..util.offload import check_concurrency, is_small, offload, run_workers
+from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..util import operation
+from ..util.offload import check_concurrency, in_worker, is_small, run_workers
 from ..util.retry import RetryPolicy
-from .cas import RESEAL, Change, CompareAndSwap, Expected, Merge, Replace, State, Update, UpdateFn
+from . import maintenance
+from .cas import DEFAULT_CACHE_BYTES, CompareAndSwap, Expected
+from .changes import RESEAL, Acquire, Change, Merge, Replace, State, Update, UpdateFn
 from .coalesce import Coalescer
 from .codec import Codec, check_json
 from .crypto import EncryptingCodec
-from .paths import StateKey, listed_id, state_key, type_prefix, validate_app_name
+from .maintenance import StateInfo, StateVersion
+from .paths import StateKey, state_key, validate_app_name
+from .record import Fence
 from .statetype import StateType
 
-__all__ = ["State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
+__all__ = ["Fence", "State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+DEFAULT_APP_NAME = "default"
+DEFAULT_MAX_STATE_BYTES = 8 * 1024 * 1024
 _KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
 _MAX_VERSION_CHARS = 1024
 
@@ -61,9 +58,8 @@ class VersionedState(NamedTuple):
 class Store:
     """A state store: reads and compare-and-swap writes of JSON states on one backend for one app.
 
-    ``Store`` objects are cheap to share: use one per backend for the life of
-    the process, from any number of tasks, threads and event loops; close it
-    with ``await store.aclose()`` or ``async with store:``.
+    ``Store`` objects are cheap to share: use one per backend for the life of the process, from any number of
+    tasks, threads and event loops; close it with ``await store.aclose()`` or ``async with store:``.
     """
 
     def __init__(
@@ -80,13 +76,25 @@ class Store:
     ) -> None:
         self.app_name = validate_app_name(app_name)
         self.coalesce = coalesce
-        codec = codec if codec is not None else EncryptingCodec()
         self._backend = backend
-        if _telemetry.ENABLED:  # decided once at import: without opentelemetry the backend is not wrapped
-            backend = _telemetry.TelemetryBackend(backend, self.app_name)
-        self._cas = CompareAndSwap(backend, codec, retry or RetryPolicy(), max_state_bytes, cache_size, cache_bytes)
-        self._coalescer: Coalescer[Change] = Coalescer(self._cas.apply)
+        # where OpenTelemetry is installed, requests are counted by a wrapper and operations recorded
+        observed, self._telemetry = _telemetry.for_store(self.app_name, backend)
+        codec = codec if codec is not None else EncryptingCodec()
+        self._cas = CompareAndSwap(observed, codec, retry or RetryPolicy(), max_state_bytes, cache_size, cache_bytes)
+        self._coalescer = Coalescer(self._cas.apply)
         self._keys: dict[tuple[str, str], StateKey] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        """A store on the backend ``url`` names, configured like the default store; ``options`` override ``Store``'s.
+
+        ``file:///abs/path`` or ``file:relative/path``, ``memory://``, or
+        ``s3://bucket[/prefix][?endpoint_url=...&region=...]`` (credentials from the AWS chain). The URL decides the
+        backend and its place, as ``STATESTORE_URL`` does; everything else (keys, limits, S3 timeouts, SSE,
+        If-Match form...) comes from the environment, as for ``build_store()``.
+        """
+        settings = Settings.from_env(**parse_store_url(url).settings_fields())
+        return cls(**{**store_options(settings), **options})
 
     @property
     def backend(self) -> ObjectBackend:
@@ -129,7 +137,8 @@ class Store:
 
     async def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
         """The stored state; ``{}`` only if it does not exist. Always asks the backend."""
-        return await self._cas.read_state(self.key(id, type))
+        with _Boundary(self, "get_state", id, type):
+            return await self._cas.read_state(self.key(id, type))
 
     async def save_state(
         self,
@@ -139,21 +148,22 @@ class Store:
         type: StateType | str,  # noqa: A002
         *,
         if_version: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """Set one top-level ``key`` of the state to ``value``, keeping every other key.
 
-        With ``if_version`` (from ``get_versioned_state``), only if that version is still
-        stored; else ``VersionConflictError`` and nothing changes.
+        With ``if_version`` (from ``get_versioned_state``), only if that version is still stored; else
+        ``VersionConflictError`` and nothing changes. With ``fence`` (from ``acquire_fence``), only while no newer
+        fence was acquired; else ``FencedError`` and nothing changes.
         """
-        skey = self.key(id, type)
-        if not isinstance(key, str):
-            raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
-        expected = _expected(if_version)
-        values = {key: value}
-        pending = self._check(skey, values, value)
-        if pending is not None:
-            await pending
-        await self._submit(skey, Merge(values, large=pending is not None), returns=False, expected=expected)
+        with _Boundary(self, "save_state", id, type):
+            skey = self.key(id, type)
+            if not isinstance(key, str):
+                raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
+            values = {key: value}
+            large = await self._checked(skey, values, value)
+            change = Merge(values, large, _fence(fence, skey))
+            await self._submit(skey, change, returns=False, expected=_expected(if_version))
 
     async def save_state_object(
         self,
@@ -162,35 +172,43 @@ class Store:
         type: StateType | str,  # noqa: A002
         *,
         if_version: str | None = None,
+        fence: Fence | None = None,
     ) -> State:
         """Shallow-merge ``value`` into the state and return the complete merged state.
 
-        With ``if_version``, only if that version is still stored (else ``VersionConflictError``).
+        With ``if_version`` only at that version (else ``VersionConflictError``); with ``fence`` only while it
+        holds (else ``FencedError``).
         """
-        skey = self.key(id, type)
-        expected = _expected(if_version)
-        values = _as_dict(value)
-        pending = self._check(skey, values, values)
-        if pending is not None:
-            await pending
-        return await self._submit(skey, Merge(values, large=pending is not None), expected=expected)
+        with _Boundary(self, "save_state_object", id, type):
+            skey = self.key(id, type)
+            values = _as_dict(value)
+            large = await self._checked(skey, values, values)
+            return await self._submit(skey, Merge(values, large, _fence(fence, skey)), expected=_expected(if_version))
 
-    # -- updating, replacing, deleting, listing --------------------------------
+    # -- updating, replacing, creating, deleting ----------------------------------
 
-    async def update_state(self, id: str, type: StateType | str, fn: UpdateFn) -> State:  # noqa: A002
+    async def update_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        fn: UpdateFn,
+        *,
+        fence: Fence | None = None,
+    ) -> State:
         """Replace the state with ``fn(copy of state)`` and return what was stored.
 
-        ``fn`` runs on the event loop, so keep it quick: nothing else on the loop runs while it
-        does. It gets a deep copy of its own (made in a worker thread for large states) and may
-        mutate and return it; its result is checked before it is stored. ``fn`` may run more
-        than once: again after a conflict with another writer, and when a batch of coalesced
-        changes is re-applied one by one (a change in it did not encode or crossed the size limit).
-        Whatever ``fn`` raises, even a ``BaseException``, fails this call alone.
+        ``fn`` runs on the event loop, so keep it quick: nothing else on the loop runs while it does. It gets a
+        deep copy of its own (made in a worker thread for large states) and may mutate and return it; its result
+        is checked before it is stored. ``fn`` may run more than once: again after a conflict with another writer,
+        and when a batch of coalesced changes is re-applied one by one (a change in it did not encode or crossed
+        the size limit). Whatever ``fn`` raises, even a ``BaseException``, fails this call alone. With ``fence``,
+        only while it holds (else ``FencedError``).
         """
-        skey = self.key(id, type)
-        if not callable(fn):
-            raise InvalidInputError("fn must be callable")
-        return await self._submit(skey, Update(fn))
+        with _Boundary(self, "update_state", id, type):
+            skey = self.key(id, type)
+            if not callable(fn):
+                raise InvalidInputError("fn must be callable")
+            return await self._submit(skey, Update(fn, _fence(fence, skey)))
 
     async def replace_state(
         self,
@@ -199,18 +217,40 @@ class Store:
         value: Mapping[str, Any],
         *,
         if_version: str | None = None,
+        fence: Fence | None = None,
+        fence_epoch: int = 0,
     ) -> State:
         """Store ``value`` as the whole state, whatever is stored now (also a corrupt state).
 
-        With ``if_version``, only if that version is still stored (else ``VersionConflictError``).
+        With ``if_version`` only at that version (else ``VersionConflictError``); with ``fence`` only while it
+        holds (else ``FencedError``). ``fence_epoch``: keep at least this fence epoch, from ``get_fence_epoch``
+        of the same state in another store (how ``copy_states`` carries fences over).
         """
-        skey = self.key(id, type)
-        expected = _expected(if_version)
-        values = _as_dict(value)
-        pending = self._check(skey, values, values)
-        if pending is not None:
-            await pending
-        return await self._submit(skey, Replace(values, large=pending is not None), expected=expected)
+        with _Boundary(self, "replace_state", id, type):
+            skey = self.key(id, type)
+            values = _as_dict(value)
+            large = await self._checked(skey, values, values)
+            change = Replace(values, large, _fence(fence, skey), _epoch(fence_epoch))
+            return await self._submit(skey, change, expected=_expected(if_version))
+
+    async def create_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        value: Mapping[str, Any],
+        *,
+        fence_epoch: int = 0,
+    ) -> State:
+        """Store ``value`` only if no state exists, else ``StateExistsError``; returns what was stored.
+
+        Of concurrent creators (tasks, processes, machines) exactly one wins. ``fence_epoch``: as for
+        ``replace_state``.
+        """
+        with _Boundary(self, "create_state", id, type):
+            skey = self.key(id, type)
+            values = _as_dict(value)
+            large = await self._checked(skey, values, values)
+            return await self._submit(skey, Replace(values, large, epoch=_epoch(fence_epoch)), expected=PutMode.CREATE)
 
     async def delete_state(
         self,
@@ -218,36 +258,141 @@ class Store:
         type: StateType | str,  # noqa: A002
         *,
         if_version: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """Remove the state; a missing state is not an error.
 
-        With ``if_version``, only if that version is still stored, else ``VersionConflictError``
-        (also when the state is gone). It needs a backend that honours a conditional delete:
-        on a server that ignores it (MinIO, Ceph RGW) it raises ``ConditionalDeleteUnsupportedError``
-        and deletes nothing.
+        With ``if_version``, only if that version is still stored, else ``VersionConflictError`` (also when the
+        state is gone); with ``fence``, only while it holds, else ``FencedError``. Either needs a backend that
+        honours a conditional delete: on a server that ignores it (MinIO, Ceph RGW) it raises
+        ``ConditionalDeleteUnsupportedError`` and deletes nothing.
         """
-        skey = self.key(id, type)
-        _expected(if_version)
-        await self._cas.delete(skey, if_version)
+        with _Boundary(self, "delete_state", id, type):
+            skey = self.key(id, type)
+            _expected(if_version)
+            await self._cas.delete(skey, if_version, _fence(fence, skey))
 
-    async def iter_states(self, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
+    async def acquire_fence(self, id: str, type: StateType | str) -> Fence:  # noqa: A002
+        """A new fence for the state: its epoch is greater than every epoch acquired before for it.
+
+        One compare-and-swap write (it creates an empty state where none is stored). From then on a write that
+        carries an older fence raises ``FencedError`` and writes nothing: a paused or zombie writer that wakes up
+        cannot roll the state back. Writes without ``fence=`` are not fenced. See docs/temporal.md.
+        """
+        with _Boundary(self, "acquire_fence", id, type):
+            skey = self.key(id, type)
+            outcome = await self._cas.apply(skey, [Acquire()])
+            outcome.own()
+            return Fence(skey.app, skey.type, skey.id, outcome.fence)
+
+    async def get_fence_epoch(self, id: str, type: StateType | str) -> int:  # noqa: A002
+        """The epoch of the state's newest fence (0: none was acquired, or no state is stored). Always asks the backend.
+
+        For tools that move states (``copy_states`` passes it as ``fence_epoch=``) and for diagnostics; a writer
+        proves its right to write with the ``Fence`` that ``acquire_fence`` gave it, never with this number.
+        """
+        with _Boundary(self, "get_fence_epoch", id, type):
+            return await self._cas.read_fence(self.key(id, type))
+
+    # -- reading several, listing ------------------------------------------------
+
+    async def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
+        """The stored state and its version (``({}, None)`` if it does not exist). Always asks the backend.
+
+        Pass the version back as ``if_version=`` to change the state only if nobody changed it meanwhile: a
+        read-modify-write that spans your own code (a request, a human). A version names one write: a state
+        rewritten with the same content has another version.
+        """
+        with _Boundary(self, "get_versioned_state", id, type):
+            state, version = await self._cas.read_versioned(self.key(id, type))
+            return VersionedState(state, version)
+
+    async def get_states(
+        self,
+        ids: Iterable[str],
+        type: StateType | str,  # noqa: A002
+        *,
+        concurrency: int = 16,
+    ) -> dict[str, State]:
+        """The states of ``ids``, read ``concurrency`` at a time: ``{id: state}``, ``{}`` for a missing one.
+
+        Every requested id is a key, in the order first requested (a repeated id is read once). Every id and the
+        type are checked before any request. Any failure (a corrupt state, the backend) raises, and the reads still
+        running are cancelled: it never returns part of the answer.
+        """
+        with _Boundary(self, "get_states", None, type):
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+                raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
+            check_concurrency(concurrency)
+            stype = StateType.coerce(type)
+            wanted = {self.key(state_id, stype).id: None for state_id in ids}  # a bad id raises before any read
+            found: dict[str, State] = {}
+            queue = iter(wanted)
+
+            async def worker() -> None:
+                for state_id in queue:  # a plain iterator shared by the workers: each id is taken once
+                    found[state_id] = await self.get_state(state_id, stype)
+
+            await run_workers(worker, min(concurrency, len(wanted)))
+            return {state_id: found[state_id] for state_id in wanted}
+
+    def iter_states(self, type: StateType | str) -> AsyncIterator[str]:  # noqa: A002
         """Yield the ids of this app's states of ``type`` as the backend lists them (streaming, unsorted)."""
         stype = StateType.coerce(type)
-        prefix = type_prefix(self.app_name, stype)
-        try:
-            where = self.backend.describe()
-            async for key in self._cas.backend.list_keys(prefix):
-                state_id = listed_id(prefix, key, where)
-                if state_id is not None:
-                    yield state_id
-        except StateStoreError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
+        return self._listing("iter_states", stype, maintenance.list_ids(self._cas.backend, self.app_name, stype))
 
     async def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
         """The ids of this app's states of ``type``, sorted."""
-        return sorted([state_id async for state_id in self.iter_states(type)])
+        with _Boundary(self, "list_states", None, type):
+            return sorted([state_id async for state_id in self.iter_states(type)])
+
+    def iter_state_info(self, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
+        """Yield id, version, size and last change of each state of ``type``, from the listing alone (unsorted).
+
+        No state is read: ``version`` is the ETag where the listing carries it (S3, memory) and None where it does
+        not (the local backend).
+        """
+        stype = StateType.coerce(type)
+        infos = maintenance.list_infos(self._cas.backend, self.app_name, stype)
+        return self._listing("iter_state_info", stype, infos)
+
+    async def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
+        """``iter_state_info``, sorted by id."""
+        with _Boundary(self, "list_state_info", None, type):
+            return sorted([info async for info in self.iter_state_info(type)], key=lambda info: info.id)
+
+    async def _listing(self, name: str, stype: StateType, items: AsyncIterator[T]) -> AsyncIterator[T]:
+        """A listing as one operation: its errors told their call, recorded by telemetry; closed when dropped."""
+        op = operation.Operation(name, float("inf"))
+        if self._telemetry is not None:
+            self._telemetry.begin(op, stype.value, None, current=False)
+        outcome = "ok"
+        try:
+            while True:
+                token = operation.enter(op)  # current while the listing runs, never across a yield
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    return
+                except StateStoreError as exc:
+                    _annotate(exc, name, None, stype)
+                    raise
+                except Exception as exc:
+                    raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
+                finally:
+                    operation.leave(token)
+                yield item
+        except GeneratorExit:  # the consumer stopped early: not an error
+            raise
+        except BaseException as exc:
+            outcome = exc.__class__.__name__
+            raise
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+            if self._telemetry is not None:
+                self._telemetry.end(op, outcome)
+
+    # -- maintenance: re-encryption, pruning, history --------------------------------
 
     async def reencrypt_states(
         self,
@@ -258,35 +403,106 @@ class Store:
     ) -> int:
         """Rewrite every state of ``type`` whose stored form is outdated; returns how many were outdated.
 
-        Outdated means what the codec flags with ``reseal``: sealed under an
-        old key (after a key rotation), plain JSON where encryption is now on,
-        or encrypted where it is now off. Each rewrite is a conditional write
-        through the normal compare-and-swap loop, so a concurrent update is
-        never lost (if another writer rewrites a state first, its write counts
-        and this one is skipped). A state that cannot be read (``DecryptionError``: a key
-        nobody configured) stops the run with that error; states done before
-        it stay done, and running again is safe. ``statestore reencrypt`` calls it.
-        ``progress(done, total)`` is called after each state.
+        Outdated means what the codec flags with ``reseal``: sealed under an old key (after a key rotation), plain
+        JSON where encryption is now on, or encrypted where it is now off. Each rewrite is a conditional write
+        through the compare-and-swap loop, so a concurrent update is never lost (if another writer rewrites a state
+        first, its write counts and this one is skipped). A state that cannot be read (``DecryptionError``: a key
+        nobody configured) stops the run with that error; states done before it stay done, and running again is
+        safe. ``progress(done, total)`` is called after each state.
         """
-        stype = StateType.coerce(type)
-        check_concurrency(concurrency)
-        if progress is not None and not callable(progress):
-            raise InvalidInputError("progress must be callable")
-        listed = await self.list_states(stype)
-        ids = iter(listed)
-        count = done = 0
+        with _Boundary(self, "reencrypt_states", None, type):
+            stype = StateType.coerce(type)
+            check_concurrency(concurrency)
+            _callable_or_none(progress, "progress")
 
-        async def worker() -> None:
-            nonlocal count, done
-            for state_id in ids:  # a plain iterator shared by the workers: each id is taken once
-                if await self._reseal(self.key(state_id, stype)):
-                    count += 1
-                done += 1
-                if progress is not None:
-                    progress(done, len(listed))
+            async def reseal(state_id: str) -> bool:
+                skey = self.key(state_id, stype)
+                if not await self._cas.outdated(skey):
+                    return False
+                await self._submit(skey, RESEAL, returns=False)
+                return True
 
-        await run_workers(worker, concurrency)
-        return count
+            return await maintenance.for_each(await self.list_states(stype), reseal, concurrency, progress)
+
+    async def prune_states(
+        self,
+        type: StateType | str,  # noqa: A002
+        *,
+        older_than: timedelta,
+        dry_run: bool = False,
+        allow_unconditional: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Delete the states of ``type`` last changed before now - ``older_than``; returns their ids, sorted.
+
+        Each is deleted only if it is still the version listed (a conditional delete), so a state updated
+        meanwhile (even to the same content: versions never repeat) is kept. Where the listing has no version
+        (local), it is read, and kept unless a second listing shows it unchanged. Where the server ignores
+        conditional deletes (MinIO, Ceph RGW) this raises ``ConditionalDeleteUnsupportedError`` before deleting
+        anything, unless ``allow_unconditional``: then each is re-read and deleted unconditionally if unchanged,
+        which can lose an update made in between (docs/decisions/0034). ``dry_run`` deletes nothing and returns the
+        ids a run would consider. ``progress(done, total)`` is called per state.
+        """
+        with _Boundary(self, "prune_states", None, type):
+            stype = StateType.coerce(type)
+            if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+                raise InvalidInputError(f"older_than must be a positive timedelta, not {older_than!r}")
+            for name, flag in (("dry_run", dry_run), ("allow_unconditional", allow_unconditional)):
+                if not isinstance(flag, bool):
+                    raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
+            _callable_or_none(progress, "progress")
+            pruner = maintenance.Pruner(self._cas, self.key, self.iter_state_info)
+            return await pruner.run(stype, older_than, dry_run, allow_unconditional, progress)
+
+    async def state_history(self, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
+        """The kept versions of the state, newest first: version id, last change, size stored, deletion or not.
+
+        Needs a backend that keeps versions (S3 with bucket versioning on); any other raises
+        ``VersionsUnsupportedError``, saying how to enable them. A state never written has none.
+        """
+        with _Boundary(self, "state_history", id, type):
+            versions = await self._cas.versions(self.key(id, type))
+            return [StateVersion(v.version_id, v.last_modified, v.size, v.deleted) for v in versions]
+
+    async def get_state_version(self, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
+        """The state as it was at ``version`` (an id from ``state_history``), decrypted as a current read is.
+
+        ``VersionNotFoundError`` if the state has no such version, or that version is a deletion.
+        """
+        with _Boundary(self, "get_state_version", id, type):
+            return await maintenance.read_version(self._cas, self.key(id, type), _version_id(version))
+
+    async def restore_state(
+        self,
+        id: str,  # noqa: A002
+        type: StateType | str,  # noqa: A002
+        version: str,
+        *,
+        if_version: str | None = None,
+    ) -> State:
+        """Make the state what it was at ``version`` (from ``state_history``) again; returns what was stored.
+
+        The restore is a new write through the compare-and-swap loop, like ``replace_state``: it never overwrites
+        blindly, credentials are sealed anew with the current key, and the version restored from stays in the
+        history. With ``if_version`` only if that version is still the current one (else
+        ``VersionConflictError``). An unknown ``version`` raises ``VersionNotFoundError`` and writes nothing.
+        """
+        with _Boundary(self, "restore_state", id, type):
+            skey = self.key(id, type)
+            expected = _expected(if_version)
+            values = await maintenance.read_version(self._cas, skey, _version_id(version))
+            large = await self._checked(skey, values, values)
+            return await self._submit(skey, Replace(values, large), expected=expected)
+
+    # -- the store itself ------------------------------------------------------------
+
+    async def check(self) -> CheckReport:
+        """Probe the backend on scratch objects under this app's prefix: is compare-and-swap safe on it?
+
+        Nothing stored is touched and the scratch objects are removed. The report names each probe, a verdict
+        and the settings to use (for example the ``If-Match`` form an S3 server honours); see ``statestore.check``.
+        """
+        return await check_backend(self.backend, self.app_name)
 
     async def aclose(self) -> None:
         """Close the backend's connections; the store opens new ones if used again."""
@@ -300,91 +516,19 @@ class Store:
     ) -> None:
         await self.aclose()
 
-    async def check(self) -> CheckReport:
-        """Probe the backend on scratch objects under this app's prefix: is compare-and-swap safe on it?
+    # -- the work behind the public API ------------------------------------------------
 
-        Nothing stored is touched and the scratch objects are removed. The
-        report names each probe, a verdict and the settings to use (for
-        example the ``If-Match`` form an S3 server honours); see ``statestore.check``.
+    async def _checked(self, skey: StateKey, values: dict[str, Any], size_of: Any) -> bool:
+        """Check what a call sets before any I/O (plain JSON the codec accepts); True if it is large.
+
+        A small value (judged on ``size_of``: the common case) is checked right here; a large one in the worker
+        thread, where the work on the change goes too.
         """
-        return await check_backend(self.backend, self.app_name)
-
-    async def get_states(
-        self,
-        ids: Iterable[str],
-        type: StateType | str,  # noqa: A002
-        *,
-        concurrency: int = 16,
-    ) -> dict[str, State]:
-        """The states of ``ids``, read ``concurrency`` at a time: ``{id: state}``, ``{}`` for a missing one.
-
-        Every requested id is a key, in the order first requested (a repeated id is read once).
-        Every id and the type are checked before any request. Any failure (a corrupt state, the
-        backend) raises, and the reads still running are cancelled: it never returns part of the answer.
-        """
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-            raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
-        check_concurrency(concurrency)
-        stype = StateType.coerce(type)
-        wanted: dict[str, None] = {}
-        for state_id in ids:
-            self.key(state_id, stype)  # raises for a bad id before anything is read
-            wanted[state_id] = None
-        found: dict[str, State] = {}
-        queue = iter(wanted)
-
-        async def worker() -> None:
-            for state_id in queue:  # a plain iterator shared by the workers: each id is taken once
-                found[state_id] = await self.get_state(state_id, stype)
-
-        await run_workers(worker, min(concurrency, len(wanted)))
-        return {state_id: found[state_id] for state_id in wanted}
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Store:
-        """A store on the backend ``url`` names (see ``statestore.url``); ``options`` go to ``Store``.
-
-        ``file:///abs/path`` or ``file:relative/path``, ``memory://``, or
-        ``s3://bucket[/prefix][?endpoint_url=...&region=...]`` (credentials from the AWS chain).
-        The URL decides the backend and its place, as ``STATESTORE_URL`` does; the other backend
-        settings (timeouts, SSE, If-Match form...) come from the environment, as for the default store.
-        """
-        settings = Settings.from_env(**parse_store_url(url).settings_fields())
-        return cls(backend_from_settings(settings), **options)
-
-    async def get_versioned_state(self, id: str, type: StateType | str) -> VersionedState:  # noqa: A002
-        """The stored state and its version (``({}, None)`` if it does not exist). Always asks the backend.
-
-        Pass the version back as ``if_version=`` to change the state only if nobody changed it
-        meanwhile: a read-modify-write that spans your own code (a request, a human).
-        """
-        state, version = await self._cas.read_versioned(self.key(id, type))
-        return VersionedState(state, version)
-
-    async def create_state(self, id: str, type: StateType | str, value: Mapping[str, Any]) -> State:  # noqa: A002
-        """Store ``value`` only if no state exists, else ``StateExistsError``; returns what was stored.
-
-        Of concurrent creators (tasks, processes, machines) exactly one wins.
-        """
-        skey = self.key(id, type)
-        values = _as_dict(value)
-        pending = self._check(skey, values, values)
-        if pending is not None:
-            await pending
-        return await self._submit(skey, Replace(values, large=pending is not None), expected=PutMode.CREATE)
-
-    # -- the work behind the public API --------------------------------------------
-
-    def _check(self, skey: StateKey, values: dict[str, Any], size_of: Any) -> Awaitable[None] | None:
-        """Check what a call sets before any I/O: plain JSON that the codec accepts.
-
-        A small value (judged on ``size_of``, the common case) is checked right here: None. For a
-        large one, the awaitable that checks it in a worker thread, where the work on the change goes too.
-        """
-        if not is_small(size_of):
-            return offload(True, self._check_values, skey, values)
-        self._check_values(skey, values)
-        return None
+        if is_small(size_of):
+            self._check_values(skey, values)
+            return False
+        await in_worker(self._check_values, skey, values)
+        return True
 
     def _check_values(self, skey: StateKey, values: dict[str, Any]) -> None:
         check_json(values, "value")
@@ -396,196 +540,52 @@ class Store:
         """Apply one change, coalesced with concurrent changes to the same state unless ``coalesce`` is off.
 
         A versioned change (``expected``) is never coalesced: it is written alone, with its own precondition.
-        Returns the coroutine that does it (no frame of its own on the path of every write).
         """
-        if expected is not None:
-            return self._versioned(skey, change, expected)
-        if not self.coalesce:
-            return self._coalescer.alone(skey, change)
-        return self._coalescer.submit(skey, change, returns)
+        if expected is None and self.coalesce:
+            return self._coalescer.submit(skey, change, returns)
+        return self._coalescer.alone(skey, change, expected)
 
-    async def _versioned(self, skey: StateKey, change: Change, expected: Expected) -> State:
-        return (await self._cas.apply(skey, [change], expected)).own()
 
-    async def _reseal(self, skey: StateKey) -> bool:
-        """Rewrite one state if the codec says its stored form is outdated; True if it was."""
-        if not await self._cas.outdated(skey):
-            return False
-        await self._submit(skey, RESEAL, returns=False)
-        return True
+class _Boundary(operation.Operation):
+    """One public call of a store, as a ``with`` block: the operation, its deadline and what is said of it.
 
-    # -- metadata and pruning ------------------------------------------------------
+    On the way in it makes the call the current ``Operation`` (its deadline: now + the store's retry deadline,
+    which bounds every wait below) and, where telemetry records, starts its span. On the way out a
+    ``StateStoreError`` is told the call and the state it is about, and the span ends with the outcome.
+    """
 
-    async def iter_state_info(self, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
-        """Yield the id, version, size and last change of each state of ``type``, from the listing alone (unsorted).
+    __slots__ = ("_state_id", "_state_type", "_telemetry", "_token")
 
-        No state is read: ``version`` is the ETag where the listing carries it (S3, memory) and
-        None where it does not (the local backend).
-        """
-        stype = StateType.coerce(type)
-        prefix = type_prefix(self.app_name, stype)
-        try:
-            where = self.backend.describe()
-            async for meta in self._cas.backend.list(prefix):
-                state_id = listed_id(prefix, meta.key, where)
-                if state_id is not None:
-                    yield StateInfo(state_id, meta.etag, meta.size, meta.last_modified)
-        except StateStoreError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
+    def __init__(self, store: Store, name: str, state_id: object = None, state_type: object = None) -> None:
+        self.name = name
+        self.deadline = time.monotonic() + store._cas.retry.deadline
+        self.conflicts = self.retries = 0
+        self.recording = None
+        self._state_id = state_id
+        self._state_type = state_type
+        self._telemetry = store._telemetry
 
-    async def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
-        """``iter_state_info``, sorted by id."""
-        return sorted([info async for info in self.iter_state_info(type)], key=lambda info: info.id)
+    def __enter__(self) -> _Boundary:
+        self._token = operation.CURRENT.set(self)
+        if self._telemetry is not None:
+            self._telemetry.begin(self, self._state_type, self._state_id)
+        return self
 
-    async def prune_states(
-        self,
-        type: StateType | str,  # noqa: A002
-        *,
-        older_than: timedelta,
-        dry_run: bool = False,
-        allow_unconditional: bool = False,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list[str]:
-        """Delete the states of ``type`` last changed before now - ``older_than``; returns their ids, sorted.
+    def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        operation.CURRENT.reset(self._token)
+        if exc is not None and isinstance(exc, StateStoreError):
+            _annotate(exc, self.name, self._state_id, self._state_type)
+        if self._telemetry is not None:
+            self._telemetry.end(self, "ok" if exc is None else exc.__class__.__name__)
 
-        Each is deleted only if it is still the version listed (a conditional delete), so a state
-        updated meanwhile is kept. Where the listing has no version (local), it is read, and kept
-        unless a second listing shows it unchanged. Where the server ignores conditional deletes
-        (MinIO, Ceph RGW) this raises ``ConditionalDeleteUnsupportedError`` before deleting anything,
-        unless ``allow_unconditional``: then each is re-read and deleted unconditionally if unchanged,
-        which can lose an update made in between (see docs/decisions/0034). ``dry_run`` deletes
-        nothing and returns the ids a run would consider. ``progress(done, total)`` is called per state.
-        """
-        stype = StateType.coerce(type)
-        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-            raise InvalidInputError(f"older_than must be a positive timedelta, not {older_than!r}")
-        for name, flag in (("dry_run", dry_run), ("allow_unconditional", allow_unconditional)):
-            if not isinstance(flag, bool):
-                raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
-        if progress is not None and not callable(progress):
-            raise InvalidInputError("progress must be callable")
-        try:
-            cutoff = datetime.now(UTC) - older_than
-        except OverflowError:
-            raise InvalidInputError(
-                f"older_than is too long ({older_than.days} days): that is before the year 1, no state is that old"
-            ) from None
-        stale = sorted(
-            [info async for info in self.iter_state_info(stype) if info.last_modified < cutoff], key=lambda i: i.id
-        )
-        if dry_run:
-            return [info.id for info in stale]
-        stale = await self._with_versions(stype, stale)
-        pruned: list[str] = []
-        conditional = True
-        for done, info in enumerate(stale, 1):
-            skey = self.key(info.id, stype)
-            assert info.version is not None
-            try:
-                if conditional:
-                    try:
-                        deleted = await self._cas.delete_if(skey, info.version)
-                    except ConditionalDeleteUnsupportedError as exc:
-                        if not allow_unconditional:
-                            raise ConditionalDeleteUnsupportedError(
-                                f"{exc}; prune deletes only states unchanged since listed, which this server "
-                                "cannot guarantee: pass allow_unconditional=True (statestore prune "
-                                "--allow-unconditional) to accept losing an update made during the prune"
-                            ) from exc
-                        logger.warning(
-                            "%s ignores conditional deletes: pruning unconditionally", self.backend.describe()
-                        )
-                        conditional = False
-                if not conditional:
-                    deleted = await self._cas.delete_if_unchanged(skey, info.version)
-            except StateStoreError as exc:
-                _annotate(exc, "prune_states", info.id, stype.value)
-                raise
-            if deleted:
-                pruned.append(info.id)
-            if progress is not None:
-                progress(done, len(stale))
-        return pruned
 
-    async def _with_versions(self, stype: StateType, stale: list[StateInfo]) -> list[StateInfo]:
-        """``stale`` with a version each: read where the listing had none, kept if a second listing agrees.
-
-        A state read after it changed would give the new version; the second listing (after the
-        reads) shows its change, so it is dropped rather than deleted.
-        """
-        unknown = [info for info in stale if info.version is None]
-        if not unknown:
-            return stale
-        read: dict[str, str] = {}
-        for info in unknown:
-            etag = await self._cas.current_etag(self.key(info.id, stype))
-            if etag is not None:
-                read[info.id] = etag
-        again = {info.id: info async for info in self.iter_state_info(stype)}
-        kept: list[StateInfo] = []
-        for info in stale:
-            if info.version is not None:
-                kept.append(info)
-                continue
-            now = again.get(info.id)
-            if info.id in read and now is not None and (now.size, now.last_modified) == (info.size, info.last_modified):
-                kept.append(info._replace(version=read[info.id]))
-        return kept
-
-    # -- history and restore (backends that keep versions) -----------------------------
-
-    async def state_history(self, id: str, type: StateType | str) -> list[StateVersion]:  # noqa: A002
-        """The kept versions of the state, newest first: version id, last change, size stored, deletion or not.
-
-        Needs a backend that keeps versions (S3 with bucket versioning on); any other raises
-        ``VersionsUnsupportedError``, saying how to enable them. A state never written has none.
-        """
-        skey = self.key(id, type)
-        return [StateVersion(v.version_id, v.last_modified, v.size, v.deleted) for v in await self._cas.versions(skey)]
-
-    async def get_state_version(self, id: str, type: StateType | str, version: str) -> State:  # noqa: A002
-        """The state as it was at ``version`` (an id from ``state_history``), decrypted as a current read is.
-
-        ``VersionNotFoundError`` if the state has no such version, or that version is a deletion.
-        """
-        skey = self.key(id, type)
-        return await self._state_version(skey, _version_id(version))
-
-    async def restore_state(
-        self,
-        id: str,  # noqa: A002
-        type: StateType | str,  # noqa: A002
-        version: str,
-        *,
-        if_version: str | None = None,
-    ) -> State:
-        """Make the state what it was at ``version`` (from ``state_history``) again; returns what was stored.
-
-        The restore is a new write through the compare-and-swap loop, like ``replace_state``: it never
-        overwrites blindly, credentials are sealed anew with the current key, and the version restored
-        from stays in the history. With ``if_version`` (from ``get_versioned_state``) only if that version
-        is still the current one (else ``VersionConflictError``). An unknown ``version`` raises
-        ``VersionNotFoundError`` and writes nothing.
-        """
-        skey = self.key(id, type)
-        version_id = _version_id(version)
-        expected = _expected(if_version)
-        values = await self._state_version(skey, version_id)
-        pending = self._check(skey, values, values)
-        if pending is not None:
-            await pending
-        return await self._submit(skey, Replace(values, large=pending is not None), expected=expected)
-
-    async def _state_version(self, skey: StateKey, version_id: str) -> State:
-        state = await self._cas.read_version(skey, version_id)
-        if state is None:
-            raise VersionNotFoundError(
-                f"{skey} has no version {version_id!r} with content (not in its history, or a deletion); "
-                "see state_history (statestore history ID)"
-            )
-        return state
+def _annotate(exc: StateStoreError, name: str, state_id: object, state_type: object) -> None:
+    """Say on ``exc`` which call failed, and for which state where known (an inner call's state is kept)."""
+    exc.operation = name
+    if exc.state_id is None and isinstance(state_id, str):
+        exc.state_id = state_id
+    if exc.state_type is None and isinstance(state_type, str):  # as the caller gave it, even if it is no type
+        exc.state_type = state_type.value if isinstance(state_type, StateType) else state_type
 
 
 def _expected(version: str | None) -> Expected | None:
@@ -598,18 +598,26 @@ def _expected(version: str | None) -> Expected | None:
         or len(version) > _MAX_VERSION_CHARS
         or not (version.isascii() and version.isprintable())
     ):
-        shown = repr(version) if len(repr(version)) <= 80 else repr(version)[:76] + "..."
         raise InvalidInputError(
-            f"if_version must be a version from get_versioned_state (a non-empty string), not {shown}"
+            f"if_version must be a version from get_versioned_state (a non-empty string), not {_shown(version)}"
         )
     return PutMode.update(version)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    """A mapping a call sets, as a dict of its own."""
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
-    return dict(value)
+def _fence(fence: object, skey: StateKey) -> Fence | None:
+    """``fence`` if it is None or a ``Fence`` of this state, else ``InvalidInputError`` (before any I/O)."""
+    if fence is None:
+        return None
+    if not isinstance(fence, Fence):
+        raise InvalidInputError(f"fence must be a Fence from acquire_fence, not {fence.__class__.__name__}")
+    return fence.check(skey)
+
+
+def _epoch(value: object) -> int:
+    """``value`` if it can be a fence epoch (an integer of 0 or more; a bool is not), else ``InvalidInputError``."""
+    if value.__class__ is not int or value < 0:
+        raise InvalidInputError(f"fence_epoch must be an integer of 0 or more, not {_shown(value)}")
+    return value
 
 
 def _version_id(version: Any) -> str:
@@ -620,96 +628,24 @@ def _version_id(version: Any) -> str:
         or len(version) > _MAX_VERSION_CHARS
         or not (version.isascii() and version.isprintable())
     ):
-        shown = repr(version) if len(repr(version)) <= 80 else repr(version)[:76] + "..."
-        raise InvalidInputError(f"version must be a version id from state_history (a non-empty string), not {shown}")
+        raise InvalidInputError(
+            f"version must be a version id from state_history (a non-empty string), not {_shown(version)}"
+        )
     return version
 
 
-class StateInfo(NamedTuple):
-    """What the listing says of one state: ``version`` is its ETag (None where the listing cannot know it).
-
-    ``size`` is the bytes stored (sealed, if encrypted), not the plain JSON.
-    """
-
-    id: str
-    version: str | None
-    size: int
-    last_modified: datetime  # timezone-aware, UTC
+def _shown(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:76] + "..."
 
 
-class StateVersion(NamedTuple):
-    """One kept version of a state (``state_history``): its id, when it was written, bytes stored, deletion or not.
-
-    ``size`` is the bytes stored (sealed, if encrypted); a deletion has no content (size 0).
-    """
-
-    version: str
-    last_modified: datetime  # timezone-aware, UTC
-    size: int
-    deleted: bool = False
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A mapping a call sets, as a dict of its own."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
+    return dict(value)
 
 
-# -- which state an error is about -------------------------------------------------
-
-_NOT_ANNOTATED = frozenset({"aclose", "check"})
-
-
-def _annotate(exc: StateStoreError, operation: str, state_id: Any, state_type: Any) -> None:
-    """Say on ``exc`` which call failed, and for which state where known (an inner call's state is kept)."""
-    exc.operation = operation
-    if exc.state_id is None and isinstance(state_id, str):
-        exc.state_id = state_id
-    if exc.state_type is None:
-        if isinstance(state_type, StateType):
-            exc.state_type = state_type.value
-        elif isinstance(state_type, str):
-            exc.state_type = state_type
-
-
-def _wrapped(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` traced where opentelemetry is installed, then every ``StateStoreError`` it raises annotated.
-
-    The outer wrapper is always an ``async def`` (or an async generator): each method stays a coroutine function.
-    """
-    signature = inspect.signature(method)
-    annotates = name not in _NOT_ANNOTATED
-    if _telemetry.ENABLED:  # a span per operation (statestore.telemetry), only where opentelemetry is installed
-        method = _telemetry.traced(name, method)
-
-    def about(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        try:
-            bound = signature.bind(*args, **kwargs).arguments
-        except TypeError:
-            return None, None
-        return bound.get("id"), bound.get("type")
-
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            try:
-                async with contextlib.aclosing(method(*args, **kwargs)) as items:  # closed when our consumer stops
-                    async for item in items:
-                        yield item
-            except StateStoreError as exc:
-                if annotates:
-                    _annotate(exc, name, *about(args, kwargs))
-                raise
-
-        return iterate
-
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except StateStoreError as exc:
-            if annotates:
-                _annotate(exc, name, *about(args, kwargs))
-            raise
-
-    return call
-
-
-for _name, _method in list(vars(Store).items()):
-    if not _name.startswith("_") and (inspect.iscoroutinefunction(_method) or inspect.isasyncgenfunction(_method)):
-        setattr(Store, _name, _wrapped(_name, _method))
+def _callable_or_none(value: object, name: str) -> None:
+    if value is not None and not callable(value):
+        raise InvalidInputError(f"{name} must be callable")

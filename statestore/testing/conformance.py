@@ -24,16 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ..backends.base import (
-    NotModified,
-    ObjectBackend,
-    ObjectMeta,
-    PutMode,
-    Versioned,
-    same_etag,
-    takes_if_none_match,
-    takes_max_bytes,
-)
+from ..backends.base import Capability, NotModified, ObjectBackend, ObjectMeta, PutMode, Versioned, same_etag
 from ..errors import ConditionalDeleteUnsupportedError, PreconditionFailed, StoredStateTooLargeError
 
 __all__ = ["BackendTests"]
@@ -144,12 +135,12 @@ class BackendTests:
             with pytest.raises(PreconditionFailed):
                 await backend.delete(KEY, if_match=first)
         except ConditionalDeleteUnsupportedError:  # a server that ignores If-Match on delete (Ceph RGW, MinIO)
-            assert backend.supports_conditional_delete is False
+            assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
             with pytest.raises(ConditionalDeleteUnsupportedError):
                 await backend.delete(KEY, if_match=current.etag)
             assert await backend.get(KEY) == current
             return
-        assert backend.supports_conditional_delete is True
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is True
         assert await backend.get(KEY) == current
         await backend.delete(KEY, if_match=current.etag)
         assert await backend.get(KEY) is None
@@ -196,7 +187,8 @@ class BackendTests:
     # -- capabilities and lifecycle ------------------------------------------------
 
     async def test_capabilities_and_description(self, backend: ObjectBackend) -> None:
-        assert isinstance(backend.supports_conditional_delete, bool)
+        for capability in Capability:
+            assert isinstance(await backend.supports(capability), bool)
         assert isinstance(backend.key_prefix, str)
         assert isinstance(backend.describe(), str) and backend.describe()
 
@@ -252,7 +244,6 @@ class BackendTests:
 
     async def test_get_if_none_match_of_the_current_version(self, backend: ObjectBackend) -> None:
         """The current ETag (quoted or not): ``NotModified``, or the whole object where the backend cannot tell."""
-        _needs_if_none_match(backend)
         etag = (await backend.put(KEY, b"1")).etag
         for asked in (etag, etag.strip('"')):
             got = await backend.get(KEY, if_none_match=asked)
@@ -262,7 +253,6 @@ class BackendTests:
                 assert got.data == b"1"
 
     async def test_get_if_none_match_of_a_replaced_version_returns_the_new_one(self, backend: ObjectBackend) -> None:
-        _needs_if_none_match(backend)
         first = (await backend.put(KEY, b"1")).etag
         await backend.get(KEY, if_none_match=first)
         second = (await backend.put(KEY, b"2")).etag  # same size: only the content tells them apart
@@ -272,7 +262,6 @@ class BackendTests:
             assert got.data == b"2" and same_etag(got.etag, second)
 
     async def test_get_if_none_match_of_a_missing_key_is_none(self, backend: ObjectBackend) -> None:
-        _needs_if_none_match(backend)
         assert await backend.get(KEY, if_none_match=_NEVER_AN_ETAG) is None
         etag = (await backend.put(KEY, b"1")).etag
         assert await backend.get(KEY, if_none_match=etag) is not None
@@ -284,7 +273,6 @@ class BackendTests:
     async def test_get_refuses_an_object_over_max_bytes(self, backend: ObjectBackend) -> None:
         """``StoredStateTooLargeError`` with the object's size, decided before its body is read (from the size
         the store tells first: ``fstat``, ``Content-Length``), so that memory stays bounded by ``max_bytes``."""
-        _needs_max_bytes(backend)
         data = bytes(range(256)) * 400  # 102,400 bytes
         etag = (await backend.put(KEY, data)).etag
         with pytest.raises(StoredStateTooLargeError) as refused:
@@ -301,9 +289,6 @@ class BackendTests:
     async def test_get_max_bytes_with_if_none_match(self, backend: ObjectBackend) -> None:
         """The current version: ``NotModified`` (no body, whatever its size) or, where the backend sends the
         whole object instead, the same refusal; another version over the limit is refused."""
-        _needs_max_bytes(backend)
-        if not takes_if_none_match(backend):
-            pytest.skip(f"{backend.describe()}.get does not take if_none_match")
         etag = (await backend.put(KEY, b"x" * 5000)).etag
         try:
             got = await backend.get(KEY, if_none_match=etag, max_bytes=10)
@@ -324,15 +309,3 @@ class BackendTests:
             listed = sorted(meta.key for meta in await _listed(backend, prefix))
             assert sorted([key async for key in backend.list_keys(prefix)]) == listed
             assert listed == sorted(k for k in keys if k.startswith(prefix))
-
-
-def _needs_max_bytes(backend: ObjectBackend) -> None:
-    """Skip where ``get`` predates ``max_bytes``: the store then checks an object's size after reading it."""
-    if not takes_max_bytes(backend):
-        pytest.skip(f"{backend.describe()}.get does not take max_bytes (written before bounded reads)")
-
-
-def _needs_if_none_match(backend: ObjectBackend) -> None:
-    """Skip where ``get`` predates ``if_none_match``: such a backend is read whole, as before."""
-    if not takes_if_none_match(backend):
-        pytest.skip(f"{backend.describe()}.get does not take if_none_match (written before conditional reads)")

@@ -7,6 +7,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from . import operation
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -34,8 +36,14 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
 
     def start(self, at: float | None = None) -> RetryBudget:
-        """The budget of one operation started at ``at`` (``time.monotonic()``; default: now)."""
-        return RetryBudget(self, (time.monotonic() if at is None else at) + self.deadline)
+        """The budget of retries started at ``at`` (``time.monotonic()``; default: now).
+
+        It ends ``deadline`` seconds later, or when the current operation must end (``util.operation``) if
+        that is sooner: a store's deadline bounds every retry made for one of its calls.
+        """
+        ends_at = (time.monotonic() if at is None else at) + self.deadline
+        op = operation.current()
+        return RetryBudget(self, ends_at if op is None else min(ends_at, op.deadline))
 
 
 @dataclass

@@ -63,12 +63,14 @@ from ...errors import (
     ListingOutOfPrefixError,
     S3ClientUnsupportedError,
     StateStoreError,
+    StoredStateTooLargeError,
     VersionsUnsupportedError,
 )
-from ...util import forks, hooks
+from ...util import forks, operation
 from ...util.lru import LRU
 from ...util.retry import RetryBudget, RetryPolicy
 from ..base import (
+    Capability,
     Create,
     NotModified,
     ObjectBackend,
@@ -530,7 +532,7 @@ class S3Backend(ObjectBackend):
 
     @property
     def conditional_delete(self) -> str:
-        """``auto``, ``true`` or ``false``, as configured; ``conditional_delete_supported()`` gives the answer."""
+        """``auto``, ``true`` or ``false``, as configured; ``supports(Capability.CONDITIONAL_DELETE)`` answers."""
         return self._conditional_delete.setting
 
     # -- clients ---------------------------------------------------------------
@@ -724,8 +726,7 @@ class S3Backend(ObjectBackend):
                     raise
                 reason = _error_code(exc)[0] or type(exc).__name__
                 logger.debug("transient S3 failure (%s), attempt %d", reason, budget.tries)
-                if hooks.on_retry is not None:
-                    hooks.on_retry()
+                operation.note_retry()
 
     def _error(self, op: str, key: str, exc: BaseException) -> BackendError:
         """A ``BackendError`` naming the operation, key and S3 error code, never a server message or credential."""
@@ -759,16 +760,19 @@ class S3Backend(ObjectBackend):
         self._histories.put((key, got[0].etag.strip('"')), ",".join(got[1]))
         return got
 
-    # No ``max_bytes`` yet (refusing on Content-Length before the body is read): until it takes it
-    # (``takes_max_bytes``), the store reads the object and checks its size after.
-    async def get(  # type: ignore[override]
-        self, key: str, *, if_none_match: str | None = None
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
     ) -> Versioned | NotModified | None:
-        """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent."""
+        """The object, or None; with ``if_none_match`` (an ETag) a 304 gives ``NotModified`` and no body is sent.
+
+        ``max_bytes``: a larger object raises ``StoredStateTooLargeError`` (checked once read, for now).
+        """
         try:
             got = await self._get(key, if_none_match)
         except _Unchanged as unchanged:
             return NotModified(unchanged.etag)
+        if got is not None and max_bytes is not None and len(got[0].data) > max_bytes:
+            raise StoredStateTooLargeError(key, len(got[0].data), max_bytes, got[0].etag)
         return None if got is None else got[0]
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
@@ -879,7 +883,7 @@ class S3Backend(ObjectBackend):
         raise PreconditionFailed(key, current=None if got is None else got[0], current_known=True)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        if if_match is not None and not await self.conditional_delete_supported():
+        if if_match is not None and not await self.supports(Capability.CONDITIONAL_DELETE):
             if self.client == "obstore":
                 raise ConditionalDeleteUnsupportedError(
                     f"S3 delete of {key!r} in bucket {self.bucket!r}: the obstore transport cannot send If-Match on "
@@ -916,14 +920,13 @@ class S3Backend(ObjectBackend):
                 return
             raise self._error("delete", key, exc) from exc
 
-    @property
-    def supports_conditional_delete(self) -> bool:
-        """Whether ``delete(if_match=...)`` is honoured, as far as known (``auto``: False until probed)."""
-        return self._conditional_delete.known is True
-
-    async def conditional_delete_supported(self) -> bool:
-        """Whether ``delete(if_match=...)`` is honoured: as configured, or (``auto``) probed once per backend."""
-        return await self._conditional_delete.supported(self._probe_conditional_delete)
+    async def supports(self, capability: Capability) -> bool:
+        """A conditional delete: as configured, or (``auto``) probed once per backend; versions: bucket versioning."""
+        if capability is Capability.CONDITIONAL_DELETE:
+            return await self._conditional_delete.supported(self._probe_conditional_delete)
+        if self.transport == "obstore":  # object_store lists no versions: never asked, whatever the bucket keeps
+            return False
+        return await self._keeps_versions("supports", "")
 
     async def _probe_conditional_delete(self) -> bool:
         """Put a scratch object under the prefix, delete it with a wrong If-Match, see whether it survived.
@@ -1058,9 +1061,19 @@ class S3Backend(ObjectBackend):
     _versioning_seen: bool = False
 
     async def _require_versioning(self, op: str, key: str) -> None:
-        """``VersionsUnsupportedError`` unless the bucket has (or had: suspended) versioning; on is remembered."""
+        """``VersionsUnsupportedError`` unless the bucket has (or had: suspended) versioning."""
+        if not await self._keeps_versions(op, key):
+            raise VersionsUnsupportedError(
+                f"S3 bucket {self.bucket!r} does not keep versions (bucket versioning was never enabled), "
+                "so there is no history; enable it with: aws s3api put-bucket-versioning "
+                f"--bucket {self.bucket} --versioning-configuration Status=Enabled "
+                "(versions are kept from then on)"
+            )
+
+    async def _keeps_versions(self, op: str, key: str) -> bool:
+        """Whether the bucket has (or had: suspended) versioning; on is remembered (it cannot be turned off)."""
         if self._versioning_seen:
-            return
+            return True
 
         async def call(client: S3ClientProtocol) -> Any:
             return await client.get_bucket_versioning(Bucket=self.bucket)
@@ -1072,13 +1085,9 @@ class S3Backend(ObjectBackend):
         except Exception as exc:
             raise self._error(op, key, exc) from exc
         if response.get("Status") not in ("Enabled", "Suspended"):
-            raise VersionsUnsupportedError(
-                f"S3 bucket {self.bucket!r} does not keep versions (bucket versioning was never enabled), "
-                "so there is no history; enable it with: aws s3api put-bucket-versioning "
-                f"--bucket {self.bucket} --versioning-configuration Status=Enabled "
-                "(versions are kept from then on)"
-            )
+            return False
         self._versioning_seen = True
+        return True
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
         """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included.
