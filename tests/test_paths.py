@@ -36,6 +36,16 @@ def test_traversal_ids_are_refused(bad: str, tmp_path: Path) -> None:
         build_state_store_path(bad, StateType.WORKFLOWS, root=str(tmp_path))
 
 
+@pytest.mark.parametrize("bad", CLASSIC_TRAVERSALS)
+def test_traversal_messages_keep_the_previous_services_phrase(bad: str) -> None:
+    """Alerts and tests written against the previous service match ``path traversal detected`` (decision 0060)."""
+    for check, what in ((validate_id, "id"), (validate_app_name, "app name")):
+        with pytest.raises(PathTraversalError) as info:
+            check(bad)
+        message = str(info.value)
+        assert message.startswith(f"{what} ") and message.endswith(": path traversal detected")
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [("", "empty"), ("x" * 256, "at most 255"), ("é" * 128, "at most 255"), (123, "string"), (None, "string")],

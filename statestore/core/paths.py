@@ -27,6 +27,9 @@ KEY_ROOT = "persistent-artifacts/apps"
 STATE_FILE = "config.json"
 logger = logging.getLogger(__name__)
 
+#: Ends every ``PathTraversalError`` message: the previous service's words, kept for alerts and tests (decision 0060).
+TRAVERSAL = "path traversal detected"
+
 MAX_NAME_BYTES = 255  # a file name on every common file system; ids are file names locally
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, prefix included
 
@@ -122,13 +125,13 @@ def _check_name(value: object, what: str) -> str:
     if value == "":
         raise InvalidInputError(f"{what} must not be empty")
     if value in (".", ".."):
-        raise PathTraversalError(f"{what} {value!r} would leave its directory")
+        raise PathTraversalError(f"{what} {value!r} would leave its directory: {TRAVERSAL}")
     plain = value.isascii() and value.isprintable() and "/" not in value and "\\" not in value
     for ch in () if plain else value:  # plain ASCII has no separator or control character: no need to look
         if ch in "/\\":
-            raise PathTraversalError(f"{what} {value!r} contains a path separator {ch!r}")
+            raise PathTraversalError(f"{what} {value!r} contains a path separator {ch!r}: {TRAVERSAL}")
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            raise PathTraversalError(f"{what} {value!r} contains a control character {ch!r}")
+            raise PathTraversalError(f"{what} {value!r} contains a control character {ch!r}: {TRAVERSAL}")
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:  # lone surrogates cannot name a file or an object

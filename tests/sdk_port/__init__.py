@@ -1,0 +1,1 @@
+"""The previous service's own tests, ported (opt-in tier: pytest -m sdk_port)."""
