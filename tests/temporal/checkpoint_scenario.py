@@ -161,7 +161,7 @@ class Run:
 
 @dataclass
 class CrashRun:
-    run: Run
+    run: Run = field(repr=False)
     victim: int
     killed_after: int  # the last item the killed attempt logged
     stored_at_kill: int  # the checkpoint stored when it died
@@ -170,7 +170,7 @@ class CrashRun:
 
 @dataclass
 class ZombieRun:
-    run: Run
+    run: Run = field(repr=False)
     victim: int
     steps_back: list[int]  # each read below the highest value read before it: by how much
     regressions: list[tuple[int, int]]  # each change of the stored index to a smaller value
@@ -178,6 +178,7 @@ class ZombieRun:
     zombie_refused: int  # saves of the zombie refused (FencedError) after it resumed
     zombie_cancelled: bool
     zombie_items: int  # items the zombie processed after it resumed
+    lowest_after_result: int  # the lowest index read after the workflow had completed (the retry's result)
 
 
 class Harness:
@@ -368,6 +369,7 @@ async def zombie_run(h: Harness, *, fenced: bool, stop_after: int = 250, resume_
     zombie = run.workers[victim]
     try:
         await h.finish(run, stop_poller=False)
+        at_result = len(run.poller.values)
         await until(  # the zombie may still be writing: keep watching until it is done
             lambda: bool(run.events("done", pid=victim)) or zombie.poll() is not None,
             h.timing.wait_seconds,
@@ -386,4 +388,5 @@ async def zombie_run(h: Harness, *, fenced: bool, stop_after: int = 250, resume_
         zombie_refused=sum(e["ev"] == "refused" for e in late),
         zombie_cancelled=any(e["ev"] == "cancelled" for e in late),
         zombie_items=sum(e["ev"] == "item" for e in late),
+        lowest_after_result=min(run.poller.values[at_result:]),
     )

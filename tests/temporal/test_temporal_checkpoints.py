@@ -22,7 +22,7 @@ import pytest
 
 pytest.importorskip("temporalio", reason="the Temporal tier needs temporalio: pip install -e '.[dev]'")
 
-from statestore import Store
+from statestore import StateType, Store
 
 from .checkpoint_activities import CHECKPOINT_EVERY
 from .checkpoint_scenario import Harness, Timing, crash_run, final_state, zombie_run
@@ -65,7 +65,7 @@ async def test_unfenced_zombie_attempt_rolls_checkpoint_back(harness: Harness) -
 
     # The retry took over while the zombie was stopped, and the zombie wrote again after it resumed ...
     assert zombie.zombie_cancelled, "the resumed attempt was never cancelled: no zombie"
-    assert zombie.zombie_saved >= 1
+    assert zombie.zombie_saved >= 1, f"the zombie wrote nothing after it resumed: {zombie}"
     # ... so the stored index went backwards: compare-and-swap loses no update, but it does not stop a stale writer.
     assert zombie.steps_back, f"the stored index never went backwards: {zombie.run.poller.values}"
     assert max(zombie.steps_back) >= CHECKPOINT_EVERY
@@ -75,7 +75,8 @@ async def test_fenced_zombie_attempt_cannot_roll_checkpoint_back(harness: Harnes
     from statestore import Fence, FencedError, StateStoreError  # the fenced API of issue 25
 
     assert issubclass(FencedError, StateStoreError)
-    assert Fence is not None
+    probe = await harness.store.acquire_fence("fence-probe", StateType.WORKFLOWS)
+    assert isinstance(probe, Fence) and type(probe.epoch) is int
 
     zombie = await zombie_run(harness, fenced=True)
     run = zombie.run
@@ -83,10 +84,12 @@ async def test_fenced_zombie_attempt_cannot_roll_checkpoint_back(harness: Harnes
     # The zombie was resumed, cancelled, carried on regardless and tried to write: every write was refused.
     assert zombie.zombie_cancelled, "the resumed attempt was never cancelled: no zombie"
     assert zombie.zombie_items > 0
-    assert zombie.zombie_saved == 0
-    assert zombie.zombie_refused >= 2  # the cancel handler's save and at least one checkpoint (or the final status)
+    assert zombie.zombie_saved == 0, f"writes of the zombie landed: {zombie}"
+    assert zombie.zombie_refused >= 2, zombie  # the cancel handler's save and the final status, at least
+    assert {e["pid"] for e in run.events("refused")} == {zombie.victim}  # the retry's own writes all landed
     # Each attempt acquired a newer fence than the one before it.
     epochs = [e["epoch"] for e in run.events("fence")]
+    assert all(type(epoch) is int for epoch in epochs)
     assert epochs == sorted(set(epochs)) and len(epochs) >= 2
     # The stored index never went backwards, and the final state is exact.
     assert zombie.steps_back == [], f"the stored index went backwards: {run.poller.values}"
