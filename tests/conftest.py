@@ -14,6 +14,7 @@ Every ``s3_server`` test, and every test of ``TWO_TRANSPORT_MODULES``, runs once
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ import pytest
 from statestore import LocalBackend, MemoryBackend, ObjectBackend, S3Backend, Store, set_default_store
 from statestore.testing import MotoServer
 
+#: Test tiers a plain ``pytest`` leaves out; ``pytest -m NAME`` (any ``-m`` expression naming it) runs one.
+#: Each maps to its folder, which is not even collected while the tier is off (its dependencies are in ``[dev]``).
+OPT_IN_TIERS = {"temporal": "temporal", "sdk_port": "sdk_port"}
+
 BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_server)]
 S3_TRANSPORTS = ("aioboto3", "obstore")
 #: Modules whose every test runs on each S3 transport (besides every test marked ``s3_server``).
@@ -32,6 +37,36 @@ TWO_TRANSPORT_MODULES = frozenset({"test_s3_faults", "test_reliability_s3"})
 #: Modules whose ``s3_server`` tests pin their transport (``client="boto3"``): run once.
 ONE_TRANSPORT_MODULES = frozenset({"test_mock_aws"})
 _transport = ["aioboto3"]  # the transport of the running test (set by the ``s3_transport`` fixture)
+
+
+def tier_selected(config: pytest.Config, tier: str) -> bool:
+    """Whether the ``-m`` expression names ``tier`` (``-m temporal``, ``-m "temporal or s3_server"``, ...)."""
+    return re.search(rf"\b{re.escape(tier)}\b", config.getoption("markexpr") or "") is not None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip collecting the folder of a tier that is off."""
+    here = Path(__file__).parent
+    for tier, folder in OPT_IN_TIERS.items():
+        if collection_path == here / folder and not tier_selected(config, tier):
+            return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests of a tier that is off, wherever they are."""
+    off = [tier for tier in OPT_IN_TIERS if not tier_selected(config, tier)]
+    keep, deselected = [], []
+    for item in items:
+        (deselected if any(item.get_closest_marker(tier) for tier in off) else keep).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    off = [tier for tier in OPT_IN_TIERS if not tier_selected(config, tier)]
+    return f"tiers off: {', '.join(off)} (pytest -m NAME runs one)" if off else "tiers: all selected"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
