@@ -24,9 +24,9 @@ from typing import TypeVar
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from statestore import ObjectBackend, Settings, StateStore, StateType, Store, WrapperBackend, set_default_store
-from statestore.config import backend_from_settings
-from statestore.facade import codec_from_settings
+from statestore import ObjectBackend, Settings, StateStore, StateType, Store, set_default_store
+from statestore.backends import WrapperBackend
+from statestore.config.build import store_options
 
 from .checkpoint_activities import process_with_checkpoint
 
@@ -52,17 +52,9 @@ class RequestLogBackend(WrapperBackend):
 
 def install_request_log(path: str) -> None:
     """Make the default store the one the environment describes, its backend wrapped in ``RequestLogBackend``."""
-    settings = Settings.from_env()
-    backend = RequestLogBackend(backend_from_settings(settings), path)
-    store = Store(
-        backend,
-        app_name=settings.app_name,
-        codec=codec_from_settings(settings),
-        max_state_bytes=settings.max_state_bytes,
-        cache_size=settings.cache_size,
-        cache_bytes=settings.cache_bytes,
-    )
-    set_default_store(store)
+    options = store_options(Settings.from_env())
+    options["backend"] = RequestLogBackend(options["backend"], path)
+    set_default_store(Store(**options))
 
 
 async def run(args: argparse.Namespace) -> None:
