@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from conftest import CliResult
 from test_cli import KEY, clean_env, failed, ok, put, statestore
 
 from statestore import CorruptStateError
@@ -48,14 +50,18 @@ def test_path_and_demo_on_s3_print_the_s3_location(tmp_path: Path, moto_server: 
     assert ok(statestore("--root", "r", "path", "wf", cwd=tmp_path)) == f"r/{KEY.format(type='workflows', id='wf')}\n"
 
 
-def test_corrupt_state_hint_names_the_real_id_shell_quoted(tmp_path: Path) -> None:
+def test_corrupt_state_hint_names_the_store_and_the_real_id_shell_quoted(
+    tmp_path: Path, cli_run: Callable[..., CliResult]
+) -> None:
     root = tmp_path / "root"
     put(root, "my wf", b"[1]")
     put(root, "db's", b"[1]", "credentials")
-    line = failed(statestore("--root", str(root), "get", "my wf", cwd=tmp_path), 3, "corrupt state")
-    assert "statestore replace 'my wf' JSON'" in line and "statestore delete 'my wf''" in line
-    line = failed(statestore("--root", str(root), "get", "db's", "--type", "credentials", cwd=tmp_path), 3)
-    assert "statestore replace 'db'\"'\"'s' JSON --type credentials" in line
+    done = cli_run("--root", "root", "get", "my wf")
+    assert done.code == 3 and "corrupt state" in done.err
+    assert "'statestore --root root replace 'my wf' JSON'" in done.err
+    assert "'statestore --root root delete 'my wf''" in done.err
+    done = cli_run("--root", "root", "get", "db's", "--type", "credentials")
+    assert "statestore --root root replace 'db'\"'\"'s' JSON --type credentials" in done.err
     known = CorruptStateError("bad bytes")
     known.state_id, known.state_type = "wf-1", "workflows"
     assert "ID" not in describe_error(known)[0]

@@ -628,9 +628,7 @@ def _version_id(version: Any) -> str:
         or len(version) > _MAX_VERSION_CHARS
         or not (version.isascii() and version.isprintable())
     ):
-        raise InvalidInputError(
-            f"version must be a version id from state_history (a non-empty string), not {_shown(version)}"
-        )
+        raise InvalidInputError(f"version must be the id of a kept version (a non-empty string), not {_shown(version)}")
     return version
 
 
