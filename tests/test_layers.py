@@ -13,7 +13,7 @@ LAYERS = [
     ["statestore.cli"],
     ["statestore.copying"],
     ["statestore.sync", "statestore.api"],
-    ["statestore.core.store", "statestore.core.maintenance"],
+    ["statestore.core.store", "statestore.core.maintenance", "statestore.core.boundary"],
     ["statestore.telemetry"],
     ["statestore.core.coalesce", "statestore.core.cas", "statestore.core.changes", "statestore.core.record"],
     ["statestore.config", "statestore.check"],

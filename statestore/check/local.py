@@ -10,7 +10,8 @@ import os
 import stat
 from pathlib import Path
 
-from ..backends.local import LOCK_SUFFIX, LocalBackend
+from ..backends.local import LocalBackend
+from ..backends.localfs import LOCK_SUFFIX
 from ..core.paths import KEY_ROOT
 from ..core.statetype import StateType
 from .protocol import _PROTOCOL_PROBES, _Protocol
