@@ -25,9 +25,9 @@ from statestore import (
     Store,
 )
 from statestore.backends import PutResult, WrapperBackend
-from statestore.core.codec import Codec
-from statestore.core.crypto import EncryptingCodec, generate_key, key_id
-from statestore.core.paths import state_key
+from statestore.codec.crypto import EncryptingCodec, generate_key, key_id
+from statestore.codec.jsonio import Codec
+from statestore.keys.paths import state_key
 from statestore.testing import CountingBackend
 
 C = StateType.CREDENTIALS

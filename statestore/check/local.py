@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..backends.local import LocalBackend
 from ..backends.localfs import LOCK_SUFFIX
-from ..core.paths import KEY_ROOT
-from ..core.statetype import StateType
+from ..keys.paths import KEY_ROOT
+from ..keys.statetype import StateType
 from .protocol import _PROTOCOL_PROBES, _Protocol
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
 

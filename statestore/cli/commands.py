@@ -16,10 +16,10 @@ from ..api import build_store
 from ..check import configuration_report
 from ..config.settings import Settings, aws_environment, requested_backend, with_key_from
 from ..config.url import parse_store_url
-from ..core.paths import state_key
-from ..core.statetype import StateType
 from ..core.store import Store
 from ..errors import InvalidInputError
+from ..keys.paths import state_key
+from ..keys.statetype import StateType
 from .exit_codes import CHECK_EXIT, EXIT_FAILED, EXIT_OK, describe_error
 from .options import (
     Options,

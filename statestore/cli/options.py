@@ -12,9 +12,9 @@ import click
 from ..api import build_store
 from ..config.settings import Settings
 from ..config.url import parse_store_url
-from ..core.statetype import StateType
 from ..core.store import Store
 from ..errors import InvalidInputError
+from ..keys.statetype import StateType
 
 T = TypeVar("T")
 

@@ -12,12 +12,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import PutMode
+from ..codec.record import Fence
 from ..errors import InvalidInputError, StateStoreError
+from ..keys.paths import StateKey
+from ..keys.statetype import StateType
 from ..util import operation
 from .cas import Expected
-from .paths import StateKey
-from .record import Fence
-from .statetype import StateType
 
 if TYPE_CHECKING:
     from ..telemetry import Telemetry

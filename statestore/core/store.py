@@ -18,10 +18,15 @@ from typing import Any, NamedTuple, TypeVar
 from .. import telemetry as _telemetry
 from ..backends.base import ObjectBackend, PutMode
 from ..check import CheckReport, check_backend
+from ..codec.crypto import EncryptingCodec
+from ..codec.jsonio import Codec, check_json
+from ..codec.record import Fence
 from ..config.build import store_options
 from ..config.settings import Settings
 from ..config.url import parse_store_url
 from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..keys.paths import StateKey, state_key, validate_app_name
+from ..keys.statetype import StateType
 from ..util import operation
 from ..util.offload import check_concurrency, in_worker, is_small, run_workers
 from ..util.retry import RetryPolicy
@@ -39,12 +44,7 @@ from .boundary import (
 from .cas import DEFAULT_CACHE_BYTES, CompareAndSwap, Expected
 from .changes import RESEAL, Acquire, Change, Merge, Replace, State, Update, UpdateFn
 from .coalesce import Coalescer
-from .codec import Codec, check_json
-from .crypto import EncryptingCodec
 from .maintenance import StateInfo, StateVersion
-from .paths import StateKey, state_key, validate_app_name
-from .record import Fence
-from .statetype import StateType
 
 __all__ = ["Fence", "State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
 
