@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from statestore.core.codec import check_json, copy_state, decode, encode
-from statestore.core.paths import state_key
+from statestore.codec.jsonio import check_json, copy_state, decode, encode
+from statestore.keys.paths import state_key
 
 
 def shapes() -> dict[str, dict[str, Any]]:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import orjson
 
 from statestore import MemoryBackend, StateType, Store
-from statestore.core.crypto import EncryptingCodec, generate_key
-from statestore.core.paths import state_key
+from statestore.codec.crypto import EncryptingCodec, generate_key
+from statestore.keys.paths import state_key
 from statestore.testing import CountingBackend
 
 

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .api import StateStore, build_state_store_path, build_store, set_default_store, use_store
 from .backends import LocalBackend, MemoryBackend, ObjectBackend, PutMode, S3Backend
+from .codec.record import Fence
 from .config import Settings
-from .core.record import Fence
-from .core.statetype import StateType
 from .core.store import StateInfo, StateVersion, Store, VersionedState
 from .errors import (
     AccessDeniedError,
@@ -32,6 +31,7 @@ from .errors import (
     StateTooLargeError,
     VersionConflictError,
 )
+from .keys.statetype import StateType
 from .util.retry import RetryPolicy
 
 if TYPE_CHECKING:

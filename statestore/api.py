@@ -17,9 +17,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .config.build import store_options
 from .config.settings import Settings
-from .core.paths import state_path
-from .core.statetype import StateType
 from .core.store import Store
+from .keys.paths import state_path
+from .keys.statetype import StateType
 from .util import forks
 
 __all__ = ["StateStore", "build_state_store_path", "build_store", "get_default_store", "set_default_store", "use_store"]

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .core.statetype import StateType
 from .core.store import State, Store
 from .errors import InvalidInputError, PlaintextCopyError, StateExistsError, StateStoreError
+from .keys.statetype import StateType
 from .util.offload import check_concurrency, is_small, offload, run_check, run_workers
 
 __all__ = ["CopyFailure", "CopyItem", "CopyReport", "copy_states"]

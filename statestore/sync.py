@@ -33,10 +33,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .api import adopt, build_store
 from .config.settings import Settings
-from .core.paths import StateKey
-from .core.statetype import StateType
 from .core.store import Store
 from .errors import InvalidInputError, SyncStoreUsageError
+from .keys.paths import StateKey
+from .keys.statetype import StateType
 from .util import forks
 
 __all__ = ["SyncStore", "SyncStoreUsageError"]

@@ -28,7 +28,7 @@ from .backends.memory import MemoryBackend
 from .backends.s3 import S3Backend
 from .backends.wrappers import WrapperBackend
 from .config.settings import otel_ids_from_env
-from .core.statetype import StateType
+from .keys.statetype import StateType
 from .util import forks, operation
 from .util.operation import Operation
 

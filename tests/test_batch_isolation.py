@@ -29,7 +29,7 @@ from statestore import (
     Store,
 )
 from statestore.backends import PutResult, WrapperBackend
-from statestore.core.codec import check_json, copy_state, decode, encode
+from statestore.codec.jsonio import check_json, copy_state, decode, encode
 from statestore.testing import CountingBackend, LatencyBackend
 
 W = StateType.WORKFLOWS

@@ -40,9 +40,9 @@ from statestore.backends import PutResult
 from statestore.cli import cli, effective_config, parse_value, run
 from statestore.cli.exit_codes import describe_error as _describe_error
 from statestore.cli.render import _setting
-from statestore.core.codec import Codec
-from statestore.core.crypto import generate_key, key_id
-from statestore.core.secrets import REDACTED, is_secret_key, redact, redact_url
+from statestore.codec.crypto import generate_key, key_id
+from statestore.codec.jsonio import Codec
+from statestore.codec.secrets import REDACTED, is_secret_key, redact, redact_url
 from statestore.errors import InvalidStateTypeError, PreconditionFailed
 from statestore.testing import MotoServer, local_store
 

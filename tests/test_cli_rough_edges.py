@@ -11,7 +11,7 @@ from test_cli import KEY, clean_env, failed, ok, put, statestore
 
 from statestore import CorruptStateError
 from statestore.cli.exit_codes import describe_error
-from statestore.core.crypto import generate_key
+from statestore.codec.crypto import generate_key
 from statestore.testing import MotoServer
 
 

@@ -28,9 +28,9 @@ from statestore import (
     VersionConflictError,
 )
 from statestore.backends.s3.backend import S3Backend
+from statestore.codec.crypto import EncryptingCodec, generate_key
+from statestore.codec.jsonio import Codec
 from statestore.copying import CopyReport, copy_states
-from statestore.core.codec import Codec
-from statestore.core.crypto import EncryptingCodec, generate_key
 from statestore.errors import PlaintextCopyError
 from statestore.testing import MotoServer
 

@@ -25,9 +25,9 @@ from statestore import (
     Store,
 )
 from statestore.backends import PutResult, WrapperBackend
-from statestore.core.codec import Codec
-from statestore.core.crypto import EncryptingCodec, generate_key, key_id
-from statestore.core.paths import state_key
+from statestore.codec.crypto import EncryptingCodec, generate_key, key_id
+from statestore.codec.jsonio import Codec
+from statestore.keys.paths import state_key
 from statestore.testing import CountingBackend
 
 C = StateType.CREDENTIALS
@@ -409,18 +409,18 @@ async def test_local_tightens_preexisting_dirs_and_files(tmp_path: Path) -> None
 
 async def test_local_temp_file_is_0600_from_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No window where the temp file is readable by others: its mode is 0600 the moment it exists."""
-    from statestore.backends import local
+    from statestore.backends import localfs
 
     seen: list[int] = []
     real_open = os.open
 
     def recording_open(path: Any, flags: int, mode: int = 0o777, *args: Any, **kwargs: Any) -> int:
         fd = real_open(path, flags, mode, *args, **kwargs)
-        if str(path).endswith(local.TEMP_SUFFIX):
+        if str(path).endswith(localfs.TEMP_SUFFIX):
             seen.append(os.fstat(fd).st_mode & 0o777)
         return fd
 
-    monkeypatch.setattr(local.os, "open", recording_open)
+    monkeypatch.setattr(localfs.os, "open", recording_open)
     previous = os.umask(0)
     try:
         store = Store(LocalBackend(tmp_path), app_name="app", codec=EncryptingCodec(generate_key()))

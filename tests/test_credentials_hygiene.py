@@ -24,8 +24,8 @@ from statestore import (
     set_default_store,
     use_store,
 )
+from statestore.codec.crypto import EncryptingCodec, key_id, parse_key
 from statestore.config.build import codec_from_settings
-from statestore.core.crypto import EncryptingCodec, key_id, parse_key
 
 C = StateType.CREDENTIALS
 W = StateType.WORKFLOWS

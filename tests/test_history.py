@@ -24,7 +24,7 @@ from statestore import (
     VersionConflictError,
     use_store,
 )
-from statestore.core.crypto import EncryptingCodec, generate_key, key_id
+from statestore.codec.crypto import EncryptingCodec, generate_key, key_id
 from statestore.errors import VersionNotFoundError, VersionsUnsupportedError
 from statestore.sync import SyncStore
 from statestore.testing import FaultBackend, MotoServer

@@ -13,17 +13,15 @@ LAYERS = [
     ["statestore.cli"],
     ["statestore.copying"],
     ["statestore.sync", "statestore.api"],
-    ["statestore.core.store", "statestore.core.maintenance"],
+    ["statestore.core"],
     ["statestore.telemetry"],
-    ["statestore.core.coalesce", "statestore.core.cas", "statestore.core.changes", "statestore.core.record"],
     ["statestore.config", "statestore.check"],
-    ["statestore.core.crypto", "statestore.core.codec", "statestore.core.secrets"],
+    ["statestore.codec"],
+    ["statestore.keys"],
     ["statestore.backends"],
-    ["statestore.core.paths", "statestore.core.statetype"],
     ["statestore.util"],
     ["statestore.errors"],
 ]
-
 
 def _layer(module: str) -> int | None:
     """The index of ``module``'s layer (0 is the top), or None for the root package and the test kit."""

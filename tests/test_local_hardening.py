@@ -23,7 +23,7 @@ import pytest
 
 import statestore
 from statestore import BackendError, LocalBackend, RetryPolicy, StateType, Store
-from statestore.backends import local
+from statestore.backends import local, localfs
 from statestore.errors import LockTimeoutError
 
 W = StateType.WORKFLOWS
@@ -123,7 +123,7 @@ async def test_a_symlinked_state_file_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
-    store, slot, outside = linked_in_slot(tmp_path, f".config.json{local.LOCK_SUFFIX}")
+    store, slot, outside = linked_in_slot(tmp_path, f".config.json{localfs.LOCK_SUFFIX}")
     before = snapshot(outside)
     with pytest.raises(BackendError, match="symbolic link"):
         await store.save_state("k", 1, "victim", W)
@@ -164,14 +164,14 @@ async def test_a_lone_writer_still_proves_its_etag_without_a_read(
     store = Store(LocalBackend(tmp_path), app_name="app")
     await store.save_state("k", 0, "wf", W)
     reads = 0
-    real = local._Dir.read
+    real = localfs.Dir.read
 
-    def counting(self: local._Dir, name: str, max_bytes: int | None = None) -> Any:
+    def counting(self: localfs.Dir, name: str, max_bytes: int | None = None) -> Any:
         nonlocal reads
         reads += 1
         return real(self, name, max_bytes)
 
-    monkeypatch.setattr(local._Dir, "read", counting)
+    monkeypatch.setattr(localfs.Dir, "read", counting)
     for i in range(1, 6):
         await store.save_state("k", i, "wf", W)
     assert reads == 0
@@ -200,7 +200,7 @@ HOLDER = textwrap.dedent(
 def locks_held_by_another_process(root: Path, ids: list[str]) -> Iterator[None]:
     """A real second process holding the ``flock`` of each id's state (as a stuck writer would)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(root / TYPE_DIR), f".config.json{local.LOCK_SUFFIX}", *ids],
+        [sys.executable, "-c", HOLDER, str(root / TYPE_DIR), f".config.json{localfs.LOCK_SUFFIX}", *ids],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -444,8 +444,8 @@ def test_a_file_that_grows_while_read_is_refused_at_the_limit(tmp_path: Path, mo
         return os.stat_result((st.st_mode, *st[1:6], 10, *st[7:]))  # as it was when it held 10 bytes
 
     monkeypatch.setattr(local.os, "fstat", small_fstat)
-    with local._Dir.walk(str(tmp_path), []) as directory:  # type: ignore[union-attr]
+    with localfs.Dir.walk(str(tmp_path), []) as directory:  # type: ignore[union-attr]
         assert directory.read("f", max_bytes=100_000) is not None
-        with pytest.raises(local._TooLarge) as refused:
+        with pytest.raises(localfs.TooLarge) as refused:
             directory.read("f", max_bytes=50_000)
     assert refused.value.size == 50_001

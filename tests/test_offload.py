@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from statestore import LocalBackend, MemoryBackend, StateType, Store
-from statestore.core.codec import Codec
-from statestore.core.paths import StateKey
+from statestore.codec.jsonio import Codec
+from statestore.keys.paths import StateKey
 from statestore.util.offload import OFFLOAD_BYTES, offload
 
 W = StateType.WORKFLOWS

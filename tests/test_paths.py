@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statestore import InvalidInputError, PathTraversalError, StateType, build_state_store_path
-from statestore.core.paths import is_default_ignorable, validate_app_name, validate_id
 from statestore.errors import InvalidStateTypeError
+from statestore.keys.paths import is_default_ignorable, validate_app_name, validate_id
 from statestore.testing import local_store
 
 CLASSIC_TRAVERSALS = [

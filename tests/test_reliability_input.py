@@ -27,8 +27,8 @@ from statestore import (
     StateType,
     Store,
 )
-from statestore.core.paths import validate_id
 from statestore.errors import InvalidStateTypeError
+from statestore.keys.paths import validate_id
 
 LIMIT = 4096
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

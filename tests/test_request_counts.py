@@ -22,7 +22,7 @@ from test_batch_isolation import appender
 from statestore import LocalBackend, ObjectBackend, PutMode, StateType, Store
 from statestore.backends import Versioned
 from statestore.backends.base import md5_etag
-from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.codec.crypto import EncryptingCodec, generate_key
 from statestore.errors import PreconditionFailed
 from statestore.testing import CountingBackend
 

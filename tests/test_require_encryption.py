@@ -14,8 +14,8 @@ import pytest
 from conftest import CliResult
 
 from statestore import CorruptStateError, InvalidInputError, ObjectBackend, Settings, StateType, Store
+from statestore.codec.crypto import EncryptingCodec, generate_key
 from statestore.config.build import codec_from_settings
-from statestore.core.crypto import EncryptingCodec, generate_key
 from statestore.errors import UnencryptedStateError
 
 C = StateType.CREDENTIALS

@@ -22,7 +22,7 @@ from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 from statestore import BackendConfigError, BackendError, PutMode, RetryPolicy, StateType, Store
 from statestore.backends.base import md5_etag
 from statestore.backends.s3.backend import WRITES_METADATA, S3Backend
-from statestore.core.codec import encode
+from statestore.codec.jsonio import encode
 from statestore.errors import ConditionalDeleteUnsupportedError, PreconditionFailed
 from statestore.testing import MotoServer
 

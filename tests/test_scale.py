@@ -17,7 +17,7 @@ import pytest
 from conftest import s3_backend
 
 from statestore import LocalBackend, StateType, Store
-from statestore.backends import local
+from statestore.backends import local, localfs
 from statestore.testing import MotoServer
 
 W = StateType.WORKFLOWS
@@ -119,12 +119,12 @@ async def test_listing_ids_costs_no_status_or_metadata_per_file(tree: Path, monk
     """``list_states`` needs ids only: no ``ObjectMeta`` (nor the ``lstat`` it needs) per state; info still has them."""
     made: list[str] = []
 
-    class CountedMeta(local.ObjectMeta):
+    class CountedMeta(localfs.ObjectMeta):
         def __init__(self, key: str, *args: Any) -> None:
             made.append(key)
             super().__init__(key, *args)
 
-    monkeypatch.setattr(local, "ObjectMeta", CountedMeta)
+    monkeypatch.setattr(localfs, "ObjectMeta", CountedMeta)
     store = Store(LocalBackend(tree))
     assert len(await store.list_states(W)) == 10_000
     assert made == []

@@ -14,7 +14,7 @@ from conftest import CliResult
 from statestore import MemoryBackend, SecretPolicyError, Settings, StateType, Store
 from statestore.cli import effective_config
 from statestore.cli.render import _setting
-from statestore.core.secrets import REDACTED, find_raw_secrets, is_secret_key, is_secret_text, redact
+from statestore.codec.secrets import REDACTED, find_raw_secrets, is_secret_key, is_secret_text, redact
 
 C = StateType.CREDENTIALS
 SECRET = "Sentinel-Secret-Zq81x"

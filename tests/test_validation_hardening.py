@@ -26,9 +26,9 @@ from statestore import (
     Store,
     build_state_store_path,
 )
-from statestore.core.codec import check_json, copy_state, decode, dumps, encode, loads
-from statestore.core.crypto import EncryptingCodec, generate_key
-from statestore.core.paths import MAX_KEY_BYTES, check_object_key, state_key, validate_app_name, validate_id
+from statestore.codec.crypto import EncryptingCodec, generate_key
+from statestore.codec.jsonio import check_json, copy_state, decode, dumps, encode, loads
+from statestore.keys.paths import MAX_KEY_BYTES, check_object_key, state_key, validate_app_name, validate_id
 from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
@@ -275,7 +275,7 @@ async def test_look_alike_ids_planted_by_another_tool_are_not_listed(
     await store.save_state("k", 1, "wf", W)
     for planted in ("wf\u200b", "wf ", "\u202ewf"):
         await backend.put(f"persistent-artifacts/apps/app/workflows/{planted}/config.json", b"{}")
-    with caplog.at_level(logging.WARNING, logger="statestore.core.paths"):
+    with caplog.at_level(logging.WARNING, logger="statestore.keys.paths"):
         assert await store.list_states(W) == ["wf"]
     assert caplog.text.count("not listing") == 3 and "\\u200b" in caplog.text
 

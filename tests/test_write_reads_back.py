@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_store import raw
 
 from statestore import InvalidInputError, MemoryBackend, ObjectBackend, StateStoreError, StateType, Store
-from statestore.core.crypto import EncryptingCodec, generate_key
+from statestore.codec.crypto import EncryptingCodec, generate_key
 
 W = StateType.WORKFLOWS
 C = StateType.CREDENTIALS

@@ -20,7 +20,7 @@ from conftest import S3Location, S3Target
 
 from statestore import LocalBackend, MemoryBackend, ObjectBackend, StateType, Store, VersionConflictError
 from statestore.backends import ObjectMeta, WrapperBackend
-from statestore.core.record import NO_RECORD, Record, attach, detach, new_rev
+from statestore.codec.record import NO_RECORD, Record, attach, detach, new_rev
 from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS

@@ -10,9 +10,10 @@ import os
 import stat
 from pathlib import Path
 
-from ..backends.local import LOCK_SUFFIX, LocalBackend
-from ..core.paths import KEY_ROOT
-from ..core.statetype import StateType
+from ..backends.local import LocalBackend
+from ..backends.localfs import LOCK_SUFFIX
+from ..keys.paths import KEY_ROOT
+from ..keys.statetype import StateType
 from .protocol import _PROTOCOL_PROBES, _Protocol
 from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
 

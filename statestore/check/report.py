@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..core.paths import KEY_ROOT
+from ..keys.paths import KEY_ROOT
 
 #: The directory, below ``persistent-artifacts/apps/<app>/``, that holds the scratch objects.
 SCRATCH_DIR = ".statestore-check"

@@ -8,7 +8,7 @@ import socket
 from typing import TYPE_CHECKING, Any, cast
 
 from ..backends.s3.backend import HISTORY, WRITES_METADATA, S3Backend
-from ..core.secrets import redact_url
+from ..codec.secrets import redact_url
 from ..errors import BackendError
 from .protocol import _fake_etag
 from .report import (

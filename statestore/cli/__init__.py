@@ -25,8 +25,8 @@ from typing import Any, NoReturn
 
 import click
 
+from ..codec.secrets import mask_secret_text
 from ..config.settings import BACKENDS, DEFAULT_BACKEND
-from ..core.secrets import mask_secret_text
 from . import bulk_commands, setup_commands, state_commands
 from .demo import demo
 from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, cause_chain, describe_error

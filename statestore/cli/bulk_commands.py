@@ -14,9 +14,9 @@ import orjson
 from ..api import build_store
 from ..config.settings import Settings, with_key_from
 from ..config.url import parse_store_url
-from ..core.statetype import StateType
 from ..core.store import Store
 from ..errors import InvalidInputError, InvalidStateTypeError
+from ..keys.statetype import StateType
 from .exit_codes import EXIT_FAILED, EXIT_OK, describe_error
 from .options import (
     TYPE_NAMES,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..api import StateStore, use_store
-from ..core.statetype import StateType
 from ..core.store import State, Store
+from ..keys.statetype import StateType
 from .options import Options, pass_options, run_on_store
 from .render import echo, echo_json, state_location
 

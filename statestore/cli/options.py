@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 import click
 
 from ..api import build_store
+from ..codec.secrets import redact_url
 from ..config.settings import Settings
 from ..config.url import parse_store_url
-from ..core.secrets import redact_url
-from ..core.statetype import StateType
 from ..core.store import Store
 from ..errors import InvalidInputError
+from ..keys.statetype import StateType
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from ..core.codec import loads
+from ..codec.jsonio import loads
 from ..errors import InvalidInputError
 
 

@@ -22,12 +22,12 @@ import click
 import orjson
 
 from ..check import CheckReport, Outcome, Verdict
+from ..codec.jsonio import dumps
+from ..codec.secrets import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
 from ..config.settings import AWS_PUBLIC_VARIABLES, AWS_SECRET_VARIABLES, Settings
-from ..core.codec import dumps
-from ..core.paths import state_key, state_path
-from ..core.secrets import is_secret_key, is_secret_text, mask_secret_text, redact, redact_url
-from ..core.statetype import StateType
 from ..core.store import State, StateInfo, StateVersion, Store
+from ..keys.paths import state_key, state_path
+from ..keys.statetype import StateType
 from .options import Options
 
 # What a terminal acts on: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: 8-bit CSI, OSC...),

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..core.paths import state_key
+from ..keys.paths import state_key
 from .options import Options, pass_options, refuse_memory, run_on_store, show_secrets_option, type_option
 from .parsing import parse_value, read_object
 from .render import (

@@ -10,8 +10,8 @@ from ..backends.local import LocalBackend
 from ..backends.memory import MemoryBackend
 from ..backends.s3 import S3Backend
 from ..backends.s3.backend import DEFAULT_TRANSIENT_RETRY
-from ..core.codec import Codec
-from ..core.crypto import EncryptingCodec
+from ..codec.crypto import EncryptingCodec
+from ..codec.jsonio import Codec
 from .settings import Settings
 
 

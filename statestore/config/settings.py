@@ -22,9 +22,9 @@ from ..backends.s3.backend import (
     S3_CLIENTS,
     SSE_MODES,
 )
-from ..core.crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
-from ..core.paths import validate_app_name
+from ..codec.crypto import DEFAULT_SECRET_POLICY, SECRET_POLICIES, parse_key
 from ..errors import InvalidInputError
+from ..keys.paths import validate_app_name
 from .url import parse_store_url
 
 BACKENDS = ("local", "memory", "s3")

@@ -1,7 +1,7 @@
 """The state logic: ``Store`` and what it runs on, top-down.
 
-``store`` (the operations and their input checks) -> ``coalesce`` (concurrent changes share a write) -> ``cas``
-(the compare-and-swap loop and its cache) -> ``codec`` / ``crypto`` (JSON, encryption) -> ``paths`` (the key
-layout, id rules), ``statetype``, ``secrets`` (the one secret rule). Nothing here does I/O except through an
-``ObjectBackend``.
+``store`` (the operations; ``boundary`` runs each as one operation and checks its arguments) -> ``coalesce``
+(concurrent changes share a write) -> ``cas`` (the compare-and-swap loop and its cache) -> ``changes`` (what a
+change does to a draft of the state). ``maintenance`` holds the listings, pruning and history behind ``Store``.
+How a state is stored is ``statestore.codec``; where it lives, ``statestore.keys``.
 """

@@ -29,6 +29,8 @@ from ..backends.base import (
     same_etag,
 )
 from ..backends.base import Update as PutUpdate
+from ..codec.jsonio import Codec, copy_state, decode
+from ..codec.record import NO_RECORD, Fence, Record, attach, detach, new_rev
 from ..errors import (
     BackendError,
     ConditionalDeleteUnsupportedError,
@@ -40,14 +42,12 @@ from ..errors import (
     StoredStateTooLargeError,
     VersionConflictError,
 )
+from ..keys.paths import StateKey
 from ..util import operation
 from ..util.lru import LRU
 from ..util.offload import OFFLOAD_BYTES, in_worker, is_small, offload
 from ..util.retry import RetryBudget, RetryPolicy
 from .changes import Acquire, Change, Draft, ExactDraft, Merge, Replace, State, Unreadable, Update, accept_result
-from .codec import Codec, copy_state, decode
-from .paths import StateKey
-from .record import NO_RECORD, Fence, Record, attach, detach, new_rev
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
+from ..codec.jsonio import Codec, check_json, encode
+from ..codec.record import Fence, Record, next_epoch
 from ..errors import CorruptStateError, StateTooLargeError
-from .codec import Codec, check_json, encode
-from .paths import StateKey
-from .record import Fence, Record, next_epoch
+from ..keys.paths import StateKey
 
 State = dict[str, Any]
 UpdateFn = Callable[[State], State]

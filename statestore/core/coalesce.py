@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..keys.paths import StateKey
 from .cas import Expected, Outcome
 from .changes import Change, State
-from .paths import StateKey
 
 
 class Apply(Protocol):

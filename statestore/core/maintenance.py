@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 from ..backends.base import ObjectBackend
 from ..errors import ConditionalDeleteUnsupportedError, InvalidInputError, StateStoreError, VersionNotFoundError
+from ..keys.paths import StateKey, listed_id, type_prefix
+from ..keys.statetype import StateType
 from ..util.offload import run_workers
 from .cas import CompareAndSwap
 from .changes import State
-from .paths import StateKey, listed_id, type_prefix
-from .statetype import StateType
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``Store``: the public API of statestore on one backend for one app, and the checks on its input.
 
-Each call is one operation (``with _Boundary(...)``): it checks its input before any I/O, then hands its change to the
+Each call is one operation (``with Boundary(...)``): it checks its input before any I/O, then hands its change to the
 ``Coalescer`` (``coalesce.py``), which batches concurrent changes to one state into one pass of the
 compare-and-swap loop (``CompareAndSwap`` in ``cas.py``). The boundary is where an error is told which call and
 state it is about, where the operation's deadline starts, and where telemetry records it.
@@ -8,8 +8,8 @@ state it is about, where the operation's deadline starts, and where telemetry re
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -18,23 +18,33 @@ from typing import Any, NamedTuple, TypeVar
 from .. import telemetry as _telemetry
 from ..backends.base import ObjectBackend, PutMode
 from ..check import CheckReport, check_backend
+from ..codec.crypto import EncryptingCodec
+from ..codec.jsonio import Codec, check_json
+from ..codec.record import Fence
 from ..config.build import store_options
 from ..config.settings import Settings
 from ..config.url import parse_store_url
 from ..errors import BackendError, InvalidInputError, StateStoreError
+from ..keys.paths import StateKey, state_key, validate_app_name
+from ..keys.statetype import StateType
 from ..util import operation
 from ..util.offload import check_concurrency, in_worker, is_small, run_workers
 from ..util.retry import RetryPolicy
 from . import maintenance
+from .boundary import (
+    Boundary,
+    annotate,
+    as_dict,
+    callable_or_none,
+    checked_epoch,
+    checked_fence,
+    expected_version,
+    version_id,
+)
 from .cas import DEFAULT_CACHE_BYTES, CompareAndSwap, Expected
 from .changes import RESEAL, Acquire, Change, Merge, Replace, State, Update, UpdateFn
 from .coalesce import Coalescer
-from .codec import Codec, check_json
-from .crypto import EncryptingCodec
 from .maintenance import StateInfo, StateVersion
-from .paths import StateKey, state_key, validate_app_name
-from .record import Fence
-from .statetype import StateType
 
 __all__ = ["Fence", "State", "StateInfo", "StateVersion", "Store", "UpdateFn", "VersionedState"]
 
@@ -45,7 +55,6 @@ T = TypeVar("T")
 DEFAULT_APP_NAME = "default"
 DEFAULT_MAX_STATE_BYTES = 8 * 1024 * 1024
 _KEY_MEMO = 4096  # validated (id, type) pairs remembered per store
-_MAX_VERSION_CHARS = 1024
 
 
 class VersionedState(NamedTuple):
@@ -82,6 +91,8 @@ class Store:
         codec = codec if codec is not None else EncryptingCodec()
         self._cas = CompareAndSwap(observed, codec, retry or RetryPolicy(), max_state_bytes, cache_size, cache_bytes)
         self._coalescer = Coalescer(self._cas.apply)
+        # each public call runs as ``with self._boundary(name, id, type):`` (decision 46)
+        self._boundary = functools.partial(Boundary, self._telemetry, self._cas.retry.deadline)
         self._keys: dict[tuple[str, str], StateKey] = {}
 
     @classmethod
@@ -137,7 +148,7 @@ class Store:
 
     async def get_state(self, id: str, type: StateType | str) -> State:  # noqa: A002
         """The stored state; ``{}`` only if it does not exist. Always asks the backend."""
-        with _Boundary(self, "get_state", id, type):
+        with self._boundary("get_state", id, type):
             return await self._cas.read_state(self.key(id, type))
 
     async def save_state(
@@ -156,14 +167,14 @@ class Store:
         ``VersionConflictError`` and nothing changes. With ``fence`` (from ``acquire_fence``), only while no newer
         fence was acquired; else ``FencedError`` and nothing changes.
         """
-        with _Boundary(self, "save_state", id, type):
+        with self._boundary("save_state", id, type):
             skey = self.key(id, type)
             if not isinstance(key, str):
                 raise InvalidInputError(f"state key must be a string, not {key.__class__.__name__}")
             values = {key: value}
             large = await self._checked(skey, values, value)
-            change = Merge(values, large, _fence(fence, skey))
-            await self._submit(skey, change, returns=False, expected=_expected(if_version))
+            change = Merge(values, large, checked_fence(fence, skey))
+            await self._submit(skey, change, returns=False, expected=expected_version(if_version))
 
     async def save_state_object(
         self,
@@ -179,11 +190,13 @@ class Store:
         With ``if_version`` only at that version (else ``VersionConflictError``); with ``fence`` only while it
         holds (else ``FencedError``).
         """
-        with _Boundary(self, "save_state_object", id, type):
+        with self._boundary("save_state_object", id, type):
             skey = self.key(id, type)
-            values = _as_dict(value)
+            values = as_dict(value)
             large = await self._checked(skey, values, values)
-            return await self._submit(skey, Merge(values, large, _fence(fence, skey)), expected=_expected(if_version))
+            return await self._submit(
+                skey, Merge(values, large, checked_fence(fence, skey)), expected=expected_version(if_version)
+            )
 
     # -- updating, replacing, creating, deleting ----------------------------------
 
@@ -204,11 +217,11 @@ class Store:
         the size limit). Whatever ``fn`` raises, even a ``BaseException``, fails this call alone. With ``fence``,
         only while it holds (else ``FencedError``).
         """
-        with _Boundary(self, "update_state", id, type):
+        with self._boundary("update_state", id, type):
             skey = self.key(id, type)
             if not callable(fn):
                 raise InvalidInputError("fn must be callable")
-            return await self._submit(skey, Update(fn, _fence(fence, skey)))
+            return await self._submit(skey, Update(fn, checked_fence(fence, skey)))
 
     async def replace_state(
         self,
@@ -226,12 +239,12 @@ class Store:
         holds (else ``FencedError``). ``fence_epoch``: keep at least this fence epoch, from ``get_fence_epoch``
         of the same state in another store (how ``copy_states`` carries fences over).
         """
-        with _Boundary(self, "replace_state", id, type):
+        with self._boundary("replace_state", id, type):
             skey = self.key(id, type)
-            values = _as_dict(value)
+            values = as_dict(value)
             large = await self._checked(skey, values, values)
-            change = Replace(values, large, _fence(fence, skey), _epoch(fence_epoch))
-            return await self._submit(skey, change, expected=_expected(if_version))
+            change = Replace(values, large, checked_fence(fence, skey), checked_epoch(fence_epoch))
+            return await self._submit(skey, change, expected=expected_version(if_version))
 
     async def create_state(
         self,
@@ -246,11 +259,13 @@ class Store:
         Of concurrent creators (tasks, processes, machines) exactly one wins. ``fence_epoch``: as for
         ``replace_state``.
         """
-        with _Boundary(self, "create_state", id, type):
+        with self._boundary("create_state", id, type):
             skey = self.key(id, type)
-            values = _as_dict(value)
+            values = as_dict(value)
             large = await self._checked(skey, values, values)
-            return await self._submit(skey, Replace(values, large, epoch=_epoch(fence_epoch)), expected=PutMode.CREATE)
+            return await self._submit(
+                skey, Replace(values, large, epoch=checked_epoch(fence_epoch)), expected=PutMode.CREATE
+            )
 
     async def delete_state(
         self,
@@ -267,10 +282,10 @@ class Store:
         honours a conditional delete: on a server that ignores it (MinIO, Ceph RGW) it raises
         ``ConditionalDeleteUnsupportedError`` and deletes nothing.
         """
-        with _Boundary(self, "delete_state", id, type):
+        with self._boundary("delete_state", id, type):
             skey = self.key(id, type)
-            _expected(if_version)
-            await self._cas.delete(skey, if_version, _fence(fence, skey))
+            expected_version(if_version)
+            await self._cas.delete(skey, if_version, checked_fence(fence, skey))
 
     async def acquire_fence(self, id: str, type: StateType | str) -> Fence:  # noqa: A002
         """A new fence for the state: its epoch is greater than every epoch acquired before for it.
@@ -279,7 +294,7 @@ class Store:
         carries an older fence raises ``FencedError`` and writes nothing: a paused or zombie writer that wakes up
         cannot roll the state back. Writes without ``fence=`` are not fenced. See docs/temporal.md.
         """
-        with _Boundary(self, "acquire_fence", id, type):
+        with self._boundary("acquire_fence", id, type):
             skey = self.key(id, type)
             outcome = await self._cas.apply(skey, [Acquire()])
             outcome.own()
@@ -291,7 +306,7 @@ class Store:
         For tools that move states (``copy_states`` passes it as ``fence_epoch=``) and for diagnostics; a writer
         proves its right to write with the ``Fence`` that ``acquire_fence`` gave it, never with this number.
         """
-        with _Boundary(self, "get_fence_epoch", id, type):
+        with self._boundary("get_fence_epoch", id, type):
             return await self._cas.read_fence(self.key(id, type))
 
     # -- reading several, listing ------------------------------------------------
@@ -303,7 +318,7 @@ class Store:
         read-modify-write that spans your own code (a request, a human). A version names one write: a state
         rewritten with the same content has another version.
         """
-        with _Boundary(self, "get_versioned_state", id, type):
+        with self._boundary("get_versioned_state", id, type):
             state, version = await self._cas.read_versioned(self.key(id, type))
             return VersionedState(state, version)
 
@@ -320,7 +335,7 @@ class Store:
         type are checked before any request. Any failure (a corrupt state, the backend) raises, and the reads still
         running are cancelled: it never returns part of the answer.
         """
-        with _Boundary(self, "get_states", None, type):
+        with self._boundary("get_states", None, type):
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
                 raise InvalidInputError(f"ids must be a collection of ids, not {ids.__class__.__name__}")
             check_concurrency(concurrency)
@@ -343,7 +358,7 @@ class Store:
 
     async def list_states(self, type: StateType | str) -> list[str]:  # noqa: A002
         """The ids of this app's states of ``type``, sorted."""
-        with _Boundary(self, "list_states", None, type):
+        with self._boundary("list_states", None, type):
             return sorted([state_id async for state_id in self.iter_states(type)])
 
     def iter_state_info(self, type: StateType | str) -> AsyncIterator[StateInfo]:  # noqa: A002
@@ -358,7 +373,7 @@ class Store:
 
     async def list_state_info(self, type: StateType | str) -> list[StateInfo]:  # noqa: A002
         """``iter_state_info``, sorted by id."""
-        with _Boundary(self, "list_state_info", None, type):
+        with self._boundary("list_state_info", None, type):
             return sorted([info async for info in self.iter_state_info(type)], key=lambda info: info.id)
 
     async def _listing(self, name: str, stype: StateType, items: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -375,7 +390,7 @@ class Store:
                 except StopAsyncIteration:
                     return
                 except StateStoreError as exc:
-                    _annotate(exc, name, None, stype)
+                    annotate(exc, name, None, stype)
                     raise
                 except Exception as exc:
                     raise BackendError(f"listing {stype.value} states failed ({exc.__class__.__name__})") from exc
@@ -410,10 +425,10 @@ class Store:
         nobody configured) stops the run with that error; states done before it stay done, and running again is
         safe. ``progress(done, total)`` is called after each state.
         """
-        with _Boundary(self, "reencrypt_states", None, type):
+        with self._boundary("reencrypt_states", None, type):
             stype = StateType.coerce(type)
             check_concurrency(concurrency)
-            _callable_or_none(progress, "progress")
+            callable_or_none(progress, "progress")
 
             async def reseal(state_id: str) -> bool:
                 skey = self.key(state_id, stype)
@@ -443,14 +458,14 @@ class Store:
         which can lose an update made in between (docs/decisions/0034). ``dry_run`` deletes nothing and returns the
         ids a run would consider. ``progress(done, total)`` is called per state.
         """
-        with _Boundary(self, "prune_states", None, type):
+        with self._boundary("prune_states", None, type):
             stype = StateType.coerce(type)
             if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
                 raise InvalidInputError(f"older_than must be a positive timedelta, not {older_than!r}")
             for name, flag in (("dry_run", dry_run), ("allow_unconditional", allow_unconditional)):
                 if not isinstance(flag, bool):
                     raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
-            _callable_or_none(progress, "progress")
+            callable_or_none(progress, "progress")
             pruner = maintenance.Pruner(self._cas, self.key, self.iter_state_info)
             return await pruner.run(stype, older_than, dry_run, allow_unconditional, progress)
 
@@ -460,7 +475,7 @@ class Store:
         Needs a backend that keeps versions (S3 with bucket versioning on); any other raises
         ``VersionsUnsupportedError``, saying how to enable them. A state never written has none.
         """
-        with _Boundary(self, "state_history", id, type):
+        with self._boundary("state_history", id, type):
             versions = await self._cas.versions(self.key(id, type))
             return [StateVersion(v.version_id, v.last_modified, v.size, v.deleted) for v in versions]
 
@@ -469,8 +484,8 @@ class Store:
 
         ``VersionNotFoundError`` if the state has no such version, or that version is a deletion.
         """
-        with _Boundary(self, "get_state_version", id, type):
-            return await maintenance.read_version(self._cas, self.key(id, type), _version_id(version))
+        with self._boundary("get_state_version", id, type):
+            return await maintenance.read_version(self._cas, self.key(id, type), version_id(version))
 
     async def restore_state(
         self,
@@ -487,10 +502,10 @@ class Store:
         history. With ``if_version`` only if that version is still the current one (else
         ``VersionConflictError``). An unknown ``version`` raises ``VersionNotFoundError`` and writes nothing.
         """
-        with _Boundary(self, "restore_state", id, type):
+        with self._boundary("restore_state", id, type):
             skey = self.key(id, type)
-            expected = _expected(if_version)
-            values = await maintenance.read_version(self._cas, skey, _version_id(version))
+            expected = expected_version(if_version)
+            values = await maintenance.read_version(self._cas, skey, version_id(version))
             large = await self._checked(skey, values, values)
             return await self._submit(skey, Replace(values, large), expected=expected)
 
@@ -544,106 +559,3 @@ class Store:
         if expected is None and self.coalesce:
             return self._coalescer.submit(skey, change, returns)
         return self._coalescer.alone(skey, change, expected)
-
-
-class _Boundary(operation.Operation):
-    """One public call of a store, as a ``with`` block: the operation, its deadline and what is said of it.
-
-    On the way in it makes the call the current ``Operation`` (its deadline: now + the store's retry deadline,
-    which bounds every wait below) and, where telemetry records, starts its span. On the way out a
-    ``StateStoreError`` is told the call and the state it is about, and the span ends with the outcome.
-    """
-
-    __slots__ = ("_state_id", "_state_type", "_telemetry", "_token")
-
-    def __init__(self, store: Store, name: str, state_id: object = None, state_type: object = None) -> None:
-        self.name = name
-        self.deadline = time.monotonic() + store._cas.retry.deadline
-        self.conflicts = self.retries = 0
-        self.recording = None
-        self._state_id = state_id
-        self._state_type = state_type
-        self._telemetry = store._telemetry
-
-    def __enter__(self) -> _Boundary:
-        self._token = operation.CURRENT.set(self)
-        if self._telemetry is not None:
-            self._telemetry.begin(self, self._state_type, self._state_id)
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        operation.CURRENT.reset(self._token)
-        if exc is not None and isinstance(exc, StateStoreError):
-            _annotate(exc, self.name, self._state_id, self._state_type)
-        if self._telemetry is not None:
-            self._telemetry.end(self, "ok" if exc is None else exc.__class__.__name__)
-
-
-def _annotate(exc: StateStoreError, name: str, state_id: object, state_type: object) -> None:
-    """Say on ``exc`` which call failed, and for which state where known (an inner call's state is kept)."""
-    exc.operation = name
-    if exc.state_id is None and isinstance(state_id, str):
-        exc.state_id = state_id
-    if exc.state_type is None and isinstance(state_type, str):  # as the caller gave it, even if it is no type
-        exc.state_type = state_type.value if isinstance(state_type, StateType) else state_type
-
-
-def _expected(version: str | None) -> Expected | None:
-    """The precondition ``if_version=`` asks for (None: none); ``InvalidInputError`` for anything but a version."""
-    if version is None:
-        return None
-    if (
-        version.__class__ is not str
-        or not version.strip('"')
-        or len(version) > _MAX_VERSION_CHARS
-        or not (version.isascii() and version.isprintable())
-    ):
-        raise InvalidInputError(
-            f"if_version must be a version from get_versioned_state (a non-empty string), not {_shown(version)}"
-        )
-    return PutMode.update(version)
-
-
-def _fence(fence: object, skey: StateKey) -> Fence | None:
-    """``fence`` if it is None or a ``Fence`` of this state, else ``InvalidInputError`` (before any I/O)."""
-    if fence is None:
-        return None
-    if not isinstance(fence, Fence):
-        raise InvalidInputError(f"fence must be a Fence from acquire_fence, not {fence.__class__.__name__}")
-    return fence.check(skey)
-
-
-def _epoch(value: object) -> int:
-    """``value`` if it can be a fence epoch (an integer of 0 or more; a bool is not), else ``InvalidInputError``."""
-    if value.__class__ is not int or value < 0:
-        raise InvalidInputError(f"fence_epoch must be an integer of 0 or more, not {_shown(value)}")
-    return value
-
-
-def _version_id(version: Any) -> str:
-    """``version`` if it can be a kept version's id (a short printable string), else ``InvalidInputError``."""
-    if (
-        version.__class__ is not str
-        or not version
-        or len(version) > _MAX_VERSION_CHARS
-        or not (version.isascii() and version.isprintable())
-    ):
-        raise InvalidInputError(f"version must be the id of a kept version (a non-empty string), not {_shown(version)}")
-    return version
-
-
-def _shown(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 80 else shown[:76] + "..."
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    """A mapping a call sets, as a dict of its own."""
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"value must be a dict, not {value.__class__.__name__}")
-    return dict(value)
-
-
-def _callable_or_none(value: object, name: str) -> None:
-    if value is not None and not callable(value):
-        raise InvalidInputError(f"{name} must be callable")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import FencedError, InvalidInputError
-from .paths import StateKey
-from .statetype import StateType
+from ..keys.paths import StateKey
+from ..keys.statetype import StateType
 
 __all__ = ["NO_RECORD", "Fence", "Record", "attach", "detach", "new_rev", "next_epoch"]
 

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import orjson
 
 from ..errors import DecryptionError, InvalidInputError, SecretPolicyError, UnencryptedStateError
-from .codec import Codec, Opened, loads
-from .paths import StateKey
+from ..keys.paths import StateKey
+from ..keys.statetype import StateType
+from .jsonio import Codec, Opened, loads
 from .secrets import find_raw_secrets
-from .statetype import StateType
 
 if TYPE_CHECKING:  # cryptography is imported when a key is given: importing statestore stays light
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import CorruptStateError, InvalidInputError
-from .paths import StateKey
+from ..keys.paths import StateKey
 
 MAX_DEPTH = 250  # orjson refuses deeper documents; say so up front with a clear error
 INT_MIN = -(2**63)  # orjson reads and writes integers in [INT_MIN, INT_MAX] exactly

@@ -1,0 +1,1 @@
+"""Where a state lives: its type (``statetype``), the key layout and the rules for ids and app names (``paths``)."""
