@@ -22,19 +22,6 @@ DAY = 24 * 3600
 Run = Callable[..., CliResult]
 
 
-def ok(done: CliResult) -> str:
-    assert done.code == 0 and done.err == "", (done.code, done.err)
-    return done.out
-
-
-def failed(done: CliResult, code: int, *fragments: str) -> str:
-    """Exit ``code``, nothing on stdout, one line on stderr holding every fragment; that line."""
-    assert done.code == code and done.out == "", (done.code, done.out, done.err)
-    [line] = done.err.splitlines()
-    assert line.startswith("statestore: ") and all(fragment in line for fragment in fragments), line
-    return line
-
-
 def put_states(root: Path, ages: dict[str, float], type_: str = "workflows") -> None:
     """Write one state per id, last modified ``ages[id]`` seconds ago."""
     now = time.time()
@@ -47,7 +34,7 @@ def test_list_long_shows_size_time_and_version(tmp_path: Path, cli_run: Run) -> 
     root = tmp_path / "root"
     put_states(root, {"w-1": 3 * DAY, "w-22": 0})
     r = ["--root", str(root)]
-    lines = sorted(ok(cli_run(*r, "list", "--long")).splitlines())
+    lines = sorted(cli_run(*r, "list", "--long").ok().splitlines())
     rows = [line.split("\t") for line in lines]
     assert [row[0] for row in rows] == ["w-1", "w-22"]  # piped: no header
     for row in rows:
@@ -56,17 +43,17 @@ def test_list_long_shows_size_time_and_version(tmp_path: Path, cli_run: Run) -> 
         shown = datetime.strptime(row[2], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         assert abs(shown.timestamp() - path.stat().st_mtime) < 1
         assert row[3] == "-"  # the local listing has no version
-    entries = orjson.loads(ok(cli_run(*r, "--json", "list", "-l")))
+    entries = orjson.loads(cli_run(*r, "--json", "list", "-l").ok())
     assert sorted(e["id"] for e in entries) == ["w-1", "w-22"]
     assert all(e["last_modified"].endswith("Z") and e["version"] is None for e in entries)
-    assert ok(cli_run(*r, "list")).count("\t") == 0  # plain list unchanged
+    assert cli_run(*r, "list").ok().count("\t") == 0  # plain list unchanged
 
 
 def test_list_long_on_s3_shows_the_etag(cli_run: Run, moto_server: MotoServer) -> None:
     args, _ = s3_cli(moto_server, moto_server.create_bucket())
     env = moto_server.fake_credentials()
-    ok(cli_run(*args, "merge", "wf", '{"n": 1}', env=env))
-    [entry] = orjson.loads(ok(cli_run(*args, "--json", "list", "--long", env=env)))
+    cli_run(*args, "merge", "wf", '{"n": 1}', env=env).ok()
+    [entry] = orjson.loads(cli_run(*args, "--json", "list", "--long", env=env).ok())
     assert entry["id"] == "wf" and entry["size"] == len(b'{"n":1}') + 1 + 64  # and the write's record
     assert entry["version"].startswith('"') and len(entry["version"]) == 34
 
@@ -87,8 +74,8 @@ def test_prune_dry_run_then_prune(tmp_path: Path, cli_run: Run) -> None:
     assert done.code == 0, done.err
     assert done.out.splitlines() == ["old-1", "old-2"]
     assert done.err == "pruned 2 workflow states\n"  # no progress bar: stderr is no terminal
-    assert sorted(ok(cli_run(*r, "list")).splitlines()) == ["fresh"]
-    assert ok(cli_run(*r, "list", "--type", "credentials")) == "cred-old\n"
+    assert sorted(cli_run(*r, "list").ok().splitlines()) == ["fresh"]
+    assert cli_run(*r, "list", "--type", "credentials").ok() == "cred-old\n"
 
     put_states(root, {"cred-2": 40 * DAY}, type_="credentials")
     one = cli_run(*r, "prune", "--type", "credentials", "--older-than", "30d", "--dry-run")
@@ -109,12 +96,12 @@ def test_prune_dry_run_then_prune(tmp_path: Path, cli_run: Run) -> None:
 def test_prune_bad_duration_exits_2_and_deletes_nothing(tmp_path: Path, cli_run: Run, older_than: str) -> None:
     root = tmp_path / "root"
     put_states(root, {"old": 40 * DAY})
-    failed(cli_run("--root", str(root), "prune", "--older-than", older_than), 2)
+    cli_run("--root", str(root), "prune", "--older-than", older_than).failed(2)
     assert (root / KEY.format(type="workflows", id="old")).exists()
 
 
 def test_prune_without_older_than_is_a_usage_error(tmp_path: Path, cli_run: Run) -> None:
-    failed(cli_run("--root", str(tmp_path), "prune"), 2, "--older-than")
+    cli_run("--root", str(tmp_path), "prune").failed(2, "--older-than")
 
 
 def test_parse_duration() -> None:
