@@ -130,7 +130,8 @@ async def run_backend(
                     step = max(zombie.steps_back, default=0)
                     worst.append(step)
                     seen.append(len(zombie.regressions))
-                    detail = f"regressions seen {len(zombie.regressions)}, max step back {step}, "
+                    detail = "zombie told of its cancellation" if zombie.zombie_cancelled else "zombie never told"
+                    detail += f"; regressions seen {len(zombie.regressions)}, max step back {step}, "
                     detail += f"zombie writes landed {zombie.zombie_saved}, refused {zombie.zombie_refused}; "
                     detail += f"lowest index after the workflow completed {zombie.lowest_after_result}"
                     after.append(zombie.lowest_after_result)
