@@ -20,7 +20,7 @@ import pytest
 from test_batch_isolation import appender
 
 from statestore import LocalBackend, ObjectBackend, PutMode, StateType, Store
-from statestore.backends import Versioned
+from statestore.backends import PutResult, Update, Versioned
 from statestore.backends.base import md5_etag
 from statestore.codec.crypto import EncryptingCodec, generate_key
 from statestore.errors import PreconditionFailed
@@ -28,6 +28,11 @@ from statestore.testing import CountingBackend
 
 W = StateType.WORKFLOWS
 TASKS = 8
+
+
+def make_store_on(make_backend: Callable[[], ObjectBackend]) -> Store:
+    """Another store on the same objects."""
+    return Store(make_backend())
 
 
 def counting_store(make_backend: Callable[[], ObjectBackend], **options: Any) -> tuple[Store, CountingBackend]:
@@ -48,6 +53,49 @@ async def test_cold_operations(make_backend: Callable[[], ObjectBackend]) -> Non
     other, other_counts = counting_store(make_backend)
     assert await other.save_state_object("new", {"j": 2}, W) == {"k": 1, "j": 2}
     assert other_counts.counts == {"get": 1, "put": 1}
+
+
+class ModeRecordingBackend(CountingBackend):
+    """A ``CountingBackend`` that also keeps the precondition of each put, in order."""
+
+    def __init__(self, inner: ObjectBackend) -> None:
+        super().__init__(inner)
+        self.put_modes: list[PutMode] = []
+
+    async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
+        self.put_modes.append(mode)
+        return await super().put(key, data, mode)
+
+
+async def test_first_save_after_reading_a_missing_state_is_one_get_and_one_put(
+    make_backend: Callable[[], ObjectBackend],
+) -> None:
+    """A new workflow reads its state (missing), then saves: the absence is remembered, so the save creates at once."""
+    recording = ModeRecordingBackend(make_backend())
+    store = Store(recording)
+    assert await store.get_state("wf", W) == {}
+    await store.save_state("last_processed_index", 99, "wf", W)
+    assert recording.counts == {"get": 1, "put": 1}
+    assert recording.put_modes == [PutMode.CREATE]  # If-None-Match: *, no second read
+    await store.save_state("status", "completed", "wf", W)
+    assert recording.counts == {"get": 1, "put": 2}
+    assert await make_store_on(make_backend).get_state("wf", W) == {"last_processed_index": 99, "status": "completed"}
+
+
+async def test_remembered_absence_gone_stale_costs_one_failed_put_and_loses_nothing(
+    make_backend: Callable[[], ObjectBackend],
+) -> None:
+    """Another store creates the state between our read (missing) and our save: the create fails, we re-read, merge."""
+    recording = ModeRecordingBackend(make_backend())
+    ours = Store(recording)
+    theirs = make_store_on(make_backend)
+    assert await ours.get_state("wf", W) == {}
+    await theirs.save_state("theirs", 1, "wf", W)
+    await ours.save_state("ours", 2, "wf", W)
+    assert recording.counts["put"] == 2
+    assert recording.put_modes[0] == PutMode.CREATE and isinstance(recording.put_modes[1], Update)
+    assert recording.counts["get"] <= 2  # the first read; local and memory hand back what they saw, S3 reads below us
+    assert await theirs.get_state("wf", W) == {"theirs": 1, "ours": 2}
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])

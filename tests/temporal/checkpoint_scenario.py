@@ -155,6 +155,12 @@ class Run:
         at = next(i for i, e in enumerate(events) if e["ev"] == marker and e["attempt"] == 0)
         return events[at + 1 :]
 
+    def between(self, first: str, second: str) -> list[dict[str, Any]]:
+        """The events logged between the test's ``first`` and ``second`` marker lines."""
+        events = self.log.refresh()
+        at = [next(i for i, e in enumerate(events) if e["ev"] == m and e["attempt"] == 0) for m in (first, second)]
+        return events[at[0] + 1 : at[1]]
+
     def items(self, pid: int | None = None, attempt: int | None = None) -> list[int]:
         return [e["i"] for e in self.events("item", pid=pid, attempt=attempt)]
 
@@ -176,7 +182,8 @@ class ZombieRun:
     regressions: list[tuple[int, int]]  # each change of the stored index to a smaller value
     zombie_saved: int  # saves of the zombie that landed after it resumed
     zombie_refused: int  # saves of the zombie refused (FencedError) after it resumed
-    zombie_cancelled: bool
+    zombie_cancelled: bool  # the SDK told the resumed attempt it was cancelled (it may finish before it hears)
+    retry_took_over: bool  # a later attempt started while the zombie was stopped
     zombie_items: int  # items the zombie processed after it resumed
     lowest_after_result: int  # the lowest index read after the workflow had completed (the retry's result)
 
@@ -379,6 +386,7 @@ async def zombie_run(h: Harness, *, fenced: bool, stop_after: int = 250, resume_
         await run.poller.stop()
     run.final_state = await h.store.get_state(run.workflow_id, StateType.WORKFLOWS)
     late = [e for e in run.after("resumed") if e["pid"] == victim]
+    while_stopped = run.between("stopped", "resumed")
     return ZombieRun(
         run,
         victim,
@@ -387,6 +395,7 @@ async def zombie_run(h: Harness, *, fenced: bool, stop_after: int = 250, resume_
         zombie_saved=sum(e["ev"] == "saved" for e in late),
         zombie_refused=sum(e["ev"] == "refused" for e in late),
         zombie_cancelled=any(e["ev"] == "cancelled" for e in late),
+        retry_took_over=any(e["ev"] == "start" and e["attempt"] > 1 for e in while_stopped),
         zombie_items=sum(e["ev"] == "item" for e in late),
         lowest_after_result=min(run.poller.values[at_result:]),
     )

@@ -63,8 +63,9 @@ async def test_worker_killed_mid_activity_resumes_from_checkpoint(harness: Harne
 async def test_unfenced_zombie_attempt_rolls_checkpoint_back(harness: Harness) -> None:
     zombie = await zombie_run(harness, fenced=False)
 
-    # The retry took over while the zombie was stopped, and the zombie wrote again after it resumed ...
-    assert zombie.zombie_cancelled, "the resumed attempt was never cancelled: no zombie"
+    # The retry took over while the zombie was stopped, and the zombie wrote again after it resumed (whether or
+    # not its cancellation reached it before it finished: its heartbeat may go unanswered for a while) ...
+    assert zombie.retry_took_over, f"no later attempt started while attempt 1 was stopped: no zombie: {zombie}"
     assert zombie.zombie_saved >= 1, f"the zombie wrote nothing after it resumed: {zombie}"
     # ... so the stored index went backwards: compare-and-swap loses no update, but it does not stop a stale writer.
     assert zombie.steps_back, f"the stored index never went backwards: {zombie.run.poller.values}"
@@ -81,11 +82,12 @@ async def test_fenced_zombie_attempt_cannot_roll_checkpoint_back(harness: Harnes
     zombie = await zombie_run(harness, fenced=True)
     run = zombie.run
 
-    # The zombie was resumed, cancelled, carried on regardless and tried to write: every write was refused.
-    assert zombie.zombie_cancelled, "the resumed attempt was never cancelled: no zombie"
+    # The zombie was resumed (and cancelled, if the SDK got to tell it), carried on and tried to write: every write
+    # was refused.
+    assert zombie.retry_took_over, f"no later attempt started while attempt 1 was stopped: no zombie: {zombie}"
     assert zombie.zombie_items > 0
     assert zombie.zombie_saved == 0, f"writes of the zombie landed: {zombie}"
-    assert zombie.zombie_refused >= 2, zombie  # the cancel handler's save and the final status, at least
+    assert zombie.zombie_refused >= 2, zombie  # a checkpoint (or the cancel handler's save) and the final status
     assert {e["pid"] for e in run.events("refused")} == {zombie.victim}  # the retry's own writes all landed
     # Each attempt acquired a newer fence than the one before it.
     epochs = [e["epoch"] for e in run.events("fence")]
