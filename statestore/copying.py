@@ -13,7 +13,7 @@ import logging
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .core.store import State, Store
 from .errors import InvalidInputError, PlaintextCopyError, StateExistsError, StateStoreError
@@ -34,11 +34,15 @@ class CopyItem(NamedTuple):
 
 
 class CopyFailure(NamedTuple):
-    """A state that could not be copied, and the typed error that stopped it (its message holds no secret)."""
+    """A state that could not be copied, and the typed error that stopped it (its message holds no secret).
+
+    ``side``: the store the error came from, ``"source"`` (reading it) or ``"destination"``.
+    """
 
     type: str
     id: str
     error: StateStoreError
+    side: Literal["source", "destination"] = "source"
 
 
 @dataclass
@@ -70,7 +74,7 @@ class CopyReport:
             "overwritten": [{"type": i.type, "id": i.id} for i in self.overwritten],
             "skipped": [{"type": i.type, "id": i.id, "reason": i.reason} for i in self.skipped],
             "failed": [
-                {"type": f.type, "id": f.id, "error": type(f.error).__name__, "message": str(f.error)}
+                {"type": f.type, "id": f.id, "side": f.side, "error": type(f.error).__name__, "message": str(f.error)}
                 for f in self.failed
             ],
         }
@@ -149,11 +153,22 @@ async def copy_states(
         nonlocal done
         for stype, state_id in queue:  # a plain iterator shared by the workers: each state is taken once
             held: list[State] = []  # the states read and written, freed in the offload thread if large
+            side: Literal["source", "destination"] = "source"
             try:
-                await _copy_one(src, dst, stype, state_id, overwrite, existing if dry_run else None, report, held)
+                read = await _read_source(src, stype, state_id, held)
+                if read is None:  # deleted at the source since it was listed
+                    report.skipped.append(CopyItem(stype.value, state_id, "gone"))
+                else:
+                    side = "destination"
+                    state, epoch = read
+                    await _copy_one(
+                        dst, stype, state_id, state, epoch, overwrite, existing if dry_run else None, report, held
+                    )
             except StateStoreError as exc:
-                logger.debug("copying %s state %r failed: %s", stype.value, state_id, type(exc).__name__)
-                report.failed.append(CopyFailure(stype.value, state_id, exc))
+                logger.debug(
+                    "copying %s state %r failed at the %s: %s", stype.value, state_id, side, type(exc).__name__
+                )
+                report.failed.append(CopyFailure(stype.value, state_id, exc, side))
             finally:
                 await offload(bool(held) and not is_small(held[0]), held.clear)  # freeing 1 MB of JSON takes ms
             done += 1
@@ -187,28 +202,32 @@ def _refuse_decrypting(src: Store, dst: Store, chosen: list[StateType]) -> None:
         )
 
 
+async def _read_source(src: Store, stype: StateType, state_id: str, held: list[State]) -> tuple[State, int] | None:
+    """The state to copy and its fence epoch, or None if it is gone; the state goes into ``held`` (freed later)."""
+    state, version = await src.get_versioned_state(state_id, stype)
+    held.append(state)
+    if version is None:
+        return None
+    return state, await src.get_fence_epoch(state_id, stype)  # the fence goes with the state (a 304: just read)
+
+
 async def _copy_one(
-    src: Store,
     dst: Store,
     stype: StateType,
     state_id: str,
+    state: State,
+    epoch: int,
     overwrite: bool,
     existing: dict[StateType, set[str]] | None,
     report: CopyReport,
     held: list[State],
 ) -> None:
-    """Copy one state; a typed error fails it alone (the caller records it).
+    """Write one state read from the source into ``dst``; a typed error fails it alone (the caller records it).
 
     ``existing`` (a dry run): the ids the destination lists; then nothing is written. Every state
     read or returned is put in ``held``, so that the caller frees them (off the loop if large).
     """
     dry_run = existing is not None
-    state, version = await src.get_versioned_state(state_id, stype)
-    held.append(state)
-    if version is None:  # deleted at the source since it was listed
-        report.skipped.append(CopyItem(stype.value, state_id, "gone"))
-        return
-    epoch = await src.get_fence_epoch(state_id, stype)  # the fence goes with the state (a 304: it was just read)
     if not overwrite:
         if existing is not None:
             await run_check(state, lambda: _check_writable(dst, stype, state_id, state))

@@ -135,7 +135,9 @@ def configure(
     """
     global _instruments, _unset_until
     if not available():
-        raise RuntimeError("statestore telemetry needs opentelemetry-api: pip install 'statestore[otel]'")
+        raise RuntimeError(
+            "statestore telemetry needs opentelemetry-api: pip install opentelemetry-api (statestore's otel extra)"
+        )
     _instruments = _Instruments(
         tracer_provider, meter_provider, otel_ids_from_env() if record_ids is None else record_ids
     )

@@ -244,6 +244,20 @@ class CliResult:
     out: str
     err: str
 
+    def ok(self) -> str:
+        """stdout, once the run is known to have succeeded with nothing on stderr."""
+        assert self.code == 0 and self.err == "", (self.code, self.err)
+        return self.out
+
+    def failed(self, code: int, *fragments: str) -> str:
+        """The one line on stderr, once the run is known to have exited ``code``, printed nothing on stdout
+        and said every fragment."""
+        assert self.code == code and self.out == "", (self.code, self.out, self.err)
+        lines = self.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("statestore: "), self.err
+        assert all(fragment in lines[0] for fragment in fragments), lines[0]
+        return lines[0]
+
 
 @pytest.fixture
 def cli_run(

@@ -195,7 +195,8 @@ def test_check_on_the_s3_target_reports_what_the_server_does(
     assert result.returncode == 0, result.stdout + result.stderr
     form = "quoted" if facts["quoted"] else "unquoted"
     delete = "true" if facts["conditional_delete"] else "false"
-    assert f"settings to use: STATESTORE_S3_IF_MATCH={form} STATESTORE_S3_CONDITIONAL_DELETE={delete}" in result.stdout
+    exports = f"export STATESTORE_S3_IF_MATCH={form} STATESTORE_S3_CONDITIONAL_DELETE={delete}"
+    assert f"\nsettings to use:\n{exports}\n" in result.stdout
     assert "verdict: SAFE" in result.stdout
     assert "statestore-test-secret" not in result.stdout and (s3_target.secret_access_key or "@@") not in result.stdout
 

@@ -222,7 +222,7 @@ def test_corrupt_state_exits_3_until_replaced_or_deleted(tmp_path: Path) -> None
     root = tmp_path / "root"
     r = ["--root", str(root)]
     path = put(root, "wf", b'{"truncated": ')
-    failed(statestore(*r, "get", "wf", cwd=tmp_path), 3, "corrupt state", "'wf'", "statestore replace")
+    failed(statestore(*r, "get", "wf", cwd=tmp_path), 3, "corrupt state", "'wf'", f"'statestore --root {root} replace")
     failed(statestore(*r, "set", "wf", "k", "1", cwd=tmp_path), 3, "corrupt state")
     assert path.read_bytes() == b'{"truncated": '  # a failed merge leaves the bytes for inspection
     assert orjson.loads(ok(statestore(*r, "replace", "wf", '{"k": 1}', cwd=tmp_path))) == {"k": 1}

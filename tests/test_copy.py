@@ -237,7 +237,7 @@ def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, mot
     assert dry["dry_run"] and dry["counts"] == {"copied": 3, "skipped": 0, "failed": 0} and dry["exit_code"] == 0
     assert s3_objects(moto_server, bucket) == {}
 
-    args = [*r, "copy", "-", url, "--dest-key-env", "DEST_KEY", "--progress", "--type", "workflow"]
+    args = [*r, "copy", "-", url, "--dest-key-env", "DEST_KEY", "--progress", "--type", "workflows"]
     result = statestore(*args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "copying: 2/2" in result.stderr

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import s3_backend
+from conftest import CliResult, s3_backend
 from fault_proxy import FaultProxy
 from test_cli import failed, ok, s3_cli, statestore
 from test_credentials import RacingBackend
@@ -303,12 +303,17 @@ async def test_the_s3_error_names_the_bucket(moto_server: MotoServer) -> None:
 # -- the command line -----------------------------------------------------------------------
 
 
-def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
-    args, env = s3_cli(moto_server, bucket)
-    ok(statestore(*args, "replace", ID, '{"n": 1, "status": "good"}', cwd=tmp_path, env=env))
-    ok(statestore(*args, "replace", ID, '{"n": 2, "status": "broken"}', cwd=tmp_path, env=env))
+def test_cli_history_show_and_restore(cli_run: Callable[..., CliResult], moto_server: MotoServer, bucket: str) -> None:
+    args, _ = s3_cli(moto_server, bucket)
+    env = moto_server.fake_credentials()
 
-    lines = ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()
+    def run(*more: str) -> str:
+        return cli_run(*args, *more, env=env).ok()
+
+    run("replace", ID, '{"n": 1, "status": "good"}')
+    run("replace", ID, '{"n": 2, "status": "broken"}')
+
+    lines = run("history", ID).splitlines()
     assert lines[0].split("\t") == ["version", "time", "size"]
     rows = [line.split("\t") for line in lines[1:]]
     record = 1 + 64  # each write's record after its JSON
@@ -319,35 +324,39 @@ def test_cli_history_show_and_restore(tmp_path: Path, moto_server: MotoServer, b
     assert all(row[1].endswith("Z") for row in rows)
     old = rows[1][0]
 
-    listed = orjson.loads(ok(statestore(*args, "--json", "history", ID, cwd=tmp_path, env=env)))
+    listed = orjson.loads(run("--json", "history", ID))
     assert [v["version"] for v in listed["versions"]] == [row[0] for row in rows]
     assert listed["versions"][0]["deleted"] is False and listed["id"] == ID
 
-    shown = orjson.loads(ok(statestore(*args, "show", ID, "--version", old, cwd=tmp_path, env=env)))
+    shown = orjson.loads(run("show", ID, "--version", old))
     assert shown == {"n": 1, "status": "good"}
-    assert orjson.loads(ok(statestore(*args, "get", ID, "--version", old, cwd=tmp_path, env=env))) == shown
-    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env)))["n"] == 2
+    assert orjson.loads(run("get", ID, "--version", old)) == shown
+    assert orjson.loads(run("get", ID))["n"] == 2
 
-    failed(statestore(*args, "restore", ID, "--version", "nope", cwd=tmp_path, env=env), 2, "nope", "history")
-    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env)))["n"] == 2
-    restored = orjson.loads(ok(statestore(*args, "restore", ID, "--version", old, cwd=tmp_path, env=env)))
+    refused = cli_run(*args, "restore", ID, "--version", "nope", env=env)
+    assert refused.code == 2 and refused.out == "" and "nope" in refused.err and "history" in refused.err
+    assert orjson.loads(run("get", ID))["n"] == 2
+    restored = orjson.loads(run("restore", ID, "--version", old))
     assert restored == {"n": 1, "status": "good"}
-    assert orjson.loads(ok(statestore(*args, "get", ID, cwd=tmp_path, env=env))) == restored
-    assert len(ok(statestore(*args, "history", ID, cwd=tmp_path, env=env)).splitlines()) == 4
+    assert orjson.loads(run("get", ID)) == restored
+    assert len(run("history", ID).splitlines()) == 4
 
 
-def test_cli_show_redacts_credentials(tmp_path: Path, moto_server: MotoServer, bucket: str) -> None:
-    args, env = s3_cli(moto_server, bucket, STATESTORE_ENCRYPTION_KEY=generate_key())
+def test_cli_show_redacts_credentials(cli_run: Callable[..., CliResult], moto_server: MotoServer, bucket: str) -> None:
+    args, _ = s3_cli(moto_server, bucket)
     args += ["--type", "credentials"]
-    ok(statestore(*args, "replace", "db", '{"password": "hunter2-secret"}', cwd=tmp_path, env=env))
-    [row] = [
-        line.split("\t") for line in ok(statestore(*args, "history", "db", cwd=tmp_path, env=env)).splitlines()[1:]
-    ]
-    shown = ok(statestore(*args, "show", "db", "--version", row[0], cwd=tmp_path, env=env))
+    env = {**moto_server.fake_credentials(), "STATESTORE_ENCRYPTION_KEY": generate_key()}
+
+    def run(*more: str) -> str:
+        return cli_run(*args, *more, env=env).ok()
+
+    run("replace", "db", '{"password": "hunter2-secret"}')
+    [row] = [line.split("\t") for line in run("history", "db").splitlines()[1:]]
+    shown = run("show", "db", "--version", row[0])
     assert "hunter2-secret" not in shown and orjson.loads(shown) == {"password": "<redacted>"}
-    revealed = ok(statestore(*args, "show", "db", "--version", row[0], "--show-secrets", cwd=tmp_path, env=env))
+    revealed = run("show", "db", "--version", row[0], "--show-secrets")
     assert orjson.loads(revealed) == {"password": "hunter2-secret"}
-    restored = ok(statestore(*args, "restore", "db", "--version", row[0], cwd=tmp_path, env=env))
+    restored = run("restore", "db", "--version", row[0])
     assert "hunter2-secret" not in restored
 
 

@@ -23,6 +23,7 @@ LAYERS = [
     ["statestore.errors"],
 ]
 
+
 def _layer(module: str) -> int | None:
     """The index of ``module``'s layer (0 is the top), or None for the root package and the test kit."""
     for index, layer in enumerate(LAYERS):

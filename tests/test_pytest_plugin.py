@@ -272,7 +272,17 @@ def test_s3_needs_moto(statestore_s3):
     raise AssertionError("must not run without moto")
 """
 
-INI = "[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+TESTING_MD = EXAMPLES.parent / "docs" / "testing.md"
+
+
+def documented_ini() -> str:
+    """The pytest configuration docs/testing.md gives a project, with ``{mode}`` for its asyncio mode."""
+    blocks = re.findall(r"```ini\n(.*?)```", TESTING_MD.read_text(encoding="utf-8"), re.S)
+    [block] = [b for b in blocks if "asyncio_mode = auto" in b]
+    return block.replace("asyncio_mode = auto", "asyncio_mode = {mode}")
+
+
+INI = documented_ini()
 
 
 def _unclosed(pytester: pytest.Pytester, result: pytest.RunResult) -> list[str]:
@@ -298,6 +308,7 @@ def test_fixtures_in_pytest_asyncio_mode(pytester: pytest.Pytester, mode: str) -
     # the plugin came through the pytest11 entry point of the installed package
     assert re.search(r"^plugins:.*\bstatestore-", out, re.MULTILINE), out
     result.assert_outcomes(passed=22, failed=3)
+    assert "is unset" not in out + result.stderr.str(), out  # the documented configuration is complete
     failed = sorted(re.findall(r"^FAILED \S+::(\w+)", out, re.MULTILINE))
     assert failed == ["test_local_fails", "test_memory_fails", "test_s3_fails"], out
     # the control test leaked one aiohttp session; the fixtures none
@@ -316,7 +327,7 @@ def test_s3_fixture_without_moto_names_the_extra(pytester: pytest.Pytester, ini:
     result = pytester.runpytest_subprocess("-p", "block_moto", "-p", "no:cacheprovider", "-rsE")
     result.assert_outcomes(**outcome)
     out = result.stdout.str()
-    assert "statestore_s3 needs moto[server]: pip install 'statestore[test]'" in out, out
+    assert "statestore_s3 needs moto[server]: pip install 'moto[server]' (statestore's test extra has it)" in out, out
     assert "ImportError" not in out and "Traceback" not in out, out
 
 

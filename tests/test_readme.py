@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from test_cli import KEY, clean_env
@@ -12,6 +14,8 @@ from test_cli import KEY, clean_env
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = README.parent / "examples"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+# ``pip install statestore`` or ``pip install 'statestore[test]'``: from an index (not a path to a checkout or wheel)
+INDEX_INSTALL = re.compile(r"pip install +['\"]?statestore(?![\w/.-])")
 
 
 def blocks(language: str) -> list[str]:
@@ -33,6 +37,27 @@ def test_the_first_lines_say_what_it_is_and_hold_the_two_setup_commands() -> Non
     assert "the API page" not in text and "the service this replaces" not in text
 
 
+def test_the_install_commands_name_what_a_checkout_builds() -> None:
+    """statestore is not on PyPI: no command installs it from there; the wheel and extras named exist."""
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    documents = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    for path in documents:  # a command a reader copies: every fenced block and every inline `pip install ...`
+        text = path.read_text(encoding="utf-8")
+        commands = [body for _, body in BLOCK.findall(text)]
+        commands += [
+            c for line in text.splitlines() if "not on PyPI" not in line for c in re.findall(r"`(pip [^`]*)`", line)
+        ]
+        for command in commands:
+            assert not INDEX_INSTALL.search(command), f"{path.name}: {command!r} installs from an index"
+    install = README.read_text(encoding="utf-8").split("## Install", 1)[1].split("\n## ", 1)[0]
+    wheel = f"statestore-{project['version']}-py3-none-any.whl"
+    assert f"python3 -m pip wheel --no-deps -w dist .   # writes dist/{wheel}" in install
+    assert f"pip install '/path/to/statestore/dist/{wheel}[test]'" in install
+    for extra in re.findall(r"statestore(?:/dist/[\w.-]+\.whl)?\[(\w+)\]", install):
+        assert extra in project["optional-dependencies"], extra
+    assert "not on PyPI yet, so `pip install statestore` finds nothing" in install
+
+
 def test_the_asyncio_run_examples_run(tmp_path: Path) -> None:
     first, second = [b for b in blocks("python") if "asyncio.run(main())" in b][:2]
     assert '"/tmp/myapp-state"' in second
@@ -50,3 +75,22 @@ def test_readme_shows_the_example_files() -> None:
     readme = README.read_text()
     for name in ("checkpoint_activity.py", "test_checkpoint_activity.py"):
         assert (EXAMPLES / name).read_text().strip() in readme, f"README's copy of examples/{name} is out of date"
+
+
+def test_the_readme_names_every_file_a_local_state_leaves(tmp_path: Path) -> None:
+    """A reader who looks into the root finds nothing the README did not mention; the lock outlives the state."""
+    from statestore import LocalBackend, StateType, Store
+
+    async def write_then_delete() -> tuple[set[str], set[str], list[str]]:
+        async with Store(LocalBackend(tmp_path)) as store:
+            await store.save_state("k", 1, "wf", StateType.WORKFLOWS)
+            folder = tmp_path / KEY.format(type="workflows", id="wf").rsplit("/", 1)[0]
+            written = {p.name for p in folder.iterdir()}
+            await store.delete_state("wf", StateType.WORKFLOWS)
+            return written, {p.name for p in folder.iterdir()}, await store.list_states(StateType.WORKFLOWS)
+
+    written, left, listed = asyncio.run(write_then_delete())
+    assert written == {"config.json", ".config.json.lock"} and left == {".config.json.lock"} and listed == []
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert "`.config.json.lock`, an empty file that writers of the state lock (`flock`)" in text
+    assert "It stays when the state is deleted" in text and "is never listed or copied" in text

@@ -6,9 +6,12 @@ line on stderr (a traceback only with ``--debug``) and an exit code that says
 what kind of failure it was (``exit_codes``): 2 invalid input, 3 corrupt or
 undecryptable state, 1 the backend failed or other writers kept winning.
 
-Modules: ``options`` (global options, running an operation on a store),
-``commands`` and ``demo`` (the commands), ``parsing`` (JSON arguments),
-``render`` (output, redacted through ``statestore.hygiene``), ``exit_codes``.
+Modules: ``options`` (global options, running an operation on a store); the
+commands by theme: ``state_commands`` (one state: get, set, merge, replace,
+delete, path, history, show, restore), ``bulk_commands`` (many states: list,
+reencrypt, prune, copy), ``setup_commands`` (config, check) and ``demo``;
+``parsing`` (JSON arguments), ``progress`` (progress on stderr), ``render``
+(output, redacted through ``statestore.hygiene``), ``exit_codes``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import click
 
 from ..codec.secrets import mask_secret_text
 from ..config.settings import BACKENDS, DEFAULT_BACKEND
-from . import commands
+from . import bulk_commands, setup_commands, state_commands
 from .demo import demo
 from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, cause_chain, describe_error
 from .options import TYPE_NAMES, Options, pass_options
@@ -75,8 +78,8 @@ class _Group(click.Group):
 )
 @click.option(
     "--url",
-    help="The store as one URL: file:///path, file:relative/path, memory://, "
-    "s3://bucket[/prefix][?endpoint_url=...&region=...] (env STATESTORE_URL).",
+    help="The store as one URL (env STATESTORE_URL): file:///path, file:relative/path, memory://, "
+    "or s3://BUCKET[/PREFIX] with ?endpoint_url=URL and &region=NAME.",
 )
 @click.option("--root", help="Root directory of the local backend (env STATESTORE_LOCAL_ROOT).")
 @click.option("--app", help="Application name, the <app> in every key (env STATESTORE_APP_NAME).")
@@ -124,22 +127,22 @@ def cli(
 
 
 for _command in (
-    commands.get,
-    commands.set_,
-    commands.merge,
-    commands.replace,
-    commands.delete,
-    commands.list_,
-    commands.path,
-    commands.config,
+    state_commands.get,
+    state_commands.set_,
+    state_commands.merge,
+    state_commands.replace,
+    state_commands.delete,
+    bulk_commands.list_,
+    state_commands.path,
+    setup_commands.config,
     demo,
-    commands.reencrypt,
-    commands.check,
-    commands.prune,
-    commands.copy,
-    commands.history,
-    commands.show,
-    commands.restore,
+    bulk_commands.reencrypt,
+    setup_commands.check,
+    bulk_commands.prune,
+    bulk_commands.copy,
+    state_commands.history,
+    state_commands.show,
+    state_commands.restore,
 ):
     cli.add_command(_command)
 
@@ -175,7 +178,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             for cause in cause_chain(exc):
                 shown = mask_secret_text(" ".join(str(cause).split()))
                 echo(f"statestore: caused by {type(cause).__name__}: {shown}", err=True)
-        message, code = describe_error(exc)
+        message, code = describe_error(exc, opts.store_args())
         notes = getattr(exc, "__notes__", None)  # what the command adds, e.g. how much it printed before
         report_error(opts, type(exc).__name__, "; ".join([message, *notes]) if notes else message, code)
         return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 from ..check import Verdict
 from ..errors import (
@@ -16,6 +17,7 @@ from ..errors import (
     InvalidInputError,
     StateStoreError,
     VersionConflictError,
+    VersionNotFoundError,
     VersionsUnsupportedError,
 )
 
@@ -38,14 +40,20 @@ CHECK_EXIT = {
 }
 
 
-def describe_error(exc: BaseException) -> tuple[str, int]:
-    """The one-line message and exit code of a failure."""
+def describe_error(exc: BaseException, store_args: Sequence[str] = ()) -> tuple[str, int]:
+    """The one-line message and exit code of a failure.
+
+    ``store_args``: the global options that name the store the failure happened on (``--root DIR``,
+    ``--url URL``...), put into the commands a message suggests so that they act on that store.
+    """
+    if isinstance(exc, VersionNotFoundError):
+        return f"invalid input: {exc}; {_history_hint(exc, store_args)}", EXIT_INVALID
     if isinstance(exc, InvalidInputError):
         return f"invalid input: {exc}", EXIT_INVALID
     if isinstance(exc, DecryptionError):
         return f"cannot decrypt: {exc}", EXIT_CORRUPT
     if isinstance(exc, CorruptStateError):
-        return f"corrupt state: {exc}; {_repair_hint(exc)}", EXIT_CORRUPT
+        return f"corrupt state: {exc}; {_repair_hint(exc, store_args)}", EXIT_CORRUPT
     if isinstance(exc, ConflictError):
         return f"conflict: {exc}", EXIT_FAILED
     if isinstance(exc, VersionConflictError):
@@ -66,11 +74,23 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     return f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", EXIT_FAILED
 
 
-def _repair_hint(exc: CorruptStateError) -> str:
-    """The commands that repair this state, with its real id (shell-quoted) and type."""
+def _command(exc: StateStoreError, store_args: Sequence[str], name: str, *args: str) -> str:
+    """``statestore [store options] NAME ID [ARGS] [--type T]`` for the state of ``exc``, shell-quoted."""
     state_id = shlex.quote(exc.state_id) if exc.state_id is not None else "ID"
-    of_type = f" --type {exc.state_type}" if exc.state_type not in (None, "workflows") else ""
-    return f"repair it with 'statestore replace {state_id} JSON{of_type}' or 'statestore delete {state_id}{of_type}'"
+    of_type = f" --type {shlex.quote(exc.state_type)}" if exc.state_type not in (None, "workflows") else ""
+    words = ["statestore", *(shlex.quote(arg) for arg in store_args), name, state_id, *args]
+    return " ".join(words) + of_type
+
+
+def _repair_hint(exc: CorruptStateError, store_args: Sequence[str]) -> str:
+    """The commands that repair this state on its store, with its real id and type."""
+    replace, delete = _command(exc, store_args, "replace", "JSON"), _command(exc, store_args, "delete")
+    return f"repair it with '{replace}' or '{delete}'"
+
+
+def _history_hint(exc: VersionNotFoundError, store_args: Sequence[str]) -> str:
+    """The command that lists the versions of this state."""
+    return f"'{_command(exc, store_args, 'history')}' lists its versions"
 
 
 def _cause_hint(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from ..api import build_store
+from ..codec.secrets import redact_url
 from ..config.settings import Settings
 from ..config.url import parse_store_url
 from ..core.store import Store
@@ -42,6 +43,18 @@ class Options:
             raise InvalidInputError(f"--url names the backend already; drop {flags}")
         return Settings.from_env(**parse_store_url(self.url).settings_fields(), **self.overrides)
 
+    def store_args(self) -> list[str]:
+        """The global options that named the store (``--url``, ``--root``, ``--app``...), for a suggested command.
+
+        An endpoint URL is shown redacted (``http://<redacted>@host``); a store URL cannot hold credentials.
+        """
+        args = ["--url", self.url] if self.url is not None else []
+        for name, flag in (*_FLAGS.items(), ("app_name", "app")):
+            if name in self.overrides:
+                value = str(self.overrides[name])
+                args += [f"--{flag}", redact_url(value) if name == "s3_endpoint_url" else value]
+        return args
+
     def resolve_type(self, per_command: str | None) -> StateType:
         """The command's ``--type``, else the global one, else ``workflows``; a bad name is exit 2."""
         for given in (per_command, self.state_type):
@@ -53,13 +66,12 @@ class Options:
 pass_options = click.make_pass_decorator(Options, ensure=True)
 
 
-def type_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--type",
-        "state_type",
-        metavar="|".join(TYPE_NAMES),
-        help="State type (overrides the global --type; default workflows).",
-    )(f)
+def type_option_with(help_text: str, names: tuple[str, ...] = TYPE_NAMES) -> Callable[..., Any]:
+    """A command's ``--type`` option, with the help that says what its default is, and the ``names`` it takes."""
+    return click.option("--type", "state_type", metavar="|".join(names), help=help_text)
+
+
+type_option = type_option_with("State type (overrides the global --type; default workflows).")
 
 
 def show_secrets_option(f: Callable[..., Any]) -> Callable[..., Any]:

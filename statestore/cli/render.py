@@ -9,10 +9,13 @@ from a server, a stored key or an exception never reaches a terminal raw.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import re
+import shlex
+import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -144,13 +147,20 @@ _VERDICT_STYLE = {
 
 
 def render_check(report: CheckReport) -> None:
-    """The report as a table of probes, then the verdict and the settings to use."""
+    """The report: a table of probes, the verdict and the settings to use; no line padded, none wrapped but the table.
+
+    On a terminal the table fits its width; elsewhere each probe is one line. The settings are one
+    ``export ...`` line, printed as is: a terminal may show it over two rows, but it copies as one line.
+    """
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 120)
-    table = Table(title=f"statestore check: {field(report.backend)}", title_justify="left")
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns if tty else _UNBOUNDED
+    console = Console(highlight=False, markup=False, emoji=False, width=width, force_terminal=tty)
+    echo(f"statestore check: {field(report.backend)}")
+    table = Table()
     table.add_column("probe", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("detail", overflow="fold")
@@ -161,10 +171,59 @@ def render_check(report: CheckReport) -> None:
     verdict = Text("verdict: ")
     verdict.append(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
     verdict.append(f" - {field(report.message)}")
-    console.print(verdict)
+    for line in verdict.wrap(console, console.width):  # rich would end a wrapped line with its space
+        line.rstrip()
+        console.print(line, soft_wrap=True)
     if report.verdict is Verdict.SAFE:
-        shown = " ".join(f"{name}={value}" for name, value in report.settings.items())
-        console.print(field(f"settings to use: {shown}" if shown else "settings to use: none needed"))
+        if report.settings:
+            echo("settings to use:")
+            echo("export " + " ".join(f"{name}={shlex.quote(str(value))}" for name, value in report.settings.items()))
+        else:
+            echo("settings to use: none needed")
+
+
+#: The width output is laid out to where it is not a terminal: none (a line per row, never folded).
+_UNBOUNDED = 100_000
+
+
+def echo_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, right: Sequence[int] = ()) -> None:
+    """``rows`` under ``header`` as aligned columns, for a terminal: laid out to its width, no trailing spaces.
+
+    A row wider than the terminal gives up room in this order: its last column (a version: cut to no
+    fewer than 6 characters, ending with an ellipsis; piped output and --json hold it whole), then its first
+    (an id: folded within its column, never cut). No value runs into another column. Cells go through
+    ``field``.
+    """
+    from rich.cells import cell_len
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [[field(cell) for cell in row] for row in rows]
+    natural = [max(cell_len(text) for text in column) for column in zip(header, *cells, strict=False)]
+    last = len(natural) - 1
+    spare = shutil.get_terminal_size().columns - (sum(natural) + 2 * last)
+    widths = list(natural)
+    if spare < 0:  # the last column first, down to 6
+        cut = min(-spare, max(natural[last] - 6, 0))
+        widths[last] -= cut
+        spare += cut
+    if spare < 0:  # then the first, down to 8
+        widths[0] = max(natural[0] + spare, 8)
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style=None)
+    for index, name in enumerate(header):
+        table.add_column(
+            name,
+            justify="right" if index in right else "left",
+            width=widths[index],
+            no_wrap=index != 0,
+            overflow="ellipsis" if index == last else "fold",
+        )
+    for row in cells:
+        table.add_row(*row)
+    buffer = io.StringIO()
+    Console(file=buffer, width=_UNBOUNDED, color_system=None, highlight=False, markup=False, emoji=False).print(table)
+    for line in buffer.getvalue().splitlines():
+        echo(line.rstrip())
 
 
 # -- list --long -------------------------------------------------------------------
@@ -176,10 +235,18 @@ def info_json(info: StateInfo) -> dict[str, Any]:
     return {"id": info.id, "size": info.size, "last_modified": modified, "version": info.version}
 
 
+#: The columns of ``list --long``: its header on a terminal.
+INFO_HEADER = ("id", "size", "last modified (UTC)", "version")
+
+
+def info_cells(info: StateInfo) -> tuple[str, str, str, str]:
+    """One ``list --long`` row: id, size, last modified (UTC), version ('-' if unknown)."""
+    return info.id, str(info.size), info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ"), info.version or "-"
+
+
 def info_line(info: StateInfo) -> str:
-    """One ``list --long`` line: id, size, last modified (UTC), version ('-' if unknown), tab-separated."""
-    modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{info.id}\t{info.size}\t{modified}\t{field(info.version or '-')}"
+    """One ``list --long`` line where stdout is not a terminal: the row's cells, tab-separated."""
+    return "\t".join(field(cell) for cell in info_cells(info))
 
 
 # -- where a state lives -------------------------------------------------------------
@@ -209,7 +276,18 @@ def version_json(version: StateVersion) -> dict[str, Any]:
     return {"version": version.version, "last_modified": modified, "size": version.size, "deleted": version.deleted}
 
 
-def version_line(version: StateVersion) -> str:
-    """One ``history`` line: version, time (UTC), size ('deleted' for a deletion), tab-separated."""
+#: The columns of ``history``, its header.
+VERSION_HEADER = ("version", "time", "size")
+#: S3's id of the version an object had before versioning was enabled on its bucket.
+BEFORE_VERSIONING = "null"
+
+
+def version_cells(version: StateVersion) -> tuple[str, str, str]:
+    """One ``history`` row: version, time (UTC), size ('deleted' for a deletion)."""
     modified = version.last_modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{field(version.version)}\t{modified}\t{'deleted' if version.deleted else version.size}"
+    return version.version, modified, "deleted" if version.deleted else str(version.size)
+
+
+def version_line(version: StateVersion) -> str:
+    """One ``history`` line where stdout is not a terminal: the row's cells, tab-separated."""
+    return "\t".join(field(cell) for cell in version_cells(version))

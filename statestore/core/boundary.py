@@ -109,9 +109,7 @@ def version_id(version: Any) -> str:
         or len(version) > MAX_VERSION_CHARS
         or not (version.isascii() and version.isprintable())
     ):
-        raise InvalidInputError(
-            f"version must be a version id from state_history (a non-empty string), not {shown(version)}"
-        )
+        raise InvalidInputError(f"version must be the id of a kept version (a non-empty string), not {shown(version)}")
     return version
 
 

@@ -183,7 +183,6 @@ async def read_version(cas: CompareAndSwap, skey: StateKey, version_id: str) -> 
     state = await cas.read_version(skey, version_id)
     if state is None:
         raise VersionNotFoundError(
-            f"{skey} has no version {version_id!r} with content (not in its history, or a deletion); "
-            "see state_history (statestore history ID)"
+            f"{skey} has no version {version_id!r} with content (not in its history, or a deletion)"
         )
     return state

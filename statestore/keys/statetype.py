@@ -26,4 +26,14 @@ class StateType(StrEnum):
         if isinstance(value, str) and cls.is_member(value):
             return cls(value)
         allowed = ", ".join(repr(m.value) for m in cls)
-        raise InvalidStateTypeError(f"unknown state type {value!r}: expected one of {allowed}")
+        raise InvalidStateTypeError(f"unknown state type {value!r}: expected one of {allowed}{cls._suggestion(value)}")
+
+    @classmethod
+    def _suggestion(cls, value: object) -> str:
+        """`` (did you mean 'workflows'?)`` for a near miss: another case, the singular, spaces around it."""
+        if isinstance(value, str):
+            near = value.strip().lower()
+            for member in cls:
+                if near in (member.value, member.value.removesuffix("s")):
+                    return f" (did you mean {member.value!r}?)"
+        return ""

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: What to install for ``MotoServer`` and the ``statestore_s3`` fixture.
-INSTALL_HINT = "pip install 'statestore[test]' (or 'moto[server]')"
+INSTALL_HINT = "pip install 'moto[server]' (statestore's test extra has it)"
 #: The region the moto helpers use; moto accepts any, botocore needs one.
 MOTO_REGION = "us-east-1"
 
