@@ -17,6 +17,7 @@ import pytest
 
 from statestore import LocalBackend, MemoryBackend, StateType, Store
 from statestore.backends import local as local_module
+from statestore.backends import localfs
 from statestore.backends.base import NotModified, ObjectBackend, Versioned
 from statestore.backends.wrappers import LoggingBackend
 from statestore.testing import CountingBackend
@@ -28,15 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the object files the local backend reads (its one read path, ``_Dir.read``)."""
+    """The names of the object files the local backend reads (its one read path, ``Dir.read``)."""
     reads: list[str] = []
-    real = local_module._Dir.read
+    real = localfs.Dir.read
 
     def spy(self: Any, name: str, max_bytes: int | None = None) -> Any:
         reads.append(name)
         return real(self, name, max_bytes)
 
-    monkeypatch.setattr(local_module._Dir, "read", spy)
+    monkeypatch.setattr(localfs.Dir, "read", spy)
     return reads
 
 

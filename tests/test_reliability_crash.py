@@ -76,7 +76,11 @@ def wait_ready(logs: list[Path], timeout: float = 30.0) -> None:
 
 
 def lock_is_free(slot: Path) -> bool:
-    fd = os.open(slot / ".config.json.lock", os.O_RDWR)
+    """Whether nobody holds the slot's lock (a writer killed between making the directory and the lock file left none)."""
+    try:
+        fd = os.open(slot / ".config.json.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
