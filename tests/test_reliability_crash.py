@@ -76,7 +76,7 @@ def wait_ready(logs: list[Path], timeout: float = 30.0) -> None:
 
 
 def lock_is_free(slot: Path) -> bool:
-    """Whether nobody holds the slot's lock (a writer killed between making the directory and the lock file left none)."""
+    """Whether nobody holds the slot's lock (a writer killed before making the lock file left none)."""
     try:
         fd = os.open(slot / ".config.json.lock", os.O_RDWR)
     except FileNotFoundError:
