@@ -13,6 +13,8 @@ before it), also as a multiple of the limit:
 - ``local-dense-64m``: a planted 64 MiB file of real bytes;
 - ``memory-64m``: a 64 MiB object in a ``MemoryBackend`` (already in memory: the growth
   is what reading it costs beyond that);
+- ``s3-256m`` / ``s3-256m-obstore``: a 256 MiB object on a moto server (started by this
+  script) read through the aioboto3 / obstore transport;
 - ``local-8m-state``: control, a valid state just under the limit, read normally.
 
 Target: an object far above the limit (over 2 x limit + 64 KiB) is refused before its body
@@ -38,7 +40,7 @@ from statestore import LocalBackend, MemoryBackend, ObjectBackend, StateStoreErr
 W = StateType.WORKFLOWS
 LIMIT = 8 * 1024 * 1024
 MiB = 1024 * 1024
-CASES = ("local-sparse-1g", "local-dense-64m", "memory-64m", "local-8m-state")
+CASES = ("local-sparse-1g", "local-dense-64m", "memory-64m", "s3-256m", "s3-256m-obstore", "local-8m-state")
 #: Peak RSS growth allowed for a refused object, as a multiple of the limit ("a few times the limit").
 TARGET_MULTIPLE = 3.0
 
@@ -49,7 +51,21 @@ def _peak() -> int:
 
 async def _measure(case: str, root: Path) -> dict[str, Any]:
     backend: ObjectBackend
-    if case.startswith("memory"):
+    if case.startswith("s3"):
+        from statestore.backends.s3 import S3Backend
+        from statestore.testing import MOTO_REGION, MotoServer
+
+        creds = MotoServer.fake_credentials()
+        backend = S3Backend(
+            os.environ["BENCH_S3_BUCKET"],
+            endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
+            region=MOTO_REGION,
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            client="obstore" if case.endswith("obstore") else "aioboto3",
+        )
+        store = Store(backend, max_state_bytes=LIMIT)
+    elif case.startswith("memory"):
         backend = MemoryBackend()
         store = Store(backend, max_state_bytes=LIMIT)
         await backend.put(store.key("wf", W).object_key, b" " * (64 * MiB))
@@ -96,6 +112,15 @@ def main() -> int:
         print(json.dumps(asyncio.run(_measure(args.child, Path(args.root)))))
         return 0
     failed = False
+    server = None
+    if any(case.startswith("s3") for case in args.only or CASES):
+        from statestore.testing import MotoServer
+
+        server = MotoServer().start()
+        os.environ["BENCH_S3_ENDPOINT"] = server.endpoint_url
+        os.environ["BENCH_S3_BUCKET"] = bucket = server.create_bucket()
+        key = "persistent-artifacts/apps/default/workflows/wf/config.json"
+        server.client().put_object(Bucket=bucket, Key=key, Body=b" " * (256 * MiB))
     print(
         f"max_state_bytes = {LIMIT // MiB} MiB; target for a refused object: peak RSS growth <= "
         f"{TARGET_MULTIPLE:g} x limit"
@@ -118,6 +143,8 @@ def main() -> int:
             f"{case:<18} {row['outcome']:<28} {row['seconds']:>8.3f} "
             f"{row['rss_growth'] / MiB:>9.1f} MiB {multiple:>8.2f} {mark}"
         )
+    if server is not None:
+        server.stop()
     return 1 if failed else 0
 
 

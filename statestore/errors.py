@@ -241,3 +241,14 @@ class S3ClientUnsupportedError(BackendConfigError, NotImplementedError):
     Raised before any request, instead of a weaker call that would drop a
     guarantee. Use the aioboto3 transport (``STATESTORE_S3_CLIENT=aioboto3``).
     """
+
+
+class UnsafeBackendError(BackendConfigError):
+    """The S3 server does not honour the conditional requests compare-and-swap relies on: nothing is written.
+
+    Found by the verification that precedes a backend's first write (probes on scratch
+    objects under ``.statestore-probe/``, removed afterwards); the message names what the
+    server ignored. Reads still work. ``statestore check`` tells more and exits 4, as the
+    CLI does for this error. ``STATESTORE_S3_VERIFY=false`` turns the verification off (at
+    the risk of silently lost updates: docs/s3-and-minio.md).
+    """
