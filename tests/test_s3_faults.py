@@ -116,7 +116,10 @@ async def test_update_whose_response_was_lost_is_applied_once(
 
 @pytest.mark.s3_server
 async def test_create_whose_response_was_lost_is_applied_once(s3_target: S3Target, target_proxy: FaultProxy) -> None:
-    async with Store(through(s3_target, target_proxy, "auto", frozenset())) as store:
+    backend = through(s3_target, target_proxy, "auto", frozenset())
+    async with Store(backend) as store:
+        await backend.verify_conditions()  # the safety probes first: the fault is for the state's own create
+        target_proxy.reset_counts()
         target_proxy.add(Fault("PUT", "drop-after"))
         assert await store.update_state("w1", StateType.WORKFLOWS, bump) == {"n": 1}
         assert target_proxy.forwarded["PUT"] == 2
@@ -230,9 +233,10 @@ async def test_409_through_the_store_is_retried_and_applied_once(
 ) -> None:
     async with Store(via_proxy(moto_server, proxy, bucket)) as store:
         await store.update_state("w1", StateType.WORKFLOWS, bump)
+        proxy.reset_counts()
         proxy.add(Fault("PUT", "409", times=2))
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2
-        assert proxy.faulted["PUT"] == 2 and proxy.forwarded["PUT"] == 2
+        assert proxy.faulted["PUT"] == 2 and proxy.forwarded["PUT"] == 1
         assert await store.get_state("w1", StateType.WORKFLOWS) == {"n": 2}
 
 
@@ -254,7 +258,7 @@ async def test_failed_read_is_an_error_and_the_save_writes_nothing(
     ):
         await direct.save_state_object("w1", {"keep": "me"}, StateType.WORKFLOWS)
         proxy.add(Fault("GET", "500", times=100))
-        with pytest.raises(BackendError, match=r"get of .*InternalError \(HTTP 500\)") as info:
+        with pytest.raises(BackendError, match=r"get of .*\(HTTP 500\)") as info:
             await store.get_state("w1", StateType.WORKFLOWS)
         assert info.value.__cause__ is not None
         await assert_saves_fail(store)
@@ -279,8 +283,10 @@ async def test_5xx_on_put_that_never_landed_gives_up_with_backend_error(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
     async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
+        await backend.verify_conditions()
+        proxy.reset_counts()
         proxy.add(Fault("PUT", "500", times=100))
-        with pytest.raises(BackendError, match=r"put of .*InternalError \(HTTP 500\)"):
+        with pytest.raises(BackendError, match=r"put of .*\(HTTP 500\)"):
             await backend.put(KEY, b"1", PutMode.CREATE)
         assert proxy.faulted["PUT"] == FAST_RETRY.attempts
         assert await backend.get(KEY) is None

@@ -362,6 +362,13 @@ class S3Backend(ObjectBackend):
         if not verdict.safe:
             raise UnsafeBackendError(unsafe_message(f"S3 bucket {self.bucket!r} at {self._where()}", verdict))
 
+    async def verify_conditions(self) -> None:
+        """Run the verification the first write would run, now (once per backend): ``UnsafeBackendError`` if unsafe.
+
+        A no-op with ``verify=False``. For a service that would rather fail at start-up than at its first write.
+        """
+        await self._ensure_safe()
+
     async def _verification(self) -> Verdict:
         probes = Verification(self._retrying, self.object_key)
         started = time.perf_counter()
@@ -444,8 +451,6 @@ class S3Backend(ObjectBackend):
         )
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
-        if self._verdict.known is None or not self._verdict.known.safe:
-            await self._ensure_safe()
         if if_match is not None and not await self.supports(Capability.CONDITIONAL_DELETE):
             transport = await self._clients.get()
             if not transport.can_delete_conditionally:
@@ -459,6 +464,8 @@ class S3Backend(ObjectBackend):
                 f"S3 delete of {key!r} in bucket {self.bucket!r}: the server ignores If-Match on DeleteObject "
                 f"({how}), so a conditional delete cannot be made safe; nothing was deleted"
             )
+        if self._verdict.known is None or not self._verdict.known.safe:
+            await self._ensure_safe()
         await self._delete(key, if_match)
 
     async def _delete(self, key: str, if_match: str | None) -> None:

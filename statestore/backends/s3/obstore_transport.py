@@ -129,10 +129,9 @@ class ObstoreTransport:
         try:
             async for _ in self._obstore.list(self._store, None, chunk_size=1):
                 break
-        except FileNotFoundError:
-            return False
-        except Exception:  # cannot tell: take the 404 as the key's
-            return True
+        except Exception as exc:  # a listing answers 404 only for a missing bucket
+            mapped = map_error("ListObjectsV2", exc)
+            return mapped is None or mapped.status != 404  # cannot tell: take the 404 as the key's
         self._bucket_seen = True
         return True
 

@@ -29,7 +29,7 @@ from functools import partial
 from ...errors import StateStoreError
 from .classify import Kind, classify
 from .conditions import IfMatchForm, if_match_header
-from .transport import S3Error, Stored, Transport
+from .transport import S3Error, S3Object, Stored, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +62,30 @@ class Verification:
         self._full_key = full_key
         self.requests = 0
 
-    async def _send(self, fn: Callable[[Transport], Awaitable[object]]) -> tuple[object | None, S3Error | None]:
-        """One probe request: ``(answer, None)``, or ``(None, error)`` for a refused condition / missing key.
+    async def _send(self, fn: Callable[[Transport], Awaitable[object]]) -> tuple[object | None, S3Error | None, int]:
+        """One probe request: ``(answer, None, tries)``, or ``(None, error, tries)`` for a refused condition or a
+        missing key. Any other failure is raised: it says nothing about the server's conditions."""
+        tries = 0
 
-        Any other failure is raised: it says nothing about the server's conditions.
-        """
-        self.requests += 1
+        async def counted(transport: Transport) -> object:
+            nonlocal tries
+            tries += 1
+            self.requests += 1
+            return await fn(transport)
+
         try:
-            return await self._retrying(fn), None
+            return await self._retrying(counted), None, tries
         except S3Error as exc:
-            if classify(exc) in (Kind.CONDITION_FAILED, Kind.NOT_FOUND):
-                return None, exc
+            if classify(exc) is Kind.CONDITION_FAILED or exc.code == "NoSuchKey":
+                return None, exc, tries
             raise
+
+    async def _landed(self, key: str, body: bytes) -> Stored | None:
+        """After a refusal of a resent put: whether an earlier try of it landed (its answer was lost)."""
+        got, _, _ = await self._send(lambda t: t.get(key))
+        if isinstance(got, S3Object) and got.data == body:
+            return Stored(got.etag, got.version_id)
+        return None
 
     async def run(self, form: IfMatchForm, where: str) -> Verdict:
         scratch = PROBE_PREFIX + os.urandom(8).hex() + "/"
@@ -83,8 +95,11 @@ class Verification:
 
         async def put(k: str, body: bytes, **conditions: object) -> tuple[Stored | None, S3Error | None]:
             written.add(k)
-            answer, error = await self._send(lambda t: t.put(k, body, **conditions))  # type: ignore[arg-type]
+            body = body[:-1] + b', "n": "' + os.urandom(4).hex().encode() + b'"}'  # each put's bytes its own
+            answer, error, tries = await self._send(lambda t: t.put(k, body, **conditions))  # type: ignore[arg-type]
             stored = answer if isinstance(answer, Stored) else None
+            if error is not None and tries > 1 and (stored := await self._landed(k, body)) is not None:
+                error = None
             if stored is not None and stored.version_id:
                 versions.append((k, stored.version_id))
             return stored, error
