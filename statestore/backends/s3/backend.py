@@ -64,7 +64,7 @@ from .clients import S3_CLIENTS, LoopClients
 from .conditions import CONDITIONAL_DELETE_MODES, IF_MATCH_FORMS, IfMatchForm, OnceAnswer, conditional_delete_mode
 from .conditions import if_match_header as _if_match_header
 from .transport import ClientOptions, NoAnswer, S3Error, S3Object, Transport, Unchanged
-from .verify import PROBE_PREFIX, Verdict, Verification, unsafe_message
+from .verify import PROBE_PREFIX, Retrying, Verdict, Verification, unsafe_message
 from .writes import HISTORY, WRITES_METADATA, Histories, RejectedUnchanged, reconcile, settle
 
 __all__ = [
@@ -370,12 +370,23 @@ class S3Backend(ObjectBackend):
         await self._ensure_safe()
 
     async def _verification(self) -> Verdict:
-        probes = Verification(self._retrying, self.object_key)
+        helper: list[S3Backend] = []
+
+        async def versions_retrying() -> Retrying:
+            if (await self._clients.get()).can_list_versions:
+                return self._retrying
+            helper.append(self.with_client("aioboto3"))  # obstore deletes no versions: botocore does, this once
+            return helper[0]._retrying
+
+        probes = Verification(self._retrying, self.object_key, versions_retrying)
         started = time.perf_counter()
         try:
             verdict = await probes.run(self._if_match, self.describe())
         except S3Error as exc:
             raise self._error("verification", PROBE_PREFIX, exc) from exc
+        finally:
+            for backend in helper:
+                await backend.aclose()
         logger.info(
             "%s: conditional writes %s (%d requests, %.0f ms)",
             self.describe(),

@@ -57,9 +57,12 @@ Retrying = Callable[[Callable[[Transport], Awaitable[object]]], Awaitable[object
 class Verification:
     """The probes of one backend, through its transport with its retries (``retrying``)."""
 
-    def __init__(self, retrying: Retrying, full_key: Callable[[str], str]) -> None:
+    def __init__(
+        self, retrying: Retrying, full_key: Callable[[str], str], versions_retrying: Callable[[], Awaitable[Retrying]]
+    ) -> None:
         self._retrying = retrying
         self._full_key = full_key
+        self._versions_retrying = versions_retrying  #: a transport that can delete versions (aioboto3 for obstore)
         self.requests = 0
 
     async def _send(self, fn: Callable[[Transport], Awaitable[object]]) -> tuple[object | None, S3Error | None, int]:
@@ -154,9 +157,10 @@ class Verification:
         """Delete the scratch objects (each version made, on a versioned bucket); never any other key."""
         try:
             if versions:  # a versioned bucket: each version made, so no version or delete marker stays
+                retrying = await self._versions_retrying()
                 for key, version in versions:
                     self.requests += 1
-                    await self._retrying(partial(_delete, key=key, version_id=version))
+                    await retrying(partial(_delete, key=key, version_id=version))
                 return
             for key in sorted(written):
                 self.requests += 1
