@@ -119,8 +119,15 @@ def main() -> int:
         server = MotoServer().start()
         os.environ["BENCH_S3_ENDPOINT"] = server.endpoint_url
         os.environ["BENCH_S3_BUCKET"] = bucket = server.create_bucket()
+        # planted by a process of its own: ru_maxrss is kept across fork and exec, so a 256 MiB body in this
+        # process would hide every measuring child's growth
+        plant = (
+            "import sys; from statestore.testing import MotoServer\n"
+            "s = MotoServer(); s.endpoint_url = sys.argv[1]\n"
+            "s.client().put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b' ' * (256 * 1024 * 1024))\n"
+        )
         key = "persistent-artifacts/apps/default/workflows/wf/config.json"
-        server.client().put_object(Bucket=bucket, Key=key, Body=b" " * (256 * MiB))
+        subprocess.run([sys.executable, "-c", plant, server.endpoint_url, bucket, key], check=True)
     print(
         f"max_state_bytes = {LIMIT // MiB} MiB; target for a refused object: peak RSS growth <= "
         f"{TARGET_MULTIPLE:g} x limit"

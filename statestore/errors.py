@@ -208,11 +208,23 @@ class BackendUnavailableError(BackendError):
     retryable = True
 
 
+class EndpointUnreachableError(BackendUnavailableError):
+    """Nothing answered at the endpoint (connection refused, host not found): is the server running there?
+
+    A ``BackendUnavailableError`` (the same call may succeed once the server is up), named
+    apart so that the message asks whether the endpoint is right rather than "try again later".
+    """
+
+
 class AccessDeniedError(BackendError):
     """The object store refused the request: HTTP 401/403, bad, expired or missing credentials, a denied path.
 
     Retrying does not help; fix the credentials or the permissions.
     """
+
+
+class CredentialsNotFoundError(AccessDeniedError):
+    """No credentials were found where the AWS chain looks for them, so nothing was sent; the message says where."""
 
 
 class BackendConfigError(BackendError):

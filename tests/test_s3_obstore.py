@@ -200,7 +200,9 @@ async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server
         port = sock.getsockname()[1]  # nothing listens on it
     endpoint = f"http://127.0.0.1:{port}"
     async with aclosing(s3_backend(moto_server, "b-refused", endpoint_url=endpoint, **one_try)) as refused:
-        with pytest.raises(BackendUnavailableError, match=r"cannot connect to http://127\.0\.0\.1:\d+ \(is it running\?\)"):
+        with pytest.raises(
+            BackendUnavailableError, match=r"cannot connect to http://127\.0\.0\.1:\d+ \(is it running\?\)"
+        ):
             await refused.get(KEY)
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))

@@ -30,10 +30,11 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import (
-    AccessDeniedError,
     BackendError,
     BackendUnavailableError,
     ConditionalDeleteUnsupportedError,
+    CredentialsNotFoundError,
+    EndpointUnreachableError,
     IfMatchRejectedError,
     InvalidInputError,
     PreconditionFailed,
@@ -304,11 +305,12 @@ class S3Backend(ObjectBackend):
         what = f"S3 {op} of {key!r} in bucket {self.bucket!r}" if key else f"S3 {op} in bucket {self.bucket!r}"
         kind = classify(exc)
         if exc.no_answer is NoAnswer.CONNECT:
-            return BackendUnavailableError(f"cannot connect to {self._where()} (is it running?): {what} failed")
+            why = f" ({exc.detail})" if exc.detail.startswith(("the ", "its ")) else ""
+            return EndpointUnreachableError(f"cannot connect to {self._where()}{why} (is it running?): {what} failed")
         if exc.no_answer is NoAnswer.TIMEOUT:
             return BackendUnavailableError(f"{self._where()} did not answer in time: {what} failed")
         if kind is Kind.NO_CREDENTIALS:
-            return AccessDeniedError(
+            return CredentialsNotFoundError(
                 f"no credentials found ({exc.detail or 'none'}): {what} was not sent; they are looked for in "
                 f"{_CREDENTIAL_PLACES}"
             )

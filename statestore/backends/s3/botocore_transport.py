@@ -33,6 +33,7 @@ from .transport import (
     Unchanged,
     VersionEntry,
     VersionsPage,
+    quoted_etag,
 )
 
 T = TypeVar("T")
@@ -67,11 +68,25 @@ def _error_table() -> tuple[tuple[type[BaseException], NoAnswer], ...]:
             (b.ConnectionError, NoAnswer.CONNECT),
             (b.HTTPClientError, NoAnswer.DROPPED),
             (b.IncompleteReadError, NoAnswer.DROPPED),
+            *_aiohttp_table(),
             (asyncio.TimeoutError, NoAnswer.TIMEOUT),
             (ConnectionRefusedError, NoAnswer.CONNECT),
             (ConnectionError, NoAnswer.DROPPED),
         )
     return _table
+
+
+def _aiohttp_table() -> tuple[tuple[type[BaseException], NoAnswer], ...]:
+    """aiohttp's own errors that reach us unwrapped (a body cut short while it is read), where aiohttp is used."""
+    try:
+        import aiohttp
+    except ImportError:
+        return ()
+    return (
+        (aiohttp.ClientConnectorError, NoAnswer.CONNECT),
+        (aiohttp.ServerTimeoutError, NoAnswer.TIMEOUT),
+        (aiohttp.ClientError, NoAnswer.DROPPED),  # ClientPayloadError, ServerDisconnectedError...
+    )
 
 
 def _client_error() -> type[BaseException]:
@@ -231,7 +246,7 @@ class BotocoreTransport:
             size, data = max(size, len(data)), None  # longer than announced
         metadata = response.get("Metadata") or {}
         return S3Object(
-            _quoted(response["ETag"]),
+            quoted_etag("GetObject", response.get("ETag")),
             size if data is None else len(data),
             data,
             metadata.get(WRITES_METADATA, ""),
@@ -258,7 +273,8 @@ class BotocoreTransport:
         if sse and self._sse:
             args.update(self._sse)
         response = await self._send("PutObject", "put_object", args)
-        return Stored(_quoted(response["ETag"]), response.get("VersionId"), response.get("ServerSideEncryption"))
+        etag = quoted_etag("PutObject", response.get("ETag"))
+        return Stored(etag, response.get("VersionId"), response.get("ServerSideEncryption"))
 
     async def delete(self, key: str, *, if_match: str | None = None, version_id: str | None = None) -> str | None:
         args: dict[str, Any] = {"Bucket": self._bucket, "Key": key}

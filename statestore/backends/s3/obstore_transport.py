@@ -27,7 +27,18 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from ...errors import S3ClientUnsupportedError
-from .transport import ClientOptions, Listed, ListPage, NoAnswer, S3Error, S3Object, Stored, Unchanged, VersionsPage
+from .transport import (
+    ClientOptions,
+    Listed,
+    ListPage,
+    NoAnswer,
+    S3Error,
+    S3Object,
+    Stored,
+    Unchanged,
+    VersionsPage,
+    quoted_etag,
+)
 
 WRITES_METADATA = "statestore-writes"
 
@@ -161,9 +172,9 @@ class ObstoreTransport:
         self._bucket_seen = True
         if data is not None and max_bytes is not None and len(data) > max_bytes:
             size, data = len(data), None
-        etag = str(meta["e_tag"])
+        etag = quoted_etag("GetObject", meta.get("e_tag"))
         writes = "" if data is None else str(result.attributes.get(WRITES_METADATA, ""))
-        return S3Object(etag if etag.startswith('"') else f'"{etag}"', size, data, writes, meta.get("version"))
+        return S3Object(etag, size, data, writes, meta.get("version"))
 
     async def put(
         self,
@@ -186,8 +197,7 @@ class ObstoreTransport:
                 raise
             raise mapped from None
         self._bucket_seen = True
-        etag = str(result["e_tag"])
-        return Stored(etag if etag.startswith('"') else f'"{etag}"', result.get("version"))
+        return Stored(quoted_etag("PutObject", result.get("e_tag")), result.get("version"))
 
     async def delete(self, key: str, *, if_match: str | None = None, version_id: str | None = None) -> str | None:
         if if_match is not None:  # never dropped: that would turn a safe delete into an unsafe one

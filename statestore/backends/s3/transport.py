@@ -46,6 +46,14 @@ def clean_code(code: object) -> str:
     return kept[:MAX_CODE]
 
 
+def quoted_etag(operation: str, etag: object) -> str:
+    """A server's ETag, quoted; an answer without one (a server writing the object meanwhile) is no answer."""
+    text = str(etag or "").strip('"')
+    if not text:
+        raise S3Error(operation, no_answer=NoAnswer.DROPPED, detail="an answer without an ETag")
+    return f'"{text}"'
+
+
 class S3Error(Exception):
     """A request failed: the server answered ``code`` / ``status``, or there was no answer (``no_answer``).
 
