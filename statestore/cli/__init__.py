@@ -30,6 +30,7 @@ from .exit_codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_O
 from .options import TYPE_NAMES, Options, pass_options
 from .parsing import parse_value
 from .render import SafeFormatter, echo, effective_config, report_error
+from .setup import init
 
 __all__ = ["cli", "effective_config", "main", "parse_value", "run"]
 
@@ -135,6 +136,7 @@ for _command in (
     demo,
     commands.reencrypt,
     commands.check,
+    init,
     commands.prune,
     commands.copy,
     commands.history,

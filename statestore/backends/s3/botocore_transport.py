@@ -337,6 +337,7 @@ class BotocoreTransport:
 
     async def create_bucket(self, region: str | None) -> bool:
         args: dict[str, Any] = {"Bucket": self._bucket}
+        region = region or getattr(getattr(self._client, "meta", None), "region_name", None)
         if region and region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
