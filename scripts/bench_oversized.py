@@ -43,6 +43,10 @@ MiB = 1024 * 1024
 CASES = ("local-sparse-1g", "local-dense-64m", "memory-64m", "s3-256m", "s3-256m-obstore", "local-8m-state")
 #: Peak RSS growth allowed for a refused object, as a multiple of the limit ("a few times the limit").
 TARGET_MULTIPLE = 3.0
+SERVER = (
+    "import sys\nfrom statestore.testing import MotoServer\n"
+    "with MotoServer() as server:\n    print(server.endpoint_url, flush=True)\n    sys.stdin.read()\n"
+)
 
 
 def _peak() -> int:
@@ -114,20 +118,25 @@ def main() -> int:
     failed = False
     server = None
     if any(case.startswith("s3") for case in args.only or CASES):
-        from statestore.testing import MotoServer
-
-        server = MotoServer().start()
-        os.environ["BENCH_S3_ENDPOINT"] = server.endpoint_url
-        os.environ["BENCH_S3_BUCKET"] = bucket = server.create_bucket()
+        # moto keeps objects in its own process's memory: a server of its own, so that no measuring
+        # child inherits (ru_maxrss is kept across fork and exec) the planted 256 MiB
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+        bucket = "bench-oversized"
+        os.environ["BENCH_S3_ENDPOINT"] = endpoint
+        os.environ["BENCH_S3_BUCKET"] = bucket
         # planted by a process of its own: ru_maxrss is kept across fork and exec, so a 256 MiB body in this
         # process would hide every measuring child's growth
         plant = (
             "import sys; from statestore.testing import MotoServer\n"
-            "s = MotoServer(); s.endpoint_url = sys.argv[1]\n"
-            "s.client().put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b' ' * (256 * 1024 * 1024))\n"
+            "s = MotoServer(); s.endpoint_url = sys.argv[1]; c = s.client(); c.create_bucket(Bucket=sys.argv[2])\n"
+            "c.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b' ' * (256 * 1024 * 1024))\n"
         )
         key = "persistent-artifacts/apps/default/workflows/wf/config.json"
-        subprocess.run([sys.executable, "-c", plant, server.endpoint_url, bucket, key], check=True)
+        subprocess.run([sys.executable, "-c", plant, endpoint, bucket, key], check=True)
     print(
         f"max_state_bytes = {LIMIT // MiB} MiB; target for a refused object: peak RSS growth <= "
         f"{TARGET_MULTIPLE:g} x limit"
@@ -150,8 +159,9 @@ def main() -> int:
             f"{case:<18} {row['outcome']:<28} {row['seconds']:>8.3f} "
             f"{row['rss_growth'] / MiB:>9.1f} MiB {multiple:>8.2f} {mark}"
         )
-    if server is not None:
-        server.stop()
+    if server is not None and server.stdin is not None:
+        server.stdin.close()
+        server.wait(timeout=30)
     return 1 if failed else 0
 
 

@@ -26,8 +26,8 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
+from functools import partial
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import (
     BackendError,
@@ -61,10 +61,10 @@ from ..base import (
 )
 from . import listing
 from .classify import Kind, classify, error_class, is_transient
-from .clients import S3_CLIENTS, LoopClients
+from .clients import S3_CLIENTS, LoopClients, check_transport_options, safe_endpoint
 from .conditions import CONDITIONAL_DELETE_MODES, IF_MATCH_FORMS, IfMatchForm, OnceAnswer, conditional_delete_mode
 from .conditions import if_match_header as _if_match_header
-from .transport import ClientOptions, NoAnswer, S3Error, S3Object, Transport, Unchanged
+from .transport import ClientOptions, NoAnswer, S3Error, S3Object, Stored, Transport, Unchanged
 from .verify import PROBE_PREFIX, Retrying, Verdict, Verification, unsafe_message
 from .writes import HISTORY, WRITES_METADATA, Histories, RejectedUnchanged, reconcile, settle
 
@@ -98,34 +98,6 @@ _CREDENTIAL_PLACES = (
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE, ~/.aws/credentials, ~/.aws/config), "
     "web identity, or a container or instance role"
 )
-
-
-def _safe_endpoint(url: str | None) -> str | None:
-    """``url`` without any user:password part, for logs and ``describe``."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def check_transport_options(client: str, conditional_delete: str, profile: str | None) -> None:
-    """Refuse, at construction, what the chosen transport cannot honour."""
-    if client not in S3_CLIENTS:
-        raise InvalidInputError(f"client must be one of {', '.join(S3_CLIENTS)}, got {client!r}")
-    if client != "obstore":
-        return
-    if profile is not None:
-        raise InvalidInputError(
-            "the obstore S3 transport reads no AWS profiles: give the keys (or use the environment or an "
-            "instance role), or use client='aioboto3'"
-        )
-    if conditional_delete == "true":
-        raise InvalidInputError(
-            "conditional_delete='true' needs If-Match on DeleteObject, which the obstore S3 transport cannot "
-            "send: use client='aioboto3' (STATESTORE_S3_CLIENT=aioboto3)"
-        )
 
 
 class S3Backend(ObjectBackend):
@@ -204,6 +176,7 @@ class S3Backend(ObjectBackend):
         self._delete_setting = delete_mode
         self._delete_known: OnceAnswer[bool] = OnceAnswer(None if delete_mode == "auto" else delete_mode == "true")
         self._verdict: OnceAnswer[Verdict] = OnceAnswer(Verdict(()) if not verify else None)
+        self._safe = not verify
         self._versioning_seen = False  # on is remembered: versioning can be suspended, never turned off
         self._histories = Histories()
         self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
@@ -227,7 +200,7 @@ class S3Backend(ObjectBackend):
         return self.describe()
 
     def describe(self) -> str:
-        where = f", endpoint_url={_safe_endpoint(self.endpoint_url)!r}" if self.endpoint_url else ""
+        where = f", endpoint_url={safe_endpoint(self.endpoint_url)!r}" if self.endpoint_url else ""
         prefix = f", prefix={self.prefix!r}" if self.prefix else ""
         return f"S3Backend(bucket={self.bucket!r}{where}{prefix})"
 
@@ -298,7 +271,7 @@ class S3Backend(ObjectBackend):
             raise self._error(op, key, exc) from exc
 
     def _where(self) -> str:
-        return _safe_endpoint(self.endpoint_url) or f"AWS S3{f' ({self.region})' if self.region else ''}"
+        return safe_endpoint(self.endpoint_url) or f"AWS S3{f' ({self.region})' if self.region else ''}"
 
     def _error(self, op: str, key: str, exc: S3Error) -> BackendError:
         """A ``BackendError`` naming the operation, key and what failed; never a server message or a credential."""
@@ -363,6 +336,7 @@ class S3Backend(ObjectBackend):
         verdict = await self._verdict.get(self._verification)
         if not verdict.safe:
             raise UnsafeBackendError(unsafe_message(f"S3 bucket {self.bucket!r} at {self._where()}", verdict))
+        self._safe = True  # the check every write makes: one attribute
 
     async def verify_conditions(self) -> None:
         """Run the verification the first write would run, now (once per backend): ``UnsafeBackendError`` if unsafe.
@@ -401,7 +375,7 @@ class S3Backend(ObjectBackend):
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:
         """One put (two where ``auto`` learns the If-Match form) with the conditions S3 spells as two headers."""
         check_put_mode(mode)
-        if self._verdict.known is None or not self._verdict.known.safe:
+        if not self._safe:
             await self._ensure_safe()
         if_match = mode.etag if isinstance(mode, Update) else None
         create = isinstance(mode, Create)
@@ -413,7 +387,7 @@ class S3Backend(ObjectBackend):
         while True:
             try:
                 stored = await self._retrying(
-                    lambda t, sent=sent: t.put(full, body, if_match=sent, create=create, metadata=metadata)  # type: ignore[misc]
+                    partial(_put, full=full, body=body, if_match=sent, create=create, metadata=metadata)
                 )
                 etag = stored.etag
                 self._histories.remember(key, etag, header)
@@ -477,7 +451,7 @@ class S3Backend(ObjectBackend):
                 f"S3 delete of {key!r} in bucket {self.bucket!r}: the server ignores If-Match on DeleteObject "
                 f"({how}), so a conditional delete cannot be made safe; nothing was deleted"
             )
-        if self._verdict.known is None or not self._verdict.known.safe:
+        if not self._safe:
             await self._ensure_safe()
         await self._delete(key, if_match)
 
@@ -598,6 +572,12 @@ class S3Backend(ObjectBackend):
             list_page_size=self.list_page_size,
             client=client,
         )
+
+
+async def _put(
+    transport: Transport, *, full: str, body: bytes, if_match: str | None, create: bool, metadata: dict[str, str]
+) -> Stored:
+    return await transport.put(full, body, if_match=if_match, create=create, metadata=metadata)
 
 
 def _quoted(etag: str) -> str:

@@ -18,7 +18,9 @@ import sys
 import weakref
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
+from ...errors import InvalidInputError
 from ...util import forks
 from .transport import ClientOptions, Transport
 
@@ -200,3 +202,31 @@ class LoopClients:
                 except Exception:
                     logger.debug("closing the S3 client of another loop failed", exc_info=True)
             # a loop neither current nor running closes its client when it shuts down
+
+
+def safe_endpoint(url: str | None) -> str | None:
+    """``url`` without any user:password part, for logs and ``describe``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def check_transport_options(client: str, conditional_delete: str, profile: str | None) -> None:
+    """Refuse, at construction, what the chosen transport cannot honour."""
+    if client not in S3_CLIENTS:
+        raise InvalidInputError(f"client must be one of {', '.join(S3_CLIENTS)}, got {client!r}")
+    if client != "obstore":
+        return
+    if profile is not None:
+        raise InvalidInputError(
+            "the obstore S3 transport reads no AWS profiles: give the keys (or use the environment or an "
+            "instance role), or use client='aioboto3'"
+        )
+    if conditional_delete == "true":
+        raise InvalidInputError(
+            "conditional_delete='true' needs If-Match on DeleteObject, which the obstore S3 transport cannot "
+            "send: use client='aioboto3' (STATESTORE_S3_CLIENT=aioboto3)"
+        )

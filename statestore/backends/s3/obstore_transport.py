@@ -188,8 +188,9 @@ class ObstoreTransport:
     ) -> Stored:
         mode: Any = {"e_tag": if_match} if if_match is not None else "create" if create else "overwrite"
         try:
+            attributes = (metadata if isinstance(metadata, dict) else dict(metadata)) if metadata else None
             result = await self._obstore.put_async(
-                self._store, key, body, mode=mode, attributes=dict(metadata) if metadata else None, use_multipart=False
+                self._store, key, body, mode=mode, attributes=attributes, use_multipart=False
             )
         except Exception as exc:
             mapped = await self._failed("PutObject", exc)
