@@ -13,6 +13,8 @@ before it), also as a multiple of the limit:
 - ``local-dense-64m``: a planted 64 MiB file of real bytes;
 - ``memory-64m``: a 64 MiB object in a ``MemoryBackend`` (already in memory: the growth
   is what reading it costs beyond that);
+- ``s3-256m`` / ``s3-256m-obstore``: a 256 MiB object on a moto server (started by this
+  script) read through the aioboto3 / obstore transport;
 - ``local-8m-state``: control, a valid state just under the limit, read normally.
 
 Target: an object far above the limit (over 2 x limit + 64 KiB) is refused before its body
@@ -38,9 +40,13 @@ from statestore import LocalBackend, MemoryBackend, ObjectBackend, StateStoreErr
 W = StateType.WORKFLOWS
 LIMIT = 8 * 1024 * 1024
 MiB = 1024 * 1024
-CASES = ("local-sparse-1g", "local-dense-64m", "memory-64m", "local-8m-state")
+CASES = ("local-sparse-1g", "local-dense-64m", "memory-64m", "s3-256m", "s3-256m-obstore", "local-8m-state")
 #: Peak RSS growth allowed for a refused object, as a multiple of the limit ("a few times the limit").
 TARGET_MULTIPLE = 3.0
+SERVER = (
+    "import sys\nfrom statestore.testing import MotoServer\n"
+    "with MotoServer() as server:\n    print(server.endpoint_url, flush=True)\n    sys.stdin.read()\n"
+)
 
 
 def _peak() -> int:
@@ -49,7 +55,21 @@ def _peak() -> int:
 
 async def _measure(case: str, root: Path) -> dict[str, Any]:
     backend: ObjectBackend
-    if case.startswith("memory"):
+    if case.startswith("s3"):
+        from statestore.backends.s3 import S3Backend
+        from statestore.testing import MOTO_REGION, MotoServer
+
+        creds = MotoServer.fake_credentials()
+        backend = S3Backend(
+            os.environ["BENCH_S3_BUCKET"],
+            endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
+            region=MOTO_REGION,
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            client="obstore" if case.endswith("obstore") else "aioboto3",
+        )
+        store = Store(backend, max_state_bytes=LIMIT)
+    elif case.startswith("memory"):
         backend = MemoryBackend()
         store = Store(backend, max_state_bytes=LIMIT)
         await backend.put(store.key("wf", W).object_key, b" " * (64 * MiB))
@@ -96,6 +116,27 @@ def main() -> int:
         print(json.dumps(asyncio.run(_measure(args.child, Path(args.root)))))
         return 0
     failed = False
+    server = None
+    if any(case.startswith("s3") for case in args.only or CASES):
+        # moto keeps objects in its own process's memory: a server of its own, so that no measuring
+        # child inherits (ru_maxrss is kept across fork and exec) the planted 256 MiB
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+        bucket = "bench-oversized"
+        os.environ["BENCH_S3_ENDPOINT"] = endpoint
+        os.environ["BENCH_S3_BUCKET"] = bucket
+        # planted by a process of its own: ru_maxrss is kept across fork and exec, so a 256 MiB body in this
+        # process would hide every measuring child's growth
+        plant = (
+            "import sys; from statestore.testing import MotoServer\n"
+            "s = MotoServer(); s.endpoint_url = sys.argv[1]; c = s.client(); c.create_bucket(Bucket=sys.argv[2])\n"
+            "c.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b' ' * (256 * 1024 * 1024))\n"
+        )
+        key = "persistent-artifacts/apps/default/workflows/wf/config.json"
+        subprocess.run([sys.executable, "-c", plant, endpoint, bucket, key], check=True)
     print(
         f"max_state_bytes = {LIMIT // MiB} MiB; target for a refused object: peak RSS growth <= "
         f"{TARGET_MULTIPLE:g} x limit"
@@ -118,6 +159,9 @@ def main() -> int:
             f"{case:<18} {row['outcome']:<28} {row['seconds']:>8.3f} "
             f"{row['rss_growth'] / MiB:>9.1f} MiB {multiple:>8.2f} {mark}"
         )
+    if server is not None and server.stdin is not None:
+        server.stdin.close()
+        server.wait(timeout=30)
     return 1 if failed else 0
 
 

@@ -21,6 +21,9 @@ Each scenario runs in a fresh subprocess (so peak RSS is its own) on a
   overwrite onto identical states (both sides read and compared). Also
   printed: one parse of the state, the floor of any stall (orjson holds the
   GIL while it parses, in whichever thread).
+- ``s3first``: the first ``get_state`` of a fresh process on an S3 store (a moto server
+  this script starts), once per transport (aioboto3, obstore): the longest event-loop
+  stall while the client library is imported and the client built. Target <= 50 ms.
 - ``rss40``: 40 ``save_state`` calls at once on a 7.6 MB state, cache cold
   (the state was written by another process); peak RSS (``ru_maxrss``) minus
   the peak before the calls, as a multiple of the state's size. Linux keeps
@@ -235,6 +238,27 @@ async def rss40(kind: str, root: Path, repeat: int) -> dict[str, Any]:
     return {"size": size, "batch": [seconds], "stall": [stall], "rss": peak - before}
 
 
+async def s3first(kind: str, root: Path, repeat: int) -> dict[str, Any]:
+    """The first S3 call of a fresh process (``kind`` is the transport): the loop's longest stall during it."""
+    from statestore.backends.s3 import S3Backend
+    from statestore.testing import MOTO_REGION, MotoServer
+
+    endpoint, bucket = os.environ["BENCH_S3_ENDPOINT"], os.environ["BENCH_S3_BUCKET"]
+    creds = MotoServer.fake_credentials()
+    backend = S3Backend(
+        bucket,
+        endpoint_url=endpoint,
+        region=MOTO_REGION,
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        client=kind,
+    )
+    store = Store(backend, app_name="bench")
+    _, seconds, stall = await ticking(store.get_state("wf-1", W))
+    await backend.aclose()
+    return {"size": 0, "batch": [seconds], "stall": [stall]}
+
+
 SCENARIOS: dict[str, Callable[[str, Path, int], Coroutine[Any, Any, dict[str, Any]]]] = {
     "save100": save100,
     "save100+over": lambda kind, root, repeat: save100(kind, root, repeat, over=True),
@@ -243,7 +267,9 @@ SCENARIOS: dict[str, Callable[[str, Path, int], Coroutine[Any, Any, dict[str, An
     "copy3": copy3,
     "copy3over": lambda kind, root, repeat: copy3(kind, root, repeat, overwrite=True),
     "rss40": rss40,
+    "s3first": s3first,
 }
+S3_TRANSPORTS = ("aioboto3", "obstore")
 
 
 async def seed(kind: str, root: Path, repeat: int) -> dict[str, Any]:
@@ -311,6 +337,11 @@ def rows_for(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, bool | N
             ("one parse", f"{r['parse'] * 1000:.0f} ms", "-", None),
             ("time", f"{spread(r['batch'])} ms", "-", None),
         ]
+    if name == "s3first":
+        return [
+            ("longest stall", stall_text, "<= 50 ms", stall <= 0.050),
+            ("first call", f"{spread(r['batch'])} ms", "-", None),
+        ]
     if name == "update8":
         return [("longest stall", stall_text, "-", None), ("time", f"{spread(r['batch'])} ms", "-", None)]
     multiple = r["rss"] / r["size"]
@@ -334,14 +365,24 @@ def main() -> None:
     print(f"repeat {args.repeat}: medians, (min-max)")
     print(f"{'scenario':<13} {'backend':<7} {'state':>7} {'measure':<18} {'value':<38} {'target':<9} result")
     missed = 0
-    for name in args.only or SCENARIOS:
-        for kind in kinds:
+    names = args.only or SCENARIOS
+    server = None
+    if "s3first" in names:
+        from statestore.testing import MotoServer
+
+        server = MotoServer().start()
+        os.environ["BENCH_S3_ENDPOINT"] = server.endpoint_url
+        os.environ["BENCH_S3_BUCKET"] = server.create_bucket()
+    for name in names:
+        for kind in S3_TRANSPORTS if name == "s3first" else kinds:
             r = run_scenario(name, kind, args.repeat)
             for measure, value, target, passed in rows_for(name, r):
                 verdict = "-" if passed is None else "PASS" if passed else "FAIL"
                 missed += passed is False
                 size = f"{r['size'] / MB:.1f}MB"
                 print(f"{name:<13} {kind:<7} {size:>7} {measure:<18} {value:<38} {target:<9} {verdict}", flush=True)
+    if server is not None:
+        server.stop()
     sys.exit(1 if missed else 0)
 
 

@@ -29,6 +29,7 @@ from .errors import (
     StateExistsError,
     StateStoreError,
     StateTooLargeError,
+    UnsafeBackendError,
     VersionConflictError,
 )
 from .keys.statetype import StateType
@@ -66,6 +67,7 @@ __all__ = [
     "StateVersion",
     "Store",
     "SyncStore",
+    "UnsafeBackendError",
     "VersionConflictError",
     "VersionedState",
     "build_state_store_path",

@@ -208,11 +208,23 @@ class BackendUnavailableError(BackendError):
     retryable = True
 
 
+class EndpointUnreachableError(BackendUnavailableError):
+    """Nothing answered at the endpoint (connection refused, host not found): is the server running there?
+
+    A ``BackendUnavailableError`` (the same call may succeed once the server is up), named
+    apart so that the message asks whether the endpoint is right rather than "try again later".
+    """
+
+
 class AccessDeniedError(BackendError):
     """The object store refused the request: HTTP 401/403, bad, expired or missing credentials, a denied path.
 
     Retrying does not help; fix the credentials or the permissions.
     """
+
+
+class CredentialsNotFoundError(AccessDeniedError):
+    """No credentials were found where the AWS chain looks for them, so nothing was sent; the message says where."""
 
 
 class BackendConfigError(BackendError):
@@ -240,4 +252,15 @@ class S3ClientUnsupportedError(BackendConfigError, NotImplementedError):
 
     Raised before any request, instead of a weaker call that would drop a
     guarantee. Use the aioboto3 transport (``STATESTORE_S3_CLIENT=aioboto3``).
+    """
+
+
+class UnsafeBackendError(BackendConfigError):
+    """The S3 server does not honour the conditional requests compare-and-swap relies on: nothing is written.
+
+    Found by the verification that precedes a backend's first write (probes on scratch
+    objects under ``.statestore-probe/``, removed afterwards); the message names what the
+    server ignored. Reads still work. ``statestore check`` tells more and exits 4, as the
+    CLI does for this error. ``STATESTORE_S3_VERIFY=false`` turns the verification off (at
+    the risk of silently lost updates: docs/s3-and-minio.md).
     """

@@ -34,6 +34,9 @@ _ERRORS = {
     409: ("ConditionalRequestConflict", "A conflicting conditional operation is currently in progress."),
     403: ("AccessDenied", "Access Denied"),
     412: ("PreconditionFailed", ""),
+    429: ("TooManyRequests", "Please slow down."),
+    # a hostile server: an error code with a terminal escape sequence (OSC title, clear screen, colour)
+    418: ("Evil\x1b]0;pwned\x07\x1b[2J\x1b[31mCode" + "x" * 300, "\x1b[2Jmessage"),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     503: ("SlowDown", "Please reduce your request rate."),
 }

@@ -26,7 +26,7 @@ def test_every_exception_of_the_library_is_in_errors_or_the_test_kit() -> None:
     import pkgutil
 
     for info in pkgutil.walk_packages(statestore.__path__, "statestore."):
-        if info.name.startswith(("statestore.testing", "statestore.cli")) or info.name.endswith("obstore_client"):
+        if info.name.startswith(("statestore.testing", "statestore.cli")) or info.name.endswith("obstore_transport"):
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():

@@ -209,8 +209,8 @@ def test_outside_a_mock_nothing_more_is_imported() -> None:
         "from statestore import S3Backend\n"
         "b = S3Backend('some-bucket', client='auto')\n"
         "assert b.transport == 'aioboto3'\n"
-        "asyncio.run(b._client())\n"
-        "print(sorted(m for m in sys.modules if m.startswith('moto') or m.endswith('s3_boto3')))\n"
+        "asyncio.run(b.open_transport())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('moto')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

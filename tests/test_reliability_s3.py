@@ -70,6 +70,9 @@ async def chaos_run(
         proxy.slow_seconds = READ_TIMEOUT * 2
         options: dict[str, Any] = {"read_timeout": READ_TIMEOUT, "connect_timeout": 1.0, "retry": transient}
         backend = s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, **options)
+        proxy.rate, rate = 0.0, proxy.rate  # the safety verification first, unfaulted: the faults are for updates
+        await backend.verify_conditions()
+        proxy.rate = rate
         stores = [
             Store(backend, app_name="chaos", retry=RetryPolicy(attempts=50, base_delay=0.01, max_delay=0.2)),
             Store(backend, app_name="chaos", coalesce=False),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import S3_TRANSPORTS, s3_backend
 
-import statestore.backends.s3.backend as s3_module
+import statestore.backends.s3.writes as s3_writes
 from statestore import InvalidInputError, PutMode, S3Backend, Settings, StateType, Store, build_store
 from statestore.backends.base import Capability
 from statestore.backends.s3.backend import HISTORY, WRITES_METADATA
@@ -208,7 +208,7 @@ async def test_writes_carry_a_bounded_history_of_write_ids(
 ) -> None:
     # the full history of 16-hex-digit ids fits S3's 2 KB user-metadata limit; a short one keeps the test quick
     assert len(WRITES_METADATA) + HISTORY * 17 - 1 <= 2048
-    monkeypatch.setattr(s3_module, "HISTORY", 16)
+    monkeypatch.setattr(s3_writes, "HISTORY", 16)
     bucket = moto_server.create_bucket()
     seen: list[list[str]] = []
     async with aclosing(s3_backend(moto_server, bucket)) as backend:
@@ -273,7 +273,7 @@ def test_one_backend_across_several_asyncio_run(moto_server: MotoServer) -> None
 
     assert [asyncio.run(bump()) for _ in range(3)] == [1, 2, 3]
     # each loop's client was closed when its loop shut down
-    assert backend._entries() == []
+    assert backend._clients.entries() == []
     asyncio.run(store.aclose())
 
 
@@ -283,22 +283,22 @@ def test_a_long_lived_backend_forgets_closed_loops(moto_server: MotoServer) -> N
     store = Store(backend)
     for i in range(6):
         asyncio.run(store.save_state("n", i, "w", StateType.WORKFLOWS))
-        assert len(backend._clients) <= 1 and len(backend._open_locks) <= 2
+        assert len(backend._clients._clients) <= 1 and len(backend._clients._open_locks) <= 2
     asyncio.run(store.aclose())
 
 
 async def test_client_is_reused_and_aclose_reopens(moto_server: MotoServer) -> None:
     async with aclosing(s3_backend(moto_server, moto_server.create_bucket())) as backend:
         await asyncio.gather(*(backend.put(f"k/{i}", b"x") for i in range(8)))
-        entries = backend._entries()
+        entries = backend._clients.entries()
         assert len(entries) == 1
-        client = entries[0].client
+        client = entries[0].transport
         await backend.get("k/1")
-        assert backend._entries()[0].client is client
+        assert backend._clients.entries()[0].transport is client
         await backend.aclose()
-        assert backend._entries() == []
+        assert backend._clients.entries() == []
         assert await backend.get("k/2") is not None  # usable again: a new client
-        assert backend._entries()[0].client is not client
+        assert backend._clients.entries()[0].transport is not client
 
 
 async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto_server: MotoServer) -> None:
@@ -308,9 +308,9 @@ async def test_aclose_closes_the_client_of_a_loop_running_in_another_thread(moto
     thread.start()
     try:
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(backend.put(KEY, b"1"), other))
-        assert [e.loop for e in backend._entries()] == [other]
+        assert [e.loop for e in backend._clients.entries()] == [other]
         await backend.aclose()
-        assert backend._entries() == []
+        assert backend._clients.entries() == []
     finally:
         other.call_soon_threadsafe(other.stop)
         thread.join(timeout=10)

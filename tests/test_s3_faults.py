@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -19,7 +20,7 @@ import pytest
 from conftest import S3Location, S3Target, s3_backend
 from fault_proxy import SLOW_SECONDS, Fault, FaultProxy
 
-from statestore import BackendConfigError, BackendError, PutMode, RetryPolicy, StateType, Store
+from statestore import BackendConfigError, BackendError, BackendUnavailableError, PutMode, RetryPolicy, StateType, Store
 from statestore.backends.base import md5_etag
 from statestore.backends.s3.backend import WRITES_METADATA, S3Backend
 from statestore.codec.jsonio import encode
@@ -116,7 +117,10 @@ async def test_update_whose_response_was_lost_is_applied_once(
 
 @pytest.mark.s3_server
 async def test_create_whose_response_was_lost_is_applied_once(s3_target: S3Target, target_proxy: FaultProxy) -> None:
-    async with Store(through(s3_target, target_proxy, "auto", frozenset())) as store:
+    backend = through(s3_target, target_proxy, "auto", frozenset())
+    async with Store(backend) as store:
+        await backend.verify_conditions()  # the safety probes first: the fault is for the state's own create
+        target_proxy.reset_counts()
         target_proxy.add(Fault("PUT", "drop-after"))
         assert await store.update_state("w1", StateType.WORKFLOWS, bump) == {"n": 1}
         assert target_proxy.forwarded["PUT"] == 2
@@ -230,9 +234,10 @@ async def test_409_through_the_store_is_retried_and_applied_once(
 ) -> None:
     async with Store(via_proxy(moto_server, proxy, bucket)) as store:
         await store.update_state("w1", StateType.WORKFLOWS, bump)
+        proxy.reset_counts()
         proxy.add(Fault("PUT", "409", times=2))
         assert (await store.update_state("w1", StateType.WORKFLOWS, bump))["n"] == 2
-        assert proxy.faulted["PUT"] == 2 and proxy.forwarded["PUT"] == 2
+        assert proxy.faulted["PUT"] == 2 and proxy.forwarded["PUT"] == 1
         assert await store.get_state("w1", StateType.WORKFLOWS) == {"n": 2}
 
 
@@ -245,6 +250,34 @@ async def test_transient_5xx_is_retried(moto_server: MotoServer, proxy: FaultPro
         assert proxy.faulted["GET"] == 2
 
 
+async def test_429_is_throttling_retried_with_backoff(moto_server: MotoServer, proxy: FaultProxy, bucket: str) -> None:
+    """HTTP 429 (Too Many Requests) is retried like 503 SlowDown; if it persists, BackendUnavailableError (exit 5)."""
+    async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
+        await backend.put(KEY, b"1")
+        proxy.add(Fault("GET", "429", times=2))
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"1" and proxy.faulted["GET"] == 2
+        proxy.add(Fault("GET", "429", times=100))
+        with pytest.raises(BackendUnavailableError, match=r"\(HTTP 429\)"):
+            await backend.get(KEY)
+        assert proxy.faulted["GET"] == 2 + FAST_RETRY.attempts
+
+
+async def test_a_server_error_code_reaches_no_message_unescaped(
+    moto_server: MotoServer, proxy: FaultProxy, bucket: str
+) -> None:
+    """Whatever a server puts in <Code> (escape sequences, 300 characters), the error keeps at most 64 of its
+    letters, digits and ``._-``: nothing a terminal would act on."""
+    async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
+        proxy.add(Fault("GET", "418"))
+        with pytest.raises(BackendError) as info:
+            await backend.get(KEY)
+    message = str(info.value)
+    chain = [message, *(str(e) for e in (info.value.__cause__, info.value.__context__) if e is not None)]
+    assert not any(ch in text for text in chain for ch in "\x1b\x07\r")
+    assert "(HTTP 418)" in message and len(message) < 300
+
+
 async def test_failed_read_is_an_error_and_the_save_writes_nothing(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
@@ -254,7 +287,7 @@ async def test_failed_read_is_an_error_and_the_save_writes_nothing(
     ):
         await direct.save_state_object("w1", {"keep": "me"}, StateType.WORKFLOWS)
         proxy.add(Fault("GET", "500", times=100))
-        with pytest.raises(BackendError, match=r"get of .*InternalError \(HTTP 500\)") as info:
+        with pytest.raises(BackendError, match=r"get of .*\(HTTP 500\)") as info:
             await store.get_state("w1", StateType.WORKFLOWS)
         assert info.value.__cause__ is not None
         await assert_saves_fail(store)
@@ -279,8 +312,10 @@ async def test_5xx_on_put_that_never_landed_gives_up_with_backend_error(
     moto_server: MotoServer, proxy: FaultProxy, bucket: str
 ) -> None:
     async with aclosing(via_proxy(moto_server, proxy, bucket)) as backend:
+        await backend.verify_conditions()
+        proxy.reset_counts()
         proxy.add(Fault("PUT", "500", times=100))
-        with pytest.raises(BackendError, match=r"put of .*InternalError \(HTTP 500\)"):
+        with pytest.raises(BackendError, match=r"put of .*\(HTTP 500\)"):
             await backend.put(KEY, b"1", PutMode.CREATE)
         assert proxy.faulted["PUT"] == FAST_RETRY.attempts
         assert await backend.get(KEY) is None
@@ -335,6 +370,36 @@ async def test_no_credentials_anywhere_is_a_backend_error(
             await store.get_state("w1", StateType.WORKFLOWS)
     with pytest.raises(BackendError, match="ProfileNotFound"):
         await Store(S3Backend("b", endpoint_url=moto_server.endpoint_url, profile="nope")).get_state("w", "workflows")
+
+
+def test_the_cli_says_what_is_wrong_with_a_wrong_port_and_missing_credentials(
+    moto_server: MotoServer, cli_run: Any, tmp_path: Path, s3_transport: str
+) -> None:
+    """Nothing listens on the port: "cannot connect to ENDPOINT (is it running?)", exit 5, not "try again later".
+    No credentials anywhere: "no credentials found" and where they are looked for, exit 6, not "access denied"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = {"STATESTORE_BACKEND": "s3", "STATESTORE_BUCKET": "b", "STATESTORE_S3_MAX_ATTEMPTS": "1"}
+    env = {**base, **moto_server.fake_credentials(), "STATESTORE_S3_CLIENT": s3_transport}
+    wrong_port = cli_run("get", "wf-1", env={**env, "STATESTORE_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+    assert wrong_port.code == 5, wrong_port
+    assert f"cannot connect to http://127.0.0.1:{port}" in wrong_port.err and "is it running?" in wrong_port.err
+    assert "try again later" not in wrong_port.err
+    if s3_transport == "obstore":  # object_store's chain would ask the instance metadata address: not from a test
+        return
+    nowhere = {
+        **base,
+        "STATESTORE_S3_ENDPOINT_URL": moto_server.endpoint_url,
+        "STATESTORE_S3_REGION": "us-east-1",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    missing = cli_run("get", "wf-1", env=nowhere)
+    assert missing.code == 6, missing
+    assert "no credentials found" in missing.err and "AWS_ACCESS_KEY_ID" in missing.err
+    assert "access denied" not in missing.err
 
 
 async def test_server_stopped_mid_run(moto_server: MotoServer) -> None:

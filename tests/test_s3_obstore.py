@@ -87,19 +87,19 @@ async def test_obstore_refuses_calls_it_cannot_make_before_any_request(
         assert await backend.supports(Capability.CONDITIONAL_DELETE) is False  # known without a probe
         with pytest.raises(ConditionalDeleteUnsupportedError, match=r"obstore.*nothing was deleted"):
             await backend.delete(KEY, if_match=etag)
-        client = await backend._client()
-        for call, args in (
-            ("list_object_versions", {"Bucket": bucket, "Prefix": ""}),
-            ("get_bucket_versioning", {"Bucket": bucket}),
-            ("head_bucket", {"Bucket": bucket}),
-            ("get_object", {"Bucket": bucket, "Key": KEY, "VersionId": "v1"}),
-            ("delete_object", {"Bucket": bucket, "Key": KEY, "IfMatch": etag}),
-            ("delete_object", {"Bucket": bucket, "Key": KEY, "VersionId": "v1"}),
-            ("put_object", {"Bucket": bucket, "Key": KEY, "Body": b"2", "IfNoneMatch": etag}),
-            ("get_object", {"Bucket": "another-bucket", "Key": KEY}),
+        transport = await backend.open_transport()
+        for call in (
+            transport.list_versions_page("", max_keys=10),
+            transport.bucket_versioning(),
+            transport.head_bucket(),
+            transport.create_bucket(None),
+            transport.put_bucket_versioning(True),
+            transport.get(KEY, version_id="v1"),
+            transport.delete(KEY, if_match=etag),
+            transport.delete(KEY, version_id="v1"),
         ):
             with pytest.raises(S3ClientUnsupportedError, match="STATESTORE_S3_CLIENT=aioboto3"):
-                await getattr(client, call)(**args)
+                await call
         assert proxy.paths == []  # nothing was sent
         assert await backend.get(KEY) == Versioned(b"1", etag)  # and nothing changed
 
@@ -200,7 +200,9 @@ async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server
         port = sock.getsockname()[1]  # nothing listens on it
     endpoint = f"http://127.0.0.1:{port}"
     async with aclosing(s3_backend(moto_server, "b-refused", endpoint_url=endpoint, **one_try)) as refused:
-        with pytest.raises(BackendUnavailableError, match="S3ConnectionFailure"):
+        with pytest.raises(
+            BackendUnavailableError, match=r"cannot connect to http://127\.0\.0\.1:\d+ \(is it running\?\)"
+        ):
             await refused.get(KEY)
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
@@ -209,7 +211,7 @@ async def test_obstore_refused_connection_and_timeout_are_told_apart(moto_server
         async with aclosing(
             s3_backend(moto_server, "b-late", endpoint_url=endpoint, read_timeout=0.3, **one_try)
         ) as late:
-            with pytest.raises(BackendUnavailableError, match="S3Timeout"):
+            with pytest.raises(BackendUnavailableError, match=r"did not answer in time"):
                 await late.get(KEY)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..backends.s3.backend import HISTORY, WRITES_METADATA, S3Backend
+from ..backends.s3.classify import BAD_CREDENTIAL_CODES, Kind, classify
+from ..backends.s3.transport import NoAnswer, S3Error, S3Object, Stored, Transport
 from ..codec.secrets import redact_url
-from ..errors import BackendError
+from ..errors import BackendError, S3ClientUnsupportedError
 from .protocol import _fake_etag
 from .report import (
     CONDITIONAL_DELETE_SETTING,
@@ -21,9 +23,6 @@ from .report import (
     _scratch_prefix,
     _Stop,
 )
-
-if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +45,6 @@ _S3_PROBES = (
     "delete",
 )
 _FORMS = ("quoted", "unquoted")
-_VERSION_LISTS = ("Versions", "DeleteMarkers")  # the two lists of a ListObjectVersions answer
-_BAD_CREDENTIALS = frozenset(
-    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"}
-)
-_REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _ACTIONS = {
     "s3:PutObject": "write objects",
     "s3:GetObject": "read objects",
@@ -66,48 +60,24 @@ def _show_endpoint(url: str | None) -> str:
     return redact_url(url) if url else "AWS S3"
 
 
-def _code(exc: BaseException) -> tuple[str, int | None]:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return "", None
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return str(response.get("Error", {}).get("Code", "")), status if isinstance(status, int) else None
-
-
-def _answer(exc: BaseException | None) -> str:
-    """An S3 error answer in a few words, e.g. ``412 PreconditionFailed``."""
+def _answer(exc: S3Error | None) -> str:
+    """An S3 error answer in a few words, e.g. ``412 PreconditionFailed`` (a sanitized code: never server text)."""
     if exc is None:
         return "200"
-    code, status = _code(exc)
+    if exc.no_answer is not None:
+        return exc.reason
+    code, status = exc.code, exc.status
     if code and code != str(status):
         return f"{status} {code}" if status else code
-    return str(status) if status else type(exc).__name__
+    return str(status) if status else "error"
 
 
-def _refused(exc: BaseException | None, missing_ok: bool = False) -> bool:
+def _refused(exc: S3Error | None, missing_ok: bool = False) -> bool:
     """Whether an S3 error says "your condition failed" (or, with ``missing_ok``, "no such key")."""
     if exc is None:
         return False
-    code, status = _code(exc)
-    if code in _REFUSED or status in (409, 412):
-        return True
-    return missing_ok and (code == "NoSuchKey" or status == 404)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or any(e is s for s in seen):
-            continue
-        seen.append(e)
-        inner = getattr(e, "kwargs", {}).get("error") if isinstance(getattr(e, "kwargs", None), dict) else None
-        os_error = getattr(e, "os_error", None)  # aiohttp's connection errors
-        for more in (e.__cause__, e.__context__, inner, os_error):
-            if isinstance(more, BaseException):
-                todo.append(more)
-    return seen
+    kind = classify(exc)
+    return kind is Kind.CONDITION_FAILED or (missing_ok and kind is Kind.NOT_FOUND)
 
 
 class _S3Check:
@@ -131,7 +101,7 @@ class _S3Check:
             if backend.sse_kms_key_id is not None:
                 self.sse["SSEKMSKeyId"] = backend.sse_kms_key_id
         self.settings: dict[str, str] = {}
-        self.client: S3Client | None = None
+        self.client: Transport | None = None
         self.etag = ""  # the main scratch object's current ETag, unquoted
         self.first_etag = ""
 
@@ -139,52 +109,43 @@ class _S3Check:
 
     def fatal(self, exc: BaseException, probe: str, permission: str | None) -> _Stop | None:
         """The ``_Stop`` for an error no probe can go on after (unreachable, denied, no bucket), else None."""
-        from botocore.exceptions import ClientError
-
-        if isinstance(exc, ClientError):
-            return self.fatal_answer(exc, probe, permission)
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-        from botocore.exceptions import (
-            HTTPClientError,
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-            ProfileNotFound,
-        )
-
-        chain = _chain(exc)
-        if any(isinstance(e, NoCredentialsError | PartialCredentialsError) for e in chain):
+        if isinstance(exc, S3ClientUnsupportedError):
+            return _Stop(probe, Verdict.MISCONFIGURED, str(exc))
+        if isinstance(exc, BackendError):  # the client could not be opened, for a reason not named below
+            cause = exc.__cause__
+            if isinstance(cause, S3Error):
+                return self.fatal(cause, probe, permission)
+            return _Stop(probe, Verdict.MISCONFIGURED, "cannot open an S3 client: check the S3 settings")
+        if not isinstance(exc, S3Error):
+            return None
+        if exc.no_answer is NoAnswer.NO_CREDENTIALS:
             return _Stop(
                 probe,
                 Verdict.MISCONFIGURED,
                 "no AWS credentials found (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role)",
             )
-        if any(isinstance(e, ProfileNotFound) for e in chain):
-            return _Stop(probe, Verdict.MISCONFIGURED, "the AWS profile named (AWS_PROFILE) does not exist")
-        if any(isinstance(e, NoRegionError) for e in chain):
-            return _Stop(probe, Verdict.MISCONFIGURED, "no region: set STATESTORE_S3_REGION or AWS_REGION")
-        if any(isinstance(e, BotoConnectionError | HTTPClientError | OSError) for e in chain):
-            if any(isinstance(e, socket.gaierror) for e in chain):
-                why = "its host name does not resolve"
-            elif any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
-                why = "it did not answer in time"
-            elif any(isinstance(e, ConnectionRefusedError) for e in chain):
-                why = "the connection was refused"
-            else:
-                why = f"the connection failed ({type(exc).__name__})"
-            return _Stop(probe, Verdict.UNREACHABLE, f"cannot reach {self.endpoint}: {why}")
-        if isinstance(exc, BackendError):  # the client could not be opened, for a reason not named above
-            cause = exc.__cause__
-            detail = type(cause).__name__ if cause is not None else "an error"
-            return _Stop(probe, Verdict.MISCONFIGURED, f"cannot open an S3 client ({detail}): check the S3 settings")
-        return None
+        if exc.no_answer is NoAnswer.CONFIG:
+            if exc.detail == "ProfileNotFound":
+                return _Stop(probe, Verdict.MISCONFIGURED, "the AWS profile named (AWS_PROFILE) does not exist")
+            if exc.detail == "NoRegionError":
+                return _Stop(probe, Verdict.MISCONFIGURED, "no region: set STATESTORE_S3_REGION or AWS_REGION")
+            return _Stop(
+                probe, Verdict.MISCONFIGURED, f"cannot open an S3 client ({exc.detail}): check the S3 settings"
+            )
+        if exc.no_answer is not None:
+            why = {
+                NoAnswer.TIMEOUT: "it did not answer in time",
+                NoAnswer.CONNECT: exc.detail if exc.detail.startswith(("the ", "its ")) else "the connection failed",
+            }.get(exc.no_answer, f"the connection failed ({exc.reason})")
+            return _Stop(probe, Verdict.UNREACHABLE, f"cannot reach {self.endpoint}: {why} (is it running?)")
+        return self.fatal_answer(exc, probe, permission)
 
-    def fatal_answer(self, exc: BaseException, probe: str, permission: str | None) -> _Stop | None:
-        code, status = _code(exc)
-        if code in _BAD_CREDENTIALS:
+    def fatal_answer(self, exc: S3Error, probe: str, permission: str | None) -> _Stop | None:
+        code, status = exc.code, exc.status
+        if code in BAD_CREDENTIAL_CODES:
             return _Stop(probe, Verdict.MISCONFIGURED, f"the server does not accept the credentials ({code})")
         if code == "NoSuchBucket":
-            return _Stop(probe, Verdict.MISCONFIGURED, f"the bucket {self.bucket!r} does not exist")
+            return _Stop(probe, Verdict.MISCONFIGURED, self.no_bucket())
         if status == 301 or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
             return _Stop(
                 probe,
@@ -198,60 +159,71 @@ class _S3Check:
                 Verdict.MISCONFIGURED,
                 f"the credentials are not allowed to {action} ({permission}): {_answer(exc)}",
             )
-        if status is not None and status >= 500 and status != 501:
+        if classify(exc) is Kind.UNAVAILABLE:
             return _Stop(probe, Verdict.UNREACHABLE, f"the server failed: {_answer(exc)}")
         return None
 
-    async def request(
-        self, probe: str, permission: str | None, method: str, *, denied_ok: bool = False, **args: Any
-    ) -> tuple[Any, Any]:
-        """Send one request: ``(response, None)`` or ``(None, ClientError)``; ``_Stop`` on a fatal error."""
-        from botocore.exceptions import ClientError
+    def no_bucket(self) -> str:
+        return f"the bucket {self.bucket!r} does not exist: 'statestore init' creates it"
 
+    async def request(
+        self, probe: str, permission: str | None, fn: Callable[[Transport], Awaitable[Any]], *, denied_ok: bool = False
+    ) -> tuple[Any, S3Error | None]:
+        """Send one request: ``(answer, None)`` or ``(None, S3Error)``; ``_Stop`` on a fatal error."""
         assert self.client is not None
         try:
-            response = await getattr(self.client, method)(**args)
-            if method in ("put_object", "delete_object") and "VersionId" not in args and response.get("VersionId"):
-                self.versions.add((args["Key"], str(response["VersionId"])))
-            if method == "get_object":
-                async with response["Body"] as body:
-                    response = {**response, "Body": await body.read()}
-            return response, None
-        except ClientError as exc:
-            if denied_ok and _code(exc)[1] == 403:
+            return await fn(self.client), None
+        except S3Error as exc:
+            if denied_ok and exc.status == 403:
                 return None, exc
             stop = self.fatal(exc, probe, permission)
             if stop is not None:
                 raise stop from None
             return None, exc
-        except Exception as exc:
-            stop = self.fatal(exc, probe, permission)
-            if stop is not None:
-                raise stop from None
-            raise
 
-    async def put(self, probe: str, key: str, body: bytes, **args: Any) -> tuple[Any, Any]:
+    async def put(self, probe: str, key: str, body: bytes, **conditions: Any) -> tuple[Stored | None, S3Error | None]:
         self.written.append(key)
-        response, error = await self.request(
-            probe, "s3:PutObject", "put_object", Bucket=self.bucket, Key=key, Body=body, **self.sse, **args
-        )
-        if response is not None and response.get("VersionId"):
+        response, error = await self.request(probe, "s3:PutObject", lambda t: t.put(key, body, **conditions))
+        if isinstance(response, Stored) and response.version_id:
             self.versioned = True
+            self.versions.add((key, response.version_id))
         return response, error
 
-    async def read(self, probe: str, key: str) -> Any:
-        """GetObject: the response with the body read, or None if there is no such key."""
-        response, error = await self.request(probe, "s3:GetObject", "get_object", Bucket=self.bucket, Key=key)
+    async def delete(self, probe: str, permission: str, key: str, **args: Any) -> S3Error | None:
+        version, error = await self.request(probe, permission, lambda t: t.delete(key, **args))
+        if version and "version_id" not in args:
+            self.versions.add((key, str(version)))
+        return error
+
+    async def read(self, probe: str, key: str) -> S3Object | None:
+        """GetObject: the object, or None if there is no such key."""
+        response, error = await self.request(probe, "s3:GetObject", lambda t: t.get(key))
         if error is None:
+            assert isinstance(response, S3Object)
             return response
-        code, status = _code(error)
-        if code == "NoSuchKey" or status == 404:
+        if classify(error) is Kind.NOT_FOUND:
             return None
         raise _Stop(probe, Verdict.MISCONFIGURED, f"GetObject answered {_answer(error)}")
 
     async def body(self, probe: str, key: str) -> bytes | None:
         got = await self.read(probe, key)
-        return None if got is None else bytes(got["Body"])
+        return None if got is None else got.data
+
+    async def listed(self, probe: str, prefix: str, *, denied_ok: bool = False) -> tuple[list[str], S3Error | None]:
+        """The keys of one ListObjectsV2 page of ``prefix`` (at most 100)."""
+        page, error = await self.request(
+            probe, "s3:ListBucket", lambda t: t.list_page(prefix, max_keys=100), denied_ok=denied_ok
+        )
+        return ([] if page is None else [item.key for item in page.items]), error
+
+    async def listed_versions(self, probe: str, prefix: str) -> tuple[list[tuple[str, str]], S3Error | None]:
+        """(key, version id) of one ListObjectVersions page of ``prefix`` (versions and delete markers)."""
+        page, error = await self.request(
+            probe, "s3:ListBucketVersions", lambda t: t.list_versions_page(prefix, max_keys=100)
+        )
+        if page is None:
+            return [], error
+        return [(item.key, item.version_id) for item in (*page.versions, *page.delete_markers)], error
 
     # -- the probes, in order
 
@@ -259,7 +231,7 @@ class _S3Check:
         run = self.run
         try:
             try:
-                self.client = cast("S3Client", await self.backend._client())
+                self.client = await self.backend.open_transport()
             except Exception as exc:
                 stop = self.fatal(exc, "reachable", None)
                 if stop is None:
@@ -284,13 +256,13 @@ class _S3Check:
 
     async def probe_bucket(self) -> None:
         run = self.run
-        _, error = await self.request("reachable", "s3:ListBucket", "head_bucket", denied_ok=True, Bucket=self.bucket)
-        status = _code(error)[1] if error is not None else 200
+        _, error = await self.request("reachable", "s3:ListBucket", lambda t: t.head_bucket(), denied_ok=True)
+        status = error.status if error is not None else 200
         run.ok("reachable", f"{self.endpoint} answered (HTTP {status})")
         if error is None:
             run.ok("bucket", f"the bucket {self.bucket!r} exists")
         elif status == 404:
-            raise _Stop("bucket", Verdict.MISCONFIGURED, f"the bucket {self.bucket!r} does not exist")
+            raise _Stop("bucket", Verdict.MISCONFIGURED, self.no_bucket())
         else:
             run.skipped("bucket", f"HeadBucket answered {_answer(error)}: cannot tell; the object probes decide")
 
@@ -307,7 +279,7 @@ class _S3Check:
                 f"the server refuses ServerSideEncryption={sse} ({_answer(error)}): "
                 "unset STATESTORE_S3_SSE or configure encryption on the server",
             )
-        if response.get("ServerSideEncryption") != sse:
+        if response is None or response.sse != sse:
             raise _Stop(
                 "sse",
                 Verdict.MISCONFIGURED,
@@ -321,19 +293,17 @@ class _S3Check:
         response, error = await self.put("put", self.main, v1)
         if error is not None:
             raise _Stop("put", Verdict.MISCONFIGURED, f"PutObject answered {_answer(error)}")
-        self.etag = str(response["ETag"]).strip('"')
+        assert response is not None
+        self.etag = response.etag.strip('"')
         self.first_etag = self.etag
         run.ok("put", "PutObject is allowed (s3:PutObject)")
         if await self.body("get", self.main) != v1:
             raise _Stop("get", Verdict.UNSAFE, "GetObject returned other bytes than were put")
         run.ok("get", "GetObject is allowed (s3:GetObject); the bytes round-trip")
         prefix = self.backend.object_key(self.scratch)
-        page, error = await self.request(
-            "list", "s3:ListBucket", "list_objects_v2", Bucket=self.bucket, Prefix=prefix, MaxKeys=100
-        )
+        listed, error = await self.listed("list", prefix)
         if error is not None:
             raise _Stop("list", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
-        listed = [item["Key"] for item in page.get("Contents", [])]
         if self.main not in listed:
             run.fail("list", "the object just written is not listed: list_states may miss a state just written")
         else:
@@ -347,20 +317,20 @@ class _S3Check:
         otherwise empty bucket; a bulk operation acting on them would touch objects not its own.
         """
         empty = scratch + "list-prefix/"
-        calls: list[tuple[str, str, str, tuple[str, ...]]] = [
-            ("ListObjectsV2", "s3:ListBucket", "list_objects_v2", ("Contents",))
-        ]
-        if self.versioned:  # history lists versions; a bucket without versioning keeps none
-            calls.append(("ListObjectVersions", "s3:ListBucketVersions", "list_object_versions", _VERSION_LISTS))
+        names = ["ListObjectsV2"]
         ignored = {"ListObjectsV2"} if any(not key.startswith(scratch) for key in listed) else set()
-        for name, permission, method, parts in calls:
-            page, error = await self.request(
-                "list-prefix", permission, method, Bucket=self.bucket, Prefix=empty, MaxKeys=100
-            )
+        keys, error = await self.listed("list-prefix", empty)
+        if error is not None:
+            raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
+        if any(not key.startswith(empty) for key in keys):
+            ignored.add("ListObjectsV2")
+        if self.versioned:  # history lists versions; a bucket without versioning keeps none
+            names.append("ListObjectVersions")
+            versions, error = await self.listed_versions("list-prefix", empty)
             if error is not None:
-                raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"{name} answered {_answer(error)}")
-            if any(not item["Key"].startswith(empty) for part in parts for item in page.get(part, [])):
-                ignored.add(name)
+                raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
+            if any(not key.startswith(empty) for key, _ in versions):
+                ignored.add("ListObjectVersions")
         if ignored:
             self.run.unsafe(
                 "list-prefix",
@@ -369,17 +339,17 @@ class _S3Check:
                 "objects that are not this app's (statestore refuses such listings)",
             )
         else:
-            asked = " and ".join(name for name, *_ in calls)
+            asked = " and ".join(names)
             self.run.ok("list-prefix", f"{asked} answered only keys under the prefix asked for")
 
     async def probe_create(self) -> None:
         run = self.run
-        _, first = await self.put("create-if-absent", self.create, b'{"create": 1}', IfNoneMatch="*")
+        _, first = await self.put("create-if-absent", self.create, b'{"create": 1}', create=True)
         if first is not None:
             problem = f"the server refuses If-None-Match: * on a new key ({_answer(first)}): no state can be created"
             run.fail("create-if-absent", f"the first create answered {_answer(first)}", Verdict.UNSAFE, problem)
             return
-        _, second = await self.put("create-if-absent", self.create, b'{"create": 2}', IfNoneMatch="*")
+        _, second = await self.put("create-if-absent", self.create, b'{"create": 2}', create=True)
         if second is None:
             run.unsafe(
                 "create-if-absent",
@@ -406,12 +376,12 @@ class _S3Check:
             value = f'"{self.etag}"' if form == "quoted" else self.etag
             before = await self.body(f"if-match-{form}", self.main)
             body = f'{{"statestore-check": {n + 2}}}'.encode()
-            response, error = await self.put(f"if-match-{form}", self.main, body, IfMatch=value)
+            response, error = await self.put(f"if-match-{form}", self.main, body, if_match=value)
             after = await self.body(f"if-match-{form}", self.main)
             shown = 'If-Match: "<current ETag>"' if form == "quoted" else "If-Match: <current ETag> (unquoted)"
             if error is None:
                 current_ok[form] = after == body
-                self.etag = str(response["ETag"]).strip('"')
+                self.etag = response.etag.strip('"') if response is not None else self.etag
                 if after == body:
                     run.ok(f"if-match-{form}", f"{shown} was accepted")
                 else:
@@ -429,10 +399,10 @@ class _S3Check:
         for form in _FORMS:
             value = f'"{stale}"' if form == "quoted" else stale
             before = await self.body("stale-if-match", self.main)
-            response, error = await self.put("stale-if-match", self.main, b'{"stale": 1}', IfMatch=value)
+            response, error = await self.put("stale-if-match", self.main, b'{"stale": 1}', if_match=value)
             after = await self.body("stale-if-match", self.main)
             if response is not None:
-                self.etag = str(response["ETag"]).strip('"')
+                self.etag = response.etag.strip('"')
             stale_ok[form] = error is not None and _refused(error) and after == before
             answers.append(f"{form}: {_answer(error) if error is not None else 'accepted, the object replaced'}")
         usable = [form for form in _FORMS if current_ok[form] and stale_ok[form]]
@@ -458,7 +428,7 @@ class _S3Check:
     async def probe_missing(self, form: str | None) -> None:
         run = self.run
         value = self.form(form, self.etag)
-        _, error = await self.put("if-match-missing", self.missing, b'{"missing": 1}', IfMatch=value)
+        _, error = await self.put("if-match-missing", self.missing, b'{"missing": 1}', if_match=value)
         created = await self.read("if-match-missing", self.missing) is not None
         if error is None or created:
             how = "accepted and created it" if error is None else f"answered {_answer(error)} but created it"
@@ -476,7 +446,7 @@ class _S3Check:
         run = self.run
         history = ",".join(secrets.token_hex(8) for _ in range(HISTORY))
         response, error = await self.put(
-            "metadata", self.main, b'{"statestore-check": "metadata"}', Metadata={WRITES_METADATA: history}
+            "metadata", self.main, b'{"statestore-check": "metadata"}', metadata={WRITES_METADATA: history}
         )
         if error is not None:
             problem = f"the server refuses {len(history)} bytes of user metadata ({_answer(error)}): every write fails"
@@ -487,9 +457,10 @@ class _S3Check:
                 problem,
             )
             return
-        self.etag = str(response["ETag"]).strip('"')
+        assert response is not None
+        self.etag = response.etag.strip('"')
         got = await self.read("metadata", self.main)
-        stored = (got or {}).get("Metadata", {}).get(WRITES_METADATA, "")
+        stored = got.writes if got is not None else ""
         if stored == history:
             run.ok("metadata", f"{len(history)} bytes of x-amz-meta-{WRITES_METADATA} round-trip")
         else:
@@ -503,9 +474,7 @@ class _S3Check:
     async def probe_conditional_delete(self, form: str | None) -> None:
         run = self.run
         wrong = self.form(form, _fake_etag("wrong").strip('"'))
-        _, error = await self.request(
-            "conditional-delete", "s3:DeleteObject", "delete_object", Bucket=self.bucket, Key=self.main, IfMatch=wrong
-        )
+        error = await self.delete("conditional-delete", "s3:DeleteObject", self.main, if_match=wrong)
         kept = await self.read("conditional-delete", self.main) is not None
         if error is None and not kept:
             self.settings[CONDITIONAL_DELETE_SETTING] = "false"
@@ -524,9 +493,7 @@ class _S3Check:
             )
             return
         right = self.form(form, self.etag)
-        _, error = await self.request(
-            "conditional-delete", "s3:DeleteObject", "delete_object", Bucket=self.bucket, Key=self.main, IfMatch=right
-        )
+        error = await self.delete("conditional-delete", "s3:DeleteObject", self.main, if_match=right)
         gone = await self.read("conditional-delete", self.main) is None
         if error is None and gone:
             self.settings[CONDITIONAL_DELETE_SETTING] = "true"
@@ -549,40 +516,27 @@ class _S3Check:
         """
         prefix = self.backend.object_key(self.scratch)
         keys = {key for key in self.written if key.startswith(prefix)}
-        listing = {"Bucket": self.bucket, "Prefix": prefix}
-        page, error = await self.request("delete", "s3:ListBucket", "list_objects_v2", denied_ok=True, **listing)
+        listed, error = await self.listed("delete", prefix, denied_ok=True)
         if error is None:
-            keys.update(_under(prefix, page.get("Contents", [])))
+            keys.update(key for key in listed if key.startswith(prefix))
         for key in sorted(keys):
-            _, error = await self.request("delete", "s3:DeleteObject", "delete_object", Bucket=self.bucket, Key=key)
-            code, status = _code(error) if error is not None else ("", None)
-            if error is not None and code != "NoSuchKey" and status != 404:
+            error = await self.delete("delete", "s3:DeleteObject", key)
+            if error is not None and classify(error) is not Kind.NOT_FOUND:
                 raise _Stop("delete", Verdict.MISCONFIGURED, f"DeleteObject answered {_answer(error)}")
         if self.versioned:
             await self.remove_versions(prefix)
-        page, error = await self.request("delete", "s3:ListBucket", "list_objects_v2", denied_ok=True, **listing)
-        return [] if error is not None else _under(prefix, page.get("Contents", []))
+        listed, error = await self.listed("delete", prefix, denied_ok=True)
+        return [] if error is not None else [key for key in listed if key.startswith(prefix)]
 
     async def remove_versions(self, prefix: str) -> None:
         """Delete the versions the check made (recorded), and any other a listing shows under ``prefix``."""
-        page, error = await self.request(
-            "delete", "s3:ListBucketVersions", "list_object_versions", Bucket=self.bucket, Prefix=prefix
-        )
+        listed, error = await self.listed_versions("delete", prefix)
         if error is not None:
             raise _Stop("delete", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
         found = {(key, version) for key, version in self.versions if key.startswith(prefix)}
-        for item in [item for part in _VERSION_LISTS for item in page.get(part, [])]:
-            if item["Key"].startswith(prefix):
-                found.add((item["Key"], str(item["VersionId"])))
+        found.update((key, version) for key, version in listed if key.startswith(prefix))
         for key, version in sorted(found):
-            _, error = await self.request(
-                "delete",
-                "s3:DeleteObjectVersion",
-                "delete_object",
-                Bucket=self.bucket,
-                Key=key,
-                VersionId=version,
-            )
+            error = await self.delete("delete", "s3:DeleteObjectVersion", key, version_id=version)
             if error is not None:
                 raise _Stop("delete", Verdict.MISCONFIGURED, f"deleting a version answered {_answer(error)}")
 
@@ -616,11 +570,6 @@ class _S3Check:
             self.run.fail("delete", f"could not remove {', '.join(left)}; {self.leftovers()}")
         else:
             self.run.ok("delete", "the scratch objects written before the stop are gone")
-
-
-def _under(prefix: str, items: list[Any]) -> list[str]:
-    """The keys of the listed ``items`` under ``prefix``: the only ones the check may act on."""
-    return [item["Key"] for item in items if item["Key"].startswith(prefix)]
 
 
 async def _check_s3(backend: S3Backend, app: str) -> CheckReport:

@@ -138,6 +138,7 @@ for _command in (
     demo,
     bulk_commands.reencrypt,
     setup_commands.check,
+    setup_commands.init,
     bulk_commands.prune,
     bulk_commands.copy,
     state_commands.history,

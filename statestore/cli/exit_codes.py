@@ -13,9 +13,12 @@ from ..errors import (
     BackendUnavailableError,
     ConflictError,
     CorruptStateError,
+    CredentialsNotFoundError,
     DecryptionError,
+    EndpointUnreachableError,
     InvalidInputError,
     StateStoreError,
+    UnsafeBackendError,
     VersionConflictError,
     VersionNotFoundError,
     VersionsUnsupportedError,
@@ -25,7 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the backend failed, retries ran out, or anything unexpected
 EXIT_INVALID = 2  # usage errors and every InvalidInputError
 EXIT_CORRUPT = 3  # CorruptStateError, including DecryptionError
-EXIT_UNSAFE = 4  # ``check``: the backend would lose concurrent updates
+EXIT_UNSAFE = 4  # ``check``, and UnsafeBackendError: the backend would lose concurrent updates
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (``statestore list | head``)
 EXIT_INTERRUPTED = 130
 EXIT_UNAVAILABLE = 5  # BackendUnavailableError: unreachable, timeouts, 5xx, throttling; try again later
@@ -58,10 +61,16 @@ def describe_error(exc: BaseException, store_args: Sequence[str] = ()) -> tuple[
         return f"conflict: {exc}", EXIT_FAILED
     if isinstance(exc, VersionConflictError):
         return f"version conflict: {exc} (stored version: {exc.current_version or 'none'})", EXIT_FAILED
+    if isinstance(exc, EndpointUnreachableError):  # the message asks whether it is running
+        return f"backend unreachable: {exc}{_cause_hint(exc)}", EXIT_UNAVAILABLE
     if isinstance(exc, BackendUnavailableError):
         return f"backend unavailable (try again later): {exc}{_cause_hint(exc)}", EXIT_UNAVAILABLE
+    if isinstance(exc, CredentialsNotFoundError):  # the message says where they are looked for
+        return f"no credentials: {exc}", EXIT_ACCESS_DENIED
     if isinstance(exc, AccessDeniedError):
         return f"access denied (check credentials and permissions): {exc}{_cause_hint(exc)}", EXIT_ACCESS_DENIED
+    if isinstance(exc, UnsafeBackendError):  # as 'statestore check' exits on such a server
+        return f"unsafe backend: {exc}", EXIT_UNSAFE
     if isinstance(exc, VersionsUnsupportedError):  # no cause to show: the message says what to do
         return f"no history: {exc}", EXIT_BACKEND_CONFIG
     if isinstance(exc, BackendConfigError):

@@ -68,5 +68,6 @@ def backend_from_settings(settings: Settings) -> ObjectBackend:
             conditional_delete=settings.s3_conditional_delete,
             retry=dataclasses.replace(DEFAULT_TRANSIENT_RETRY, attempts=settings.s3_max_attempts),
             client=settings.s3_client,
+            verify=settings.s3_verify,
         )
     return LocalBackend(settings.local_root)

@@ -133,6 +133,8 @@ class Settings:
     s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
     # auto | aioboto3 | boto3 | obstore: auto is boto3 under moto's mock_aws, else aioboto3
     s3_client: str = S3_CLIENTS[0]
+    #: Verify before the first write that the server honours conditional writes (STATESTORE_S3_VERIFY).
+    s3_verify: bool = True
     cache_bytes: int = DEFAULT_CACHE_BYTES
     otel_ids: bool = False  # put state ids on OpenTelemetry spans (STATESTORE_OTEL_IDS; see docs/telemetry.md)
 
@@ -247,6 +249,7 @@ class Settings:
             "s3_conditional_delete": _auto_bool(env, "STATESTORE_S3_CONDITIONAL_DELETE"),
             "s3_max_attempts": _int(env, "STATESTORE_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
             "s3_client": _lower(env, "STATESTORE_S3_CLIENT", S3_CLIENTS[0]),
+            "s3_verify": _bool(env, "STATESTORE_S3_VERIFY", True),
             "cache_bytes": _int(env, "STATESTORE_CACHE_BYTES", DEFAULT_CACHE_BYTES),
             "otel_ids": otel_ids_from_env(env),
         }

@@ -3,7 +3,7 @@
 - ``file:///abs/path`` (or ``file://localhost/abs/path``): a local directory by absolute path;
   ``file:relative/path``: relative to the working directory. Percent-escapes are decoded.
 - ``memory://``: an in-process store (tests, notebooks).
-- ``s3://bucket[/prefix][?endpoint_url=...&region=...]``: an S3 bucket (AWS, MinIO, Ceph RGW, moto);
+- ``s3://bucket[/prefix][?endpoint_url=...&region=...&verify=false]``: an S3 bucket (AWS, MinIO, Ceph RGW, moto);
   credentials come from the AWS chain (environment, profile, instance role), never from the URL.
 
 Anything else -- another scheme, an unknown or repeated parameter, a missing bucket, a user name or
@@ -32,7 +32,7 @@ BackendKind = Literal["local", "memory", "s3"]
 #: The schemes ``parse_store_url`` accepts.
 SCHEMES = ("file", "memory", "s3")
 #: The query parameters an ``s3://`` URL may carry.
-S3_PARAMETERS = ("endpoint_url", "region")
+S3_PARAMETERS = ("endpoint_url", "region", "verify")
 
 # What any S3-compatible server accepts in a bucket name (AWS's own rules are stricter: lowercase, 3-63).
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -49,6 +49,7 @@ class StoreURL:
     prefix: str = ""  # s3: key prefix inside the bucket, without slashes at either end
     endpoint_url: str | None = None  # s3: another server than AWS
     region: str | None = None  # s3
+    verify: bool | None = None  # s3: verify conditional writes before the first one (None: as the settings say)
 
     def settings_fields(self) -> dict[str, Any]:
         """The ``Settings`` fields this URL decides: ``backend`` and every setting of that backend.
@@ -67,7 +68,7 @@ class StoreURL:
             "s3_prefix": self.prefix,
             "s3_endpoint_url": self.endpoint_url,
             "s3_region": self.region,
-        }
+        } | ({} if self.verify is None else {"s3_verify": self.verify})
 
 
 def parse_store_url(url: str) -> StoreURL:
@@ -177,6 +178,7 @@ def _s3(netloc: str, path: str, query: str) -> StoreURL:
         prefix=prefix,
         endpoint_url=_endpoint(params["endpoint_url"]) if "endpoint_url" in params else None,
         region=_region(params["region"]) if "region" in params else None,
+        verify=_verify(params["verify"]) if "verify" in params else None,
     )
 
 
@@ -238,6 +240,15 @@ def _endpoint(value: str) -> str:
     if parts.query or parts.fragment:
         raise InvalidInputError("endpoint_url of an s3: store URL must not have a query or fragment")
     return value
+
+
+def _verify(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInputError("verify of an s3: store URL must be true or false")
 
 
 def _region(value: str) -> str:
