@@ -5,6 +5,7 @@ Idempotent: a bucket that exists (this account's) is left as it is; versioning t
 
 from __future__ import annotations
 
+from ...errors import BackendError
 from .backend import S3Backend
 from .classify import Kind, classify
 from .transport import S3Error
@@ -19,15 +20,15 @@ async def init_bucket(backend: S3Backend, *, versioning: bool) -> list[str]:
     try:
         done: list[str] = []
         try:
-            await helper._retrying(lambda t: t.head_bucket())
+            await helper.call("HeadBucket", "", lambda t: t.head_bucket())
             done.append(f"bucket {backend.bucket!r} exists")
-        except S3Error as exc:
-            if classify(exc) is not Kind.NOT_FOUND and exc.code != "NoSuchBucket":
-                raise helper._error("HeadBucket", "", exc) from exc
-            try:
-                created = await helper._retrying(lambda t: t.create_bucket(backend.region))
-            except S3Error as exc:
-                raise helper._error("CreateBucket", "", exc) from exc
+        except BackendError as exc:
+            answer = exc.__cause__
+            if not isinstance(answer, S3Error) or (
+                classify(answer) is not Kind.NOT_FOUND and answer.code != "NoSuchBucket"
+            ):
+                raise
+            created = await helper.call("CreateBucket", "", lambda t: t.create_bucket(backend.region))
             done.append(f"bucket {backend.bucket!r} {'created' if created else 'exists'}")
         if versioning:
             status = await helper.call("GetBucketVersioning", "", lambda t: t.bucket_versioning())
