@@ -170,7 +170,7 @@ run_tests() {
   start >/dev/null
   trap stop EXIT
   # shellcheck disable=SC2046
-  env $(print_env) "$py" -m pytest -m s3_server "$@"
+  env $(print_env) STATESTORE_TEST_S3_CLIENT="${STATESTORE_TEST_S3_CLIENT:-both}" "$py" -m pytest -m s3_server "$@"
 }
 
 case "${1:-}" in

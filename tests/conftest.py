@@ -6,15 +6,18 @@ with ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` / ``_SECRET_ACCESS_KEY`` (else the AWS
 ``us-east-1``), ``_BUCKET`` (an existing bucket, a fresh prefix per test; else a bucket per test) and ``_NAME``
 (a label for reports).
 
-Every ``s3_server`` test, and every test of ``TWO_TRANSPORT_MODULES``, runs once per S3 transport (the
-``s3_transport`` fixture; ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it);
-``STATESTORE_TEST_S3_CLIENT`` picks one for the whole run.
+The tests of ``TWO_TRANSPORT_MODULES`` (the shared conformance suite and the S3 fault suites) run once per S3
+transport (the ``s3_transport`` fixture; ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it); the
+other S3 tests once, on aioboto3. ``STATESTORE_TEST_S3_CLIENT`` picks one transport for the whole run, or
+``both`` runs every ``s3_server`` test on each (``scripts/ceph-rgw.sh test`` does).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,9 +35,9 @@ OPT_IN_TIERS = {"temporal": "temporal", "sdk_port": "sdk_port"}
 
 BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_server)]
 S3_TRANSPORTS = ("aioboto3", "obstore")
-#: Modules whose every test runs on each S3 transport (besides every test marked ``s3_server``).
-TWO_TRANSPORT_MODULES = frozenset({"test_s3_faults", "test_reliability_s3"})
-#: Modules whose ``s3_server`` tests pin their transport (``client="boto3"``): run once.
+#: Modules whose every test runs on each S3 transport: the second transport is proven by these suites.
+TWO_TRANSPORT_MODULES = frozenset({"test_backend_conformance", "test_s3_faults", "test_s3_contention_and_faults"})
+#: Modules whose ``s3_server`` tests pin their transport (``client="boto3"``): run once even with ``both``.
 ONE_TRANSPORT_MODULES = frozenset({"test_mock_aws"})
 _transport = ["aioboto3"]  # the transport of the running test (set by the ``s3_transport`` fixture)
 
@@ -70,18 +73,23 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run the ``s3_server`` tests and the ``TWO_TRANSPORT_MODULES`` once per S3 transport (``s3_transport``)."""
+    """Run the ``TWO_TRANSPORT_MODULES`` (with ``STATESTORE_TEST_S3_CLIENT=both``: every ``s3_server`` test) once
+    per S3 transport (``s3_transport``); one named transport runs alone."""
     module = metafunc.module.__name__
     marked = metafunc.definition.get_closest_marker("s3_server") is not None
-    if (marked and module not in ONE_TRANSPORT_MODULES) or module in TWO_TRANSPORT_MODULES:
-        only = os.environ.get("STATESTORE_TEST_S3_CLIENT")
-        metafunc.parametrize("s3_transport", [only] if only else S3_TRANSPORTS, indirect=True)
+    chosen = os.environ.get("STATESTORE_TEST_S3_CLIENT") or None
+    if chosen not in (None, "both", *S3_TRANSPORTS):
+        raise pytest.UsageError(f"STATESTORE_TEST_S3_CLIENT must be both or one of {S3_TRANSPORTS}, got {chosen!r}")
+    both = module in TWO_TRANSPORT_MODULES or (chosen == "both" and marked and module not in ONE_TRANSPORT_MODULES)
+    if both and chosen not in S3_TRANSPORTS:
+        metafunc.parametrize("s3_transport", S3_TRANSPORTS, indirect=True)
 
 
 @pytest.fixture(autouse=True)
 def s3_transport(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The S3 transport of this test: its parameter (two-transport tests), else aioboto3."""
-    name: str = getattr(request, "param", None) or "aioboto3"
+    """The S3 transport of this test: its parameter (two-transport tests), else the one chosen, else aioboto3."""
+    chosen = os.environ.get("STATESTORE_TEST_S3_CLIENT")
+    name: str = getattr(request, "param", None) or (chosen if chosen in S3_TRANSPORTS else "aioboto3")
     _transport[0] = name
     yield name
     _transport[0] = "aioboto3"
@@ -106,6 +114,7 @@ class S3Target:
     region: str
     bucket: str | None = None  # a fixed bucket to share, with a prefix per test
     moto: MotoServer | None = None
+    _shared_bucket: str | None = None
 
     @property
     def external(self) -> bool:
@@ -136,6 +145,15 @@ class S3Target:
         finally:
             client.close()
         return S3Location(name)
+
+    def shared_location(self) -> S3Location:
+        """A fresh, empty prefix in one bucket shared by the session's tests on moto (one verification of the
+        server's conditions per transport, no bucket to create per test); elsewhere as ``new_location``."""
+        if self.moto is None or self.bucket is not None:
+            return self.new_location()
+        if self._shared_bucket is None:
+            self._shared_bucket = self.new_location().bucket
+        return S3Location(self._shared_bucket, f"statestore-test-{uuid.uuid4().hex[:12]}")
 
     def backend(self, location: S3Location, **options: Any) -> S3Backend:
         """An ``S3Backend`` on ``location`` with this target's endpoint and credentials; small list pages."""
@@ -210,7 +228,7 @@ def make_backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureReque
     if backend_kind == "local":
         return lambda: LocalBackend(tmp_path / "root")
     target: S3Target = request.getfixturevalue("s3_target")  # "s3"
-    location = target.new_location()
+    location = target.shared_location()
     return lambda: target.backend(location)
 
 
@@ -263,20 +281,22 @@ class CliResult:
 def cli_run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> Callable[..., CliResult]:
-    """``statestore ARGS`` run in this process (``statestore.cli.run``) from ``tmp_path``, with only ``env`` set.
+    """``statestore ARGS`` run in this process (``statestore.cli.run``), with only ``env`` set of the
+    ``STATESTORE_*``, ``ATLAN_*`` and ``AWS_*`` variables, in ``cwd`` (default ``tmp_path``), ``stdin`` piped.
 
     The same code path as the console script, without a process start (about 0.3 s each).
     """
     from statestore.cli import run
 
-    def call(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    def call(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str = "") -> CliResult:
         with monkeypatch.context() as m:
             for name in list(os.environ):
                 if name.startswith(("STATESTORE_", "ATLAN_", "AWS_")):
                     m.delenv(name)
             for name, value in (env or {}).items():
                 m.setenv(name, value)
-            m.chdir(tmp_path)
+            m.chdir(cwd or tmp_path)
+            m.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
             capsys.readouterr()
             code = run(list(args))
             out, err = capsys.readouterr()

@@ -28,7 +28,7 @@ ACCEPTED = [
 
 @pytest.mark.parametrize("bad", CLASSIC_TRAVERSALS)
 def test_traversal_ids_are_refused(bad: str, tmp_path: Path) -> None:
-    """Every store call refuses them too, touching nothing: test_reliability_input.py."""
+    """Every store call refuses them too, touching nothing: test_bad_input.py."""
     with pytest.raises(PathTraversalError) as info:
         validate_id(bad)
     assert isinstance(info.value, ValueError)

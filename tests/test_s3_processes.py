@@ -1,6 +1,6 @@
 """S3 against real processes: a counter configured from the environment alone, and a server that checks credentials.
 
-Mixed writers contending on one S3 state live in test_reliability_s3.py.
+Mixed writers contending on one S3 state live in test_s3_contention_and_faults.py.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ async def test_the_opt_out_writes_without_verification(
 
 @transports
 async def test_on_a_safe_server_the_first_write_costs_one_verification(moto_server: MotoServer, client: str) -> None:
-    """moto honours the conditions: 5 PUTs and 2 DELETEs once per backend, then nothing more; no scratch left."""
+    """moto honours the conditions: 5 PUTs and 2 DELETEs once, then nothing more; no scratch left."""
     bucket = moto_server.create_bucket()
     with FaultProxy(moto_server.endpoint_url) as proxy:
         backend = s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url, client=client)
@@ -167,6 +167,25 @@ async def test_on_a_safe_server_the_first_write_costs_one_verification(moto_serv
             assert await store.get_state("w1", WF) == {**{f"k{i}": i for i in range(8)}, "n": 1}
     assert probe_keys(moto_server, bucket) == []
     print(f"\n[verification] {client}: first write with verification {elapsed * 1000:.0f} ms, requests {dict(first)}")
+
+
+async def test_a_pass_is_kept_per_server_and_bucket_for_the_process(moto_server: MotoServer) -> None:
+    """A backend built anew on a bucket that passed writes at once; another bucket, or a pinned If-Match form,
+    is verified again (what passed was the server with that bucket and that form)."""
+    bucket, other = moto_server.create_bucket(), moto_server.create_bucket()
+    with FaultProxy(moto_server.endpoint_url) as proxy:
+
+        async def probe_puts(target: str, **options: Any) -> int:
+            proxy.reset_counts()
+            async with Store(s3_backend(moto_server, target, endpoint_url=proxy.endpoint_url, **options)) as store:
+                await store.save_state("k", os.urandom(4).hex(), "w1", WF)  # a change: a write
+            return puts(proxy, PROBE_PREFIX)
+
+        assert await probe_puts(bucket) == 5
+        assert await probe_puts(bucket) == 0
+        assert await probe_puts(other) == 5
+        assert await probe_puts(bucket, if_match_form="unquoted") >= 4
+        assert await probe_puts(bucket, if_match_form="unquoted") == 0
 
 
 async def test_a_server_that_refuses_if_match_with_the_current_etag_is_unsafe(moto_server: MotoServer) -> None:

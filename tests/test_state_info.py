@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -11,8 +12,17 @@ import pytest
 from conftest import s3_backend
 from test_get_states import over
 
-from statestore import InvalidInputError, LocalBackend, ObjectBackend, StateInfo, StateStore, StateType, Store
-from statestore.backends import WrapperBackend
+from statestore import (
+    InvalidInputError,
+    LocalBackend,
+    ObjectBackend,
+    StateInfo,
+    StateStore,
+    StateType,
+    Store,
+    set_default_store,
+)
+from statestore.backends import ObjectMeta, WrapperBackend
 from statestore.backends.base import Capability
 from statestore.errors import ConditionalDeleteUnsupportedError, InvalidStateTypeError
 from statestore.sync import SyncStore
@@ -67,21 +77,27 @@ async def test_state_info_of_an_empty_type_and_a_bad_type(store: Store) -> None:
 # -- pruning ----------------------------------------------------------------------
 
 
-async def saved_apart(store: Store) -> timedelta:
-    """Save old-1 and old-2, then (2 s later) fresh; returns an ``older_than`` that splits them.
+#: The ``older_than`` of the pruning tests: the states ``Aged`` makes old are a day old, the others are new.
+AGE = timedelta(hours=1)
 
-    The cutoff a later prune computes is now - ``older_than``: it starts 0.1 s after the old states and moves
-    on with the clock, so fresh (at least 2 s after them, also where times are whole seconds) stays newer for
-    about 1.9 s of a slow machine's test steps.
-    """
-    await store.save_state_object("old-1", {"n": 1}, W)
-    await store.save_state_object("old-2", {"n": 2}, W)
-    await asyncio.sleep(2.0)
-    await store.save_state_object("fresh", {"n": 3}, W)
-    infos = {info.id: info for info in await store.list_state_info(W)}
-    newest_old = max(infos["old-1"].last_modified, infos["old-2"].last_modified)
-    assert infos["fresh"].last_modified - newest_old >= timedelta(seconds=1)
-    return datetime.now(UTC) - (newest_old + timedelta(seconds=0.1))
+
+class Aged(WrapperBackend):
+    """Lists the states ``ids`` as a day older than they are: the clock of a prune moved on, without a wait."""
+
+    def __init__(self, store: Store, *ids: str, inner: ObjectBackend | None = None) -> None:
+        super().__init__(inner or store.backend)
+        self.keys = {store.key(state_id, W).object_key for state_id in ids}
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        async for meta in self.inner.list(prefix):
+            yield replace(meta, last_modified=meta.last_modified - timedelta(days=1)) if meta.key in self.keys else meta
+
+
+async def saved_apart(store: Store) -> Aged:
+    """Save old-1, old-2 and fresh; the backend returned lists old-1 and old-2 a day old (``AGE`` splits them)."""
+    for n, state_id in enumerate(("old-1", "old-2", "fresh"), 1):
+        await store.save_state_object(state_id, {"n": n}, W)
+    return Aged(store, "old-1", "old-2")
 
 
 async def skip_without_conditional_delete(store: Store) -> None:
@@ -92,21 +108,21 @@ async def skip_without_conditional_delete(store: Store) -> None:
 
 async def test_prune_deletes_only_states_older_than_the_cutoff(store: Store) -> None:
     await skip_without_conditional_delete(store)
-    age = await saved_apart(store)
+    aged = await saved_apart(store)
     await store.save_state_object("other", {"n": 4}, C)  # another type is never touched
-    counting = CountingBackend(store.backend)
-    assert await over(store, counting).prune_states(W, older_than=age, dry_run=True) == ["old-1", "old-2"]
+    counting = CountingBackend(aged)
+    assert await over(store, counting).prune_states(W, older_than=AGE, dry_run=True) == ["old-1", "old-2"]
     assert counting.counts["delete"] == 0 and counting.counts["put"] == 0
     assert await store.list_states(W) == ["fresh", "old-1", "old-2"]
 
     seen: list[tuple[int, int]] = []
-    pruned = await store.prune_states(W, older_than=age, progress=lambda done, total: seen.append((done, total)))
+    pruned = await over(store, aged).prune_states(W, older_than=AGE, progress=lambda done, t: seen.append((done, t)))
     assert pruned == ["old-1", "old-2"]
     assert seen == [(1, 2), (2, 2)]
     assert await store.list_states(W) == ["fresh"]
     assert await store.get_state("old-1", W) == {}
     assert await store.list_states(C) == ["other"]
-    assert await store.prune_states(W, older_than=age) == []
+    assert await over(store, aged).prune_states(W, older_than=AGE) == []
 
 
 class TouchFirst(WrapperBackend):
@@ -125,10 +141,10 @@ class TouchFirst(WrapperBackend):
 
 async def test_prune_keeps_a_state_updated_since_it_was_listed(store: Store) -> None:
     await skip_without_conditional_delete(store)
-    age = await saved_apart(store)
+    aged = await saved_apart(store)
     writer = Store(store.backend, app_name=store.app_name)
-    pruning = over(store, TouchFirst(store.backend, lambda: writer.save_state_object("old-2", {"touched": 1}, W)))
-    assert await pruning.prune_states(W, older_than=age) == ["old-1"]
+    pruning = over(store, TouchFirst(aged, lambda: writer.save_state_object("old-2", {"touched": 1}, W)))
+    assert await pruning.prune_states(W, older_than=AGE) == ["old-1"]
     assert await store.get_state("old-2", W) == {"n": 2, "touched": 1}
     assert await store.list_states(W) == ["fresh", "old-2"]
 
@@ -160,11 +176,15 @@ async def test_prune_validates_before_any_io(store: Store, older_than: Any, opti
 
 async def test_prune_through_the_facade_and_the_sync_store(store: Store) -> None:
     await skip_without_conditional_delete(store)
-    age = await saved_apart(store)
-    assert await StateStore.prune_states(W, older_than=age, dry_run=True) == ["old-1", "old-2"]
-    sync = SyncStore(store)
+    pruning = over(store, await saved_apart(store))
+    previous = set_default_store(pruning)
     try:
-        assert await asyncio.to_thread(lambda: sync.prune_states(W, older_than=age)) == ["old-1", "old-2"]
+        assert await StateStore.prune_states(W, older_than=AGE, dry_run=True) == ["old-1", "old-2"]
+    finally:
+        set_default_store(previous)
+    sync = SyncStore(pruning)
+    try:
+        assert await asyncio.to_thread(lambda: sync.prune_states(W, older_than=AGE)) == ["old-1", "old-2"]
     finally:
         await asyncio.to_thread(sync.close)
     assert await store.list_states(W) == ["fresh"]
@@ -174,15 +194,15 @@ async def test_prune_refuses_where_conditional_delete_is_ignored(moto_server: Mo
     """A server that ignores If-Match on delete: refused, nothing deleted, unless allow_unconditional."""
     backend = s3_backend(moto_server, moto_server.create_bucket(), conditional_delete="false")
     async with Store(backend, app_name="appName") as store:
-        age = await saved_apart(store)
+        aged = await saved_apart(store)
         with pytest.raises(ConditionalDeleteUnsupportedError, match="allow_unconditional") as caught:
-            await store.prune_states(W, older_than=age)
+            await over(store, aged).prune_states(W, older_than=AGE)
         assert caught.value.operation == "prune_states"
         assert caught.value.state_id == "old-1" and caught.value.state_type == "workflows"
         assert await store.list_states(W) == ["fresh", "old-1", "old-2"]
 
         # allowed: still re-read first, so a state changed before its turn is kept
         writer = Store(backend, app_name="appName")
-        pruning = over(store, TouchFirst(backend, lambda: writer.save_state_object("old-1", {"touched": 1}, W)))
-        assert await pruning.prune_states(W, older_than=age, allow_unconditional=True) == ["old-2"]
+        pruning = over(store, TouchFirst(aged, lambda: writer.save_state_object("old-1", {"touched": 1}, W)))
+        assert await pruning.prune_states(W, older_than=AGE, allow_unconditional=True) == ["old-2"]
         assert await store.list_states(W) == ["fresh", "old-1"]

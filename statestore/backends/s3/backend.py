@@ -65,7 +65,7 @@ from .conditions import CONDITIONAL_DELETE_MODES, IF_MATCH_FORMS, IfMatchForm, O
 from .conditions import if_match_header as _if_match_header
 from .listing import list_objects, list_versions
 from .transport import ClientOptions, NoAnswer, S3Error, S3Object, Stored, Transport, Unchanged
-from .verify import PROBE_PREFIX, Retrying, Verdict, Verification, unsafe_message
+from .verify import PROBE_PREFIX, Retrying, Verdict, Verification, passed_before, remember_pass, unsafe_message
 from .writes import HISTORY, WRITES_METADATA, Histories, RejectedUnchanged, reconcile, settle
 
 __all__ = [
@@ -339,13 +339,20 @@ class S3Backend(ObjectBackend):
         self._safe = True  # the check every write makes: one attribute
 
     async def verify_conditions(self) -> None:
-        """Run the verification the first write would run, now (once per backend): ``UnsafeBackendError`` if unsafe.
+        """Run the verification the first write would run, now: ``UnsafeBackendError`` if unsafe.
+
+        Once per backend, and not at all where a backend on the same server and bucket passed in this process.
 
         A no-op with ``verify=False``. For a service that would rather fail at start-up than at its first write.
         """
         await self._ensure_safe()
 
     async def _verification(self) -> Verdict:
+        server = (self.client, self.endpoint_url or "", self.region or "", self.bucket, self._if_match.setting)
+        form = passed_before(server)
+        if form is not None:
+            self._if_match.learn(form, self.describe())
+            return Verdict(())
         helper: list[S3Backend] = []
 
         async def versions_retrying() -> Retrying:
@@ -370,6 +377,8 @@ class S3Backend(ObjectBackend):
             probes.requests,
             (time.perf_counter() - started) * 1000,
         )
+        if verdict.safe:
+            remember_pass(server, self._if_match.form)
         return verdict
 
     async def put(self, key: str, data: bytes, mode: PutMode = PutMode.OVERWRITE) -> PutResult:

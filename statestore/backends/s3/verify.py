@@ -12,8 +12,10 @@ afterwards; no other key is touched. In order, on one scratch key:
 5. If-Match on a missing key -- must be refused, nothing created.
 
 Six requests on a server that passes (one more where the If-Match form is learnt,
-and one per version to remove on a versioned bucket). The verdict is kept for the
-life of the backend; a server that fails makes every write raise
+and one per version to remove on a versioned bucket). A pass is kept for the life of
+the process, per server and bucket (``remember_pass``): a process that builds a
+backend per job verifies each bucket once. A server that fails makes every write of
+that backend raise
 ``UnsafeBackendError``. A probe that fails for another reason (unreachable, denied)
 raises that error and leaves the verdict unknown: the next write tries again.
 """
@@ -48,6 +50,20 @@ class Verdict:
     @property
     def safe(self) -> bool:
         return not self.problems
+
+
+#: The servers that passed in this process -- (transport, endpoint, region, bucket, If-Match setting) -- with the
+#: If-Match form each honours. Only passes are kept: a backend built anew on a server that failed asks again.
+_PASSED: dict[tuple[str, ...], str] = {}
+
+
+def passed_before(server: tuple[str, ...]) -> str | None:
+    """The If-Match form ``server`` honoured when it passed in this process, or None if it has not passed."""
+    return _PASSED.get(server)
+
+
+def remember_pass(server: tuple[str, ...], form: str) -> None:
+    _PASSED[server] = form
 
 
 #: Runs one request on the backend's transport, retrying transient failures; raises ``S3Error``.

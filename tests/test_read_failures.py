@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_local_hardening import snapshot
+from test_local_backend import snapshot
 
 from statestore import BackendConfigError, BackendError, LocalBackend, MemoryBackend, StateType, Store
 from statestore.testing import FaultBackend, InjectedFault

@@ -44,7 +44,7 @@ WORKER = textwrap.dedent(
         )
 
     async def main(spec, worker, updates):
-        from test_reliability_contention import writer
+        from test_contention import writer
 
         backend = FaultBackend(make_backend(spec))
         store = Store(backend, app_name="rel")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import s3_backend
 from fault_proxy import CHAOS_KINDS, FaultProxy
-from test_reliability_contention import check_final, report, run_processes
+from test_contention import check_final, report, run_processes
 
 from statestore import BackendError, RetryPolicy, StateStoreError, StateType, Store
 from statestore.testing import MotoServer

@@ -31,7 +31,7 @@ WRITER = textwrap.dedent(
     """
     import asyncio, os, sys
     from statestore import LocalBackend, StateType, Store
-    from test_reliability_crash import content
+    from test_crash_safety import content
 
     async def main(root, state_id, writer, log):
         store = Store(LocalBackend(root), app_name="crash")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_paths import CLASSIC_TRAVERSALS
-from test_validation_hardening import LOOK_ALIKES
+from test_values_and_names import LOOK_ALIKES
 
 from statestore import (
     InvalidInputError,
