@@ -80,7 +80,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     chosen = os.environ.get("STATESTORE_TEST_S3_CLIENT") or None
     if chosen not in (None, "both", *S3_TRANSPORTS):
         raise pytest.UsageError(f"STATESTORE_TEST_S3_CLIENT must be both or one of {S3_TRANSPORTS}, got {chosen!r}")
-    both = module in TWO_TRANSPORT_MODULES or (chosen == "both" and marked and module not in ONE_TRANSPORT_MODULES)
+    own = any("s3_transport" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
+    on_s3 = not own and (marked or not {"moto_server", "s3_target"}.isdisjoint(metafunc.fixturenames))
+    both = on_s3 and (module in TWO_TRANSPORT_MODULES or (chosen == "both" and module not in ONE_TRANSPORT_MODULES))
     if both and chosen not in S3_TRANSPORTS:
         metafunc.parametrize("s3_transport", S3_TRANSPORTS, indirect=True)
 
