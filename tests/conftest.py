@@ -30,8 +30,9 @@ from statestore import LocalBackend, MemoryBackend, ObjectBackend, S3Backend, St
 from statestore.testing import MotoServer
 
 #: Test tiers a plain ``pytest`` leaves out; ``pytest -m NAME`` (any ``-m`` expression naming it) runs one.
-#: Each maps to its folder, which is not even collected while the tier is off (its dependencies are in ``[dev]``).
-OPT_IN_TIERS = {"temporal": "temporal", "sdk_port": "sdk_port"}
+#: Each maps to its folder, which is not even collected while the tier is off (its dependencies are in ``[dev]``),
+#: or to None where its tests are marked where they live (``slow``: crash loops, pytester runs, scale).
+OPT_IN_TIERS: dict[str, str | None] = {"temporal": "temporal", "sdk_port": "sdk_port", "slow": None}
 
 BACKEND_KINDS = ["memory", "local", pytest.param("s3", marks=pytest.mark.s3_server)]
 S3_TRANSPORTS = ("aioboto3", "obstore")
@@ -51,7 +52,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """Skip collecting the folder of a tier that is off."""
     here = Path(__file__).parent
     for tier, folder in OPT_IN_TIERS.items():
-        if collection_path == here / folder and not tier_selected(config, tier):
+        if folder is not None and collection_path == here / folder and not tier_selected(config, tier):
             return True
     return None
 

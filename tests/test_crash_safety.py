@@ -21,9 +21,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from statestore import LocalBackend, StateType, Store
 
 ROUNDS, WRITERS = 12, 5  # 60 kills
+pytestmark = pytest.mark.slow  # a crash loop: about 10 s
+
 MAX_BYTES = 1 << 20
 WF = StateType.WORKFLOWS
 

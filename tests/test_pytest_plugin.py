@@ -294,6 +294,7 @@ def _unclosed(pytester: pytest.Pytester, result: pytest.RunResult) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
+@pytest.mark.slow  # pytester: a pytest run in a subprocess
 def test_fixtures_in_pytest_asyncio_mode(pytester: pytest.Pytester, mode: str) -> None:
     pytester.makeini(INI.format(mode=mode))
     pytester.makeconftest(CONFTEST)
@@ -321,6 +322,7 @@ def test_fixtures_in_pytest_asyncio_mode(pytester: pytest.Pytester, mode: str) -
     ("ini", "outcome"),
     [("", {"passed": 1, "skipped": 1}), ("statestore_missing_moto = error\n", {"passed": 1, "errors": 1})],
 )
+@pytest.mark.slow  # pytester: a pytest run in a subprocess
 def test_s3_fixture_without_moto_names_the_extra(pytester: pytest.Pytester, ini: str, outcome: dict[str, int]) -> None:
     pytester.makeini(INI.format(mode="strict") + ini)
     pytester.makepyfile(block_moto=BLOCK_MOTO, test_no_moto=INNER_NO_MOTO)

@@ -20,6 +20,8 @@ from statestore import LocalBackend, StateType, Store
 from statestore.backends import local, localfs
 from statestore.testing import MotoServer
 
+pytestmark = pytest.mark.slow  # thousands of states: about 10 s
+
 W = StateType.WORKFLOWS
 
 
