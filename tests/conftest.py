@@ -117,7 +117,7 @@ class S3Target:
     region: str
     bucket: str | None = None  # a fixed bucket to share, with a prefix per test
     moto: MotoServer | None = None
-    _shared_bucket: str | None = None
+    _shared_client: Any = None
 
     @property
     def external(self) -> bool:
@@ -151,12 +151,20 @@ class S3Target:
 
     def shared_location(self) -> S3Location:
         """A fresh, empty prefix in one bucket shared by the session's tests on moto (one verification of the
-        server's conditions per transport, no bucket to create per test); elsewhere as ``new_location``."""
+        server's conditions per transport, no bucket to create per test); elsewhere as ``new_location``.
+
+        The bucket is made again when gone: ``mock_aws`` in a test of this process resets moto's state, which
+        the session's in-process moto server shares."""
         if self.moto is None or self.bucket is not None:
             return self.new_location()
-        if self._shared_bucket is None:
-            self._shared_bucket = self.new_location().bucket
-        return S3Location(self._shared_bucket, f"statestore-test-{uuid.uuid4().hex[:12]}")
+        if self._shared_client is None:
+            self._shared_client = self.client()
+        bucket = "statestore-test-shared"
+        try:
+            self._shared_client.head_bucket(Bucket=bucket)
+        except self._shared_client.exceptions.ClientError:
+            self._shared_client.create_bucket(Bucket=bucket)
+        return S3Location(bucket, f"statestore-test-{uuid.uuid4().hex[:12]}")
 
     def backend(self, location: S3Location, **options: Any) -> S3Backend:
         """An ``S3Backend`` on ``location`` with this target's endpoint and credentials; small list pages."""
