@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import S3Location, S3Target, s3_backend
+from conftest import CliResult, S3Location, S3Target, s3_backend
 from fault_proxy import FaultProxy
-from test_cli import clean_env, ok, statestore
+from test_cli import clean_env, ok
 
 from statestore import LocalBackend, MemoryBackend, PutMode, StateType, Store
 from statestore.backends import PutResult
@@ -184,21 +184,21 @@ def server_facts(target: S3Target, location: S3Location) -> dict[str, bool]:
 
 @pytest.mark.s3_server
 def test_check_on_the_s3_target_reports_what_the_server_does(
-    s3_target: S3Target, tmp_path: Path, cli: InProcess
+    s3_target: S3Target, tmp_path: Path, cli: InProcess, cli_run: Callable[..., CliResult]
 ) -> None:
     """moto: quoted, conditional delete; Ceph RGW: unquoted only, DELETE ignores If-Match. Safe either way."""
     location = s3_target.new_location()
     facts = server_facts(s3_target, location)
     if s3_target.name == "ceph-rgw":  # as measured (../shared/notes/ceph-rgw.md)
         assert facts == {"quoted": False, "unquoted": True, "conditional_delete": False, "sse": False}
-    result = statestore("check", cwd=tmp_path, env=clean_env(**s3_target.env(location)))
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = cli_run("check", cwd=tmp_path, env=clean_env(**s3_target.env(location)))
+    assert result.code == 0, result.out + result.err
     form = "quoted" if facts["quoted"] else "unquoted"
     delete = "true" if facts["conditional_delete"] else "false"
     exports = f"export STATESTORE_S3_IF_MATCH={form} STATESTORE_S3_CONDITIONAL_DELETE={delete}"
-    assert f"\nsettings to use:\n{exports}\n" in result.stdout
-    assert "verdict: SAFE" in result.stdout
-    assert "statestore-test-secret" not in result.stdout and (s3_target.secret_access_key or "@@") not in result.stdout
+    assert f"\nsettings to use:\n{exports}\n" in result.out
+    assert "verdict: SAFE" in result.out
+    assert "statestore-test-secret" not in result.out and (s3_target.secret_access_key or "@@") not in result.out
 
     code, report = cli.json(env=s3_target.env(location))
     assert code == 0 and report["verdict"] == "safe"
@@ -378,18 +378,20 @@ def test_missing_bucket_and_missing_bucket_setting_exit_2(moto_server: MotoServe
     assert code == 2 and "verdict: MISCONFIGURED" in text
 
 
-def test_unreachable_endpoint_exits_1_without_credentials_in_output(tmp_path: Path, cli: InProcess) -> None:
+def test_unreachable_endpoint_exits_1_without_credentials_in_output(
+    tmp_path: Path, cli: InProcess, cli_run: Callable[..., CliResult]
+) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     env = {"AWS_ACCESS_KEY_ID": "AKIDCHECK", "AWS_SECRET_ACCESS_KEY": "sekrit-value", "AWS_DEFAULT_REGION": "us-east-1"}
     args = s3_args("b", f"http://user:hunter2@127.0.0.1:{closed}")
-    result = statestore(*args, "check", cwd=tmp_path, env=clean_env(**env))
-    assert result.returncode == 1 and result.stderr == "" and "verdict: UNREACHABLE" in result.stdout
+    result = cli_run(*args, "check", cwd=tmp_path, env=clean_env(**env))
+    assert result.code == 1 and result.err == "" and "verdict: UNREACHABLE" in result.out
     code, report = cli.json(*args, env=env)
     assert (code, report["verdict"], outcomes(report)["reachable"]) == (1, "unreachable", "fail")
     for secret in ("hunter2", "sekrit-value", "AKIDCHECK"):
-        assert secret not in result.stdout and secret not in orjson.dumps(report).decode()
+        assert secret not in result.out and secret not in orjson.dumps(report).decode()
 
     code, report = cli.json(*s3_args("b", f"http://127.0.0.1:{closed}"), env=env)
     assert code == 1 and "the connection was refused" in report["message"]
@@ -422,7 +424,9 @@ def test_wrong_credentials_on_the_target_exit_2(s3_target: S3Target, cli: InProc
 # -- local ---------------------------------------------------------------------------
 
 
-def test_check_on_a_local_root_is_safe_and_leaves_the_tree_as_it_was(tmp_path: Path, cli: InProcess) -> None:
+def test_check_on_a_local_root_is_safe_and_leaves_the_tree_as_it_was(
+    tmp_path: Path, cli: InProcess, cli_run: Callable[..., CliResult]
+) -> None:
     root = tmp_path / "root"
     app = root / "persistent-artifacts/apps/default"
     app.mkdir(parents=True)
@@ -432,9 +436,9 @@ def test_check_on_a_local_root_is_safe_and_leaves_the_tree_as_it_was(tmp_path: P
     os.chmod(app, 0o755)
     before = tree_snapshot(root)
 
-    result = statestore("check", cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "verdict: SAFE" in result.stdout and "settings to use: none needed" in result.stdout
+    result = cli_run("check", cwd=tmp_path, env=env)
+    assert result.code == 0, result.out + result.err
+    assert "verdict: SAFE" in result.out and "settings to use: none needed" in result.out
     assert tree_snapshot(root) == before
 
     code, report = cli.json("--root", str(root))
@@ -509,13 +513,13 @@ async def test_a_backend_that_ignores_conditions_is_unsafe_through_the_protocol(
 # -- the report ----------------------------------------------------------------------
 
 
-def test_json_output_shape(tmp_path: Path) -> None:
+def test_json_output_shape(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
     env = clean_env(STATESTORE_LOCAL_ROOT=str(tmp_path / "root"))
     for args in (["--json", "check"], ["check", "--json"]):
-        result = statestore(*args, cwd=tmp_path, env=env)
-        assert result.returncode == 0 and result.stderr == ""
-        assert result.stdout.count("\n") == 1  # one line
-        report = orjson.loads(result.stdout)
+        result = cli_run(*args, cwd=tmp_path, env=env)
+        assert result.code == 0 and result.err == ""
+        assert result.out.count("\n") == 1  # one line
+        report = orjson.loads(result.out)
         assert list(report) == ["backend", "kind", "verdict", "message", "settings", "probes", "exit_code"]
         assert report["backend"] == f"LocalBackend(root={str(tmp_path / 'root')!r})"
         assert (report["verdict"], report["exit_code"], report["settings"]) == ("safe", 0, {})
@@ -538,6 +542,6 @@ async def test_concurrent_checks_do_not_disturb_each_other(tmp_path: Path, moto_
     assert object_count(moto_server, bucket) == 0
 
 
-def test_check_help_names_exit_codes(tmp_path: Path) -> None:
-    out = " ".join(ok(statestore("check", "--help", cwd=tmp_path)).split())
+def test_check_help_names_exit_codes(tmp_path: Path, cli_run: Callable[..., CliResult]) -> None:
+    out = " ".join(ok(cli_run("check", "--help", cwd=tmp_path)).split())
     assert "0 safe, 4 unsafe" in out and "1 unreachable, 2 bad configuration" in out

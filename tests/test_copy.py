@@ -15,7 +15,7 @@ from typing import Any, cast
 import orjson
 import pytest
 from conftest import CliResult, s3_backend
-from test_cli import clean_env, failed, ok, statestore
+from test_cli import clean_env, failed, ok
 
 from statestore import (
     DecryptionError,
@@ -222,37 +222,39 @@ async def test_bad_arguments_are_refused_before_any_io(local: Store) -> None:
 # -- the command -------------------------------------------------------------------
 
 
-def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, moto_server: MotoServer) -> None:
+def test_copy_command_local_to_s3_rerun_dry_run_and_failures(
+    tmp_path: Path, moto_server: MotoServer, cli_run: Callable[..., CliResult]
+) -> None:
     src_key, dst_key = generate_key(), generate_key()
     root = tmp_path / "old"
     env = clean_env(**moto_server.fake_credentials(), STATESTORE_ENCRYPTION_KEY=src_key, DEST_KEY=dst_key)
     r = ["--root", str(root)]
-    ok(statestore(*r, "merge", "wf-1", '{"a": 1}', cwd=tmp_path, env=env))
-    ok(statestore(*r, "merge", "wf-2", '{"a": 2}', cwd=tmp_path, env=env))
-    ok(statestore(*r, "--type", "credentials", "merge", "db", f'{{"password": "{SECRET}"}}', cwd=tmp_path, env=env))
+    ok(cli_run(*r, "merge", "wf-1", '{"a": 1}', cwd=tmp_path, env=env))
+    ok(cli_run(*r, "merge", "wf-2", '{"a": 2}', cwd=tmp_path, env=env))
+    ok(cli_run(*r, "--type", "credentials", "merge", "db", f'{{"password": "{SECRET}"}}', cwd=tmp_path, env=env))
     bucket = moto_server.create_bucket()
     url = f"s3://{bucket}/team?endpoint_url={moto_server.endpoint_url}&region=us-east-1"
 
-    dry = orjson.loads(ok(statestore(*r, "--json", "copy", "-", url, "--dry-run", cwd=tmp_path, env=env)))
+    dry = orjson.loads(ok(cli_run(*r, "--json", "copy", "-", url, "--dry-run", cwd=tmp_path, env=env)))
     assert dry["dry_run"] and dry["counts"] == {"copied": 3, "skipped": 0, "failed": 0} and dry["exit_code"] == 0
     assert s3_objects(moto_server, bucket) == {}
 
     args = [*r, "copy", "-", url, "--dest-key-env", "DEST_KEY", "--progress", "--type", "workflows"]
-    result = statestore(*args, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    assert "copying: 2/2" in result.stderr
-    assert result.stdout.splitlines() == [
+    result = cli_run(*args, cwd=tmp_path, env=env)
+    assert result.code == 0, result.err
+    assert "copying: 2/2" in result.err
+    assert result.out.splitlines() == [
         "copied\tworkflows\twf-1",
         "copied\tworkflows\twf-2",
         "copied 2, skipped 0, failed 0",
     ]
     args = [*r, "--json", "copy", "-", url, "--dest-key-env", "DEST_KEY"]
-    summary = orjson.loads(ok(statestore(*args, cwd=tmp_path, env=env)))
+    summary = orjson.loads(ok(cli_run(*args, cwd=tmp_path, env=env)))
     assert summary["counts"] == {"copied": 1, "skipped": 2, "failed": 0}
     raw = s3_objects(moto_server, bucket)["team/" + KEY.format(type="credentials", id="db")]
     assert SECRET.encode() not in raw
     dst_env = {**env, "STATESTORE_ENCRYPTION_KEY": dst_key}
-    shown = statestore("--url", url, "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=dst_env)
+    shown = cli_run("--url", url, "get", "db", "--type", "credentials", "--show-secrets", cwd=tmp_path, env=dst_env)
     assert orjson.loads(ok(shown)) == {"password": SECRET}
 
     # back to a new local root with no key: refused as a whole unless --allow-plaintext; then the secret
@@ -260,14 +262,14 @@ def test_copy_command_local_to_s3_rerun_dry_run_and_failures(tmp_path: Path, mot
     back = tmp_path / "back"
     no_key = clean_env(**moto_server.fake_credentials(), SRC_KEY=dst_key)
     args = ["copy", url, f"file://{back}", "--source-key-env", "SRC_KEY"]
-    failed(statestore(*args, cwd=tmp_path, env=no_key), 2, "plain JSON", "--allow-plaintext")
+    failed(cli_run(*args, cwd=tmp_path, env=no_key), 2, "plain JSON", "--allow-plaintext")
     assert not back.exists()
-    result = statestore(*args, "--allow-plaintext", cwd=tmp_path, env=no_key)
-    assert result.returncode == 2, result.stderr
-    lines = result.stdout.splitlines()
+    result = cli_run(*args, "--allow-plaintext", cwd=tmp_path, env=no_key)
+    assert result.code == 2, result.err
+    lines = result.out.splitlines()
     assert lines[-1] == "copied 2, skipped 0, failed 1"
     assert any(line.startswith("failed\tcredentials\tdb\tSecretPolicyError") for line in lines)
-    assert SECRET not in result.stdout + result.stderr
+    assert SECRET not in result.out + result.err
     assert not (back / KEY.format(type="credentials", id="db")).exists()
     assert (back / KEY.format(type="workflows", id="wf-2")).is_file()
 

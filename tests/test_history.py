@@ -10,7 +10,7 @@ import orjson
 import pytest
 from conftest import CliResult, s3_backend
 from fault_proxy import FaultProxy
-from test_cli import failed, ok, s3_cli, statestore
+from test_cli import failed, ok, s3_cli
 from test_credentials import RacingBackend
 
 from statestore import (
@@ -360,16 +360,18 @@ def test_cli_show_redacts_credentials(cli_run: Callable[..., CliResult], moto_se
     assert "hunter2-secret" not in restored
 
 
-def test_cli_without_versions_fails_with_the_misconfigured_code(tmp_path: Path, moto_server: MotoServer) -> None:
+def test_cli_without_versions_fails_with_the_misconfigured_code(
+    tmp_path: Path, moto_server: MotoServer, cli_run: Callable[..., CliResult]
+) -> None:
     root = ["--root", str(tmp_path / "root")]
-    ok(statestore(*root, "set", ID, "n", "1", cwd=tmp_path))
+    ok(cli_run(*root, "set", ID, "n", "1", cwd=tmp_path))
     for command in (["history", ID], ["show", ID, "--version", "v"], ["restore", ID, "--version", "v"]):
-        failed(statestore(*root, *command, cwd=tmp_path), 7, "no history", ENABLE, "local")
-    as_json = statestore(*root, "--json", "history", ID, cwd=tmp_path)
-    assert as_json.returncode == 7 and as_json.stdout == ""
-    error = orjson.loads(as_json.stderr)
+        failed(cli_run(*root, *command, cwd=tmp_path), 7, "no history", ENABLE, "local")
+    as_json = cli_run(*root, "--json", "history", ID, cwd=tmp_path)
+    assert as_json.code == 7 and as_json.out == ""
+    error = orjson.loads(as_json.err)
     assert error["error"] == "VersionsUnsupportedError" and error["exit_code"] == 7 and ENABLE in error["message"]
     bucket = moto_server.create_bucket()
     args, env = s3_cli(moto_server, bucket)
-    failed(statestore(*args, "history", ID, cwd=tmp_path, env=env), 7, f"--bucket {bucket}", ENABLE)
-    failed(statestore(*root, "show", ID, cwd=tmp_path), 2, "--version")
+    failed(cli_run(*args, "history", ID, cwd=tmp_path, env=env), 7, f"--bucket {bucket}", ENABLE)
+    failed(cli_run(*root, "show", ID, cwd=tmp_path), 2, "--version")

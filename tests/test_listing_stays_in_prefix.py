@@ -10,15 +10,15 @@ operation must raise ``ListingOutOfPrefixError`` and delete or write nothing. On
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import S3_TRANSPORTS, s3_backend
+from conftest import S3_TRANSPORTS, CliResult, s3_backend
 from fault_proxy import FaultProxy
-from test_cli import clean_env, statestore
+from test_cli import clean_env
 
 from statestore import MemoryBackend, ObjectBackend, StateType, Store
 from statestore.backends import ObjectMeta
@@ -104,21 +104,27 @@ def assert_refused(caught: pytest.ExceptionInfo[ListingOutOfPrefixError]) -> Non
 @two_transports
 @versioning
 def test_check_on_a_server_that_ignores_the_prefix_is_unsafe_and_deletes_nothing(
-    moto_server: MotoServer, proxy: FaultProxy, bucket: str, tmp_path: Path, versioned: bool, s3_transport: str
+    moto_server: MotoServer,
+    proxy: FaultProxy,
+    bucket: str,
+    tmp_path: Path,
+    versioned: bool,
+    s3_transport: str,
+    cli_run: Callable[..., CliResult],
 ) -> None:
     before = snapshot(moto_server, bucket)
     assert (len(before["objects"]), len(before["versions"])) == (9, 15 if versioned else 9)
     args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", proxy.endpoint_url, "--app", "app"]
     env = clean_env(**moto_server.fake_credentials(), STATESTORE_S3_CLIENT=s3_transport)
 
-    result = statestore(*args, "check", cwd=tmp_path, env=env)
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "verdict: UNSAFE" in result.stdout and "ignores the prefix of a listing" in result.stdout
+    result = cli_run(*args, "check", cwd=tmp_path, env=env)
+    assert result.code == 4, result.out + result.err
+    assert "verdict: UNSAFE" in result.out and "ignores the prefix of a listing" in result.out
     assert snapshot(moto_server, bucket) == before
 
-    result = statestore(*args, "--json", "check", cwd=tmp_path, env=env)
-    report = json.loads(result.stdout)
-    assert (result.returncode, report["verdict"]) == (4, "unsafe")
+    result = cli_run(*args, "--json", "check", cwd=tmp_path, env=env)
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (4, "unsafe")
     outcomes = {p["name"]: p["outcome"] for p in report["probes"]}
     assert outcomes["list-prefix"] == "unsafe" and outcomes["delete"] == "ok", report
     assert [v for v, o in outcomes.items() if o == "unsafe"] == ["list-prefix"]
@@ -128,14 +134,19 @@ def test_check_on_a_server_that_ignores_the_prefix_is_unsafe_and_deletes_nothing
 @two_transports
 @versioning
 def test_check_on_a_server_that_honours_the_prefix_says_so(
-    moto_server: MotoServer, bucket: str, tmp_path: Path, versioned: bool, s3_transport: str
+    moto_server: MotoServer,
+    bucket: str,
+    tmp_path: Path,
+    versioned: bool,
+    s3_transport: str,
+    cli_run: Callable[..., CliResult],
 ) -> None:
     before = snapshot(moto_server, bucket)
     args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", moto_server.endpoint_url, "--app", "app"]
     env = clean_env(**moto_server.fake_credentials(), STATESTORE_S3_CLIENT=s3_transport)
-    result = statestore(*args, "--json", "check", cwd=tmp_path, env=env)
-    report = json.loads(result.stdout)
-    assert (result.returncode, report["verdict"]) == (0, "safe"), report
+    result = cli_run(*args, "--json", "check", cwd=tmp_path, env=env)
+    report = json.loads(result.out)
+    assert (result.code, report["verdict"]) == (0, "safe"), report
     probe = next(p for p in report["probes"] if p["name"] == "list-prefix")
     assert probe["outcome"] == "ok"
     assert ("ListObjectVersions" in probe["detail"]) is versioned
@@ -221,15 +232,20 @@ async def test_history_refuses_a_version_listing_outside_the_prefix(
 @two_transports
 @pytest.mark.parametrize("versioned", [False], ids=["plain-bucket"])
 def test_cli_list_and_prune_fail_and_delete_nothing(
-    moto_server: MotoServer, proxy: FaultProxy, bucket: str, tmp_path: Path, s3_transport: str
+    moto_server: MotoServer,
+    proxy: FaultProxy,
+    bucket: str,
+    tmp_path: Path,
+    s3_transport: str,
+    cli_run: Callable[..., CliResult],
 ) -> None:
     before = snapshot(moto_server, bucket)
     args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", proxy.endpoint_url, "--app", "app"]
     env = clean_env(**moto_server.fake_credentials(), STATESTORE_S3_CLIENT=s3_transport)
     for command in (["list"], ["list", "--long"], ["prune", "--older-than", "1s"]):
-        result = statestore(*args, *command, cwd=tmp_path, env=env)
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert result.stdout == "" and "ignored the prefix" in result.stderr, result.stderr
+        result = cli_run(*args, *command, cwd=tmp_path, env=env)
+        assert result.code == 1, result.out + result.err
+        assert result.out == "" and "ignored the prefix" in result.err, result.err
     assert snapshot(moto_server, bucket) == before
 
 

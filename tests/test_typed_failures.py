@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import s3_backend
+from conftest import CliResult, s3_backend
 from fault_proxy import Fault, FaultProxy
-from test_cli import clean_env, failed, statestore
+from test_cli import clean_env, failed
 
 from statestore import (
     AccessDeniedError,
@@ -167,17 +167,19 @@ def test_cli_exit_codes_per_kind() -> None:
     assert describe_error(BackendError("x"))[1] == 1
 
 
-def test_cli_maps_denied_and_missing_bucket(tmp_path: Path, moto_server: MotoServer, proxy: FaultProxy) -> None:
+def test_cli_maps_denied_and_missing_bucket(
+    tmp_path: Path, moto_server: MotoServer, proxy: FaultProxy, cli_run: Callable[..., CliResult]
+) -> None:
     env = clean_env(
         **{**moto_server.fake_credentials(), "AWS_SECRET_ACCESS_KEY": SECRET}, STATESTORE_S3_MAX_ATTEMPTS="1"
     )
     bucket = moto_server.create_bucket()
     args = ["--backend", "s3", "--bucket", bucket, "--endpoint-url", proxy.endpoint_url]
     proxy.add(Fault("GET", "403"))
-    line = failed(statestore(*args, "get", "wf", cwd=tmp_path, env=env), EXIT_ACCESS_DENIED, "access denied")
+    line = failed(cli_run(*args, "get", "wf", cwd=tmp_path, env=env), EXIT_ACCESS_DENIED, "access denied")
     assert SECRET not in line
     proxy.add(Fault("GET", "403"))
-    as_json = statestore(*args, "--json", "get", "wf", cwd=tmp_path, env=env)
-    assert as_json.returncode == 6 and orjson.loads(as_json.stderr)["error"] == "AccessDeniedError"
+    as_json = cli_run(*args, "--json", "get", "wf", cwd=tmp_path, env=env)
+    assert as_json.code == 6 and orjson.loads(as_json.err)["error"] == "AccessDeniedError"
     missing = ["--backend", "s3", "--bucket", "no-such-bucket-cli", "--endpoint-url", moto_server.endpoint_url]
-    failed(statestore(*missing, "list", cwd=tmp_path, env=env), EXIT_BACKEND_CONFIG, "misconfigured", "NoSuchBucket")
+    failed(cli_run(*missing, "list", cwd=tmp_path, env=env), EXIT_BACKEND_CONFIG, "misconfigured", "NoSuchBucket")
