@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from test_store import raw
 
-from statestore import CorruptStateError, ObjectBackend, StateExistsError, StateType, Store
+from statestore import CorruptStateError, MemoryBackend, ObjectBackend, StateExistsError, StateType, Store
+from statestore.backends import NotModified, Versioned, WrapperBackend
 from statestore.core.cas import read_limit
 from statestore.errors import StoredStateTooLargeError
 
@@ -130,11 +131,18 @@ async def test_an_object_too_large_to_read_is_refused_and_replaceable(backend: O
     assert len((await store.get_state(ID, W))["x"]) == len(big) - 8
 
 
-async def test_a_backend_without_max_bytes_is_checked_after_the_read() -> None:
-    """A backend of the older protocol (``get(key)``): the same error, from the size of what it returned."""
-    from test_third_party_backend import SQLiteBackend
+class ReadsWhole(WrapperBackend):
+    """A backend that ignores ``max_bytes``: it returns whatever is stored, however large."""
 
-    backend = SQLiteBackend()
+    async def get(
+        self, key: str, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> Versioned | NotModified | None:
+        return await self.inner.get(key, if_none_match=if_none_match)
+
+
+async def test_a_backend_that_ignores_max_bytes_is_checked_after_the_read() -> None:
+    """The same error, from the size of what it returned: the limit holds whatever a backend does with it."""
+    backend = ReadsWhole(MemoryBackend())
     store = Store(backend, app_name="app", max_state_bytes=LIMIT)
     big = json_of_size(read_limit(LIMIT) + 1)
     await backend.put(store.key(ID, W).object_key, big)

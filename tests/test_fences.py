@@ -195,3 +195,24 @@ async def test_copy_carries_the_fence_over(tmp_path: Path) -> None:
     assert newer.epoch > fence.epoch
     with pytest.raises(FencedError):
         await dst.save_state("i", 0, "wf", W, fence=fence)
+
+
+def test_the_cli_never_shows_a_fence(tmp_path: Path, cli_run: Any) -> None:
+    """The epoch lives in the write record after the JSON: ``get``, ``--json get`` and ``list --long`` show the
+    state alone, as every JSON reader sees it."""
+    root = tmp_path / "root"
+
+    async def fenced() -> None:
+        async with Store(LocalBackend(root), app_name="app") as store:
+            for _ in range(3):
+                fence = await store.acquire_fence("wf", W)
+            await store.save_state_object("wf", {"done": 41}, W, fence=fence)
+
+    asyncio.run(fenced())
+    args = ("--root", str(root), "--app", "app")
+    assert json.loads(cli_run(*args, "get", "wf").ok()) == {"done": 41}
+    assert json.loads(cli_run(*args, "--json", "get", "wf").ok()) == {"done": 41}
+    listed = cli_run(*args, "list", "--long").ok()
+    assert "wf" in listed and "epoch" not in listed.lower() and "fence" not in listed.lower()
+    stored = next(root.rglob("config.json")).read_bytes()
+    assert json.loads(stored) == {"done": 41}  # plain JSON for every reader, the record after it

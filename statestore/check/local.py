@@ -14,13 +14,13 @@ from ..backends.local import LocalBackend
 from ..backends.localfs import LOCK_SUFFIX
 from ..keys.paths import KEY_ROOT
 from ..keys.statetype import StateType
-from .protocol import _PROTOCOL_PROBES, _Protocol
-from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
+from .protocol import PROTOCOL_PROBES, ProtocolProbes
+from .report import LOST_UPDATES, CheckReport, CheckRun, StopCheck, Verdict, scratch_prefix
 
 logger = logging.getLogger(__name__)
 
 
-_LOCAL_PROBES = ("root", "symlinks", *_PROTOCOL_PROBES, "locking", "permissions", "delete")
+_LOCAL_PROBES = ("root", "symlinks", *PROTOCOL_PROBES, "locking", "permissions", "delete")
 
 
 def _mode(path: Path) -> int:
@@ -30,10 +30,10 @@ def _mode(path: Path) -> int:
 class _LocalCheck:
     def __init__(self, backend: LocalBackend, app: str) -> None:
         self.backend = backend
-        self.run = _Run(_LOCAL_PROBES)
+        self.run = CheckRun(_LOCAL_PROBES)
         self.root = Path(backend.root)
         self.app = app
-        self.scratch = _scratch_prefix(app)
+        self.scratch = scratch_prefix(app)
         self.scratch_dir = self.root / self.scratch
         self.app_dir = self.root / KEY_ROOT / app
         # Directories the check creates (removed again), and the modes of those it finds (put back).
@@ -43,7 +43,7 @@ class _LocalCheck:
 
     async def __call__(self) -> CheckReport:
         run = self.run
-        proto = _Protocol(run, self.backend, self.scratch, Verdict.MISCONFIGURED)
+        proto = ProtocolProbes(run, self.backend, self.scratch, Verdict.MISCONFIGURED)
         try:
             await asyncio.to_thread(self.probe_root)
             await asyncio.to_thread(self.probe_symlinks)
@@ -51,7 +51,7 @@ class _LocalCheck:
             await asyncio.to_thread(self.probe_locking)
             await asyncio.to_thread(self.probe_permissions)
             await proto.delete()
-        except _Stop as stop:
+        except StopCheck as stop:
             run.stop(stop)
             await proto.cleanup()
         finally:
@@ -62,9 +62,9 @@ class _LocalCheck:
         root = self.root
         if os.path.lexists(root):
             if not root.is_dir():
-                raise _Stop("root", Verdict.MISCONFIGURED, f"the root {root} is not a directory")
+                raise StopCheck("root", Verdict.MISCONFIGURED, f"the root {root} is not a directory")
             if not os.access(root, os.W_OK | os.X_OK):
-                raise _Stop("root", Verdict.MISCONFIGURED, f"the root {root} is not writable by this user")
+                raise StopCheck("root", Verdict.MISCONFIGURED, f"the root {root} is not writable by this user")
             link = f" (a link to {os.path.realpath(root)}, resolved once)" if root.is_symlink() else ""
             self.note_dirs()
             self.run.ok("root", f"{root} is a writable directory{link}")
@@ -73,9 +73,11 @@ class _LocalCheck:
         while not os.path.lexists(parent) and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            raise _Stop("root", Verdict.MISCONFIGURED, f"cannot create the root {root}: {parent} is not a directory")
+            raise StopCheck(
+                "root", Verdict.MISCONFIGURED, f"cannot create the root {root}: {parent} is not a directory"
+            )
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise _Stop("root", Verdict.MISCONFIGURED, f"cannot create the root {root}: {parent} is not writable")
+            raise StopCheck("root", Verdict.MISCONFIGURED, f"cannot create the root {root}: {parent} is not writable")
         self.note_dirs()
         self.run.ok("root", f"{root} does not exist yet and can be created (the first write creates it)")
 
@@ -99,14 +101,14 @@ class _LocalCheck:
         for path in on_the_way:
             rel = path.relative_to(self.root)
             if path.is_symlink():
-                raise _Stop(
+                raise StopCheck(
                     "symlinks",
                     Verdict.MISCONFIGURED,
                     f"{rel} is a symbolic link; links below the root are never followed, so states there "
                     "cannot be read or written: make it a directory, or make the root the link's target",
                 )
             if os.path.lexists(path) and not path.is_dir():
-                raise _Stop("symlinks", Verdict.MISCONFIGURED, f"{rel} is a file where a directory must be")
+                raise StopCheck("symlinks", Verdict.MISCONFIGURED, f"{rel} is a file where a directory must be")
         self.run.ok("symlinks", f"no symbolic link below the root on the way to {self.app_dir.relative_to(self.root)}")
 
     def probe_locking(self) -> None:
@@ -215,5 +217,5 @@ class _LocalCheck:
                 logger.debug("cannot restore the mode of %s", path, exc_info=True)
 
 
-async def _check_local(backend: LocalBackend, app: str) -> CheckReport:
+async def check_local(backend: LocalBackend, app: str) -> CheckReport:
     return await _LocalCheck(backend, app)()

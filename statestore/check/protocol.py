@@ -10,14 +10,14 @@ from typing import TypeVar
 from ..backends.base import Capability, ObjectBackend, PreconditionFailed, PutMode, Versioned, same_etag
 from ..backends.memory import MemoryBackend
 from ..errors import ListingOutOfPrefixError, StateStoreError
-from .report import LOST_UPDATES, CheckReport, Verdict, _Run, _scratch_prefix, _Stop
+from .report import LOST_UPDATES, CheckReport, CheckRun, StopCheck, Verdict, scratch_prefix
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-_PROTOCOL_PROBES = (
+PROTOCOL_PROBES = (
     "put",
     "get",
     "list",
@@ -30,10 +30,10 @@ _PROTOCOL_PROBES = (
 )
 
 
-class _Protocol:
+class ProtocolProbes:
     """The conditional-write probes through the ``ObjectBackend`` API; failures of I/O become ``failure``."""
 
-    def __init__(self, run: _Run, backend: ObjectBackend, scratch: str, failure: Verdict) -> None:
+    def __init__(self, run: CheckRun, backend: ObjectBackend, scratch: str, failure: Verdict) -> None:
         self.run, self.backend, self.failure = run, backend, failure
         self.main, self.create, self.missing = scratch + "probe", scratch + "create", scratch + "missing"
         self.scratch = scratch
@@ -45,7 +45,7 @@ class _Protocol:
         except PreconditionFailed:
             raise
         except StateStoreError as exc:
-            raise _Stop(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
+            raise StopCheck(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
 
     async def _create(self, probe: str, key: str, data: bytes) -> str:
         """A create of a fresh scratch key, which must succeed."""
@@ -53,7 +53,9 @@ class _Protocol:
         try:
             return (await self._io(probe, self.backend.put(key, data, PutMode.CREATE))).etag
         except PreconditionFailed:
-            raise _Stop(probe, Verdict.UNSAFE, "a create of a new key was refused: no state can be created") from None
+            raise StopCheck(
+                probe, Verdict.UNSAFE, "a create of a new key was refused: no state can be created"
+            ) from None
 
     async def writes(self) -> None:
         """Everything up to (not including) the final delete; leaves the main scratch object in place."""
@@ -63,7 +65,7 @@ class _Protocol:
         run.ok("put", "a new object was written")
         got = await self._io("get", b.get(self.main))
         if not isinstance(got, Versioned) or got.data != v1 or not same_etag(got.etag, etag1):
-            raise _Stop("get", Verdict.UNSAFE, "the object read back is not the one written")
+            raise StopCheck("get", Verdict.UNSAFE, "the object read back is not the one written")
         run.ok("get", "the object reads back with the ETag the write returned")
         keys = await self._listed("list", self.scratch)
         if keys is not None and self.main in keys:
@@ -98,7 +100,7 @@ class _Protocol:
         try:
             etag2 = (await self._io("if-match", b.put(self.main, v2, PutMode.update(etag1)))).etag
         except PreconditionFailed:
-            raise _Stop("if-match", Verdict.UNSAFE, "a write with the current ETag was refused") from None
+            raise StopCheck("if-match", Verdict.UNSAFE, "a write with the current ETag was refused") from None
         run.ok("if-match", "a write with the current ETag succeeded")
         try:
             await self._io("stale-if-match", b.put(self.main, b'{"stale": 1}', PutMode.update(etag1)))
@@ -135,7 +137,7 @@ class _Protocol:
             run.skipped("conditional-delete", "the backend says it has no conditional delete")
             return
         try:
-            await self._io("conditional-delete", b.delete(self.main, if_match=_fake_etag("wrong")))
+            await self._io("conditional-delete", b.delete(self.main, if_match=fake_etag("wrong")))
         except PreconditionFailed:
             if await self._io("conditional-delete", b.get(self.main)) is not None:
                 run.ok("conditional-delete", "a delete with a wrong ETag was refused; the object is kept")
@@ -155,15 +157,15 @@ class _Protocol:
         except ListingOutOfPrefixError:
             return None
         except StateStoreError as exc:
-            raise _Stop(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
+            raise StopCheck(probe, self.failure, f"{type(exc).__name__}: {exc}") from None
 
     async def delete(self) -> None:
-        """Remove every scratch object (the "delete" probe); ``_Stop`` if that fails."""
+        """Remove every scratch object (the "delete" probe); ``StopCheck`` if that fails."""
         for key in self.written:
             await self._io("delete", self.backend.delete(key))
         left = [key for key in await self._listed("delete", self.scratch) or [] if key.startswith(self.scratch)]
         if left:
-            raise _Stop("delete", self.failure, f"deleted objects are still listed: {', '.join(left)}")
+            raise StopCheck("delete", self.failure, f"deleted objects are still listed: {', '.join(left)}")
         self.run.ok("delete", f"{len(self.written)} scratch objects were removed")
 
     async def cleanup(self) -> None:
@@ -175,27 +177,27 @@ class _Protocol:
                 logger.debug("removing scratch object %s failed", key, exc_info=True)
 
 
-def _fake_etag(text: str) -> str:
+def fake_etag(text: str) -> str:
     return '"' + hashlib.md5(f"statestore-check {text}".encode(), usedforsecurity=False).hexdigest() + '"'
 
 
 async def _protocol_check(
     backend: ObjectBackend, app: str, kind: str, first: Sequence[str], notes: Iterable[tuple[str, str]], safe: str
 ) -> CheckReport:
-    run = _Run([*first, *_PROTOCOL_PROBES, "delete"])
+    run = CheckRun([*first, *PROTOCOL_PROBES, "delete"])
     for name, detail in notes:
         run.ok(name, detail)
-    proto = _Protocol(run, backend, _scratch_prefix(app), Verdict.UNREACHABLE)
+    proto = ProtocolProbes(run, backend, scratch_prefix(app), Verdict.UNREACHABLE)
     try:
         await proto.writes()
         await proto.delete()
-    except _Stop as stop:
+    except StopCheck as stop:
         run.stop(stop)
         await proto.cleanup()
     return run.report(backend.describe(), kind, {}, safe)
 
 
-async def _check_memory(backend: MemoryBackend, app: str) -> CheckReport:
+async def check_memory(backend: MemoryBackend, app: str) -> CheckReport:
     """An in-process dict under one lock: trivially safe; the protocol probes still run."""
     scope = (
         "scope",
@@ -205,7 +207,7 @@ async def _check_memory(backend: MemoryBackend, app: str) -> CheckReport:
     return await _protocol_check(backend, app, "memory", ["scope"], [scope], safe)
 
 
-async def _check_other(backend: ObjectBackend, app: str) -> CheckReport:
+async def check_other(backend: ObjectBackend, app: str) -> CheckReport:
     """A backend statestore does not know: only what its ``ObjectBackend`` API shows."""
     note = ("backend", f"{type(backend).__name__}: probed through the ObjectBackend API only")
     safe = "as far as its ObjectBackend API shows"

@@ -1,6 +1,6 @@
 """What a check reports: one ``Probe`` per question, a ``Verdict``, and the settings to use (``CheckReport``).
 
-Also the collector every check fills in (``_Run``), the early stop (``_Stop``), and the report made when
+Also the collector every check fills in (``CheckRun``), the early stop (``StopCheck``), and the report made when
 no backend can be built (``configuration_report``).
 """
 
@@ -86,7 +86,7 @@ class CheckReport:
         }
 
 
-class _Stop(Exception):
+class StopCheck(Exception):
     """A probe found a problem that makes the remaining probes pointless."""
 
     def __init__(self, probe: str, verdict: Verdict, detail: str) -> None:
@@ -97,7 +97,7 @@ class _Stop(Exception):
 _PRECEDENCE = (Verdict.UNSAFE, Verdict.MISCONFIGURED, Verdict.UNREACHABLE)
 
 
-class _Run:
+class CheckRun:
     """Collects probe results in a fixed order, and the problems that decide the verdict."""
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -122,7 +122,7 @@ class _Run:
         self.results[name] = Probe(name, Outcome.UNSAFE, detail)
         self.problems.append((Verdict.UNSAFE, problem))
 
-    def stop(self, stop: _Stop) -> None:
+    def stop(self, stop: StopCheck) -> None:
         self.fail(stop.probe, stop.detail, stop.verdict)
         self.stopped = stop.probe
 
@@ -141,13 +141,13 @@ class _Run:
         return CheckReport(backend, kind, verdict, message, probes, settings)
 
 
-def _scratch_prefix(app: str) -> str:
+def scratch_prefix(app: str) -> str:
     """A fresh directory key for one check's scratch objects (ends with ``/``)."""
     return f"{KEY_ROOT}/{app}/{SCRATCH_DIR}/{secrets.token_hex(8)}/"
 
 
 def configuration_report(backend: str, problem: str) -> CheckReport:
     """The report when no backend can even be built (a missing bucket setting, a bad ``STATESTORE_*`` value)."""
-    run = _Run(["configuration"])
+    run = CheckRun(["configuration"])
     run.fail("configuration", problem, Verdict.MISCONFIGURED)
     return run.report(backend, "unknown", {}, "")

@@ -12,16 +12,16 @@ from ..backends.s3.classify import BAD_CREDENTIAL_CODES, Kind, classify
 from ..backends.s3.transport import NoAnswer, S3Error, S3Object, Stored, Transport
 from ..codec.secrets import redact_url
 from ..errors import BackendError, S3ClientUnsupportedError
-from .protocol import _fake_etag
+from .protocol import fake_etag
 from .report import (
     CONDITIONAL_DELETE_SETTING,
     IF_MATCH_SETTING,
     LOST_UPDATES,
     CheckReport,
+    CheckRun,
+    StopCheck,
     Verdict,
-    _Run,
-    _scratch_prefix,
-    _Stop,
+    scratch_prefix,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ class _S3Check:
     def __init__(self, backend: S3Backend, app: str) -> None:
         self.backend = backend
         self.bucket = backend.bucket
-        self.run = _Run(_S3_PROBES)
-        self.scratch = _scratch_prefix(app)
+        self.run = CheckRun(_S3_PROBES)
+        self.scratch = scratch_prefix(app)
         self.main = backend.object_key(self.scratch + "probe")
         self.create = backend.object_key(self.scratch + "create")
         self.missing = backend.object_key(self.scratch + "missing")
@@ -107,29 +107,29 @@ class _S3Check:
 
     # -- requests
 
-    def fatal(self, exc: BaseException, probe: str, permission: str | None) -> _Stop | None:
-        """The ``_Stop`` for an error no probe can go on after (unreachable, denied, no bucket), else None."""
+    def fatal(self, exc: BaseException, probe: str, permission: str | None) -> StopCheck | None:
+        """The ``StopCheck`` for an error no probe can go on after (unreachable, denied, no bucket), else None."""
         if isinstance(exc, S3ClientUnsupportedError):
-            return _Stop(probe, Verdict.MISCONFIGURED, str(exc))
+            return StopCheck(probe, Verdict.MISCONFIGURED, str(exc))
         if isinstance(exc, BackendError):  # the client could not be opened, for a reason not named below
             cause = exc.__cause__
             if isinstance(cause, S3Error):
                 return self.fatal(cause, probe, permission)
-            return _Stop(probe, Verdict.MISCONFIGURED, "cannot open an S3 client: check the S3 settings")
+            return StopCheck(probe, Verdict.MISCONFIGURED, "cannot open an S3 client: check the S3 settings")
         if not isinstance(exc, S3Error):
             return None
         if exc.no_answer is NoAnswer.NO_CREDENTIALS:
-            return _Stop(
+            return StopCheck(
                 probe,
                 Verdict.MISCONFIGURED,
                 "no AWS credentials found (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role)",
             )
         if exc.no_answer is NoAnswer.CONFIG:
             if exc.detail == "ProfileNotFound":
-                return _Stop(probe, Verdict.MISCONFIGURED, "the AWS profile named (AWS_PROFILE) does not exist")
+                return StopCheck(probe, Verdict.MISCONFIGURED, "the AWS profile named (AWS_PROFILE) does not exist")
             if exc.detail == "NoRegionError":
-                return _Stop(probe, Verdict.MISCONFIGURED, "no region: set STATESTORE_S3_REGION or AWS_REGION")
-            return _Stop(
+                return StopCheck(probe, Verdict.MISCONFIGURED, "no region: set STATESTORE_S3_REGION or AWS_REGION")
+            return StopCheck(
                 probe, Verdict.MISCONFIGURED, f"cannot open an S3 client ({exc.detail}): check the S3 settings"
             )
         if exc.no_answer is not None:
@@ -137,30 +137,30 @@ class _S3Check:
                 NoAnswer.TIMEOUT: "it did not answer in time",
                 NoAnswer.CONNECT: exc.detail if exc.detail.startswith(("the ", "its ")) else "the connection failed",
             }.get(exc.no_answer, f"the connection failed ({exc.reason})")
-            return _Stop(probe, Verdict.UNREACHABLE, f"cannot reach {self.endpoint}: {why} (is it running?)")
+            return StopCheck(probe, Verdict.UNREACHABLE, f"cannot reach {self.endpoint}: {why} (is it running?)")
         return self.fatal_answer(exc, probe, permission)
 
-    def fatal_answer(self, exc: S3Error, probe: str, permission: str | None) -> _Stop | None:
+    def fatal_answer(self, exc: S3Error, probe: str, permission: str | None) -> StopCheck | None:
         code, status = exc.code, exc.status
         if code in BAD_CREDENTIAL_CODES:
-            return _Stop(probe, Verdict.MISCONFIGURED, f"the server does not accept the credentials ({code})")
+            return StopCheck(probe, Verdict.MISCONFIGURED, f"the server does not accept the credentials ({code})")
         if code == "NoSuchBucket":
-            return _Stop(probe, Verdict.MISCONFIGURED, self.no_bucket())
+            return StopCheck(probe, Verdict.MISCONFIGURED, self.no_bucket())
         if status == 301 or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
-            return _Stop(
+            return StopCheck(
                 probe,
                 Verdict.MISCONFIGURED,
                 f"the bucket {self.bucket!r} is in another region ({_answer(exc)}): set STATESTORE_S3_REGION",
             )
         if code == "AccessDenied" or status == 403:
             action = _ACTIONS.get(permission or "", "do this")
-            return _Stop(
+            return StopCheck(
                 probe,
                 Verdict.MISCONFIGURED,
                 f"the credentials are not allowed to {action} ({permission}): {_answer(exc)}",
             )
         if classify(exc) is Kind.UNAVAILABLE:
-            return _Stop(probe, Verdict.UNREACHABLE, f"the server failed: {_answer(exc)}")
+            return StopCheck(probe, Verdict.UNREACHABLE, f"the server failed: {_answer(exc)}")
         return None
 
     def no_bucket(self) -> str:
@@ -169,7 +169,7 @@ class _S3Check:
     async def request(
         self, probe: str, permission: str | None, fn: Callable[[Transport], Awaitable[Any]], *, denied_ok: bool = False
     ) -> tuple[Any, S3Error | None]:
-        """Send one request: ``(answer, None)`` or ``(None, S3Error)``; ``_Stop`` on a fatal error."""
+        """Send one request: ``(answer, None)`` or ``(None, S3Error)``; ``StopCheck`` on a fatal error."""
         assert self.client is not None
         try:
             return await fn(self.client), None
@@ -203,7 +203,7 @@ class _S3Check:
             return response
         if classify(error) is Kind.NOT_FOUND:
             return None
-        raise _Stop(probe, Verdict.MISCONFIGURED, f"GetObject answered {_answer(error)}")
+        raise StopCheck(probe, Verdict.MISCONFIGURED, f"GetObject answered {_answer(error)}")
 
     async def body(self, probe: str, key: str) -> bytes | None:
         got = await self.read(probe, key)
@@ -246,7 +246,7 @@ class _S3Check:
             await self.probe_metadata()
             await self.probe_conditional_delete(form)
             await self.probe_delete()
-        except _Stop as stop:
+        except StopCheck as stop:
             run.stop(stop)
             if stop.probe != "delete":
                 await self.cleanup()
@@ -262,7 +262,7 @@ class _S3Check:
         if error is None:
             run.ok("bucket", f"the bucket {self.bucket!r} exists")
         elif status == 404:
-            raise _Stop("bucket", Verdict.MISCONFIGURED, self.no_bucket())
+            raise StopCheck("bucket", Verdict.MISCONFIGURED, self.no_bucket())
         else:
             run.skipped("bucket", f"HeadBucket answered {_answer(error)}: cannot tell; the object probes decide")
 
@@ -273,14 +273,14 @@ class _S3Check:
             return
         response, error = await self.put("sse", self.main, b'{"statestore-check": 0}')
         if error is not None:
-            raise _Stop(
+            raise StopCheck(
                 "sse",
                 Verdict.MISCONFIGURED,
                 f"the server refuses ServerSideEncryption={sse} ({_answer(error)}): "
                 "unset STATESTORE_S3_SSE or configure encryption on the server",
             )
         if response is None or response.sse != sse:
-            raise _Stop(
+            raise StopCheck(
                 "sse",
                 Verdict.MISCONFIGURED,
                 f"the server stored the object without confirming ServerSideEncryption={sse}",
@@ -292,18 +292,18 @@ class _S3Check:
         v1 = b'{"statestore-check": 1}'
         response, error = await self.put("put", self.main, v1)
         if error is not None:
-            raise _Stop("put", Verdict.MISCONFIGURED, f"PutObject answered {_answer(error)}")
+            raise StopCheck("put", Verdict.MISCONFIGURED, f"PutObject answered {_answer(error)}")
         assert response is not None
         self.etag = response.etag.strip('"')
         self.first_etag = self.etag
         run.ok("put", "PutObject is allowed (s3:PutObject)")
         if await self.body("get", self.main) != v1:
-            raise _Stop("get", Verdict.UNSAFE, "GetObject returned other bytes than were put")
+            raise StopCheck("get", Verdict.UNSAFE, "GetObject returned other bytes than were put")
         run.ok("get", "GetObject is allowed (s3:GetObject); the bytes round-trip")
         prefix = self.backend.object_key(self.scratch)
         listed, error = await self.listed("list", prefix)
         if error is not None:
-            raise _Stop("list", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
+            raise StopCheck("list", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
         if self.main not in listed:
             run.fail("list", "the object just written is not listed: list_states may miss a state just written")
         else:
@@ -321,14 +321,14 @@ class _S3Check:
         ignored = {"ListObjectsV2"} if any(not key.startswith(scratch) for key in listed) else set()
         keys, error = await self.listed("list-prefix", empty)
         if error is not None:
-            raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
+            raise StopCheck("list-prefix", Verdict.MISCONFIGURED, f"ListObjectsV2 answered {_answer(error)}")
         if any(not key.startswith(empty) for key in keys):
             ignored.add("ListObjectsV2")
         if self.versioned:  # history lists versions; a bucket without versioning keeps none
             names.append("ListObjectVersions")
             versions, error = await self.listed_versions("list-prefix", empty)
             if error is not None:
-                raise _Stop("list-prefix", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
+                raise StopCheck("list-prefix", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
             if any(not key.startswith(empty) for key, _ in versions):
                 ignored.add("ListObjectVersions")
         if ignored:
@@ -393,7 +393,7 @@ class _S3Check:
                     f"if-match-{form}",
                     f"{shown} was refused ({_answer(error)}); {unchanged}",
                 )
-        stale = self.first_etag if self.first_etag != self.etag else _fake_etag("stale").strip('"')
+        stale = self.first_etag if self.first_etag != self.etag else fake_etag("stale").strip('"')
         stale_ok: dict[str, bool] = {}  # True: the stale write was refused and changed nothing
         answers = []
         for form in _FORMS:
@@ -473,7 +473,7 @@ class _S3Check:
 
     async def probe_conditional_delete(self, form: str | None) -> None:
         run = self.run
-        wrong = self.form(form, _fake_etag("wrong").strip('"'))
+        wrong = self.form(form, fake_etag("wrong").strip('"'))
         error = await self.delete("conditional-delete", "s3:DeleteObject", self.main, if_match=wrong)
         kept = await self.read("conditional-delete", self.main) is not None
         if error is None and not kept:
@@ -522,7 +522,7 @@ class _S3Check:
         for key in sorted(keys):
             error = await self.delete("delete", "s3:DeleteObject", key)
             if error is not None and classify(error) is not Kind.NOT_FOUND:
-                raise _Stop("delete", Verdict.MISCONFIGURED, f"DeleteObject answered {_answer(error)}")
+                raise StopCheck("delete", Verdict.MISCONFIGURED, f"DeleteObject answered {_answer(error)}")
         if self.versioned:
             await self.remove_versions(prefix)
         listed, error = await self.listed("delete", prefix, denied_ok=True)
@@ -532,21 +532,21 @@ class _S3Check:
         """Delete the versions the check made (recorded), and any other a listing shows under ``prefix``."""
         listed, error = await self.listed_versions("delete", prefix)
         if error is not None:
-            raise _Stop("delete", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
+            raise StopCheck("delete", Verdict.MISCONFIGURED, f"ListObjectVersions answered {_answer(error)}")
         found = {(key, version) for key, version in self.versions if key.startswith(prefix)}
         found.update((key, version) for key, version in listed if key.startswith(prefix))
         for key, version in sorted(found):
             error = await self.delete("delete", "s3:DeleteObjectVersion", key, version_id=version)
             if error is not None:
-                raise _Stop("delete", Verdict.MISCONFIGURED, f"deleting a version answered {_answer(error)}")
+                raise StopCheck("delete", Verdict.MISCONFIGURED, f"deleting a version answered {_answer(error)}")
 
     async def probe_delete(self) -> None:
         try:
             left = await self.remove()
-        except _Stop as stop:
-            raise _Stop("delete", stop.verdict, f"{stop.detail}; {self.leftovers()}") from None
+        except StopCheck as stop:
+            raise StopCheck("delete", stop.verdict, f"{stop.detail}; {self.leftovers()}") from None
         if left:
-            raise _Stop("delete", Verdict.MISCONFIGURED, f"deleted objects are still listed: {', '.join(left)}")
+            raise StopCheck("delete", Verdict.MISCONFIGURED, f"deleted objects are still listed: {', '.join(left)}")
         versions = " and their versions" if self.versioned else ""
         self.run.ok("delete", f"DeleteObject is allowed (s3:DeleteObject); the scratch objects{versions} are gone")
 
@@ -559,7 +559,7 @@ class _S3Check:
             return
         try:
             left = await self.remove()
-        except _Stop as stop:
+        except StopCheck as stop:
             self.run.fail("delete", f"{stop.detail}; {self.leftovers()}")
             return
         except Exception as exc:
@@ -572,7 +572,7 @@ class _S3Check:
             self.run.ok("delete", "the scratch objects written before the stop are gone")
 
 
-async def _check_s3(backend: S3Backend, app: str) -> CheckReport:
+async def check_s3(backend: S3Backend, app: str) -> CheckReport:
     if backend.transport != "obstore":
         return await _S3Check(backend, app)()
     # The probes are raw S3 requests obstore cannot all make (HeadBucket, conditional delete): the server
