@@ -17,6 +17,8 @@ recorded (they name the id): an error is its class name.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractContextManager
@@ -159,6 +161,9 @@ def _active() -> _Instruments | None:
     if now < _unset_until:
         return None
     if instruments is None:
+        if not _api_in_use():
+            _unset_until = now + _RECHECK
+            return None
         configure()
         instruments = _instruments
         assert instruments is not None
@@ -171,6 +176,17 @@ def _active() -> _Instruments | None:
         return None
     instruments.explicit = True  # a global provider, once set, stays set: no need to ask again
     return instruments
+
+
+def _api_in_use() -> bool:
+    """Whether OpenTelemetry's API is imported, or a provider is named in the environment. Before either, no
+    global provider can be set, so nothing would record: importing the API then (about 30 ms) would only stall
+    the event loop of the first operation."""
+    return (
+        "opentelemetry.trace" in sys.modules
+        or "opentelemetry.metrics" in sys.modules
+        or any(os.environ.get(name) for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"))
+    )
 
 
 def _records(provider: object) -> bool:
