@@ -25,7 +25,6 @@ from test_cli import clean_env, ok
 from statestore import LocalBackend, MemoryBackend, PutMode, StateType, Store
 from statestore.backends import PutResult
 from statestore.check import CheckReport, Outcome, Verdict
-from statestore.cli import run
 from statestore.testing import CountingBackend, MotoServer
 
 SCRATCH = ".statestore-check"
@@ -55,23 +54,15 @@ def s3_args(bucket: str, endpoint: str) -> list[str]:
 
 
 class InProcess:
-    """``statestore ARGS check`` in this process (``cli.run``), with only ``env`` set: fast, same code path."""
+    """``statestore ARGS check`` through ``cli_run`` (this process, only ``env`` set), as text or its JSON report."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        self.monkeypatch, self.capsys = monkeypatch, capsys
+    def __init__(self, cli_run: Callable[..., CliResult]) -> None:
+        self.cli_run = cli_run
 
     def text(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-        with self.monkeypatch.context() as m:
-            for name in list(os.environ):
-                if name.startswith(("STATESTORE_", "ATLAN_", "AWS_")):
-                    m.delenv(name)
-            for name, value in (env or {}).items():
-                m.setenv(name, value)
-            self.capsys.readouterr()
-            code = run([*args, "check"])
-            out, err = self.capsys.readouterr()
-        assert err == "", err
-        return code, out
+        result = self.cli_run(*args, "check", env=env)
+        assert result.err == "", result.err
+        return result.code, result.out
 
     def json(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         code, out = self.text("--json", *args, env=env)
@@ -81,8 +72,8 @@ class InProcess:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    return InProcess(monkeypatch, capsys)
+def cli(cli_run: Callable[..., CliResult]) -> InProcess:
+    return InProcess(cli_run)
 
 
 def outcomes(report: CheckReport | dict[str, Any]) -> dict[str, str]:
