@@ -15,9 +15,9 @@ Six requests on a server that passes (one more where the If-Match form is learnt
 and one per version to remove on a versioned bucket). A pass is kept for the life of
 the process, per server and bucket (``remember_pass``): a process that builds a
 backend per job verifies each bucket once. A server that fails makes every write of
-that backend raise
-``UnsafeBackendError``. A probe that fails for another reason (unreachable, denied)
-raises that error and leaves the verdict unknown: the next write tries again.
+that backend raise ``UnsafeBackendError``. A probe that fails for another reason
+(unreachable, denied) raises that error and leaves the verdict unknown: the next
+write tries again.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def passed_before(server: tuple[str, ...]) -> str | None:
 
 
 def remember_pass(server: tuple[str, ...], form: str) -> None:
+    """Keep, for this process, that ``server`` passed, honouring If-Match in ``form``."""
     _PASSED[server] = form
 
 
