@@ -130,7 +130,8 @@ class IfMatchRejectedError(BackendError):
 
 
 class ConditionalDeleteUnsupportedError(StateStoreError, NotImplementedError):
-    """``delete(if_match=...)`` where the server ignores If-Match on DeleteObject (MinIO, Ceph RGW).
+    """``delete(if_match=...)`` where the server does not honour If-Match on DeleteObject: ignores it (MinIO, Ceph
+    RGW) or answers 501 NotImplemented (LocalStack).
 
     Raised instead of deleting unconditionally, which would claim a guarantee
     the server does not give. Nothing is deleted.

@@ -1,10 +1,10 @@
 """Shared fixtures: a backend of every kind, one moto server per session, and the S3 target.
 
 Tests marked ``s3_server`` run on the S3 target: the moto server, or the server ``STATESTORE_TEST_S3_ENDPOINT``
-names (Ceph RGW, MinIO, AWS; ``scripts/ceph-rgw.sh test`` runs ``pytest -m s3_server`` on a throw-away Ceph RGW),
-with ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` / ``_SECRET_ACCESS_KEY`` (else the AWS chain), ``_REGION`` (default
-``us-east-1``), ``_BUCKET`` (an existing bucket, a fresh prefix per test; else a bucket per test) and ``_NAME``
-(a label for reports).
+names (Ceph RGW, LocalStack, MinIO, AWS; ``scripts/ceph-rgw.sh test`` and ``scripts/localstack.sh test`` run
+``pytest -m s3_server`` on a throw-away Ceph RGW or LocalStack), with ``STATESTORE_TEST_S3_ACCESS_KEY_ID`` /
+``_SECRET_ACCESS_KEY`` (else the AWS chain), ``_REGION`` (default ``us-east-1``), ``_BUCKET`` (an existing bucket,
+a fresh prefix per test; else a bucket per test) and ``_NAME`` (a label for reports).
 
 The tests of ``TWO_TRANSPORT_MODULES`` (the shared conformance suite and the S3 fault suites) run once per S3
 transport (the ``s3_transport`` fixture; ``S3Target.backend`` / ``s3_backend`` / ``S3Target.env`` use it); the

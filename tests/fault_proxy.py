@@ -3,11 +3,12 @@
 It forwards every request, but a queued ``Fault`` (or, with ``rate`` > 0, a seeded random one of ``kinds`` on
 ``methods``) answers an S3 error, resets or times out unforwarded, or forwards (the server commits) and then does
 not answer (see ``_AFTER``); ``deny`` answers 403; ``reject_if_match`` answers 412 to a PutObject whose If-Match
-has one of the given forms, as Ceph RGW does for ``quoted``; ``drop_on_put`` / ``ignore_delete_if_match`` strip
-those headers, as servers that ignore them do (moto only: they are signed); ``drop_list_prefix`` strips the
-``prefix`` query parameter of ListObjectsV2 and ListObjectVersions, as a gateway that ignores it would (moto only:
-it is signed too). It counts what reached the server, what it faulted and the If-Match forms it saw. ``Host`` goes
-through unchanged, so signatures still check.
+has one of the given forms, as Ceph RGW does for ``quoted``; ``unimplemented_delete_if_match`` answers 501
+NotImplemented to a DeleteObject with If-Match, unforwarded, as LocalStack does; ``drop_on_put`` /
+``ignore_delete_if_match`` strip those headers, as servers that ignore them do (moto only: they are signed);
+``drop_list_prefix`` strips the ``prefix`` query parameter of ListObjectsV2 and ListObjectVersions, as a gateway
+that ignores it would (moto only: it is signed too). It counts what reached the server, what it faulted and the
+If-Match forms it saw. ``Host`` goes through unchanged, so signatures still check.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _ERRORS = {
     403: ("AccessDenied", "Access Denied"),
     412: ("PreconditionFailed", ""),
     429: ("TooManyRequests", "Please slow down."),
+    501: ("NotImplemented", "A header you provided implies functionality that is not implemented"),
     # a hostile server: an error code with a terminal escape sequence (OSC title, clear screen, colour)
     418: ("Evil\x1b]0;pwned\x07\x1b[2J\x1b[31mCode" + "x" * 300, "\x1b[2Jmessage"),
     500: ("InternalError", "We encountered an internal error. Please try again."),
@@ -79,6 +81,7 @@ class FaultProxy:
         reject_if_match: frozenset[str] = frozenset(),
         drop_on_put: tuple[str, ...] = (),
         ignore_delete_if_match: bool = False,
+        unimplemented_delete_if_match: bool = False,
         drop_list_prefix: bool = False,
         deny: Callable[[str, str], bool] | None = None,
         rate: float = 0.0,
@@ -92,6 +95,7 @@ class FaultProxy:
         self.reject_if_match, self.ignore_delete_if_match, self.deny = reject_if_match, ignore_delete_if_match, deny
         self.drop_on_put = {h.lower() for h in drop_on_put}
         self.drop_list_prefix = drop_list_prefix
+        self.unimplemented_delete_if_match = unimplemented_delete_if_match
         self.rate, self.kinds, self.methods = rate, kinds, methods
         self.slow_seconds = SLOW_SECONDS
         self.chaos: Counter[str] = Counter()  # random faults by kind
@@ -141,6 +145,9 @@ class FaultProxy:
                 if method == "PUT" and if_match_form(if_match) in self.reject_if_match:
                     self.faulted["PUT 412"] += 1
                     return "412", None
+                if method == "DELETE" and self.unimplemented_delete_if_match:
+                    self.faulted["DELETE 501"] += 1
+                    return "501", None
             if self.deny is not None and self.deny(method, path):
                 return "403", None
             for fault in self.faults:

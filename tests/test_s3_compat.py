@@ -6,7 +6,6 @@ conditional delete, and what a steady update costs. ``s3_server`` tests run on t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -25,8 +24,9 @@ KEY = "persistent-artifacts/apps/a/workflows/w1/config.json"
 WF = StateType.WORKFLOWS
 QUOTED = frozenset({"quoted"})
 BOTH = frozenset({"quoted", "unquoted"})
-#: What DeleteObject with a wrong If-Match does, measured: True = refused (object kept), False = deleted.
-KNOWN_CONDITIONAL_DELETE = {"moto": True, "ceph-rgw": False}
+#: Whether DeleteObject with a wrong If-Match is refused (412, object kept), measured: Ceph RGW deletes the object,
+#: LocalStack answers 501 NotImplemented.
+KNOWN_CONDITIONAL_DELETE = {"moto": True, "ceph-rgw": False, "localstack": False}
 
 
 @pytest.fixture
@@ -174,21 +174,25 @@ async def test_a_server_refusing_both_forms_is_an_error_within_one_attempt(
 # -- conditional delete ------------------------------------------------------------------
 
 
-def server_deletes_on_wrong_if_match(target: S3Target) -> bool:
-    """Ground truth, asked of the server directly: does DeleteObject with a wrong If-Match delete?"""
+def server_refuses_a_wrong_if_match_on_delete(target: S3Target) -> bool:
+    """Ground truth, asked of the server directly: does DeleteObject with a wrong If-Match answer 412 and keep the
+    object? (Ceph RGW deletes it; LocalStack answers 501 NotImplemented and keeps it: neither honours it.)"""
     location = target.new_location()
     client = target.client()
     key = f"{location.prefix}/truth" if location.prefix else "truth"
+    status = None
     try:
         client.put_object(Bucket=location.bucket, Key=key, Body=b"x")
-        with contextlib.suppress(client.exceptions.ClientError):
+        try:
             client.delete_object(Bucket=location.bucket, Key=key, IfMatch='"00000000000000000000000000000000"')
+        except client.exceptions.ClientError as exc:
+            status = exc.response["ResponseMetadata"]["HTTPStatusCode"]
         try:
             client.head_object(Bucket=location.bucket, Key=key)
         except client.exceptions.ClientError:
-            return True
+            return False
         client.delete_object(Bucket=location.bucket, Key=key)
-        return False
+        return status == 412
     finally:
         client.close()
 
@@ -198,7 +202,7 @@ async def test_auto_probes_conditional_delete_once_and_a_stale_one_deletes_nothi
     s3_target: S3Target, proxy: FaultProxy, s3_transport: str
 ) -> None:
     """On obstore, which cannot send If-Match on DeleteObject, every conditional delete is refused unprobed."""
-    honoured = not server_deletes_on_wrong_if_match(s3_target)
+    honoured = server_refuses_a_wrong_if_match_on_delete(s3_target)
     assert honoured == KNOWN_CONDITIONAL_DELETE.get(s3_target.name, honoured)
     obstore = s3_transport == "obstore"
     honoured = honoured and not obstore
@@ -240,7 +244,9 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
         assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
         await backend.put(KEY, b"1")
         proxy.reset_counts()
-        with pytest.raises(ConditionalDeleteUnsupportedError, match=r"ignores If-Match on DeleteObject \(probed\)"):
+        with pytest.raises(
+            ConditionalDeleteUnsupportedError, match=r"does not honour If-Match on DeleteObject \(probed\)"
+        ):
             await backend.delete(KEY, if_match='"00000000000000000000000000000000"')
         assert requests(proxy) == {}  # refused before any request
         assert await backend.get(KEY) is not None
@@ -251,6 +257,32 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
     finally:
         await backend.aclose()
         await trusting.aclose()
+
+
+@pytest.mark.s3_server
+async def test_a_server_answering_501_to_if_match_on_delete_has_no_conditional_delete(
+    s3_target: S3Target, proxy: FaultProxy, s3_transport: str
+) -> None:
+    """The proxy answers 501 NotImplemented to DeleteObject with If-Match, as LocalStack does: ``auto`` probes
+    that as unsupported (not a ``BackendError``), and ``true`` turns the 501 into the same typed refusal."""
+    proxy.unimplemented_delete_if_match = True
+    async with aclosing(through(s3_target, proxy)) as backend:
+        etag = (await backend.put(KEY, b"1")).etag
+        assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
+        assert [m.key async for m in backend.list(PROBE_PREFIX)] == []  # the probe cleaned up
+        proxy.reset_counts()
+        with pytest.raises(ConditionalDeleteUnsupportedError, match="nothing was deleted"):
+            await backend.delete(KEY, if_match=etag)
+        assert requests(proxy) == {}  # refused before any request
+        if s3_transport == "aioboto3":  # obstore cannot send If-Match on DeleteObject, so it refuses ``true``
+            same_objects = S3Location(backend.bucket, backend.prefix.rstrip("/"))
+            trusting = s3_target.backend(same_objects, endpoint_url=proxy.endpoint_url, conditional_delete=True)
+            async with aclosing(trusting):
+                with pytest.raises(ConditionalDeleteUnsupportedError, match=r"501.*nothing was deleted"):
+                    await trusting.delete(KEY, if_match=etag)
+            assert proxy.faulted["DELETE 501"] == 1
+        got = await backend.get(KEY)
+        assert got is not None and got.data == b"1"
 
 
 async def test_conditional_delete_false_refuses_without_a_request(s3_target: S3Target, proxy: FaultProxy) -> None:

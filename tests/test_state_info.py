@@ -101,9 +101,10 @@ async def saved_apart(store: Store) -> Aged:
 
 
 async def skip_without_conditional_delete(store: Store) -> None:
-    """Where the server ignores If-Match on DeleteObject (Ceph RGW, MinIO) prune refuses instead (its own test)."""
+    """Where the server does not honour If-Match on DeleteObject (Ceph RGW, MinIO, LocalStack) prune refuses
+    instead (its own test)."""
     if not await store.backend.supports(Capability.CONDITIONAL_DELETE):
-        pytest.skip("the server ignores If-Match on DeleteObject: prune refuses there")
+        pytest.skip("the server does not honour If-Match on DeleteObject: prune refuses there")
 
 
 async def test_prune_deletes_only_states_older_than_the_cutoff(store: Store) -> None:

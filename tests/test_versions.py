@@ -68,10 +68,11 @@ async def test_versioned_state_of_a_missing_and_a_stored_state(store: Store) -> 
 
 
 async def skip_without_conditional_delete(store: Store, op: str = "delete_state") -> None:
-    """Skip a versioned delete on a server that ignores If-Match on DeleteObject (Ceph RGW, MinIO): it is refused
-    there, as ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing`` proves."""
+    """Skip a versioned delete on a server that does not honour If-Match on DeleteObject (Ceph RGW, MinIO,
+    LocalStack): it is refused there, as ``test_stale_versioned_delete_on_s3_that_ignores_if_match_deletes_nothing``
+    proves."""
     if op == "delete_state" and not await store.backend.supports(Capability.CONDITIONAL_DELETE):
-        pytest.skip("the server ignores If-Match on DeleteObject: a versioned delete is refused there")
+        pytest.skip("the server does not honour If-Match on DeleteObject: a versioned delete is refused there")
 
 
 Op = Callable[[Store, str], Awaitable[Any]]

@@ -84,7 +84,7 @@ async def test_prune_keeps_a_state_recreated_alike_after_its_listing(make_backen
     pruner = Store(_AfterListing(make_backend(), recreate), app_name="app")
     try:
         if not await pruner.backend.supports(_conditional_delete()):
-            pytest.skip("the server ignores conditional deletes: prune refuses there")
+            pytest.skip("the server does not honour conditional deletes: prune refuses there")
         assert await pruner.prune_states(W, older_than=timedelta(milliseconds=1)) == []
         assert await writer.get_state("wf", W) == {"status": "done"}
     finally:

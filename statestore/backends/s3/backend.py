@@ -457,8 +457,8 @@ class S3Backend(ObjectBackend):
                 )
             how = "probed" if self._delete_setting == "auto" else "STATESTORE_S3_CONDITIONAL_DELETE=false"
             raise ConditionalDeleteUnsupportedError(
-                f"S3 delete of {key!r} in bucket {self.bucket!r}: the server ignores If-Match on DeleteObject "
-                f"({how}), so a conditional delete cannot be made safe; nothing was deleted"
+                f"S3 delete of {key!r} in bucket {self.bucket!r}: the server does not honour If-Match on "
+                f"DeleteObject ({how}), so a conditional delete cannot be made safe; nothing was deleted"
             )
         if not self._safe:
             await self._ensure_safe()
@@ -479,6 +479,11 @@ class S3Backend(ObjectBackend):
                 raise PreconditionFailed(key, current=shown, current_known=True) from None
             if exc.code == "NoSuchKey":
                 return
+            if if_match is not None and exc.code == "NotImplemented":  # LocalStack: If-Match on DELETE is unknown
+                raise ConditionalDeleteUnsupportedError(
+                    f"S3 delete of {key!r} in bucket {self.bucket!r}: the server answered {exc.reason} to If-Match on "
+                    "DeleteObject, so a conditional delete cannot be made safe; nothing was deleted"
+                ) from None
             raise self._error("delete", key, exc) from exc
 
     # -- capabilities ------------------------------------------------------------------
@@ -502,12 +507,14 @@ class S3Backend(ObjectBackend):
             with suppress(PreconditionFailed):
                 await self._delete(key, _WRONG_ETAG)
             survived = await self._read_whole(key) is not None
+        except ConditionalDeleteUnsupportedError:  # 501 NotImplemented (LocalStack): not honoured either
+            survived = False
         finally:
             try:
                 await self._delete(key, None)
             except StateStoreError:
                 logger.warning("could not remove the probe object %r in bucket %r", self.object_key(key), self.bucket)
-        logger.info("%s %s If-Match on DeleteObject", self.describe(), "honours" if survived else "ignores")
+        logger.info("%s %s If-Match on DeleteObject", self.describe(), "honours" if survived else "does not honour")
         return survived
 
     async def _keeps_versions(self, op: str, key: str) -> bool:
