@@ -237,9 +237,11 @@ async def test_auto_finds_a_server_that_ignores_if_match_on_delete(s3_target: S3
     if s3_target.external:
         pytest.skip("the proxy rewrites a signed header: moto only")
     proxy.ignore_delete_if_match = True
-    backend = through(s3_target, proxy)
+    backend = through(s3_target, proxy, client="aioboto3")  # obstore cannot send If-Match on DeleteObject at all
     same_objects = S3Location(backend.bucket, backend.prefix.rstrip("/"))
-    trusting = s3_target.backend(same_objects, endpoint_url=proxy.endpoint_url, conditional_delete=True)
+    trusting = s3_target.backend(
+        same_objects, endpoint_url=proxy.endpoint_url, conditional_delete=True, client="aioboto3"
+    )
     try:
         assert await backend.supports(Capability.CONDITIONAL_DELETE) is False
         await backend.put(KEY, b"1")
@@ -286,7 +288,7 @@ async def test_a_server_answering_501_to_if_match_on_delete_has_no_conditional_d
 
 
 async def test_conditional_delete_false_refuses_without_a_request(s3_target: S3Target, proxy: FaultProxy) -> None:
-    async with aclosing(through(s3_target, proxy, conditional_delete="false")) as backend:
+    async with aclosing(through(s3_target, proxy, conditional_delete="false", client="aioboto3")) as backend:
         etag = (await backend.put(KEY, b"1")).etag
         proxy.reset_counts()
         with pytest.raises(ConditionalDeleteUnsupportedError, match="STATESTORE_S3_CONDITIONAL_DELETE=false"):
