@@ -20,6 +20,7 @@ when ``BackendTests`` is asked for.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,6 +37,15 @@ _CLOCK_SKEW = timedelta(minutes=5)  # a server's clock may differ a little from 
 
 async def _listed(backend: ObjectBackend, prefix: str) -> list[ObjectMeta]:
     return [meta async for meta in backend.list(prefix)]
+
+
+async def _exactly_one_won(backend: ObjectBackend, outcomes: Sequence[object]) -> None:
+    """Of puts ``b"0"``, ``b"1"``, ... racing on ``KEY``: one landed, every other failed its condition."""
+    winners = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, BaseException)]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
+    got = await backend.get(KEY)
+    assert isinstance(got, Versioned) and got.data == b"%d" % winners[0]
 
 
 class BackendTests:
@@ -204,22 +214,14 @@ class BackendTests:
         outcomes = await asyncio.gather(
             *(backend.put(KEY, b"%d" % i, PutMode.CREATE) for i in range(8)), return_exceptions=True
         )
-        winners = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, BaseException)]
-        assert len(winners) == 1, outcomes
-        assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
-        got = await backend.get(KEY)
-        assert isinstance(got, Versioned) and got.data == b"%d" % winners[0]
+        await _exactly_one_won(backend, outcomes)
 
     async def test_concurrent_updates_of_one_version_exactly_one_wins(self, backend: ObjectBackend) -> None:
         base = (await backend.put(KEY, b"base")).etag
         outcomes = await asyncio.gather(
             *(backend.put(KEY, b"%d" % i, PutMode.update(base)) for i in range(8)), return_exceptions=True
         )
-        winners = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, BaseException)]
-        assert len(winners) == 1, outcomes
-        assert all(isinstance(o, PreconditionFailed) for i, o in enumerate(outcomes) if i != winners[0]), outcomes
-        got = await backend.get(KEY)
-        assert isinstance(got, Versioned) and got.data == b"%d" % winners[0]
+        await _exactly_one_won(backend, outcomes)
 
     async def test_compare_and_swap_increments_are_never_lost(self, backend: ObjectBackend) -> None:
         """Writers that read, add one and put with ``update`` (retrying on a failed condition) lose no increment."""
