@@ -479,7 +479,7 @@ class S3Backend(ObjectBackend):
                 raise PreconditionFailed(key, current=shown, current_known=True) from None
             if exc.code == "NoSuchKey":
                 return
-            if if_match is not None and exc.code == "NotImplemented":  # LocalStack: If-Match on DELETE is unknown
+            if if_match is not None and kind is Kind.UNSUPPORTED:
                 raise ConditionalDeleteUnsupportedError(
                     f"S3 delete of {key!r} in bucket {self.bucket!r}: the server answered {exc.reason} to If-Match on "
                     "DeleteObject, so a conditional delete cannot be made safe; nothing was deleted"

@@ -21,6 +21,7 @@ class Kind(Enum):
     CONDITION_FAILED = "condition failed"  #: If-Match / If-None-Match did not hold (412, 409)
     NOT_FOUND = "not found"  #: no such key (or version)
     NOT_MODIFIED = "not modified"  #: a conditional read: the object still has that ETag (304)
+    UNSUPPORTED = "unsupported"  #: not implemented by the server (501: LocalStack, for If-Match on DeleteObject)
     OTHER = "other"
 
 
@@ -101,6 +102,8 @@ def classify(error: S3Error) -> Kind:
         return Kind.UNAVAILABLE
     if status == 404:
         return Kind.NOT_FOUND
+    if code == "NotImplemented" or status == 501:
+        return Kind.UNSUPPORTED
     return Kind.OTHER
 
 
